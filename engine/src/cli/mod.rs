@@ -1,0 +1,168 @@
+//! The `sluice` command line. Each command writes to the given streams and returns the
+//! process exit code, so tests run commands in-process.
+
+mod dags;
+mod output;
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+pub use output::Streams;
+
+/// Exit code of a command that ran and found a problem (invalid DAGs, unknown id).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code for bad command-line usage (clap's convention).
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: a workflow DAG engine for batch data pipelines",
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Folder of DAG files.
+    #[arg(long, global = true, env = "SLUICE_DAGS", default_value = "./dags")]
+    pub dags: PathBuf,
+    /// Folder of the scheduler's state (embedded database, logs).
+    #[arg(long, global = true, env = "SLUICE_STATE", default_value = "./.sluice")]
+    pub state: PathBuf,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Table,
+    /// For programs.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check, list, inspect and preview DAGs.
+    Dags {
+        #[command(subcommand)]
+        command: dags::DagsCommand,
+    },
+    /// Print the JSON Schema of DAG files (for editors' autocompletion).
+    Schema,
+    /// Print a shell completion script, e.g. `sluice completions bash > /etc/bash_completion.d/sluice`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Runs the command line against the process's stdout and stderr.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let mut streams = Streams {
+        out: &mut stdout.lock(),
+        err: &mut stderr.lock(),
+        color,
+    };
+    run(args, &mut streams)
+}
+
+/// Runs the command line against any streams.
+pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let text = if streams.color { e.render().ansi().to_string() } else { e.render().to_string() };
+            let (stream, code) = if e.use_stderr() {
+                (&mut *streams.err, EXIT_USAGE)
+            } else {
+                (&mut *streams.out, 0)
+            };
+            // Nothing useful to do if the terminal is gone.
+            let _ = stream.write_all(text.as_bytes());
+            return code;
+        }
+    };
+    let result = match &cli.command {
+        Command::Dags { command } => dags::run(&cli, command, streams),
+        Command::Schema => streams.print(&crate::spec::schema::dag_schema_json()),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "sluice", &mut *streams.out);
+            Ok(0)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(streams.err, "error: {e}");
+            if let Some(help) = e.help() {
+                let _ = writeln!(streams.err, "  help: {help}");
+            }
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// A command that could not do its job, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no DAG `{dag}` in {folder}")]
+    UnknownDag {
+        dag: String,
+        folder: PathBuf,
+        known: Vec<String>,
+    },
+    #[error("DAG `{dag}` has no task `{task}`")]
+    UnknownTask {
+        dag: String,
+        task: String,
+        known: Vec<String>,
+    },
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            CliError::UnknownDag { dag, known, .. } => Some(
+                match crate::spec::suggest::closest(dag, known.iter().map(String::as_str)) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None if known.is_empty() => {
+                        "the folder has no valid DAG; check `--dags` and run `sluice dags validate`"
+                            .into()
+                    }
+                    None => format!("DAGs: {}", known.join(", ")),
+                },
+            ),
+            CliError::UnknownTask { task, known, .. } => Some(
+                match crate::spec::suggest::closest(task, known.iter().map(String::as_str)) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => format!("tasks: {}", known.join(", ")),
+                },
+            ),
+            CliError::Invalid { hint, .. } => hint.clone(),
+            CliError::Io { .. } | CliError::Output(_) => None,
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Sluice: a workflow DAG engine for batch data pipelines.
+//!
+//! See ARCHITECTURE.md at the repository root for where each concept lives.
+
+pub mod cli;
+pub mod schedule;
+pub mod spec;
+pub mod template;

@@ -1,0 +1,27 @@
+//! The YAML DAG language: model, decoding with located diagnostics, validation, schema.
+//!
+//! Reading a file goes `yaml` (spanned tree, alias and depth limits) → `decode` (typed
+//! model, every field problem) → `validate` (rules across fields). Nothing here does I/O
+//! except `load`, which reads files.
+
+pub mod decode;
+pub mod diagnostic;
+pub mod duration;
+pub mod fields;
+pub mod instant;
+pub mod load;
+pub mod model;
+pub mod schema;
+pub mod size;
+pub mod suggest;
+pub mod templated;
+pub mod timeline;
+pub mod timezone;
+pub mod validate;
+pub mod yaml;
+
+pub use diagnostic::{Diagnostic, FileReport, Location, Severity, SourceText};
+pub use duration::Duration;
+pub use load::{DagSet, LoadedDag, load_bytes, load_file, load_paths};
+pub use model::*;
+pub use timeline::EffectivePolicy;

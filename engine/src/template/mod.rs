@@ -1,0 +1,179 @@
+//! Rendering task fields from a run's context with minijinja, undefined names being errors.
+//!
+//! Context (Airflow's names): `dag_id, run_id, task_id, try_number, logical_date,
+//! data_interval_start, data_interval_end, ds, ds_nodash, ts, ts_nodash, params, conn, var,
+//! outputs`. Instants render as RFC 3339 in UTC (`2025-09-01T00:00:00Z`). Time helpers are
+//! filters: `strftime(fmt[, tz])`, `add_duration(d)`, `sub_duration(d)`,
+//! `date_trunc(unit)`, `to_epoch`.
+
+mod filters;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Utc};
+use minijinja::{Environment, UndefinedBehavior, Value};
+use serde::Serialize;
+
+use crate::schedule::DataInterval;
+use crate::spec::instant::format_instant;
+
+/// The names a template may use at its top level.
+pub const CONTEXT_NAMES: &[&str] = &[
+    "dag_id",
+    "run_id",
+    "task_id",
+    "try_number",
+    "logical_date",
+    "data_interval_start",
+    "data_interval_end",
+    "ds",
+    "ds_nodash",
+    "ts",
+    "ts_nodash",
+    "params",
+    "conn",
+    "var",
+    "outputs",
+];
+
+/// minijinja's global functions, which `undeclared_variables` reports like variables.
+const GLOBAL_FUNCTIONS: &[&str] = &["range", "dict", "namespace", "debug"];
+
+/// The shared environment: strict undefined, Sluice's filters, no auto-escaping (SQL and
+/// shell text are not HTML).
+pub fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        // SQL and scripts keep their final newline as written.
+        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+        {
+            env.set_syntax(syntax);
+        }
+        // Bounds the work one hostile template can make a render do.
+        env.set_recursion_limit(64);
+        filters::register(&mut env);
+        env
+    })
+}
+
+/// Whether a string contains template syntax; plain strings skip the template engine.
+pub fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%") || text.contains("{#")
+}
+
+/// A template problem, with the byte range inside the template when minijinja knows it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    pub message: String,
+    pub range: Option<std::ops::Range<usize>>,
+}
+
+impl From<minijinja::Error> for TemplateError {
+    fn from(e: minijinja::Error) -> Self {
+        let message = match e.detail() {
+            Some(detail) => format!("{}: {detail}", e.kind()),
+            None => e.kind().to_string(),
+        };
+        TemplateError {
+            message,
+            range: e.range(),
+        }
+    }
+}
+
+/// Compiles a template and lists the dotted names it reads that it does not define itself
+/// (`params.cube_dims`, `outputs.aggregate.rows`, `ds`).
+pub fn referenced_names(source: &str) -> Result<Vec<String>, TemplateError> {
+    let template = environment().template_from_str(source)?;
+    let mut names: Vec<String> = template
+        .undeclared_variables(true)
+        .into_iter()
+        .filter(|n| !GLOBAL_FUNCTIONS.contains(&root_of(n)))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+pub fn root_of(name: &str) -> &str {
+    name.split('.').next().unwrap_or(name)
+}
+
+/// Everything a task's templates can see during one attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunContext {
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    pub try_number: u32,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval: DataInterval,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Non-secret connection fields by connection name.
+    pub conn: BTreeMap<String, serde_json::Value>,
+    pub var: BTreeMap<String, serde_json::Value>,
+    /// Upstream tasks' JSON outputs by task id.
+    pub outputs: BTreeMap<String, serde_json::Value>,
+}
+
+impl RunContext {
+    fn to_value(&self) -> Value {
+        let start = self.data_interval.start;
+        let ts = format_instant(self.logical_date);
+        let fields: BTreeMap<&str, Value> = [
+            ("dag_id", Value::from(self.dag_id.as_str())),
+            ("run_id", Value::from(self.run_id.as_str())),
+            ("task_id", Value::from(self.task_id.as_str())),
+            ("try_number", Value::from(self.try_number)),
+            ("logical_date", Value::from(ts.as_str())),
+            ("data_interval_start", Value::from(format_instant(start))),
+            (
+                "data_interval_end",
+                Value::from(format_instant(self.data_interval.end)),
+            ),
+            ("ds", Value::from(self.logical_date.format("%Y-%m-%d").to_string())),
+            ("ds_nodash", Value::from(self.logical_date.format("%Y%m%d").to_string())),
+            ("ts", Value::from(ts.as_str())),
+            (
+                "ts_nodash",
+                Value::from(self.logical_date.format("%Y%m%dT%H%M%S").to_string()),
+            ),
+            ("params", Value::from(minijinja::value::Serde(&self.params))),
+            ("conn", Value::from(minijinja::value::Serde(&self.conn))),
+            ("var", Value::from(minijinja::value::Serde(&self.var))),
+            ("outputs", Value::from(minijinja::value::Serde(&self.outputs))),
+        ]
+        .into_iter()
+        .collect();
+        Value::from(minijinja::value::Serde(&fields))
+    }
+}
+
+/// Renders every templated string; `render_all` hands each field to `render`.
+pub struct Renderer {
+    context: Value,
+}
+
+impl Renderer {
+    pub fn new(context: &RunContext) -> Self {
+        Renderer {
+            context: context.to_value(),
+        }
+    }
+
+    pub fn render(&self, source: &str) -> Result<String, TemplateError> {
+        if !is_template(source) {
+            return Ok(source.to_owned());
+        }
+        Ok(environment().render_str(source, &self.context)?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

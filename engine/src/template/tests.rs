@@ -1,0 +1,99 @@
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::*;
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
+fn context() -> RunContext {
+    let start = utc("2025-09-01T10:15:00Z");
+    let mut params = serde_json::Map::new();
+    params.insert("cube_dims".into(), serde_json::json!(["country", "device"]));
+    RunContext {
+        dag_id: "events".into(),
+        run_id: "scheduled__2025-09-01T10:15:00Z".into(),
+        task_id: "load".into(),
+        try_number: 2,
+        logical_date: start,
+        data_interval: DataInterval {
+            start,
+            end: utc("2025-09-01T10:30:00Z"),
+        },
+        params,
+        conn: BTreeMap::new(),
+        var: BTreeMap::new(),
+        outputs: BTreeMap::from([("aggregate".into(), serde_json::json!({"rows": 42}))]),
+    }
+}
+
+fn render(source: &str) -> Result<String, TemplateError> {
+    Renderer::new(&context()).render(source)
+}
+
+#[test]
+fn renders_the_context_names() {
+    assert_eq!(
+        render("{{ dag_id }}/{{ run_id }}/{{ task_id }}/{{ try_number }}").as_deref(),
+        Ok("events/scheduled__2025-09-01T10:15:00Z/load/2")
+    );
+    assert_eq!(
+        render("{{ data_interval_start }} {{ data_interval_end }} {{ ds }} {{ ds_nodash }} {{ ts_nodash }}")
+            .as_deref(),
+        Ok("2025-09-01T10:15:00Z 2025-09-01T10:30:00Z 2025-09-01 20250901 20250901T101500")
+    );
+    assert_eq!(
+        render("{{ params.cube_dims | join(',') }} {{ outputs.aggregate.rows }}").as_deref(),
+        Ok("country,device 42")
+    );
+}
+
+#[test]
+fn time_helpers() {
+    assert_eq!(
+        render("{{ data_interval_start | strftime('%Y-%m-%d %H:%M:%S') }}").as_deref(),
+        Ok("2025-09-01 10:15:00")
+    );
+    assert_eq!(
+        render("{{ data_interval_start | strftime('%H:%M', 'Europe/Berlin') }}").as_deref(),
+        Ok("12:15")
+    );
+    assert_eq!(
+        render("{{ data_interval_end | add_duration('1h30m') }}").as_deref(),
+        Ok("2025-09-01T12:00:00Z")
+    );
+    assert_eq!(
+        render("{{ ts | sub_duration('1d') | date_trunc('month') }}").as_deref(),
+        Ok("2025-08-01T00:00:00Z")
+    );
+    assert_eq!(render("{{ ts | date_trunc('hour') | to_epoch }}").as_deref(), Ok("1756720800"));
+    assert!(render("{{ ts | add_duration('soon') }}").is_err());
+    assert!(render("{{ ts | strftime('%Q') }}").is_err());
+}
+
+#[test]
+fn undefined_names_are_errors() {
+    let error = render("{{ data_interval_begin }}").err();
+    assert!(error.is_some_and(|e| e.message.contains("undefined")));
+    assert!(render("{{ params.missing }}").is_err());
+    assert!(render("{{ outputs.nope.rows }}").is_err());
+}
+
+#[test]
+fn lists_referenced_names_and_locates_syntax_errors() {
+    assert_eq!(
+        referenced_names("{% set x = ds %}{{ x }} {{ params.a.b }} {% for i in range(3) %}{{ i }}{% endfor %}"),
+        Ok(vec!["ds".to_owned(), "params.a.b".to_owned()])
+    );
+    let error = referenced_names("SELECT 1\nWHERE {{ ds ").err();
+    assert!(error.as_ref().is_some_and(|e| e.range.is_some()), "{error:?}");
+}
+
+#[test]
+fn plain_text_is_left_alone() {
+    assert_eq!(render("SELECT '{' || x || '}'").as_deref(), Ok("SELECT '{' || x || '}'"));
+}
