@@ -90,12 +90,18 @@ impl Decoder {
     }
 
     fn type_error(&mut self, node: &Node, path: &str, expected: &str) {
+        let found = match node.as_scalar() {
+            Some(s) if s.value.len() <= 40 && !s.value.contains('\n') => format!("`{}`", s.value),
+            _ => node.kind_name().to_owned(),
+        };
+        let subject = if path.is_empty() {
+            "a DAG file".to_owned()
+        } else {
+            format!("`{path}`")
+        };
         self.report(
-            Diagnostic::error(
-                "spec::wrong-type",
-                format!("`{path}` must be {expected}, found {}", node.kind_name()),
-            )
-            .at(node.location, format!("expected {expected}")),
+            Diagnostic::error("spec::wrong-type", format!("{subject} must be {expected}, found {found}"))
+                .at(node.location, format!("expected {expected}")),
         );
     }
 
@@ -122,7 +128,7 @@ impl Decoder {
                 })
             }
             _ => {
-                self.type_error(node, if path.is_empty() { "the file" } else { path }, "a mapping");
+                self.type_error(node, path, "a mapping");
                 None
             }
         }
@@ -382,7 +388,8 @@ impl<'n> Fields<'n> {
                     "spec::missing-field",
                     format!("{} is missing the field `{key}`", self.what),
                 )
-                .at(self.key_or_start(key), format!("`{key}` is required here")),
+                .at(self.key_or_start(key), format!("`{key}` is required here"))
+                .help(format!("add `{key}:` to {}", self.what)),
             );
         }
         value

@@ -197,7 +197,10 @@ impl<'a> Validator<'a> {
             }
         }
         if let Some(schedule) = &dag.schedule {
+            // A `start` that is present but unreadable was reported already.
+            let start_unreadable = self.spans.value("start").is_some();
             match dag.start {
+                None if start_unreadable => {}
                 None => self.report(
                     Diagnostic::error(
                         "spec::missing-start",

@@ -301,18 +301,28 @@ impl<'s> TreeBuilder<'s> {
         let offset = self.source.offset_of(marker.line(), marker.col());
         let location = self.source.location(offset, 0);
         let info = error.info();
+        if info.contains("recursion limit") {
+            return Diagnostic::error(
+                "yaml::too-deep",
+                format!("YAML nested deeper than the parser allows ({info})"),
+            )
+            .at(location, "nesting limit reached here")
+            .help("a DAG file needs a handful of levels; flatten this structure");
+        }
         let at_tab = self.source.text()[offset..].starts_with('\t')
             || self.source.line_text(location.line).starts_with('\t')
             || info.contains("tab");
-        let diagnostic = Diagnostic::error("yaml::syntax", format!("YAML syntax error: {info}"))
-            .at(location, "here");
-        if at_tab {
-            diagnostic.help("YAML does not allow tabs for indentation; indent with spaces")
+        let help = if at_tab {
+            "YAML does not allow tabs for indentation; indent with spaces"
+        } else if info.contains("anchor") {
+            "define an anchor (`&name`) before the alias that uses it (`*name`)"
         } else {
-            diagnostic.help(
-                "check the indentation and that every `key: value` pair has a space after the colon",
-            )
-        }
+            "check the indentation, closing brackets and quotes, and that every `key: value` \
+             pair has a space after the colon"
+        };
+        Diagnostic::error("yaml::syntax", format!("YAML syntax error: {info}"))
+            .at(location, "here")
+            .help(help)
     }
 }
 
