@@ -8,59 +8,365 @@ use sluice_tests::{TempDir, fixture};
 
 /// (file, line, code, part of the message, part of the help or "").
 const EXPECTED: &[(&str, usize, &str, &str, &str)] = &[
-    ("syntax_error.yaml", 6, "yaml::syntax", "YAML syntax error", "closing brackets"),
-    ("tab_indentation.yaml", 4, "yaml::syntax", "tabs", "indent with spaces"),
-    ("unknown_field.yaml", 7, "spec::unknown-field", "unknown field `dependson` in task `load`", "did you mean `depends_on`?"),
-    ("unknown_top_level_field.yaml", 2, "spec::unknown-field", "unknown field `schedual`", "did you mean `schedule`?"),
-    ("duplicate_task.yaml", 7, "yaml::duplicate-key", "duplicate key `load`", ""),
-    ("missing_dependency.yaml", 7, "spec::unknown-dependency", "depends on `agregate`, which is not a task", "did you mean `aggregate`?"),
-    ("cycle_two_tasks.yaml", 5, "spec::cycle", "dependency cycle: a → b → a", ""),
-    ("cycle_four_tasks.yaml", 7, "spec::cycle", "dependency cycle: a → d → c → b → a", ""),
-    ("self_dependency.yaml", 5, "spec::self-dependency", "task `a` depends on itself", ""),
-    ("bad_cron.yaml", 2, "spec::bad-schedule", "invalid minute field `61`", "minutes are 0-59"),
-    ("cron_seconds_misuse.yaml", 3, "spec::bad-schedule", "fires more than once a minute", "Did you mean the 5-field `*/15 * * * *`?"),
-    ("cron_field_count.yaml", 2, "spec::bad-schedule", "expected 5 fields", ""),
-    ("unknown_preset.yaml", 2, "spec::bad-schedule", "unknown preset `@fortnightly`", "@hourly"),
-    ("unknown_timezone.yaml", 3, "spec::unknown-timezone", "unknown time zone `Europe/Berln`", "did you mean `Europe/Berlin`?"),
-    ("negative_duration.yaml", 4, "spec::bad-duration", "durations cannot be negative", ""),
-    ("garbled_duration.yaml", 5, "spec::bad-duration", "`tasks.a.timeout` is `5 minutes`: not a duration", "`1h30m`"),
-    ("duration_without_unit.yaml", 3, "spec::bad-duration", "a duration needs a unit", "`60s`"),
-    ("template_undefined_name.yaml", 8, "spec::template-undefined", "undefined name `data_interval_begin`", "did you mean `data_interval_end`?"),
-    ("template_syntax_error.yaml", 5, "spec::template-syntax", "template error in `tasks.run.command[1]`", "minijinja"),
-    ("template_undefined_param.yaml", 7, "spec::template-undefined", "undefined parameter `params.tabel`", "params:"),
-    ("template_output_not_upstream.yaml", 7, "spec::template-undefined", "task `aggregate` is not upstream of `report`", "depends_on"),
-    ("empty.yaml", 1, "spec::empty", "the file is empty", "`tasks:`"),
-    ("deeply_nested.yaml", 3, "yaml::too-deep", "nested deeper", ""),
-    ("deeply_nested_block.yaml", 66, "yaml::too-deep", "nested deeper than 64 levels", ""),
-    ("non_utf8.yaml", 2, "file::not-utf8", "not valid UTF-8", "UTF-8"),
-    ("billion_laughs.yaml", 8, "yaml::too-large", "more than 250000 YAML nodes", "billion laughs"),
-    ("start_after_end.yaml", 3, "spec::start-after-end", "`start` is not before `end`", ""),
-    ("missing_start.yaml", 2, "spec::missing-start", "needs `start`", ""),
-    ("missing_tasks.yaml", 1, "spec::missing-field", "missing the field `tasks`", "add `tasks:`"),
-    ("missing_type.yaml", 4, "spec::missing-field", "task `a` is missing the field `type`", ""),
-    ("missing_required_task_field.yaml", 4, "spec::missing-field", "task `load` is missing the field `connection`", ""),
-    ("unknown_task_type.yaml", 4, "spec::unknown-value", "cannot be `sparkk`", "did you mean `spark`?"),
-    ("wrong_type_depends_on.yaml", 7, "spec::wrong-type", "`tasks.b.depends_on` must be a list, found a mapping", ""),
-    ("field_of_other_type.yaml", 6, "spec::unknown-field", "unknown field `sql`", "`sql` is a field of `clickhouse` tasks"),
-    ("yes_no_boolean.yaml", 2, "spec::wrong-type", "must be true or false, found `yes`", "YAML 1.2"),
-    ("bad_trigger_rule.yaml", 7, "spec::unknown-value", "cannot be `all_sucess`", "did you mean `all_success`?"),
-    ("multiple_documents.yaml", 4, "yaml::multiple-documents", "exactly one YAML document", ""),
-    ("bad_task_id.yaml", 3, "spec::bad-id", "`load data` is not a valid task id", ""),
-    ("sla_order.yaml", 3, "spec::sla-order", "is after `sla.deadline`", ""),
-    ("not_a_mapping.yaml", 1, "spec::wrong-type", "a DAG file must be a mapping, found a list", ""),
-    ("max_retry_delay_below.yaml", 4, "spec::retry-delay-order", "shorter than `retry_delay`", ""),
-    ("unknown_alias.yaml", 2, "yaml::syntax", "unknown anchor", "define an anchor"),
-    ("bad_start_date.yaml", 3, "spec::bad-time", "`yesterday` is not a date-time", "RFC 3339"),
-    ("negative_retries.yaml", 5, "spec::wrong-type", "found `-1`", ""),
+    (
+        "syntax_error.yaml",
+        6,
+        "yaml::syntax",
+        "YAML syntax error",
+        "closing brackets",
+    ),
+    (
+        "tab_indentation.yaml",
+        4,
+        "yaml::syntax",
+        "tabs",
+        "indent with spaces",
+    ),
+    (
+        "unknown_field.yaml",
+        7,
+        "spec::unknown-field",
+        "unknown field `dependson` in task `load`",
+        "did you mean `depends_on`?",
+    ),
+    (
+        "unknown_top_level_field.yaml",
+        2,
+        "spec::unknown-field",
+        "unknown field `schedual`",
+        "did you mean `schedule`?",
+    ),
+    (
+        "duplicate_task.yaml",
+        7,
+        "yaml::duplicate-key",
+        "duplicate key `load`",
+        "",
+    ),
+    (
+        "missing_dependency.yaml",
+        7,
+        "spec::unknown-dependency",
+        "depends on `agregate`, which is not a task",
+        "did you mean `aggregate`?",
+    ),
+    (
+        "cycle_two_tasks.yaml",
+        5,
+        "spec::cycle",
+        "dependency cycle: a → b → a",
+        "",
+    ),
+    (
+        "cycle_four_tasks.yaml",
+        7,
+        "spec::cycle",
+        "dependency cycle: a → d → c → b → a",
+        "",
+    ),
+    (
+        "self_dependency.yaml",
+        5,
+        "spec::self-dependency",
+        "task `a` depends on itself",
+        "",
+    ),
+    (
+        "bad_cron.yaml",
+        2,
+        "spec::bad-schedule",
+        "invalid minute field `61`",
+        "minutes are 0-59",
+    ),
+    (
+        "cron_seconds_misuse.yaml",
+        3,
+        "spec::bad-schedule",
+        "fires more than once a minute",
+        "Did you mean the 5-field `*/15 * * * *`?",
+    ),
+    (
+        "cron_field_count.yaml",
+        2,
+        "spec::bad-schedule",
+        "expected 5 fields",
+        "",
+    ),
+    (
+        "unknown_preset.yaml",
+        2,
+        "spec::bad-schedule",
+        "unknown preset `@fortnightly`",
+        "@hourly",
+    ),
+    (
+        "unknown_timezone.yaml",
+        3,
+        "spec::unknown-timezone",
+        "unknown time zone `Europe/Berln`",
+        "did you mean `Europe/Berlin`?",
+    ),
+    (
+        "negative_duration.yaml",
+        4,
+        "spec::bad-duration",
+        "durations cannot be negative",
+        "",
+    ),
+    (
+        "garbled_duration.yaml",
+        5,
+        "spec::bad-duration",
+        "`tasks.a.timeout` is `5 minutes`: not a duration",
+        "`1h30m`",
+    ),
+    (
+        "duration_without_unit.yaml",
+        3,
+        "spec::bad-duration",
+        "a duration needs a unit",
+        "`60s`",
+    ),
+    (
+        "template_undefined_name.yaml",
+        8,
+        "spec::template-undefined",
+        "undefined name `data_interval_begin`",
+        "did you mean `data_interval_end`?",
+    ),
+    (
+        "template_syntax_error.yaml",
+        5,
+        "spec::template-syntax",
+        "template error in `tasks.run.command[1]`",
+        "minijinja",
+    ),
+    (
+        "template_undefined_param.yaml",
+        7,
+        "spec::template-undefined",
+        "undefined parameter `params.tabel`",
+        "params:",
+    ),
+    (
+        "template_output_not_upstream.yaml",
+        7,
+        "spec::template-undefined",
+        "task `aggregate` is not upstream of `report`",
+        "depends_on",
+    ),
+    (
+        "empty.yaml",
+        1,
+        "spec::empty",
+        "the file is empty",
+        "`tasks:`",
+    ),
+    (
+        "deeply_nested.yaml",
+        3,
+        "yaml::too-deep",
+        "nested deeper",
+        "",
+    ),
+    (
+        "deeply_nested_block.yaml",
+        66,
+        "yaml::too-deep",
+        "nested deeper than 64 levels",
+        "",
+    ),
+    (
+        "non_utf8.yaml",
+        2,
+        "file::not-utf8",
+        "not valid UTF-8",
+        "UTF-8",
+    ),
+    (
+        "billion_laughs.yaml",
+        8,
+        "yaml::too-large",
+        "more than 250000 YAML nodes",
+        "billion laughs",
+    ),
+    (
+        "start_after_end.yaml",
+        3,
+        "spec::start-after-end",
+        "`start` is not before `end`",
+        "",
+    ),
+    (
+        "missing_start.yaml",
+        2,
+        "spec::missing-start",
+        "needs `start`",
+        "",
+    ),
+    (
+        "missing_tasks.yaml",
+        1,
+        "spec::missing-field",
+        "missing the field `tasks`",
+        "add `tasks:`",
+    ),
+    (
+        "missing_type.yaml",
+        4,
+        "spec::missing-field",
+        "task `a` is missing the field `type`",
+        "",
+    ),
+    (
+        "missing_required_task_field.yaml",
+        4,
+        "spec::missing-field",
+        "task `load` is missing the field `connection`",
+        "",
+    ),
+    (
+        "unknown_task_type.yaml",
+        4,
+        "spec::unknown-value",
+        "cannot be `sparkk`",
+        "did you mean `spark`?",
+    ),
+    (
+        "wrong_type_depends_on.yaml",
+        7,
+        "spec::wrong-type",
+        "`tasks.b.depends_on` must be a list, found a mapping",
+        "",
+    ),
+    (
+        "field_of_other_type.yaml",
+        6,
+        "spec::unknown-field",
+        "unknown field `sql`",
+        "`sql` is a field of `clickhouse` tasks",
+    ),
+    (
+        "yes_no_boolean.yaml",
+        2,
+        "spec::wrong-type",
+        "must be true or false, found `yes`",
+        "YAML 1.2",
+    ),
+    (
+        "bad_trigger_rule.yaml",
+        7,
+        "spec::unknown-value",
+        "cannot be `all_sucess`",
+        "did you mean `all_success`?",
+    ),
+    (
+        "multiple_documents.yaml",
+        4,
+        "yaml::multiple-documents",
+        "exactly one YAML document",
+        "",
+    ),
+    (
+        "bad_task_id.yaml",
+        3,
+        "spec::bad-id",
+        "`load data` is not a valid task id",
+        "",
+    ),
+    (
+        "sla_order.yaml",
+        3,
+        "spec::sla-order",
+        "is after `sla.deadline`",
+        "",
+    ),
+    (
+        "not_a_mapping.yaml",
+        1,
+        "spec::wrong-type",
+        "a DAG file must be a mapping, found a list",
+        "",
+    ),
+    (
+        "max_retry_delay_below.yaml",
+        4,
+        "spec::retry-delay-order",
+        "shorter than `retry_delay`",
+        "",
+    ),
+    (
+        "unknown_alias.yaml",
+        2,
+        "yaml::syntax",
+        "unknown anchor",
+        "define an anchor",
+    ),
+    (
+        "bad_start_date.yaml",
+        3,
+        "spec::bad-time",
+        "`yesterday` is not a date-time",
+        "RFC 3339",
+    ),
+    (
+        "negative_retries.yaml",
+        5,
+        "spec::wrong-type",
+        "found `-1`",
+        "",
+    ),
     // One file, every problem, one pass.
-    ("many_problems.yaml", 3, "spec::bad-schedule", "fires more than once a minute", ""),
-    ("many_problems.yaml", 4, "spec::unknown-timezone", "`Europe/Berln`", ""),
-    ("many_problems.yaml", 7, "spec::bad-duration", "`5 minutes`", ""),
-    ("many_problems.yaml", 12, "spec::unknown-field", "`dependson`", ""),
+    (
+        "many_problems.yaml",
+        3,
+        "spec::bad-schedule",
+        "fires more than once a minute",
+        "",
+    ),
+    (
+        "many_problems.yaml",
+        4,
+        "spec::unknown-timezone",
+        "`Europe/Berln`",
+        "",
+    ),
+    (
+        "many_problems.yaml",
+        7,
+        "spec::bad-duration",
+        "`5 minutes`",
+        "",
+    ),
+    (
+        "many_problems.yaml",
+        12,
+        "spec::unknown-field",
+        "`dependson`",
+        "",
+    ),
     ("many_problems.yaml", 16, "spec::cycle", "b → c → b", ""),
-    ("many_problems.yaml", 19, "spec::template-undefined", "`data_interval_begin`", ""),
-    ("many_problems.yaml", 22, "spec::template-undefined", "`params.nope`", ""),
-    ("many_problems.yaml", 26, "spec::unknown-dependency", "`zz`", ""),
+    (
+        "many_problems.yaml",
+        19,
+        "spec::template-undefined",
+        "`data_interval_begin`",
+        "",
+    ),
+    (
+        "many_problems.yaml",
+        22,
+        "spec::template-undefined",
+        "`params.nope`",
+        "",
+    ),
+    (
+        "many_problems.yaml",
+        26,
+        "spec::unknown-dependency",
+        "`zz`",
+        "",
+    ),
 ];
 
 fn load_fixture(name: &str) -> FileReport {
@@ -71,7 +377,13 @@ fn load_fixture(name: &str) -> FileReport {
 }
 
 fn describe(d: &Diagnostic) -> String {
-    format!("{:?} {} {} (help: {:?})", d.line(), d.code, d.message, d.help)
+    format!(
+        "{:?} {} {} (help: {:?})",
+        d.line(),
+        d.code,
+        d.message,
+        d.help
+    )
 }
 
 #[test]
@@ -87,7 +399,9 @@ fn every_fixture_reports_its_problem_at_its_line() {
         });
         if !found {
             let got: Vec<String> = report.diagnostics.iter().map(describe).collect();
-            misses.push(format!("{file}: expected line {line} {code} `{message}`; got {got:#?}"));
+            misses.push(format!(
+                "{file}: expected line {line} {code} `{message}`; got {got:#?}"
+            ));
         }
     }
     assert!(misses.is_empty(), "{}", misses.join("\n"));
@@ -104,14 +418,20 @@ fn the_corpus_is_large_and_fully_checked() {
         })
         .unwrap_or_default();
     let checked: BTreeSet<String> = EXPECTED.iter().map(|e| e.0.to_owned()).collect();
-    assert_eq!(on_disk, checked, "every fixture needs an expectation and vice versa");
+    assert_eq!(
+        on_disk, checked,
+        "every fixture needs an expectation and vice versa"
+    );
     assert!(on_disk.len() >= 30, "only {} fixtures", on_disk.len());
 }
 
 #[test]
 fn many_problems_are_reported_in_one_pass_and_nothing_else() {
     let report = load_fixture("many_problems.yaml");
-    let expected = EXPECTED.iter().filter(|e| e.0 == "many_problems.yaml").count();
+    let expected = EXPECTED
+        .iter()
+        .filter(|e| e.0 == "many_problems.yaml")
+        .count();
     let errors: Vec<String> = report
         .diagnostics
         .iter()
@@ -131,7 +451,10 @@ fn a_ten_megabyte_file_is_refused_without_parsing() -> std::io::Result<()> {
     let report = spec::load_file(&path).err();
     let diagnostic = report.as_ref().and_then(|r| r.diagnostics.first());
     assert_eq!(diagnostic.map(|d| d.code), Some("file::too-large"));
-    assert!(diagnostic.is_some_and(|d| d.message.contains("10.0 MiB")), "{diagnostic:?}");
+    assert!(
+        diagnostic.is_some_and(|d| d.message.contains("10.0 MiB")),
+        "{diagnostic:?}"
+    );
     // The same bytes handed over in memory (e.g. through the API) are refused the same way.
     let in_memory = spec::load_bytes(&path, text.into_bytes()).err();
     assert_eq!(
@@ -144,15 +467,23 @@ fn a_ten_megabyte_file_is_refused_without_parsing() -> std::io::Result<()> {
 #[test]
 fn a_folder_loads_every_good_file_and_reports_every_bad_one() -> std::io::Result<()> {
     let dir = TempDir::new("folder")?;
-    dir.write("good_one.yaml", "dag: good_one\ntasks:\n  a: { type: noop }\n")?;
-    dir.write("nested/good_two.yml", "dag: good_two\ntasks:\n  a: { type: noop }\n")?;
+    dir.write(
+        "good_one.yaml",
+        "dag: good_one\ntasks:\n  a: { type: noop }\n",
+    )?;
+    dir.write(
+        "nested/good_two.yml",
+        "dag: good_two\ntasks:\n  a: { type: noop }\n",
+    )?;
     dir.write("bad_one.yaml", "dag: bad_one\ntasks:\n  a: { type: nop }\n")?;
     dir.write("bad_two.yaml", "dag: [\n")?;
-    dir.write("copy_of_good_one.yaml", "dag: good_one\ntasks:\n  b: { type: noop }\n")?;
+    dir.write(
+        "copy_of_good_one.yaml",
+        "dag: good_one\ntasks:\n  b: { type: noop }\n",
+    )?;
     dir.write("notes.txt", "not a DAG")?;
     dir.write(".hidden.yaml", "garbage: [")?;
-    let set = spec::load_paths(&[dir.path().to_path_buf()])
-        .map_err(|(_, e)| e)?;
+    let set = spec::load_paths(&[dir.path().to_path_buf()]).map_err(|(_, e)| e)?;
     let mut loaded: Vec<&str> = set.dags.iter().map(|d| d.dag.dag.as_str()).collect();
     loaded.sort_unstable();
     assert_eq!(loaded, vec!["good_one", "good_two"]);
@@ -168,7 +499,10 @@ fn a_folder_loads_every_good_file_and_reports_every_bad_one() -> std::io::Result
         })
         .collect();
     failed.sort();
-    assert_eq!(failed, vec!["bad_one.yaml", "bad_two.yaml", "good_one.yaml"]);
+    assert_eq!(
+        failed,
+        vec!["bad_one.yaml", "bad_two.yaml", "good_one.yaml"]
+    );
     let duplicate = set
         .failures
         .iter()

@@ -68,19 +68,33 @@ pub enum GraphFormat {
 pub fn run(cli: &Cli, command: &DagsCommand, streams: &mut Streams<'_>) -> Result<i32, CliError> {
     match command {
         DagsCommand::Validate { paths } => {
-            let paths = if paths.is_empty() { vec![cli.dags.clone()] } else { paths.clone() };
+            let paths = if paths.is_empty() {
+                vec![cli.dags.clone()]
+            } else {
+                paths.clone()
+            };
             validate(cli.output, &paths, streams)
         }
         DagsCommand::List => list(cli, streams),
         DagsCommand::Show { dag, format } => show(cli, dag, *format, streams),
-        DagsCommand::Next { dag, count, after } => next(cli, dag, *count, after.as_deref(), streams),
+        DagsCommand::Next { dag, count, after } => {
+            next(cli, dag, *count, after.as_deref(), streams)
+        }
         DagsCommand::Render {
             dag,
             task,
             logical_date,
             try_number,
             upstream_outputs,
-        } => render(cli, dag, task, logical_date, *try_number, upstream_outputs, streams),
+        } => render(
+            cli,
+            dag,
+            task,
+            logical_date,
+            *try_number,
+            upstream_outputs,
+            streams,
+        ),
     }
 }
 
@@ -104,8 +118,13 @@ fn find_dag(cli: &Cli, dag_id: &str, streams: &mut Streams<'_>) -> Result<Loaded
     if let Some(report) = broken {
         write!(streams.err, "{}", report.render(streams.color))?;
         return Err(CliError::Invalid {
-            message: format!("DAG `{dag_id}` is invalid: {}", report.source.path().display()),
-            hint: Some("fix the errors above; `sluice dags validate` checks the whole folder".into()),
+            message: format!(
+                "DAG `{dag_id}` is invalid: {}",
+                report.source.path().display()
+            ),
+            hint: Some(
+                "fix the errors above; `sluice dags validate` checks the whole folder".into(),
+            ),
         });
     }
     Err(CliError::UnknownDag {
@@ -115,7 +134,11 @@ fn find_dag(cli: &Cli, dag_id: &str, streams: &mut Streams<'_>) -> Result<Loaded
     })
 }
 
-fn validate(format: OutputFormat, paths: &[PathBuf], streams: &mut Streams<'_>) -> Result<i32, CliError> {
+fn validate(
+    format: OutputFormat,
+    paths: &[PathBuf],
+    streams: &mut Streams<'_>,
+) -> Result<i32, CliError> {
     let set = load(paths)?;
     let files = set.dags.len() + set.failures.len();
     let reports = set.reports();
@@ -154,7 +177,11 @@ fn validate(format: OutputFormat, paths: &[PathBuf], streams: &mut Streams<'_>) 
             )?;
         }
     }
-    Ok(if set.failures.is_empty() { 0 } else { super::EXIT_FAILURE })
+    Ok(if set.failures.is_empty() {
+        0
+    } else {
+        super::EXIT_FAILURE
+    })
 }
 
 fn now() -> DateTime<Utc> {
@@ -191,7 +218,10 @@ fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
                 .map(|d| {
                     vec![
                         d.dag.dag.clone(),
-                        d.dag.schedule.as_ref().map_or("-".into(), |s| s.source().to_owned()),
+                        d.dag
+                            .schedule
+                            .as_ref()
+                            .map_or("-".into(), |s| s.source().to_owned()),
                         d.dag.timezone.to_string(),
                         d.dag.tasks.len().to_string(),
                         d.dag
@@ -202,7 +232,17 @@ fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
                     ]
                 })
                 .collect();
-            streams.table(&["DAG", "SCHEDULE", "TIMEZONE", "TASKS", "NEXT INTERVAL", "FILE"], &rows)?;
+            streams.table(
+                &[
+                    "DAG",
+                    "SCHEDULE",
+                    "TIMEZONE",
+                    "TASKS",
+                    "NEXT INTERVAL",
+                    "FILE",
+                ],
+                &rows,
+            )?;
         }
     }
     if !set.failures.is_empty() {
@@ -216,29 +256,50 @@ fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
     Ok(0)
 }
 
-fn show(cli: &Cli, dag_id: &str, format: GraphFormat, streams: &mut Streams<'_>) -> Result<i32, CliError> {
+fn show(
+    cli: &Cli,
+    dag_id: &str,
+    format: GraphFormat,
+    streams: &mut Streams<'_>,
+) -> Result<i32, CliError> {
     let loaded = find_dag(cli, dag_id, streams)?;
     let dag = &loaded.dag;
     let edges: Vec<(&str, &str)> = dag
         .tasks
         .iter()
-        .flat_map(|(id, t)| t.settings.depends_on.iter().map(move |u| (u.as_str(), id.as_str())))
+        .flat_map(|(id, t)| {
+            t.settings
+                .depends_on
+                .iter()
+                .map(move |u| (u.as_str(), id.as_str()))
+        })
         .collect();
     match format {
         GraphFormat::Mermaid => {
             let mut text = String::from("graph LR\n");
             for (id, task) in &dag.tasks {
-                text.push_str(&format!("    {}[\"{id} ({})\"]\n", mermaid_id(id), task.kind.type_name()));
+                text.push_str(&format!(
+                    "    {}[\"{id} ({})\"]\n",
+                    mermaid_id(id),
+                    task.kind.type_name()
+                ));
             }
             for (from, to) in edges {
-                text.push_str(&format!("    {} --> {}\n", mermaid_id(from), mermaid_id(to)));
+                text.push_str(&format!(
+                    "    {} --> {}\n",
+                    mermaid_id(from),
+                    mermaid_id(to)
+                ));
             }
             streams.print(&text)
         }
         GraphFormat::Dot => {
             let mut text = format!("digraph {:?} {{\n    rankdir=LR;\n", dag.dag);
             for (id, task) in &dag.tasks {
-                text.push_str(&format!("    {id:?} [label={:?}];\n", format!("{id}\n{}", task.kind.type_name())));
+                text.push_str(&format!(
+                    "    {id:?} [label={:?}];\n",
+                    format!("{id}\n{}", task.kind.type_name())
+                ));
             }
             for (from, to) in edges {
                 text.push_str(&format!("    {from:?} -> {to:?};\n"));
@@ -250,7 +311,10 @@ fn show(cli: &Cli, dag_id: &str, format: GraphFormat, streams: &mut Streams<'_>)
             let mut value = serde_json::to_value(dag).map_err(|e| CliError::Output(e.into()))?;
             if let Some(object) = value.as_object_mut() {
                 object.insert("file".into(), serde_json::json!(loaded.path));
-                object.insert("task_order".into(), serde_json::json!(dag.topological_order()));
+                object.insert(
+                    "task_order".into(),
+                    serde_json::json!(dag.topological_order()),
+                );
             }
             streams.json(&value)?;
             Ok(0)
@@ -267,7 +331,9 @@ fn show(cli: &Cli, dag_id: &str, format: GraphFormat, streams: &mut Streams<'_>)
             }
             line(
                 "schedule",
-                dag.schedule.as_ref().map_or("none (manual)".into(), |s| s.source().to_owned()),
+                dag.schedule
+                    .as_ref()
+                    .map_or("none (manual)".into(), |s| s.source().to_owned()),
             );
             line("timezone", dag.timezone.to_string());
             line("start", dag.start.map_or("-".into(), format_instant));
@@ -295,7 +361,8 @@ fn show(cli: &Cli, dag_id: &str, format: GraphFormat, streams: &mut Streams<'_>)
                         k.topic,
                         k.group,
                         k.watermark_lateness,
-                        k.max_lag.map_or(String::new(), |l| format!(", max lag {l}"))
+                        k.max_lag
+                            .map_or(String::new(), |l| format!(", max lag {l}"))
                     ),
                 );
             }
@@ -318,7 +385,9 @@ fn show(cli: &Cli, dag_id: &str, format: GraphFormat, streams: &mut Streams<'_>)
                             .ok()
                             .and_then(|v| v.as_str().map(str::to_owned))
                             .unwrap_or_default(),
-                        policy.as_ref().map_or(String::new(), |p| p.retries.to_string()),
+                        policy
+                            .as_ref()
+                            .map_or(String::new(), |p| p.retries.to_string()),
                         policy
                             .as_ref()
                             .and_then(|p| p.timeout)
@@ -329,7 +398,15 @@ fn show(cli: &Cli, dag_id: &str, format: GraphFormat, streams: &mut Streams<'_>)
                 .collect();
             writeln!(streams.out)?;
             streams.table(
-                &["TASK", "TYPE", "DEPENDS ON", "TRIGGER RULE", "RETRIES", "TIMEOUT", "POOL"],
+                &[
+                    "TASK",
+                    "TYPE",
+                    "DEPENDS ON",
+                    "TRIGGER RULE",
+                    "RETRIES",
+                    "TIMEOUT",
+                    "POOL",
+                ],
                 &rows,
             )?;
             Ok(0)
@@ -339,7 +416,13 @@ fn show(cli: &Cli, dag_id: &str, format: GraphFormat, streams: &mut Streams<'_>)
 
 fn mermaid_id(id: &str) -> String {
     id.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -368,7 +451,11 @@ fn next(
             hint: None,
         });
     }
-    let intervals: Vec<DataInterval> = loaded.dag.intervals_ending_after(after).take(count).collect();
+    let intervals: Vec<DataInterval> = loaded
+        .dag
+        .intervals_ending_after(after)
+        .take(count)
+        .collect();
     match cli.output {
         OutputFormat::Json => {
             let items: Vec<_> = intervals
@@ -408,19 +495,26 @@ fn render(
     let tz = dag.timezone.tz();
     let (interval, run_id) = match &dag.schedule {
         Some(schedule) => {
-            let interval = schedule.interval_starting(tz, logical_date).ok_or_else(|| {
-                let containing = schedule.prev_fire(tz, logical_date);
-                CliError::Invalid {
-                    message: format!(
-                        "{} is not the start of an interval of `{}` in {}",
-                        format_instant(logical_date),
-                        schedule.source(),
-                        dag.timezone
-                    ),
-                    hint: containing.map(|s| format!("the interval containing it starts at {}", format_instant(s))),
-                }
-            })?;
-            (interval, format!("scheduled__{}", format_instant(logical_date)))
+            let interval = schedule
+                .interval_starting(tz, logical_date)
+                .ok_or_else(|| {
+                    let containing = schedule.prev_fire(tz, logical_date);
+                    CliError::Invalid {
+                        message: format!(
+                            "{} is not the start of an interval of `{}` in {}",
+                            format_instant(logical_date),
+                            schedule.source(),
+                            dag.timezone
+                        ),
+                        hint: containing.map(|s| {
+                            format!("the interval containing it starts at {}", format_instant(s))
+                        }),
+                    }
+                })?;
+            (
+                interval,
+                format!("scheduled__{}", format_instant(logical_date)),
+            )
         }
         None => (
             DataInterval {
@@ -436,10 +530,11 @@ fn render(
             message: format!("--upstream-output `{entry}` is not TASK=JSON"),
             hint: Some("e.g. --upstream-output 'aggregate={\"rows\": 10}'".into()),
         })?;
-        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| CliError::Invalid {
-            message: format!("--upstream-output for `{task}`: {e}"),
-            hint: None,
-        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| CliError::Invalid {
+                message: format!("--upstream-output for `{task}`: {e}"),
+                hint: None,
+            })?;
         outputs.insert(task.to_owned(), value);
     }
     let context = RunContext {

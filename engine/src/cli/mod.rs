@@ -81,7 +81,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
-            let text = if streams.color { e.render().ansi().to_string() } else { e.render().to_string() };
+            let text = if streams.color {
+                e.render().ansi().to_string()
+            } else {
+                e.render().to_string()
+            };
             let (stream, code) = if e.use_stderr() {
                 (&mut *streams.err, EXIT_USAGE)
             } else {
@@ -155,12 +159,13 @@ impl CliError {
                     None => format!("DAGs: {}", known.join(", ")),
                 },
             ),
-            CliError::UnknownTask { task, known, .. } => Some(
-                match crate::spec::suggest::closest(task, known.iter().map(String::as_str)) {
-                    Some(near) => format!("did you mean `{near}`?"),
-                    None => format!("tasks: {}", known.join(", ")),
-                },
-            ),
+            CliError::UnknownTask { task, known, .. } => Some(match crate::spec::suggest::closest(
+                task,
+                known.iter().map(String::as_str),
+            ) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!("tasks: {}", known.join(", ")),
+            }),
             CliError::Invalid { hint, .. } => hint.clone(),
             CliError::Io { .. } | CliError::Output(_) => None,
         }

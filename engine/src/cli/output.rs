@@ -45,7 +45,11 @@ impl Streams<'_> {
         };
         writeln!(self.out, "{}", line(header.to_vec()))?;
         for row in rows {
-            writeln!(self.out, "{}", line(row.iter().map(String::as_str).collect()))?;
+            writeln!(
+                self.out,
+                "{}",
+                line(row.iter().map(String::as_str).collect())
+            )?;
         }
         Ok(())
     }

@@ -30,7 +30,9 @@ pub struct CronFields {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CronError {
-    #[error("expected 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, found {0}")]
+    #[error(
+        "expected 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, found {0}"
+    )]
     FieldCount(usize),
     #[error("unknown preset `{0}`")]
     UnknownPreset(String),
@@ -62,7 +64,7 @@ impl CronError {
                     fields[..fields.len().min(5)].join(" ")
                 )
             }
-            CronError::Field { field, .. } => format!("{}", field_help(field)),
+            CronError::Field { field, .. } => field_help(field).to_string(),
             CronError::NeverFires => "check the day-of-month against the months".into(),
         }
     }
@@ -129,10 +131,20 @@ pub fn parse(source: &str) -> Result<CronFields, CronError> {
     let quartz = |overrides: Option<usize>| -> String {
         (0..5)
             .map(|i| match overrides {
-                Some(only) if only != i => if i == 0 { "0" } else { "*" },
+                Some(only) if only != i => {
+                    if i == 0 {
+                        "0"
+                    } else {
+                        "*"
+                    }
+                }
                 _ => fields[i],
             })
-            .chain(std::iter::once(if overrides.is_some() { "*" } else { quartz_dow.as_str() }))
+            .chain(std::iter::once(if overrides.is_some() {
+                "*"
+            } else {
+                quartz_dow.as_str()
+            }))
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -277,13 +289,19 @@ mod tests {
     fn presets_expand() {
         let hourly = parse("@hourly").map(|f| (f.minutes, f.hours.len()));
         assert_eq!(hourly, Ok((vec![0], 24)));
-        assert!(matches!(parse("@fortnightly"), Err(CronError::UnknownPreset(_))));
+        assert!(matches!(
+            parse("@fortnightly"),
+            Err(CronError::UnknownPreset(_))
+        ));
     }
 
     #[test]
     fn six_fields_take_seconds_first_and_refuse_sub_minute() {
         assert_eq!(parse("30 */15 * * * *").map(|f| f.seconds), Ok(vec![30]));
-        assert!(matches!(parse("*/15 * * * * *"), Err(CronError::SubMinute(_))));
+        assert!(matches!(
+            parse("*/15 * * * * *"),
+            Err(CronError::SubMinute(_))
+        ));
     }
 
     #[test]
@@ -310,7 +328,13 @@ mod tests {
     fn both_day_fields_restricted_fire_on_either() {
         let fields = parse("0 0 1 * 1").ok();
         // 2025-09-01 is a Monday and the 1st; 2025-09-08 a Monday; 2025-10-01 a Wednesday.
-        let matches = fields.map(|f| (f.matches_day(9, 8, 1), f.matches_day(10, 1, 3), f.matches_day(9, 9, 2)));
+        let matches = fields.map(|f| {
+            (
+                f.matches_day(9, 8, 1),
+                f.matches_day(10, 1, 3),
+                f.matches_day(9, 9, 2),
+            )
+        });
         assert_eq!(matches, Some((true, true, false)));
     }
 }

@@ -63,7 +63,10 @@ impl Schedule {
 
     /// The last fire time at or before `at`.
     pub fn prev_fire(&self, tz: Tz, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut day = at.with_timezone(&tz).date_naive().checked_add_days(Days::new(1))?;
+        let mut day = at
+            .with_timezone(&tz)
+            .date_naive()
+            .checked_add_days(Days::new(1))?;
         for _ in 0..SEARCH_DAYS {
             if let Some(t) = self.fires_on(tz, day).into_iter().rev().find(|t| *t <= at) {
                 return Some(t);
@@ -176,8 +179,10 @@ impl fmt::Display for DataInterval {
         write!(
             f,
             "{} {}",
-            self.start.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            self.end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            self.start
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            self.end
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
         )
     }
 }

@@ -80,7 +80,10 @@ fn quarter_hours_in_berlin_across_fall_back() {
 fn daily_0230_on_the_spring_forward_day_runs_at_0330_summer_time() {
     let s = schedule("30 2 * * *");
     let tz = chrono_tz::Europe::Berlin;
-    let intervals: Vec<_> = s.intervals(tz, utc("2025-03-29T00:00:00Z")).take(3).collect();
+    let intervals: Vec<_> = s
+        .intervals(tz, utc("2025-03-29T00:00:00Z"))
+        .take(3)
+        .collect();
     assert_eq!(
         intervals,
         vec![
@@ -106,7 +109,10 @@ fn daily_0230_on_the_spring_forward_day_runs_at_0330_summer_time() {
 fn daily_0230_on_the_fall_back_day_runs_once() {
     let s = schedule("30 2 * * *");
     let tz = chrono_tz::Europe::Berlin;
-    let fires: Vec<_> = s.fire_times(tz, utc("2025-10-25T12:00:00Z")).take(2).collect();
+    let fires: Vec<_> = s
+        .fire_times(tz, utc("2025-10-25T12:00:00Z"))
+        .take(2)
+        .collect();
     // The first 02:30 (CEST) only; the repeated 02:30 CET does not fire again.
     assert_eq!(
         fires,
@@ -118,7 +124,10 @@ fn daily_0230_on_the_fall_back_day_runs_once() {
 fn hourly_fires_in_both_copies_of_the_repeated_hour() {
     let s = schedule("@hourly");
     let tz = chrono_tz::Europe::Berlin;
-    let fires: Vec<_> = s.fire_times(tz, utc("2025-10-25T23:30:00Z")).take(3).collect();
+    let fires: Vec<_> = s
+        .fire_times(tz, utc("2025-10-25T23:30:00Z"))
+        .take(3)
+        .collect();
     assert_eq!(
         fires,
         vec![

@@ -89,13 +89,17 @@ fn read_timezone(d: &mut Decoder, node: &Node, path: &str) -> Option<TimeZone> {
         Err(near) => {
             let help = match near {
                 Some(n) => format!("did you mean `{n}`?"),
-                None => "use an IANA name such as `UTC`, `Europe/Berlin` or `America/New_York`"
-                    .into(),
+                None => {
+                    "use an IANA name such as `UTC`, `Europe/Berlin` or `America/New_York`".into()
+                }
             };
             d.report(
-                Diagnostic::error("spec::unknown-timezone", format!("unknown time zone `{name}`"))
-                    .at(node.location, "not an IANA time zone")
-                    .help(help),
+                Diagnostic::error(
+                    "spec::unknown-timezone",
+                    format!("unknown time zone `{name}`"),
+                )
+                .at(node.location, "not an IANA time zone")
+                .help(help),
             );
             None
         }
@@ -180,9 +184,15 @@ fn read_tasks(d: &mut Decoder, node: &Node, path: &str) -> Option<IndexMap<Strin
         d.report(
             Diagnostic::error(
                 "spec::wrong-type",
-                format!("`tasks` must be a mapping of task id to task, found {}", node.kind_name()),
+                format!(
+                    "`tasks` must be a mapping of task id to task, found {}",
+                    node.kind_name()
+                ),
             )
-            .at(node.location, "expected `task_id: {type: ..., ...}` entries"),
+            .at(
+                node.location,
+                "expected `task_id: {type: ..., ...}` entries",
+            ),
         );
         return None;
     };
@@ -195,10 +205,10 @@ fn read_tasks(d: &mut Decoder, node: &Node, path: &str) -> Option<IndexMap<Strin
     let mut ordered = IndexMap::with_capacity(tasks.len());
     let mut tasks = tasks;
     for (key, _) in entries {
-        if let Some(id) = key.as_scalar().map(|s| &s.value) {
-            if let Some(task) = tasks.remove(id) {
-                ordered.insert(id.clone(), task);
-            }
+        if let Some(id) = key.as_scalar().map(|s| &s.value)
+            && let Some(task) = tasks.remove(id)
+        {
+            ordered.insert(id.clone(), task);
         }
     }
     Some(ordered)
@@ -250,7 +260,9 @@ fn read_settings(d: &mut Decoder, f: &mut Fields<'_>) -> TaskSettings {
             .read(d, "depends_on", Decoder::string_list)
             .unwrap_or_default(),
         trigger_rule: f
-            .read(d, "trigger_rule", |d, n, p| d.choice(n, p, &TriggerRule::ALL))
+            .read(d, "trigger_rule", |d, n, p| {
+                d.choice(n, p, &TriggerRule::ALL)
+            })
             .unwrap_or_default(),
         depends_on_past: f
             .read(d, "depends_on_past", Decoder::boolean)
@@ -286,8 +298,12 @@ fn read_spark(d: &mut Decoder, f: &mut Fields<'_>) -> Option<SparkTask> {
         main_class: f.read(d, "main_class", Decoder::string),
         args: f.read(d, "args", Decoder::string_list).unwrap_or_default(),
         conf: f.read(d, "conf", Decoder::string_map).unwrap_or_default(),
-        packages: f.read(d, "packages", Decoder::string_list).unwrap_or_default(),
-        py_files: f.read(d, "py_files", Decoder::string_list).unwrap_or_default(),
+        packages: f
+            .read(d, "packages", Decoder::string_list)
+            .unwrap_or_default(),
+        py_files: f
+            .read(d, "py_files", Decoder::string_list)
+            .unwrap_or_default(),
         jars: f.read(d, "jars", Decoder::string_list).unwrap_or_default(),
         connection: f.read(d, "connection", Decoder::string),
         transient_cluster: f.read(d, "transient_cluster", read_transient_cluster),

@@ -67,7 +67,10 @@ impl SourceText {
         let Some(&start) = self.line_starts.get(line.saturating_sub(1)) else {
             return "";
         };
-        let end = self.line_starts.get(line).map_or(self.text.len(), |&e| e - 1);
+        let end = self
+            .line_starts
+            .get(line)
+            .map_or(self.text.len(), |&e| e - 1);
         self.text[start..end.max(start)].trim_end_matches('\r')
     }
 }
@@ -216,7 +219,10 @@ impl FileReport {
             ),
             None => self.source.path().display().to_string(),
         };
-        format!("{place}: {severity}[{}]: {}", diagnostic.code, diagnostic.message)
+        format!(
+            "{place}: {severity}[{}]: {}",
+            diagnostic.code, diagnostic.message
+        )
     }
 
     pub fn to_json(&self) -> Vec<serde_json::Value> {
@@ -310,8 +316,12 @@ impl miette::Diagnostic for Rendered<'_> {
                 miette::LabeledSpan::new_with_span(Some(label.text.clone()), span)
             }
         };
-        let labels = std::iter::once(to_span(primary, true))
-            .chain(self.diagnostic.related.iter().map(move |l| to_span(l, false)));
+        let labels = std::iter::once(to_span(primary, true)).chain(
+            self.diagnostic
+                .related
+                .iter()
+                .map(move |l| to_span(l, false)),
+        );
         Some(Box::new(labels))
     }
 }

@@ -31,7 +31,9 @@ impl DurationError {
             DurationError::MissingUnit(_) => {
                 "add a unit: ms, s, m, h or d (for example `60s` or `15m`)"
             }
-            _ => "write a number followed by a unit, parts largest first: `90s`, `15m`, `1h30m`, `1d`",
+            _ => {
+                "write a number followed by a unit, parts largest first: `90s`, `15m`, `1h30m`, `1d`"
+            }
         }
     }
 }
@@ -77,7 +79,9 @@ impl FromStr for Duration {
         let mut total: u128 = 0;
         let mut rest = text;
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             if digits == 0 {
                 return Err(DurationError::Garbled(text.to_owned()));
             }
@@ -172,7 +176,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn secs(text: &str) -> u64 {
-        text.parse::<Duration>().map(|d| d.as_std().as_secs()).unwrap_or(u64::MAX)
+        text.parse::<Duration>()
+            .map(|d| d.as_std().as_secs())
+            .unwrap_or(u64::MAX)
     }
 
     #[test]
@@ -204,7 +210,10 @@ mod tests {
             "5y".parse::<Duration>(),
             Err(DurationError::UnknownUnit("y".into()))
         );
-        assert_eq!("m5".parse::<Duration>(), Err(DurationError::Garbled("m5".into())));
+        assert_eq!(
+            "m5".parse::<Duration>(),
+            Err(DurationError::Garbled("m5".into()))
+        );
         assert_eq!(
             "99999999999999999999999999h".parse::<Duration>(),
             Err(DurationError::Overflow)

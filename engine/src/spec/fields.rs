@@ -100,8 +100,11 @@ impl Decoder {
             format!("`{path}`")
         };
         self.report(
-            Diagnostic::error("spec::wrong-type", format!("{subject} must be {expected}, found {found}"))
-                .at(node.location, format!("expected {expected}")),
+            Diagnostic::error(
+                "spec::wrong-type",
+                format!("{subject} must be {expected}, found {found}"),
+            )
+            .at(node.location, format!("expected {expected}")),
         );
     }
 
@@ -214,12 +217,9 @@ impl Decoder {
             Ok(d) => Some(d),
             Err(e) => {
                 self.report(
-                    Diagnostic::error(
-                        "spec::bad-duration",
-                        format!("`{path}` is `{text}`: {e}"),
-                    )
-                    .at(node.location, "not a duration")
-                    .help(e.hint()),
+                    Diagnostic::error("spec::bad-duration", format!("`{path}` is `{text}`: {e}"))
+                        .at(node.location, "not a duration")
+                        .help(e.hint()),
                 );
                 None
             }

@@ -49,11 +49,19 @@ mod tests {
     fn reads_the_documented_forms() {
         let berlin = chrono_tz::Europe::Berlin;
         let utc = |s| parse_instant(s, chrono_tz::UTC).map(format_instant);
-        assert_eq!(utc("2025-09-01T00:00:00Z").as_deref(), Ok("2025-09-01T00:00:00Z"));
-        assert_eq!(utc("2025-09-01T02:00:00+02:00").as_deref(), Ok("2025-09-01T00:00:00Z"));
+        assert_eq!(
+            utc("2025-09-01T00:00:00Z").as_deref(),
+            Ok("2025-09-01T00:00:00Z")
+        );
+        assert_eq!(
+            utc("2025-09-01T02:00:00+02:00").as_deref(),
+            Ok("2025-09-01T00:00:00Z")
+        );
         assert_eq!(utc("2025-09-01").as_deref(), Ok("2025-09-01T00:00:00Z"));
         assert_eq!(
-            parse_instant("2025-09-01", berlin).map(format_instant).as_deref(),
+            parse_instant("2025-09-01", berlin)
+                .map(format_instant)
+                .as_deref(),
             Ok("2025-08-31T22:00:00Z")
         );
         assert!(matches!(

@@ -43,7 +43,12 @@ impl DagSet {
         let mut reports: Vec<&FileReport> = self
             .failures
             .iter()
-            .chain(self.dags.iter().map(|d| &d.report).filter(|r| !r.diagnostics.is_empty()))
+            .chain(
+                self.dags
+                    .iter()
+                    .map(|d| &d.report)
+                    .filter(|r| !r.diagnostics.is_empty()),
+            )
             .collect();
         reports.sort_by(|a, b| a.source.path().cmp(b.source.path()));
         reports
@@ -122,7 +127,7 @@ pub fn load_bytes(path: &Path, bytes: Vec<u8>) -> Result<LoadedDag, FileReport> 
     let dag = match yaml::parse(&source) {
         Ok(root) => decode_dag(&mut decoder, &root),
         Err(diagnostic) => {
-            decoder.report(diagnostic);
+            decoder.report(*diagnostic);
             None
         }
     };
@@ -139,7 +144,11 @@ pub fn load_bytes(path: &Path, bytes: Vec<u8>) -> Result<LoadedDag, FileReport> 
         }
         .run();
     }
-    diagnostics.sort_by_key(|d| d.primary.as_ref().map(|l| (l.location.line, l.location.column)));
+    diagnostics.sort_by_key(|d| {
+        d.primary
+            .as_ref()
+            .map(|l| (l.location.line, l.location.column))
+    });
     let report = FileReport {
         source,
         diagnostics,

@@ -41,9 +41,11 @@ pub struct Dag {
     /// First instant covered; required with a schedule. RFC 3339, or a date / local
     /// date-time read in `timezone`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub start: Option<DateTime<Utc>>,
-    /// No interval ends after this instant.
+    /// No interval ends after this instant. Same forms as `start`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub end: Option<DateTime<Utc>>,
     /// Create runs for every interval missed since `start` (or since the last run). Default false.
     #[serde(default)]

@@ -9,7 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct ByteSize(pub u64);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a size; write a number and a unit: `512KiB`, `256MiB`, `1GiB` (or KB, MB, GB)")]
+#[error(
+    "`{0}` is not a size; write a number and a unit: `512KiB`, `256MiB`, `1GiB` (or KB, MB, GB)"
+)]
 pub struct ByteSizeError(String);
 
 impl FromStr for ByteSize {
@@ -39,7 +41,7 @@ impl FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{unit}", self.0 / size);
             }
         }

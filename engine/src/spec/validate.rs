@@ -56,9 +56,12 @@ impl<'a> Validator<'a> {
         let dag = self.dag;
         if !is_valid_id(&dag.dag) {
             self.report(
-                Diagnostic::error("spec::bad-id", format!("`{}` is not a valid DAG id", dag.dag))
-                    .at(self.at("dag"), "invalid id")
-                    .help("use letters, digits, `_`, `-` and `.` (at most 250)"),
+                Diagnostic::error(
+                    "spec::bad-id",
+                    format!("`{}` is not a valid DAG id", dag.dag),
+                )
+                .at(self.at("dag"), "invalid id")
+                .help("use letters, digits, `_`, `-` and `.` (at most 250)"),
             );
         }
         if dag.tasks.is_empty() {
@@ -70,7 +73,10 @@ impl<'a> Validator<'a> {
         }
         for id in dag.tasks.keys() {
             if !is_valid_id(id) {
-                let location = self.spans.key(&format!("tasks.{id}")).unwrap_or(self.at("tasks"));
+                let location = self
+                    .spans
+                    .key(&format!("tasks.{id}"))
+                    .unwrap_or(self.at("tasks"));
                 self.report(
                     Diagnostic::error("spec::bad-id", format!("`{id}` is not a valid task id"))
                         .at(location, "invalid id")
@@ -96,13 +102,14 @@ impl<'a> Validator<'a> {
                         .help("remove it from `depends_on`"),
                     );
                 } else if !dag.tasks.contains_key(upstream) {
-                    let help = match suggest::closest(upstream, dag.tasks.keys().map(String::as_str)) {
-                        Some(near) => format!("did you mean `{near}`?"),
-                        None => format!(
-                            "tasks in this DAG: {}",
-                            dag.tasks.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    };
+                    let help =
+                        match suggest::closest(upstream, dag.tasks.keys().map(String::as_str)) {
+                            Some(near) => format!("did you mean `{near}`?"),
+                            None => format!(
+                                "tasks in this DAG: {}",
+                                dag.tasks.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        };
                     self.report(
                         Diagnostic::error(
                             "spec::unknown-dependency",
@@ -159,11 +166,9 @@ impl<'a> Validator<'a> {
             let members: HashSet<&str> = component.iter().copied().collect();
             let cycle = shortest_cycle(&graph, component[0], &members);
             let names = cycle.join(" → ");
-            let mut diagnostic = Diagnostic::error(
-                "spec::cycle",
-                format!("dependency cycle: {names}"),
-            )
-            .help("`a → b` means `a` depends on `b`; remove one of these dependencies");
+            let mut diagnostic =
+                Diagnostic::error("spec::cycle", format!("dependency cycle: {names}"))
+                    .help("`a → b` means `a` depends on `b`; remove one of these dependencies");
             for pair in cycle.windows(2) {
                 let (task, upstream) = (pair[0], pair[1]);
                 let index = self.dag.tasks[task]
@@ -186,15 +191,15 @@ impl<'a> Validator<'a> {
 
     fn time_bounds(&mut self) {
         let dag = self.dag;
-        if let (Some(start), Some(end)) = (dag.start, dag.end) {
-            if start >= end {
-                self.report(
-                    Diagnostic::error("spec::start-after-end", "`start` is not before `end`")
-                        .at(self.at("start"), format!("starts {start}"))
-                        .also(self.at("end"), format!("ends {end}"))
-                        .help("swap them, or remove `end` to run indefinitely"),
-                );
-            }
+        if let (Some(start), Some(end)) = (dag.start, dag.end)
+            && start >= end
+        {
+            self.report(
+                Diagnostic::error("spec::start-after-end", "`start` is not before `end`")
+                    .at(self.at("start"), format!("starts {start}"))
+                    .also(self.at("end"), format!("ends {end}"))
+                    .help("swap them, or remove `end` to run indefinitely"),
+            );
         }
         if let Some(schedule) = &dag.schedule {
             // A `start` that is present but unreadable was reported already.
@@ -226,23 +231,25 @@ impl<'a> Validator<'a> {
             }
         } else if dag.catchup {
             self.report(
-                Diagnostic::warning("spec::catchup-without-schedule", "`catchup` has no effect without a schedule")
-                    .at(self.at("catchup"), "ignored"),
+                Diagnostic::warning(
+                    "spec::catchup-without-schedule",
+                    "`catchup` has no effect without a schedule",
+                )
+                .at(self.at("catchup"), "ignored"),
             );
         }
-        if let Some(sla) = &dag.sla {
-            if let (Some(warn), Some(deadline)) = (sla.warn_after, sla.deadline) {
-                if warn > deadline {
-                    self.report(
-                        Diagnostic::error(
-                            "spec::sla-order",
-                            format!("`sla.warn_after` ({warn}) is after `sla.deadline` ({deadline})"),
-                        )
-                        .at(self.at("sla.warn_after"), "warns too late")
-                        .help("the warning should come before the deadline"),
-                    );
-                }
-            }
+        if let Some(sla) = &dag.sla
+            && let (Some(warn), Some(deadline)) = (sla.warn_after, sla.deadline)
+            && warn > deadline
+        {
+            self.report(
+                Diagnostic::error(
+                    "spec::sla-order",
+                    format!("`sla.warn_after` ({warn}) is after `sla.deadline` ({deadline})"),
+                )
+                .at(self.at("sla.warn_after"), "warns too late")
+                .help("the warning should come before the deadline"),
+            );
         }
     }
 
@@ -254,8 +261,11 @@ impl<'a> Validator<'a> {
         ] {
             if value == 0 {
                 self.report(
-                    Diagnostic::error("spec::out-of-range", format!("`{field}` must be at least 1"))
-                        .at(self.at(field), "0 would never run anything"),
+                    Diagnostic::error(
+                        "spec::out-of-range",
+                        format!("`{field}` must be at least 1"),
+                    )
+                    .at(self.at(field), "0 would never run anything"),
                 );
             }
         }
@@ -270,17 +280,22 @@ impl<'a> Validator<'a> {
                 .retry_delay
                 .or(dag.defaults.retry_delay)
                 .unwrap_or(defaults::RETRY_DELAY);
-            if let Some(max) = policy.max_retry_delay {
-                if max < delay {
-                    self.report(
-                        Diagnostic::error(
-                            "spec::retry-delay-order",
-                            format!("`max_retry_delay` ({max}) is shorter than `retry_delay` ({delay})"),
-                        )
-                        .at(self.at(&format!("{prefix}.max_retry_delay")), "cap below the first delay")
-                        .help("raise `max_retry_delay` or lower `retry_delay`"),
-                    );
-                }
+            if let Some(max) = policy.max_retry_delay
+                && max < delay
+            {
+                self.report(
+                    Diagnostic::error(
+                        "spec::retry-delay-order",
+                        format!(
+                            "`max_retry_delay` ({max}) is shorter than `retry_delay` ({delay})"
+                        ),
+                    )
+                    .at(
+                        self.at(&format!("{prefix}.max_retry_delay")),
+                        "cap below the first delay",
+                    )
+                    .help("raise `max_retry_delay` or lower `retry_delay`"),
+                );
             }
             if policy.timeout.is_some_and(|t| t.is_zero()) {
                 self.report(
@@ -288,14 +303,14 @@ impl<'a> Validator<'a> {
                         .at(self.at(&format!("{prefix}.timeout")), "zero"),
                 );
             }
-            if let Some(pool) = &policy.pool {
-                if !is_valid_id(pool) {
-                    self.report(
-                        Diagnostic::error("spec::bad-id", format!("`{pool}` is not a valid pool name"))
-                            .at(self.at(&format!("{prefix}.pool")), "invalid name")
-                            .help("use letters, digits, `_`, `-` and `.`"),
-                    );
-                }
+            if let Some(pool) = &policy.pool
+                && !is_valid_id(pool)
+            {
+                self.report(
+                    Diagnostic::error("spec::bad-id", format!("`{pool}` is not a valid pool name"))
+                        .at(self.at(&format!("{prefix}.pool")), "invalid name")
+                        .help("use letters, digits, `_`, `-` and `.`"),
+                );
             }
         }
     }
@@ -312,15 +327,21 @@ impl<'a> Validator<'a> {
                     };
                     if empty {
                         self.report(
-                            Diagnostic::error("spec::empty-command", format!("task `{id}` has an empty `command`"))
-                                .at(self.at(&path("command")), "nothing to run"),
+                            Diagnostic::error(
+                                "spec::empty-command",
+                                format!("task `{id}` has an empty `command`"),
+                            )
+                            .at(self.at(&path("command")), "nothing to run"),
                         );
                     }
                 }
                 TaskKind::Clickhouse(c) if c.sql.trim().is_empty() => {
                     self.report(
-                        Diagnostic::error("spec::empty-sql", format!("task `{id}` has empty `sql`"))
-                            .at(self.at(&path("sql")), "no statement"),
+                        Diagnostic::error(
+                            "spec::empty-sql",
+                            format!("task `{id}` has empty `sql`"),
+                        )
+                        .at(self.at(&path("sql")), "no statement"),
                     );
                 }
                 TaskKind::Spark(s) => {
@@ -340,13 +361,18 @@ impl<'a> Validator<'a> {
                         .transient_cluster
                         .as_ref()
                         .and_then(|c| c.managed_scaling.as_ref())
+                        && scaling.min_units > scaling.max_units
                     {
-                        if scaling.min_units > scaling.max_units {
-                            self.report(
-                                Diagnostic::error("spec::out-of-range", "`min_units` is above `max_units`")
-                                    .at(self.at(&path("transient_cluster.managed_scaling")), "min > max"),
-                            );
-                        }
+                        self.report(
+                            Diagnostic::error(
+                                "spec::out-of-range",
+                                "`min_units` is above `max_units`",
+                            )
+                            .at(
+                                self.at(&path("transient_cluster.managed_scaling")),
+                                "min > max",
+                            ),
+                        );
                     }
                 }
                 _ => {}
@@ -401,12 +427,14 @@ impl<'a> Validator<'a> {
                 };
                 Some((format!("undefined name `{root}`"), help))
             } else if root == "params" {
-                member.filter(|m| !self.dag.params.contains_key(*m)).map(|m| {
-                    (
-                        format!("undefined parameter `params.{m}`"),
-                        "declare it under `params:` in this DAG".to_owned(),
-                    )
-                })
+                member
+                    .filter(|m| !self.dag.params.contains_key(*m))
+                    .map(|m| {
+                        (
+                            format!("undefined parameter `params.{m}`"),
+                            "declare it under `params:` in this DAG".to_owned(),
+                        )
+                    })
             } else if root == "outputs" {
                 member.filter(|m| !upstream.contains(m)).map(|m| {
                     if self.dag.tasks.contains_key(m) {

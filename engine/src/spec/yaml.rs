@@ -85,7 +85,7 @@ impl Node {
 }
 
 /// Parses one YAML document. An empty document yields a `Null` node.
-pub fn parse(source: &SourceText) -> Result<Node, Diagnostic> {
+pub fn parse(source: &SourceText) -> Result<Node, Box<Diagnostic>> {
     TreeBuilder::new(source).run()
 }
 
@@ -134,7 +134,7 @@ impl<'s> TreeBuilder<'s> {
         self.source.location(start, end.saturating_sub(start))
     }
 
-    fn run(mut self) -> Result<Node, Diagnostic> {
+    fn run(mut self) -> Result<Node, Box<Diagnostic>> {
         while let Some(next) = self.parser.next_event() {
             let (event, span) = next.map_err(|e| self.scan_error(&e))?;
             let location = self.location(&span);
@@ -142,12 +142,14 @@ impl<'s> TreeBuilder<'s> {
                 Event::DocumentStart(_) => {
                     self.documents += 1;
                     if self.documents > 1 {
-                        return Err(Diagnostic::error(
-                            "yaml::multiple-documents",
-                            "a DAG file holds exactly one YAML document",
-                        )
-                        .at(location, "a second document starts here")
-                        .help("put each DAG in a file of its own"));
+                        return Err(Box::new(
+                            Diagnostic::error(
+                                "yaml::multiple-documents",
+                                "a DAG file holds exactly one YAML document",
+                            )
+                            .at(location, "a second document starts here")
+                            .help("put each DAG in a file of its own"),
+                        ));
                     }
                 }
                 Event::Scalar(value, style, anchor, _tag) => {
@@ -190,21 +192,20 @@ impl<'s> TreeBuilder<'s> {
                 Event::SequenceEnd | Event::MappingEnd => self.close(location)?,
                 Event::Alias(id) => {
                     let Some(Some(target)) = self.anchors.get(id) else {
-                        return Err(Diagnostic::error(
-                            "yaml::unknown-alias",
-                            "this alias refers to an anchor that is not defined before it",
-                        )
-                        .at(location, "unknown alias"));
+                        return Err(Box::new(
+                            Diagnostic::error(
+                                "yaml::unknown-alias",
+                                "this alias refers to an anchor that is not defined before it",
+                            )
+                            .at(location, "unknown alias"),
+                        ));
                     };
                     let mut copy = target.clone();
                     self.spend(copy.count(), location)?;
                     copy.location = location;
                     self.complete(copy, 0)?;
                 }
-                Event::StreamStart
-                | Event::StreamEnd
-                | Event::DocumentEnd
-                | Event::Nothing => {}
+                Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
             }
         }
         Ok(self.root.unwrap_or(Node {
@@ -213,36 +214,40 @@ impl<'s> TreeBuilder<'s> {
         }))
     }
 
-    fn open(&mut self, location: Location) -> Result<(), Diagnostic> {
+    fn open(&mut self, location: Location) -> Result<(), Box<Diagnostic>> {
         if self.stack.len() >= MAX_DEPTH {
-            return Err(Diagnostic::error(
-                "yaml::too-deep",
-                format!("YAML nested deeper than {MAX_DEPTH} levels"),
-            )
-            .at(location, "nesting limit reached here")
-            .help("a DAG file needs a handful of levels; flatten this structure"));
+            return Err(Box::new(
+                Diagnostic::error(
+                    "yaml::too-deep",
+                    format!("YAML nested deeper than {MAX_DEPTH} levels"),
+                )
+                .at(location, "nesting limit reached here")
+                .help("a DAG file needs a handful of levels; flatten this structure"),
+            ));
         }
         self.spend(1, location)
     }
 
     /// Counts nodes against the budget, aliases included, and refuses past it.
-    fn spend(&mut self, nodes: usize, location: Location) -> Result<(), Diagnostic> {
+    fn spend(&mut self, nodes: usize, location: Location) -> Result<(), Box<Diagnostic>> {
         self.nodes = self.nodes.saturating_add(nodes);
         if self.nodes > MAX_NODES {
-            return Err(Diagnostic::error(
-                "yaml::too-large",
-                format!("the document expands to more than {MAX_NODES} YAML nodes"),
-            )
-            .at(location, "limit passed here")
-            .help(
-                "aliases that repeat other aliases multiply in size (a \"billion laughs\" \
+            return Err(Box::new(
+                Diagnostic::error(
+                    "yaml::too-large",
+                    format!("the document expands to more than {MAX_NODES} YAML nodes"),
+                )
+                .at(location, "limit passed here")
+                .help(
+                    "aliases that repeat other aliases multiply in size (a \"billion laughs\" \
                  bomb); reference anchors directly or write the values out",
+                ),
             ));
         }
         Ok(())
     }
 
-    fn close(&mut self, end: Location) -> Result<(), Diagnostic> {
+    fn close(&mut self, end: Location) -> Result<(), Box<Diagnostic>> {
         let Some(frame) = self.stack.pop() else {
             return Ok(());
         };
@@ -265,7 +270,7 @@ impl<'s> TreeBuilder<'s> {
     }
 
     /// Attaches a finished node to its parent (or makes it the root) and records its anchor.
-    fn complete(&mut self, node: Node, anchor: usize) -> Result<(), Diagnostic> {
+    fn complete(&mut self, node: Node, anchor: usize) -> Result<(), Box<Diagnostic>> {
         if anchor > 0 {
             if self.anchors.len() <= anchor {
                 self.anchors.resize(anchor + 1, None);
@@ -285,7 +290,7 @@ impl<'s> TreeBuilder<'s> {
                 Some(key) => {
                     if let Some(text) = key_text(&key) {
                         if let Some(&first) = keys.get(text) {
-                            return Err(duplicate_key(&key, &entries[first].0));
+                            return Err(Box::new(duplicate_key(&key, &entries[first].0)));
                         }
                         keys.insert(text.to_owned(), entries.len());
                     }
@@ -343,10 +348,8 @@ fn duplicate_key(key: &Node, first: &Node) -> Diagnostic {
 }
 
 /// Applies YAML merge keys (`<<: *base`): explicit keys win over merged ones.
-fn merge_keys(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Diagnostic> {
-    let is_merge = |k: &Node| {
-        matches!(&k.kind, NodeKind::Scalar(s) if s.style == ScalarStyle::Plain && s.value == "<<")
-    };
+fn merge_keys(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Box<Diagnostic>> {
+    let is_merge = |k: &Node| matches!(&k.kind, NodeKind::Scalar(s) if s.style == ScalarStyle::Plain && s.value == "<<");
     if !entries.iter().any(|(k, _)| is_merge(k)) {
         return Ok(entries);
     }
@@ -361,11 +364,11 @@ fn merge_keys(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Diagnosti
                     for item in items {
                         match item.kind {
                             NodeKind::Map(map) => sources.push(map),
-                            _ => return Err(bad_merge(item.location)),
+                            _ => return Err(Box::new(bad_merge(item.location))),
                         }
                     }
                 }
-                _ => return Err(bad_merge(value.location)),
+                _ => return Err(Box::new(bad_merge(value.location))),
             }
         } else {
             present.extend(key_text(&key).map(str::to_owned));

@@ -43,7 +43,11 @@ fn strftime(value: String, format: String, zone: Option<String>) -> Result<Strin
             let tz: chrono_tz::Tz = name
                 .parse()
                 .map_err(|_| invalid(format!("unknown time zone `{name}`")))?;
-            write!(out, "{}", t.with_timezone(&tz).format_with_items(items.iter()))
+            write!(
+                out,
+                "{}",
+                t.with_timezone(&tz).format_with_items(items.iter())
+            )
         }
         None => write!(out, "{}", t.format_with_items(items.iter())),
     };

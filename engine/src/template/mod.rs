@@ -137,8 +137,14 @@ impl RunContext {
                 "data_interval_end",
                 Value::from(format_instant(self.data_interval.end)),
             ),
-            ("ds", Value::from(self.logical_date.format("%Y-%m-%d").to_string())),
-            ("ds_nodash", Value::from(self.logical_date.format("%Y%m%d").to_string())),
+            (
+                "ds",
+                Value::from(self.logical_date.format("%Y-%m-%d").to_string()),
+            ),
+            (
+                "ds_nodash",
+                Value::from(self.logical_date.format("%Y%m%d").to_string()),
+            ),
             ("ts", Value::from(ts.as_str())),
             (
                 "ts_nodash",
@@ -147,7 +153,10 @@ impl RunContext {
             ("params", Value::from(minijinja::value::Serde(&self.params))),
             ("conn", Value::from(minijinja::value::Serde(&self.conn))),
             ("var", Value::from(minijinja::value::Serde(&self.var))),
-            ("outputs", Value::from(minijinja::value::Serde(&self.outputs))),
+            (
+                "outputs",
+                Value::from(minijinja::value::Serde(&self.outputs)),
+            ),
         ]
         .into_iter()
         .collect();

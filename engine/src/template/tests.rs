@@ -70,7 +70,10 @@ fn time_helpers() {
         render("{{ ts | sub_duration('1d') | date_trunc('month') }}").as_deref(),
         Ok("2025-08-01T00:00:00Z")
     );
-    assert_eq!(render("{{ ts | date_trunc('hour') | to_epoch }}").as_deref(), Ok("1756720800"));
+    assert_eq!(
+        render("{{ ts | date_trunc('hour') | to_epoch }}").as_deref(),
+        Ok("1756720800")
+    );
     assert!(render("{{ ts | add_duration('soon') }}").is_err());
     assert!(render("{{ ts | strftime('%Q') }}").is_err());
 }
@@ -86,14 +89,22 @@ fn undefined_names_are_errors() {
 #[test]
 fn lists_referenced_names_and_locates_syntax_errors() {
     assert_eq!(
-        referenced_names("{% set x = ds %}{{ x }} {{ params.a.b }} {% for i in range(3) %}{{ i }}{% endfor %}"),
+        referenced_names(
+            "{% set x = ds %}{{ x }} {{ params.a.b }} {% for i in range(3) %}{{ i }}{% endfor %}"
+        ),
         Ok(vec!["ds".to_owned(), "params.a.b".to_owned()])
     );
     let error = referenced_names("SELECT 1\nWHERE {{ ds ").err();
-    assert!(error.as_ref().is_some_and(|e| e.range.is_some()), "{error:?}");
+    assert!(
+        error.as_ref().is_some_and(|e| e.range.is_some()),
+        "{error:?}"
+    );
 }
 
 #[test]
 fn plain_text_is_left_alone() {
-    assert_eq!(render("SELECT '{' || x || '}'").as_deref(), Ok("SELECT '{' || x || '}'"));
+    assert_eq!(
+        render("SELECT '{' || x || '}'").as_deref(),
+        Ok("SELECT '{' || x || '}'")
+    );
 }
