@@ -67,13 +67,14 @@ fn main() -> std::io::Result<()> {
     // One warm-up run fills the page cache, so every timed run reads from memory.
     for run in 0..=runs {
         let started = Instant::now();
-        let set = sluice::spec::load_paths(std::slice::from_ref(&dir))
-            .map_err(|(_, e)| e)?;
+        let set = sluice::spec::load_paths(std::slice::from_ref(&dir)).map_err(|(_, e)| e)?;
         let elapsed = started.elapsed();
         if !set.failures.is_empty() {
             let report = set.failures[0].render(false);
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(std::io::Error::other(format!("generated DAG failed:\n{report}")));
+            return Err(std::io::Error::other(format!(
+                "generated DAG failed:\n{report}"
+            )));
         }
         loaded = set.dags.len();
         if run > 0 {
@@ -97,7 +98,11 @@ fn main() -> std::io::Result<()> {
     );
     println!(
         "  goal <= 1000 ms: {}",
-        if median <= Duration::from_secs(1) { "met" } else { "MISSED" }
+        if median <= Duration::from_secs(1) {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
     Ok(())
 }
