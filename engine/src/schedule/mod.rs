@@ -21,7 +21,7 @@ use chrono::{
     DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
 };
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use expression::{CronError, CronFields};
 
@@ -37,7 +37,7 @@ pub struct Schedule {
 }
 
 /// One data interval `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DataInterval {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,

@@ -1,0 +1,29 @@
+//! The scheduling rules, as pure functions: no I/O, no clock reads, no tokio, no sled.
+//!
+//! Given the state of a run and an event (a task finished, a timer fired, an operator
+//! cleared a task) the core decides the next state and which tasks may start. The
+//! scheduler shell (`crate::scheduler`) persists each change before acting on it.
+//!
+//! - `plan`: a DAG compiled for scheduling (task indices, upstream/downstream lists).
+//! - `state`: task and run states.
+//! - `trigger`: trigger rules and `depends_on_past`.
+//! - `retry`: retry delays and the retry-or-fail decision (SLA deadline rule).
+//! - `run`: the run state machine.
+//! - `admission`: concurrency limits (`max_active_tasks`, pools) across runs.
+//! - `intervals`: which scheduled runs to create (catchup, start/end).
+
+pub mod admission;
+pub mod intervals;
+pub mod plan;
+pub mod retry;
+pub mod run;
+pub mod state;
+pub mod trigger;
+
+pub use admission::Admission;
+pub use plan::{DagPlan, TaskPlan};
+pub use run::{Change, Outcome, RunState};
+pub use state::{RunKind, RunStatus, TaskState};
+
+#[cfg(test)]
+mod tests;
