@@ -4,6 +4,9 @@
 
 pub mod cli;
 pub mod core;
+pub mod executor;
 pub mod schedule;
+pub mod scheduler;
 pub mod spec;
+pub mod store;
 pub mod template;

@@ -56,6 +56,27 @@ pub enum DagsCommand {
         #[arg(long = "upstream-output", value_name = "TASK=JSON")]
         upstream_outputs: Vec<String>,
     },
+    /// Create a manual run.
+    Trigger {
+        dag: String,
+        /// Run configuration, JSON.
+        #[arg(long)]
+        conf: Option<String>,
+        /// Logical date (RFC 3339); default now. An instant between fire times gets the
+        /// last interval closed by then.
+        #[arg(long)]
+        logical_date: Option<String>,
+    },
+    /// Stop creating and starting runs of a DAG (backfills continue).
+    Pause { dag: String },
+    /// Undo `pause`.
+    Unpause { dag: String },
+    /// Run one interval in this process, without a scheduler or state, and print each task's result.
+    Test {
+        dag: String,
+        #[arg(long)]
+        logical_date: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -95,6 +116,45 @@ pub fn run(cli: &Cli, command: &DagsCommand, streams: &mut Streams<'_>) -> Resul
             upstream_outputs,
             streams,
         ),
+        DagsCommand::Trigger {
+            dag,
+            conf,
+            logical_date,
+        } => {
+            let logical_date = logical_date
+                .as_deref()
+                .map(|t| super::runs::time_arg("--logical-date", t))
+                .transpose()?;
+            let conf = super::runs::parse_conf(conf.as_deref())?;
+            super::runs::control(
+                cli,
+                crate::scheduler::Control::Trigger {
+                    dag: dag.clone(),
+                    logical_date,
+                    conf,
+                },
+                streams,
+            )
+        }
+        DagsCommand::Pause { dag } => super::runs::control(
+            cli,
+            crate::scheduler::Control::Pause {
+                dag: dag.clone(),
+                paused: true,
+            },
+            streams,
+        ),
+        DagsCommand::Unpause { dag } => super::runs::control(
+            cli,
+            crate::scheduler::Control::Pause {
+                dag: dag.clone(),
+                paused: false,
+            },
+            streams,
+        ),
+        DagsCommand::Test { dag, logical_date } => {
+            super::runs::test(cli, dag, logical_date, streams)
+        }
     }
 }
 

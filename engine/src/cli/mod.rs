@@ -3,6 +3,7 @@
 
 mod dags;
 mod output;
+mod runs;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -54,6 +55,64 @@ pub enum Command {
         #[command(subcommand)]
         command: dags::DagsCommand,
     },
+    /// Run the scheduler until SIGINT/SIGTERM: scheduled runs, backfills, retries.
+    Scheduler {
+        /// Seconds shutdown waits for running attempts before stopping them.
+        #[arg(long, default_value_t = 30)]
+        grace: u64,
+    },
+    /// Run a DAG over a range of intervals (in this process when no scheduler runs).
+    Backfill {
+        dag: String,
+        /// First instant of the range (RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// End of the range (RFC 3339); only whole intervals inside it run.
+        #[arg(long)]
+        to: String,
+        /// Which intervals that already have a run to run again.
+        #[arg(long, value_enum, default_value_t = runs::ReprocessArg::None)]
+        reprocess: runs::ReprocessArg,
+        /// Runs of this backfill at once (default: the DAG's `max_active_runs`).
+        #[arg(long)]
+        max_active_runs: Option<usize>,
+        /// Print the intervals that would run, and stop.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Inspect runs.
+    Runs {
+        #[command(subcommand)]
+        command: runs::RunsCommand,
+    },
+    /// Task instance logs; mark a task instance by hand.
+    Tasks {
+        #[command(subcommand)]
+        command: runs::TasksCommand,
+    },
+    /// Reset task instances of a run so they run again.
+    Clear {
+        dag: String,
+        #[arg(long = "run")]
+        run_id: String,
+        /// Only these tasks (repeatable; default: all).
+        #[arg(long = "task")]
+        tasks: Vec<String>,
+        /// Also everything downstream of them.
+        #[arg(long)]
+        downstream: bool,
+        /// Only task instances that failed.
+        #[arg(long)]
+        failed_only: bool,
+    },
+    /// Every interval of a range with its ledger status; exit 1 on any gap.
+    Audit {
+        dag: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
     /// Print the JSON Schema of DAG files (for editors' autocompletion).
     Schema,
     /// Print a shell completion script, e.g. `sluice completions bash > /etc/bash_completion.d/sluice`.
@@ -99,6 +158,44 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
     let result = match &cli.command {
         Command::Dags { command } => dags::run(&cli, command, streams),
         Command::Schema => streams.print(&crate::spec::schema::dag_schema_json()),
+        Command::Scheduler { grace } => runs::scheduler(&cli, *grace, streams),
+        Command::Backfill {
+            dag,
+            from,
+            to,
+            reprocess,
+            max_active_runs,
+            dry_run,
+        } => runs::backfill(
+            &cli,
+            dag,
+            from,
+            to,
+            *reprocess,
+            *max_active_runs,
+            *dry_run,
+            streams,
+        ),
+        Command::Runs { command } => runs::runs(&cli, command, streams),
+        Command::Tasks { command } => runs::tasks(&cli, command, streams),
+        Command::Clear {
+            dag,
+            run_id,
+            tasks,
+            downstream,
+            failed_only,
+        } => runs::control(
+            &cli,
+            crate::scheduler::Control::Clear {
+                dag: dag.clone(),
+                run_id: run_id.clone(),
+                tasks: tasks.clone(),
+                downstream: *downstream,
+                failed_only: *failed_only,
+            },
+            streams,
+        ),
+        Command::Audit { dag, from, to } => runs::audit(&cli, dag, from, to, streams),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(*shell, &mut command, "sluice", &mut *streams.out);

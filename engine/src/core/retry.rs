@@ -16,7 +16,9 @@ pub fn retry_delay(policy: &EffectivePolicy, failed_try: u32, key: &str) -> Time
     let millis = match policy.retry_backoff {
         RetryBackoff::Constant => base,
         RetryBackoff::Exponential => {
-            let exponent = i32::try_from(failed_try.saturating_sub(1)).unwrap_or(i32::MAX).min(1000);
+            let exponent = i32::try_from(failed_try.saturating_sub(1))
+                .unwrap_or(i32::MAX)
+                .min(1000);
             let grown = base * 2f64.powi(exponent);
             // Jitter in [0, grown/2): below the next try's base, so delays never decrease.
             let unit = (hash(key) >> 11) as f64 / (1u64 << 53) as f64;

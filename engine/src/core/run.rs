@@ -41,7 +41,10 @@ impl TaskInstance {
 pub enum Outcome {
     Success,
     /// `retryable: false` skips any remaining retries.
-    Failed { retryable: bool, reason: String },
+    Failed {
+        retryable: bool,
+        reason: String,
+    },
 }
 
 /// One state change, for persistence, the event log and the shell's actions.
@@ -140,7 +143,8 @@ impl RunState {
             match self.tasks[i].state {
                 TaskState::None | TaskState::Deferred => {
                     let task = &plan.tasks[i];
-                    let upstream = Upstream::count(task.upstream.iter().map(|&u| self.tasks[u].state));
+                    let upstream =
+                        Upstream::count(task.upstream.iter().map(|&u| self.tasks[u].state));
                     match trigger::evaluate(task.trigger_rule, upstream) {
                         Verdict::Wait => {}
                         Verdict::Skip => self.set(i, TaskState::Skipped, &mut changes),
@@ -238,8 +242,14 @@ impl RunState {
                 let used = try_number.saturating_sub(task.tries_before_clear);
                 let key = self.idempotency_key(plan, index, try_number);
                 let deadline = self.deadline(plan);
-                match retry::decide(&plan.tasks[index].policy, used, *retryable, now, deadline, &key)
-                {
+                match retry::decide(
+                    &plan.tasks[index].policy,
+                    used,
+                    *retryable,
+                    now,
+                    deadline,
+                    &key,
+                ) {
                     RetryDecision::RetryAt(at) => {
                         self.tasks[index].retry_at = Some(at);
                         self.tasks[index].reason = Some(reason.clone());
@@ -278,7 +288,13 @@ impl RunState {
     }
 
     /// An operator sets a task's outcome by hand (`success` or `failed`).
-    pub fn mark(&mut self, plan: &DagPlan, index: usize, to: TaskState, reason: &str) -> Vec<Change> {
+    pub fn mark(
+        &mut self,
+        plan: &DagPlan,
+        index: usize,
+        to: TaskState,
+        reason: &str,
+    ) -> Vec<Change> {
         let mut changes = Vec::new();
         self.tasks[index].retry_at = None;
         self.tasks[index].reason = Some(reason.to_owned());

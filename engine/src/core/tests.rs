@@ -16,7 +16,9 @@ use crate::schedule::DataInterval;
 use crate::spec::{Duration, EffectivePolicy, RetryBackoff, TriggerRule};
 
 fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 9, 1, 0, 0, 0).single().unwrap_or_default()
+    Utc.with_ymd_and_hms(2025, 9, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone)]
@@ -45,7 +47,10 @@ fn dag_spec() -> impl Strategy<Value = Vec<TaskSpec>> {
                         upstream: if i == 0 {
                             Vec::new()
                         } else {
-                            ups.into_iter().collect::<BTreeSet<_>>().into_iter().collect()
+                            ups.into_iter()
+                                .collect::<BTreeSet<_>>()
+                                .into_iter()
+                                .collect()
                         },
                         rule,
                         retries,
@@ -73,7 +78,11 @@ fn plan(specs: &[TaskSpec], max_active_tasks: usize, sla: Option<i64>) -> DagPla
                 retry_backoff: RetryBackoff::Exponential,
                 max_retry_delay: Duration::from_secs(600),
                 timeout: None,
-                pool: if s.pool { "small".into() } else { "default".into() },
+                pool: if s.pool {
+                    "small".into()
+                } else {
+                    "default".into()
+                },
             },
         })
         .collect();
@@ -92,6 +101,7 @@ fn plan(specs: &[TaskSpec], max_active_tasks: usize, sla: Option<i64>) -> DagPla
         start: None,
         end: None,
         catchup: false,
+        paused_on_creation: false,
         max_active_runs: 16,
         max_active_tasks: max_active_tasks as u32,
         sla: None,
@@ -267,19 +277,54 @@ proptest! {
 #[test]
 fn trigger_rules_follow_airflow() {
     use TaskState::*;
-    let v = |rule, states: &[TaskState]| trigger::evaluate(rule, Upstream::count(states.iter().copied()));
-    assert_eq!(v(TriggerRule::AllSuccess, &[Success, Success]), Verdict::Run);
-    assert_eq!(v(TriggerRule::AllSuccess, &[Success, Running]), Verdict::Wait);
-    assert_eq!(v(TriggerRule::AllSuccess, &[Failed, Running]), Verdict::UpstreamFailed);
-    assert_eq!(v(TriggerRule::AllSuccess, &[Skipped, Success]), Verdict::Skip);
+    let v = |rule, states: &[TaskState]| {
+        trigger::evaluate(rule, Upstream::count(states.iter().copied()))
+    };
+    assert_eq!(
+        v(TriggerRule::AllSuccess, &[Success, Success]),
+        Verdict::Run
+    );
+    assert_eq!(
+        v(TriggerRule::AllSuccess, &[Success, Running]),
+        Verdict::Wait
+    );
+    assert_eq!(
+        v(TriggerRule::AllSuccess, &[Failed, Running]),
+        Verdict::UpstreamFailed
+    );
+    assert_eq!(
+        v(TriggerRule::AllSuccess, &[Skipped, Success]),
+        Verdict::Skip
+    );
     assert_eq!(v(TriggerRule::AllDone, &[Failed, Success]), Verdict::Run);
-    assert_eq!(v(TriggerRule::OneSuccess, &[Success, Running]), Verdict::Run);
-    assert_eq!(v(TriggerRule::OneSuccess, &[Failed, Skipped]), Verdict::UpstreamFailed);
-    assert_eq!(v(TriggerRule::OneFailed, &[UpstreamFailed, Running]), Verdict::Run);
-    assert_eq!(v(TriggerRule::OneFailed, &[Success, Skipped]), Verdict::Skip);
-    assert_eq!(v(TriggerRule::NoneFailed, &[Success, Skipped]), Verdict::Run);
-    assert_eq!(v(TriggerRule::NoneFailed, &[Success, Failed]), Verdict::UpstreamFailed);
-    assert_eq!(v(TriggerRule::AllFailed, &[Failed, UpstreamFailed]), Verdict::Run);
+    assert_eq!(
+        v(TriggerRule::OneSuccess, &[Success, Running]),
+        Verdict::Run
+    );
+    assert_eq!(
+        v(TriggerRule::OneSuccess, &[Failed, Skipped]),
+        Verdict::UpstreamFailed
+    );
+    assert_eq!(
+        v(TriggerRule::OneFailed, &[UpstreamFailed, Running]),
+        Verdict::Run
+    );
+    assert_eq!(
+        v(TriggerRule::OneFailed, &[Success, Skipped]),
+        Verdict::Skip
+    );
+    assert_eq!(
+        v(TriggerRule::NoneFailed, &[Success, Skipped]),
+        Verdict::Run
+    );
+    assert_eq!(
+        v(TriggerRule::NoneFailed, &[Success, Failed]),
+        Verdict::UpstreamFailed
+    );
+    assert_eq!(
+        v(TriggerRule::AllFailed, &[Failed, UpstreamFailed]),
+        Verdict::Run
+    );
     assert_eq!(v(TriggerRule::AllFailed, &[Failed, Success]), Verdict::Skip);
     assert_eq!(v(TriggerRule::Always, &[Running]), Verdict::Run);
     assert_eq!(v(TriggerRule::AllSuccess, &[]), Verdict::Run);
@@ -287,14 +332,27 @@ fn trigger_rules_follow_airflow() {
 
 fn chain(retries: u32, sla_minutes: Option<i64>) -> DagPlan {
     let specs = vec![
-        TaskSpec { upstream: vec![], rule: TriggerRule::AllSuccess, retries, pool: false },
-        TaskSpec { upstream: vec![0], rule: TriggerRule::AllSuccess, retries, pool: false },
+        TaskSpec {
+            upstream: vec![],
+            rule: TriggerRule::AllSuccess,
+            retries,
+            pool: false,
+        },
+        TaskSpec {
+            upstream: vec![0],
+            rule: TriggerRule::AllSuccess,
+            retries,
+            pool: false,
+        },
     ];
     plan(&specs, 8, sla_minutes)
 }
 
 fn interval() -> DataInterval {
-    DataInterval { start: t0(), end: t0() + TimeDelta::minutes(15) }
+    DataInterval {
+        start: t0(),
+        end: t0() + TimeDelta::minutes(15),
+    }
 }
 
 #[test]
@@ -303,10 +361,24 @@ fn a_fatal_error_skips_the_remaining_retries() {
     let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
     run.start(0, TaskState::Running);
-    run.finish(&plan, 0, 1, &Outcome::Failed { retryable: false, reason: "syntax error".into() }, t0());
+    run.finish(
+        &plan,
+        0,
+        1,
+        &Outcome::Failed {
+            retryable: false,
+            reason: "syntax error".into(),
+        },
+        t0(),
+    );
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
     assert_eq!(run.tasks[0].state, TaskState::Failed);
-    assert!(run.tasks[0].reason.as_deref().is_some_and(|r| r.contains("fatal")));
+    assert!(
+        run.tasks[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("fatal"))
+    );
     assert_eq!(run.tasks[1].state, TaskState::UpstreamFailed);
     assert_eq!(run.status, RunStatus::Failed);
 }
@@ -317,12 +389,29 @@ fn a_retryable_error_waits_then_runs_the_next_try() {
     let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
     run.start(0, TaskState::Running);
-    run.finish(&plan, 0, 1, &Outcome::Failed { retryable: true, reason: "timeout".into() }, t0());
+    run.finish(
+        &plan,
+        0,
+        1,
+        &Outcome::Failed {
+            retryable: true,
+            reason: "timeout".into(),
+        },
+        t0(),
+    );
     assert_eq!(run.tasks[0].state, TaskState::UpForRetry);
     // Exponential backoff: 1 minute plus up to half of it as jitter.
     let at = run.next_retry_at().unwrap_or_default();
-    assert!(at >= t0() + TimeDelta::minutes(1) && at < t0() + TimeDelta::seconds(90), "{at}");
-    run.evaluate(&plan, &|_| Past::Satisfied, true, at - TimeDelta::seconds(1));
+    assert!(
+        at >= t0() + TimeDelta::minutes(1) && at < t0() + TimeDelta::seconds(90),
+        "{at}"
+    );
+    run.evaluate(
+        &plan,
+        &|_| Past::Satisfied,
+        true,
+        at - TimeDelta::seconds(1),
+    );
     assert_eq!(run.tasks[0].state, TaskState::UpForRetry);
     run.evaluate(&plan, &|_| Past::Satisfied, true, at);
     assert_eq!(run.tasks[0].state, TaskState::Scheduled);
@@ -331,7 +420,16 @@ fn a_retryable_error_waits_then_runs_the_next_try() {
     // A late report about try 1 changes nothing.
     run.finish(&plan, 0, 1, &Outcome::Success, t0());
     assert_eq!(run.tasks[0].state, TaskState::Running);
-    run.finish(&plan, 0, 2, &Outcome::Failed { retryable: true, reason: "timeout".into() }, t0());
+    run.finish(
+        &plan,
+        0,
+        2,
+        &Outcome::Failed {
+            retryable: true,
+            reason: "timeout".into(),
+        },
+        t0(),
+    );
     assert_eq!(run.tasks[0].state, TaskState::Failed, "retries used up");
 }
 
@@ -343,10 +441,22 @@ fn a_retry_that_would_start_after_the_sla_deadline_is_not_started() {
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
     run.start(0, TaskState::Running);
     let now = t0() + TimeDelta::minutes(25);
-    run.finish(&plan, 0, 1, &Outcome::Failed { retryable: true, reason: "EMR step failed".into() }, now);
+    run.finish(
+        &plan,
+        0,
+        1,
+        &Outcome::Failed {
+            retryable: true,
+            reason: "EMR step failed".into(),
+        },
+        now,
+    );
     assert_eq!(run.tasks[0].state, TaskState::Failed);
     let reason = run.tasks[0].reason.clone().unwrap_or_default();
-    assert!(reason.contains("after the SLA deadline 2025-09-01T00:25:00Z"), "{reason}");
+    assert!(
+        reason.contains("after the SLA deadline 2025-09-01T00:25:00Z"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -355,7 +465,16 @@ fn clearing_reruns_a_task_and_its_downstream_with_fresh_retries() {
     let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
     run.start(0, TaskState::Running);
-    run.finish(&plan, 0, 1, &Outcome::Failed { retryable: true, reason: "x".into() }, t0());
+    run.finish(
+        &plan,
+        0,
+        1,
+        &Outcome::Failed {
+            retryable: true,
+            reason: "x".into(),
+        },
+        t0(),
+    );
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
     assert_eq!(run.status, RunStatus::Failed);
     run.clear(&plan, &[0], true);

@@ -33,6 +33,7 @@ pub fn decode_dag(decoder: &mut Decoder, root: &Node) -> Option<Dag> {
     let start = f.read(decoder, "start", |d, n, p| read_instant(d, n, p, tz));
     let end = f.read(decoder, "end", |d, n, p| read_instant(d, n, p, tz));
     let catchup = f.read(decoder, "catchup", Decoder::boolean);
+    let paused_on_creation = f.read(decoder, "paused_on_creation", Decoder::boolean);
     let max_active_runs = f.read(decoder, "max_active_runs", Decoder::u32);
     let max_active_tasks = f.read(decoder, "max_active_tasks", Decoder::u32);
     let sla = f.read(decoder, "sla", read_sla);
@@ -57,6 +58,7 @@ pub fn decode_dag(decoder: &mut Decoder, root: &Node) -> Option<Dag> {
         start,
         end,
         catchup: catchup.unwrap_or(false),
+        paused_on_creation: paused_on_creation.unwrap_or(false),
         max_active_runs: max_active_runs.unwrap_or_else(defaults::max_active_runs),
         max_active_tasks: max_active_tasks.unwrap_or_else(defaults::max_active_tasks),
         sla,

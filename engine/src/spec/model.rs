@@ -50,6 +50,10 @@ pub struct Dag {
     /// Create runs for every interval missed since `start` (or since the last run). Default false.
     #[serde(default)]
     pub catchup: bool,
+    /// Start paused the first time the scheduler sees this DAG (e.g. a DAG only ever
+    /// backfilled). `sluice dags pause|unpause` changes it afterwards. Default false.
+    #[serde(default)]
+    pub paused_on_creation: bool,
     /// Most runs of this DAG active at once. Default 16.
     #[serde(default = "defaults::max_active_runs")]
     pub max_active_runs: u32,

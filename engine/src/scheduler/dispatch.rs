@@ -1,0 +1,311 @@
+//! Granting slots, starting attempts after the flush, and applying executors' reports.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use super::Input;
+use super::engine::{Dispatch, Engine, RunKey};
+use crate::core::{Outcome, TaskState};
+use crate::executor::{Attempt, AttemptId, Executor, Report, Reporter};
+use crate::spec::TaskKind;
+use crate::store::{AttemptRecord, AttemptResult};
+use crate::template::{Renderer, RunContext};
+
+impl Engine {
+    /// Grants free slots to scheduled tasks, oldest run first, upstream first. Each granted
+    /// task is `running` (in-process executors) in memory; it starts after the flush.
+    pub(super) fn admit(&mut self, now: DateTime<Utc>) -> Vec<Dispatch> {
+        let mut granted = Vec::new();
+        for (key, run) in self.runs.iter_mut() {
+            if run.record.state.status.is_finished() {
+                continue;
+            }
+            let paused = self.dags.get(&key.0).is_some_and(|d| d.record.paused)
+                && run.record.state.kind != crate::core::RunKind::Backfill;
+            if paused {
+                continue;
+            }
+            let ready: Vec<usize> = run.record.state.scheduled().collect();
+            for task in ready {
+                if !self.admission.try_admit(&run.plan, task) {
+                    continue;
+                }
+                let changes = run.record.state.start(task, TaskState::Running);
+                run.changes.extend(changes);
+                let try_number = run.record.state.tasks[task].try_number;
+                let enabled_at = run.plan.tasks[task]
+                    .upstream
+                    .iter()
+                    .map(|&u| run.succeeded_at[u])
+                    .collect::<Option<Vec<Instant>>>()
+                    .and_then(|times| times.into_iter().max());
+                let idempotency_key = run
+                    .record
+                    .state
+                    .idempotency_key(&run.plan, task, try_number);
+                let task_id = run.plan.tasks[task].id.clone();
+                let log =
+                    self.store
+                        .log_path(&key.0, &run.record.state.run_id, &task_id, try_number);
+                self.attempt_writes.push((
+                    key.0.clone(),
+                    key.1,
+                    AttemptRecord {
+                        task: task_id,
+                        try_number,
+                        idempotency_key,
+                        executor: executor_name(&run.dag.tasks[&run.plan.tasks[task].id].kind)
+                            .to_owned(),
+                        handle: None,
+                        started_at: now,
+                        ended_at: None,
+                        result: None,
+                        error: None,
+                        log,
+                    },
+                ));
+                self.stats.attempts_started += 1;
+                granted.push(Dispatch {
+                    key: key.clone(),
+                    task,
+                    try_number,
+                    enabled_at,
+                });
+            }
+        }
+        granted
+    }
+
+    /// Starts granted attempts; their state is durable by now.
+    pub(super) fn dispatch(&mut self, dispatches: Vec<Dispatch>) {
+        for d in dispatches {
+            let Some(run) = self.runs.get(&d.key) else {
+                continue;
+            };
+            let plan_task = &run.plan.tasks[d.task];
+            let id = AttemptId {
+                dag_id: d.key.0.clone(),
+                logical_date: d.key.1,
+                task_id: plan_task.id.clone(),
+                try_number: d.try_number,
+            };
+            let reporter = Reporter {
+                id: id.clone(),
+                sink: self.sender.clone(),
+            };
+            let Some(spec) = run.dag.tasks.get(&plan_task.id) else {
+                continue;
+            };
+            let state = &run.record.state;
+            let mut outputs = BTreeMap::new();
+            for &u in &plan_task.upstream {
+                let upstream = &run.plan.tasks[u].id;
+                if let Ok(Some(value)) = self.store.output(&d.key.0, d.key.1, upstream) {
+                    outputs.insert(upstream.clone(), value);
+                }
+            }
+            let context = RunContext {
+                dag_id: state.dag_id.clone(),
+                run_id: state.run_id.clone(),
+                task_id: plan_task.id.clone(),
+                try_number: d.try_number,
+                logical_date: state.logical_date,
+                data_interval: state.interval,
+                params: run.dag.params.clone(),
+                conn: BTreeMap::new(),
+                var: BTreeMap::new(),
+                outputs,
+            };
+            let renderer = Renderer::new(&context);
+            let mut kind = spec.kind.clone();
+            let mut failures = Vec::new();
+            kind.visit_templates_mut(&mut |field, text| match renderer.render(text) {
+                Ok(rendered) => *text = rendered,
+                Err(e) => failures.push(format!("{field}: {e}")),
+            });
+            if !failures.is_empty() {
+                self.local.push_back(Input::Report {
+                    attempt: id,
+                    report: Report::Finished {
+                        outcome: Outcome::Failed {
+                            retryable: false,
+                            reason: format!("template error: {}", failures.join("; ")),
+                        },
+                        output: None,
+                    },
+                });
+                continue;
+            }
+            let attempt = Attempt {
+                dag_id: d.key.0.clone(),
+                run_id: state.run_id.clone(),
+                logical_date: d.key.1,
+                task_id: plan_task.id.clone(),
+                try_number: d.try_number,
+                idempotency_key: state.idempotency_key(&run.plan, d.task, d.try_number),
+                timeout: plan_task.policy.timeout,
+                log_path: self
+                    .store
+                    .log_path(&d.key.0, &state.run_id, &plan_task.id, d.try_number),
+                work_dir: self.store.root().join("work").join(&d.key.0),
+                kind,
+            };
+            match &attempt.kind {
+                TaskKind::Noop => self.executors.noop.start(attempt, reporter),
+                TaskKind::Command(_) => self.executors.command.start(attempt, reporter),
+                other => self.local.push_back(Input::Report {
+                    attempt: id,
+                    report: Report::Finished {
+                        outcome: Outcome::Failed {
+                            retryable: false,
+                            reason: format!(
+                                "no executor for `{}` tasks in this build yet",
+                                other.type_name()
+                            ),
+                        },
+                        output: None,
+                    },
+                }),
+            }
+        }
+    }
+
+    /// Applies one input to the runs.
+    pub(super) fn handle(&mut self, input: Input, now: DateTime<Utc>) {
+        match input {
+            Input::Shutdown => {
+                if self.shutdown_at.is_none() {
+                    self.log("shutting down: no new attempts; waiting for running ones");
+                    self.shutdown_at = Some(Instant::now() + self.config.shutdown_grace);
+                }
+            }
+            Input::Report { attempt, report } => self.apply_report(attempt, report, now),
+        }
+    }
+
+    fn apply_report(&mut self, id: AttemptId, report: Report, now: DateTime<Utc>) {
+        let key: RunKey = (id.dag_id.clone(), id.logical_date);
+        let Some(run) = self.runs.get_mut(&key) else {
+            return;
+        };
+        let Some(index) = run.plan.task_index(&id.task_id) else {
+            return;
+        };
+        match report {
+            Report::Started { handle } => {
+                let changes = run.record.state.running(index, id.try_number);
+                run.changes.extend(changes);
+                if let Some(handle) = handle {
+                    self.update_attempt(&id, |a| a.handle = Some(handle.clone()));
+                }
+            }
+            Report::Finished { outcome, output } => {
+                let held = run.record.state.tasks[index].state.holds_slot()
+                    && run.record.state.tasks[index].try_number == id.try_number;
+                let plan = std::sync::Arc::clone(&run.plan);
+                let changes = run
+                    .record
+                    .state
+                    .finish(&plan, index, id.try_number, &outcome, now);
+                if changes.is_empty() {
+                    return;
+                }
+                if held {
+                    self.admission
+                        .release(&plan.dag_id, &plan.tasks[index].policy.pool);
+                }
+                if outcome == Outcome::Success {
+                    run.succeeded_at[index] = Some(Instant::now());
+                }
+                run.changes.extend(changes);
+                run.dirty = true;
+                let (result, error) = match &outcome {
+                    Outcome::Success => (AttemptResult::Success, None),
+                    Outcome::Failed { reason, .. } => (AttemptResult::Failed, Some(reason.clone())),
+                };
+                if let Some(output) = output {
+                    self.output_writes.push((
+                        id.dag_id.clone(),
+                        id.logical_date,
+                        id.task_id.clone(),
+                        output,
+                    ));
+                }
+                self.update_attempt(&id, |a| {
+                    a.ended_at = Some(now);
+                    a.result = Some(result);
+                    a.error = error.clone();
+                });
+            }
+        }
+    }
+
+    /// Updates an attempt record, from this iteration's writes or the store.
+    pub(super) fn update_attempt(&mut self, id: &AttemptId, update: impl Fn(&mut AttemptRecord)) {
+        if let Some((_, _, pending)) = self.attempt_writes.iter_mut().find(|(d, l, a)| {
+            *d == id.dag_id
+                && *l == id.logical_date
+                && a.task == id.task_id
+                && a.try_number == id.try_number
+        }) {
+            update(pending);
+            return;
+        }
+        if let Ok(Some(mut record)) =
+            self.store
+                .attempt(&id.dag_id, id.logical_date, &id.task_id, id.try_number)
+        {
+            update(&mut record);
+            self.attempt_writes
+                .push((id.dag_id.clone(), id.logical_date, record));
+        }
+    }
+
+    /// During shutdown: once the grace period is over, stop what still runs and record it
+    /// as interrupted (a retryable failure), so the store says what happened.
+    pub(super) fn wind_down(&mut self, now: DateTime<Utc>) {
+        let Some(deadline) = self.shutdown_at else {
+            return;
+        };
+        if Instant::now() < deadline {
+            return;
+        }
+        let mut interrupted = Vec::new();
+        for (key, run) in &self.runs {
+            for (index, task) in run.record.state.tasks.iter().enumerate() {
+                if task.state.holds_slot() {
+                    let key_text =
+                        run.record
+                            .state
+                            .idempotency_key(&run.plan, index, task.try_number);
+                    self.executors.command.cancel(&key_text);
+                    interrupted.push(AttemptId {
+                        dag_id: key.0.clone(),
+                        logical_date: key.1,
+                        task_id: run.plan.tasks[index].id.clone(),
+                        try_number: task.try_number,
+                    });
+                }
+            }
+        }
+        for id in interrupted {
+            self.apply_report(
+                id,
+                Report::Finished {
+                    outcome: Outcome::Failed {
+                        retryable: true,
+                        reason: "interrupted: the scheduler shut down".into(),
+                    },
+                    output: None,
+                },
+                now,
+            );
+        }
+    }
+}
+
+fn executor_name(kind: &TaskKind) -> &'static str {
+    kind.type_name()
+}

@@ -1,0 +1,52 @@
+//! The tokio shell around the pure core: the event loop, timers, DAG reloads, dispatch to
+//! executors, persistence with group commit, crash recovery, backfills and operator commands.
+//!
+//! One loop thread owns all scheduling state. Each iteration drains the inbox (executor
+//! reports, operator commands), creates due runs, lets the core move task instances, grants
+//! slots, writes every change to sled, flushes once, and only then starts the attempts it
+//! decided on. With nothing to do it sleeps until the next timer (a retry, an interval
+//! boundary, a DAG reload) or the next input: no polling of task instances.
+
+pub mod backfill;
+pub mod control;
+mod dispatch;
+mod engine;
+mod persist;
+mod recovery;
+mod registry;
+mod scheduled;
+
+pub use backfill::BackfillProgress;
+pub use control::{Control, ControlError};
+pub use engine::{Engine, EngineConfig, EngineError, Mode, Stats};
+
+use crate::executor::{AttemptId, Report};
+
+/// What the loop receives.
+#[derive(Debug)]
+pub enum Input {
+    Report {
+        attempt: AttemptId,
+        report: Report,
+    },
+    /// Stop dispatching, let running attempts finish within the grace period, then exit.
+    Shutdown,
+}
+
+/// Stable hash used for DAG versions and jitter-free ids: FNV-1a 64 twice with different
+/// seeds, as 32 hex digits.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    let fnv = |seed: u64| {
+        let mut h = seed;
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    };
+    format!(
+        "{:016x}{:016x}",
+        fnv(0xcbf2_9ce4_8422_2325),
+        fnv(0x8422_2325_cbf2_9ce4)
+    )
+}

@@ -1,0 +1,198 @@
+//! Writing an iteration's changes: runs, the event log, the ledger, attempts and outputs,
+//! then one flush (group commit). Finished runs leave memory once they are durable.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::engine::{ActiveRun, Engine, EngineError, RunKey};
+use crate::core::{Change, DagPlan, RunKind, RunState, RunStatus};
+use crate::schedule::DataInterval;
+use crate::spec::Dag;
+use crate::store::{EventRecord, LedgerEntry, RunRecord};
+
+impl Engine {
+    /// Adds a new run to memory (persisted with the iteration). Returns false if a run
+    /// for that logical date already exists.
+    pub(super) fn create_run(
+        &mut self,
+        dag: Arc<Dag>,
+        plan: Arc<DagPlan>,
+        version: String,
+        kind: RunKind,
+        interval: DataInterval,
+        conf: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<bool, EngineError> {
+        let key: RunKey = (plan.dag_id.clone(), interval.start);
+        if self.runs.contains_key(&key) || self.store.run(&key.0, key.1)?.is_some() {
+            return Ok(false);
+        }
+        let state = RunState::new(&plan, kind, interval);
+        self.log(format!("{} {} created", state.dag_id, state.run_id));
+        let tasks = plan.tasks.len();
+        let record = RunRecord {
+            state,
+            created_at: now,
+            started_at: None,
+            ended_at: None,
+            dag_version: version,
+            conf,
+        };
+        self.runs.insert(
+            key,
+            ActiveRun {
+                record,
+                plan,
+                dag,
+                dirty: true,
+                changes: vec![Change::Run {
+                    from: RunStatus::Queued,
+                    to: RunStatus::Queued,
+                }],
+                succeeded_at: vec![None; tasks],
+            },
+        );
+        self.stats.runs_created += 1;
+        Ok(true)
+    }
+
+    /// Brings a finished run back into memory (clear, reprocess) with its own plan.
+    pub(super) fn reopen_run(&mut self, record: RunRecord) -> Result<Option<RunKey>, EngineError> {
+        let key: RunKey = (record.state.dag_id.clone(), record.state.logical_date);
+        if self.runs.contains_key(&key) {
+            return Ok(Some(key));
+        }
+        let Some((dag, plan)) = self.plan_for(&key.0, &record.dag_version)? else {
+            return Ok(None);
+        };
+        let tasks = plan.tasks.len();
+        self.runs.insert(
+            key.clone(),
+            ActiveRun {
+                record,
+                plan,
+                dag,
+                dirty: true,
+                changes: Vec::new(),
+                succeeded_at: vec![None; tasks],
+            },
+        );
+        Ok(Some(key))
+    }
+
+    /// Persists everything changed this iteration and flushes once. Returns whether
+    /// anything was written.
+    pub(super) fn persist_and_flush(&mut self) -> Result<bool, EngineError> {
+        let now = Utc::now();
+        let mut wrote = false;
+        let mut finished: Vec<RunKey> = Vec::new();
+        let mut ledger_moves = Vec::new();
+        for (key, run) in self.runs.iter_mut() {
+            if run.changes.is_empty() {
+                continue;
+            }
+            wrote = true;
+            let changes = std::mem::take(&mut run.changes);
+            let state = &run.record.state;
+            let mut ledger_status = None;
+            for change in &changes {
+                let event = match change {
+                    Change::Task {
+                        index,
+                        from,
+                        to,
+                        try_number,
+                    } => {
+                        self.stats.transitions += 1;
+                        EventRecord {
+                            at: now,
+                            dag: state.dag_id.clone(),
+                            run_id: state.run_id.clone(),
+                            task: Some(run.plan.tasks[*index].id.clone()),
+                            from: from.name().to_owned(),
+                            to: to.name().to_owned(),
+                            try_number: Some(*try_number),
+                        }
+                    }
+                    Change::Run { from, to } => {
+                        ledger_status = Some(*to);
+                        EventRecord {
+                            at: now,
+                            dag: state.dag_id.clone(),
+                            run_id: state.run_id.clone(),
+                            task: None,
+                            from: from.name().to_owned(),
+                            to: to.name().to_owned(),
+                            try_number: None,
+                        }
+                    }
+                };
+                self.store.append_event(&event)?;
+            }
+            if state.status.is_finished() {
+                run.record.ended_at.get_or_insert(now);
+                finished.push(key.clone());
+            } else {
+                run.record.ended_at = None;
+            }
+            self.store.put_run(&run.record)?;
+            if let Some(status) = ledger_status {
+                let previous = self
+                    .store
+                    .ledger_entry(&state.dag_id, state.interval.start)?;
+                ledger_moves.push((
+                    state.dag_id.clone(),
+                    state.interval.start,
+                    previous.as_ref().map(|p| p.status),
+                    status,
+                ));
+                let successes =
+                    previous.map_or(0, |p| p.successes) + u32::from(status == RunStatus::Success);
+                self.store.put_ledger(
+                    &state.dag_id,
+                    state.interval.start,
+                    &LedgerEntry {
+                        interval_end: state.interval.end,
+                        run_id: state.run_id.clone(),
+                        status,
+                        successes,
+                        updated_at: now,
+                    },
+                )?;
+            }
+        }
+        for (dag, start, from, to) in ledger_moves {
+            self.track_progress(&dag, start, from, to);
+        }
+        for (dag, logical, attempt) in self.attempt_writes.drain(..) {
+            wrote = true;
+            self.store.put_attempt(&dag, logical, &attempt)?;
+        }
+        for (dag, logical, task, output) in self.output_writes.drain(..) {
+            self.store.put_output(&dag, logical, &task, &output)?;
+        }
+        if wrote {
+            self.store.flush()?;
+            self.stats.flushes += 1;
+        }
+        for key in finished {
+            if let Some(run) = self.runs.remove(&key) {
+                self.stats.runs_finished += 1;
+                self.log(format!(
+                    "{} {} {}",
+                    run.record.state.dag_id, run.record.state.run_id, run.record.state.status
+                ));
+                // The next run of the DAG may wait on this one (`depends_on_past`).
+                if let Some((_, next)) = self
+                    .runs
+                    .range_mut(key.clone()..)
+                    .find(|(k, _)| k.0 == key.0)
+                {
+                    next.dirty = true;
+                }
+            }
+        }
+        Ok(wrote)
+    }
+}

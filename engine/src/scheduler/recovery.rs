@@ -1,0 +1,78 @@
+//! Start-up after a stop or a crash: runs left active are loaded again; attempts that were
+//! running in this process (in-process executors) died with it and are failed-by-crash,
+//! then retried under the task's retry policy. No run stays stuck in running or queued.
+
+use chrono::{DateTime, Utc};
+
+use super::engine::{Engine, EngineError, Mode};
+use crate::core::Outcome;
+use crate::store::{AttemptResult, BackfillStatus};
+
+pub const CRASH_REASON: &str =
+    "failed by crash: the scheduler stopped while this attempt was running";
+
+impl Engine {
+    pub(super) fn recover(&mut self, now: DateTime<Utc>) -> Result<(), EngineError> {
+        let only = match &self.config.mode {
+            Mode::Scheduler => None,
+            Mode::Backfill { dag } | Mode::Test { dag } => Some(dag.clone()),
+        };
+        for dag in self.dags.keys().cloned().collect::<Vec<_>>() {
+            if let Some(record) = self.store.backfill(&dag)? {
+                if record.status == BackfillStatus::Running {
+                    self.backfills.insert(dag, record);
+                }
+            }
+        }
+        for record in self.store.active_runs()? {
+            if only.as_ref().is_some_and(|d| *d != record.state.dag_id) {
+                continue;
+            }
+            let Some(key) = self.reopen_run(record)? else {
+                continue;
+            };
+            let Some(run) = self.runs.get_mut(&key) else {
+                continue;
+            };
+            let plan = std::sync::Arc::clone(&run.plan);
+            let crashed: Vec<(usize, u32)> = run
+                .record
+                .state
+                .tasks
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.state.holds_slot())
+                .map(|(i, t)| (i, t.try_number))
+                .collect();
+            for (index, try_number) in crashed {
+                let changes = run.record.state.finish(
+                    &plan,
+                    index,
+                    try_number,
+                    &Outcome::Failed {
+                        retryable: true,
+                        reason: CRASH_REASON.into(),
+                    },
+                    now,
+                );
+                run.changes.extend(changes);
+                self.stats.recovered_attempts += 1;
+                let task = plan.tasks[index].id.clone();
+                if let Some(mut attempt) = self.store.attempt(&key.0, key.1, &task, try_number)? {
+                    attempt.ended_at = Some(now);
+                    attempt.result = Some(AttemptResult::FailedByCrash);
+                    attempt.error = Some(CRASH_REASON.into());
+                    self.attempt_writes.push((key.0.clone(), key.1, attempt));
+                }
+            }
+            run.dirty = true;
+        }
+        if self.stats.recovered_attempts > 0 {
+            self.log(format!(
+                "recovered {} attempt(s) left running by a previous process",
+                self.stats.recovered_attempts
+            ));
+        }
+        Ok(())
+    }
+}
