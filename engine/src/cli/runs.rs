@@ -348,13 +348,7 @@ pub fn test(
     let attempts = engine
         .store()
         .attempts_of_run(dag, run.state.logical_date)?;
-    print_run(
-        cli,
-        &run,
-        &attempts,
-        &engine.store().root().to_path_buf(),
-        streams,
-    )?;
+    print_run(cli, &run, &attempts, engine.store().root(), streams)?;
     // Logs of a test run live in a scratch folder: show them inline, then drop them.
     if cli.output == OutputFormat::Table {
         for attempt in &attempts {

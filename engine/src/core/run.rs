@@ -16,12 +16,23 @@ use crate::schedule::DataInterval;
 pub struct TaskInstance {
     pub state: TaskState,
     /// Attempts started so far; the running attempt's number while running.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub try_number: u32,
     /// `try_number` when the instance was last cleared: retries count from here.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub tries_before_clear: u32,
+    /// When the current (or last) attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<DateTime<Utc>>,
     /// Why it is in its state (a failure's error, a skipped retry's reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl TaskInstance {
@@ -30,6 +41,7 @@ impl TaskInstance {
             state: TaskState::None,
             try_number: 0,
             tries_before_clear: 0,
+            started_at: None,
             retry_at: None,
             reason: None,
         }
@@ -164,11 +176,9 @@ impl RunState {
                         }
                     }
                 }
-                TaskState::UpForRetry => {
-                    if self.tasks[i].retry_at.is_none_or(|at| at <= now) {
-                        self.tasks[i].retry_at = None;
-                        self.set(i, TaskState::Scheduled, &mut changes);
-                    }
+                TaskState::UpForRetry if self.tasks[i].retry_at.is_none_or(|at| at <= now) => {
+                    self.tasks[i].retry_at = None;
+                    self.set(i, TaskState::Scheduled, &mut changes);
                 }
                 _ => {}
             }
@@ -201,12 +211,13 @@ impl RunState {
 
     /// A granted slot: `Scheduled → Queued` (remote executors) or `Running` (in-process),
     /// starting the next try.
-    pub fn start(&mut self, index: usize, to: TaskState) -> Vec<Change> {
+    pub fn start(&mut self, index: usize, to: TaskState, now: DateTime<Utc>) -> Vec<Change> {
         let mut changes = Vec::new();
         if self.tasks[index].state != TaskState::Scheduled {
             return changes;
         }
         self.tasks[index].try_number += 1;
+        self.tasks[index].started_at = Some(now);
         self.tasks[index].reason = None;
         self.set(index, to, &mut changes);
         changes

@@ -181,7 +181,7 @@ proptest! {
                     let upstream = Upstream::count(plan.tasks[task].upstream.iter().map(|&u| run.tasks[u].state));
                     prop_assert_eq!(trigger::evaluate(plan.tasks[task].trigger_rule, upstream), Verdict::Run);
                     if admission.try_admit(&plan, task) {
-                        run.start(task, TaskState::Running);
+                        run.start(task, TaskState::Running, now);
                         running.push((r, task, run.tasks[task].try_number));
                     }
                 }
@@ -360,7 +360,7 @@ fn a_fatal_error_skips_the_remaining_retries() {
     let plan = chain(3, None);
     let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
-    run.start(0, TaskState::Running);
+    run.start(0, TaskState::Running, t0());
     run.finish(
         &plan,
         0,
@@ -388,7 +388,7 @@ fn a_retryable_error_waits_then_runs_the_next_try() {
     let plan = chain(1, None);
     let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
-    run.start(0, TaskState::Running);
+    run.start(0, TaskState::Running, t0());
     run.finish(
         &plan,
         0,
@@ -415,7 +415,7 @@ fn a_retryable_error_waits_then_runs_the_next_try() {
     assert_eq!(run.tasks[0].state, TaskState::UpForRetry);
     run.evaluate(&plan, &|_| Past::Satisfied, true, at);
     assert_eq!(run.tasks[0].state, TaskState::Scheduled);
-    run.start(0, TaskState::Running);
+    run.start(0, TaskState::Running, t0());
     assert_eq!(run.tasks[0].try_number, 2);
     // A late report about try 1 changes nothing.
     run.finish(&plan, 0, 1, &Outcome::Success, t0());
@@ -439,7 +439,7 @@ fn a_retry_that_would_start_after_the_sla_deadline_is_not_started() {
     let plan = chain(3, Some(10));
     let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
-    run.start(0, TaskState::Running);
+    run.start(0, TaskState::Running, t0());
     let now = t0() + TimeDelta::minutes(25);
     run.finish(
         &plan,
@@ -464,7 +464,7 @@ fn clearing_reruns_a_task_and_its_downstream_with_fresh_retries() {
     let plan = chain(0, None);
     let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
-    run.start(0, TaskState::Running);
+    run.start(0, TaskState::Running, t0());
     run.finish(
         &plan,
         0,
@@ -481,7 +481,7 @@ fn clearing_reruns_a_task_and_its_downstream_with_fresh_retries() {
     assert_eq!(run.status, RunStatus::Running);
     assert_eq!(run.tasks[1].state, TaskState::None);
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
-    run.start(0, TaskState::Running);
+    run.start(0, TaskState::Running, t0());
     assert_eq!(run.tasks[0].try_number, 2);
     run.finish(&plan, 0, 2, &Outcome::Success, t0());
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());

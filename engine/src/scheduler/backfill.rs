@@ -72,19 +72,19 @@ impl Engine {
             return Err(EngineError::Invalid("--from must be before --to".into()));
         }
         let intervals = self.backfill_intervals(dag, from, to)?;
-        if let Some(existing) = self.store.backfill(dag)? {
-            if existing.status == BackfillStatus::Running {
-                if existing.from == from && existing.to == to && existing.reprocess == reprocess {
-                    self.backfills.insert(dag.to_owned(), existing.clone());
-                    self.count_progress(&existing)?;
-                    return Ok(existing);
-                }
-                return Err(EngineError::Invalid(format!(
-                    "DAG `{dag}` already has a backfill running ({} to {}); finish or cancel it first",
-                    crate::spec::instant::format_instant(existing.from),
-                    crate::spec::instant::format_instant(existing.to)
-                )));
+        if let Some(existing) = self.store.backfill(dag)?
+            && existing.status == BackfillStatus::Running
+        {
+            if existing.from == from && existing.to == to && existing.reprocess == reprocess {
+                self.backfills.insert(dag.to_owned(), existing.clone());
+                self.count_progress(&existing)?;
+                return Ok(existing);
             }
+            return Err(EngineError::Invalid(format!(
+                "DAG `{dag}` already has a backfill running ({} to {}); finish or cancel it first",
+                crate::spec::instant::format_instant(existing.from),
+                crate::spec::instant::format_instant(existing.to)
+            )));
         }
         let limit = max_active_runs
             .or_else(|| self.dags.get(dag).map(|e| e.plan.max_active_runs))
@@ -121,11 +121,8 @@ impl Engine {
             let Some(entry) = self.dags.get(&dag) else {
                 continue;
             };
-            let (spec, plan, version) = (
-                Arc::clone(&entry.dag),
-                Arc::clone(&entry.plan),
-                entry.version.clone(),
-            );
+            let version = entry.version();
+            let spec = Arc::clone(&version.dag);
             let Some(schedule) = spec.schedule.clone() else {
                 continue;
             };
@@ -136,14 +133,14 @@ impl Engine {
                 .filter(|((d, _), r)| *d == dag && !r.record.state.status.is_finished())
                 .count();
             let mut changed = false;
+            // One iterator per iteration: consecutive intervals cost one step each.
+            let mut upcoming = record.next_start.map(|start| schedule.intervals(tz, start));
             while active < record.max_active_runs {
                 let Some(start) = record.next_start else {
                     break;
                 };
-                let Some(interval) = schedule
-                    .interval_starting(tz, start)
-                    .filter(|i| i.end <= record.to)
-                else {
+                let next = upcoming.as_mut().and_then(Iterator::next);
+                let Some(interval) = next.filter(|i| i.start == start && i.end <= record.to) else {
                     record.next_start = None;
                     changed = true;
                     break;
@@ -157,8 +154,6 @@ impl Engine {
                 match self.store.run(&dag, interval.start)? {
                     None => {
                         self.create_run(
-                            Arc::clone(&spec),
-                            Arc::clone(&plan),
                             version.clone(),
                             RunKind::Backfill,
                             interval,
@@ -173,28 +168,26 @@ impl Engine {
                             Reprocess::Failed => existing.state.status == RunStatus::Failed,
                             Reprocess::Completed => true,
                         };
-                        if rerun {
-                            if let Some(key) = self.reopen_run(existing)? {
-                                if let Some(run) = self.runs.get_mut(&key) {
-                                    let plan = Arc::clone(&run.plan);
-                                    let roots: Vec<usize> = match record.reprocess {
-                                        Reprocess::Failed => run
-                                            .record
-                                            .state
-                                            .tasks
-                                            .iter()
-                                            .enumerate()
-                                            .filter(|(_, t)| t.state.is_failure())
-                                            .map(|(i, _)| i)
-                                            .collect(),
-                                        _ => (0..plan.tasks.len()).collect(),
-                                    };
-                                    let changes = run.record.state.clear(&plan, &roots, true);
-                                    run.changes.extend(changes);
-                                    run.dirty = true;
-                                }
-                                active += 1;
+                        if rerun && let Some(key) = self.reopen_run(existing)? {
+                            if let Some(run) = self.runs.get_mut(&key) {
+                                let plan = Arc::clone(&run.plan);
+                                let roots: Vec<usize> = match record.reprocess {
+                                    Reprocess::Failed => run
+                                        .record
+                                        .state
+                                        .tasks
+                                        .iter()
+                                        .enumerate()
+                                        .filter(|(_, t)| t.state.is_failure())
+                                        .map(|(i, _)| i)
+                                        .collect(),
+                                    _ => (0..plan.tasks.len()).collect(),
+                                };
+                                let changes = run.record.state.clear(&plan, &roots, true);
+                                run.changes.extend(changes);
+                                run.dirty = true;
                             }
+                            active += 1;
                         }
                     }
                 }

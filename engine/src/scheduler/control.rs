@@ -144,12 +144,8 @@ impl Engine {
                 }
             },
         };
-        let (spec, plan, version) = (
-            Arc::clone(&entry.dag),
-            Arc::clone(&entry.plan),
-            entry.version.clone(),
-        );
-        let created = self.create_run(spec, plan, version, RunKind::Manual, interval, conf, now)?;
+        let version = entry.version();
+        let created = self.create_run(version, RunKind::Manual, interval, conf, now)?;
         if !created {
             let existing = self
                 .store

@@ -32,7 +32,7 @@ impl Engine {
                 if !self.admission.try_admit(&run.plan, task) {
                     continue;
                 }
-                let changes = run.record.state.start(task, TaskState::Running);
+                let changes = run.record.state.start(task, TaskState::Running, now);
                 run.changes.extend(changes);
                 let try_number = run.record.state.tasks[task].try_number;
                 let enabled_at = run.plan.tasks[task]
@@ -49,23 +49,25 @@ impl Engine {
                 let log =
                     self.store
                         .log_path(&key.0, &run.record.state.run_id, &task_id, try_number);
-                self.attempt_writes.push((
-                    key.0.clone(),
-                    key.1,
-                    AttemptRecord {
-                        task: task_id,
-                        try_number,
-                        idempotency_key,
-                        executor: executor_name(&run.dag.tasks[&run.plan.tasks[task].id].kind)
-                            .to_owned(),
-                        handle: None,
-                        started_at: now,
-                        ended_at: None,
-                        result: None,
-                        error: None,
-                        log,
-                    },
-                ));
+                let attempt = AttemptRecord {
+                    task: task_id,
+                    try_number,
+                    idempotency_key,
+                    executor: run.dag.tasks[&run.plan.tasks[task].id]
+                        .kind
+                        .type_name()
+                        .to_owned(),
+                    handle: None,
+                    started_at: now,
+                    ended_at: None,
+                    result: None,
+                    error: None,
+                    log,
+                };
+                // In-process attempts: the run record (task running, try N) is the intent
+                // flushed before the start; the attempt record is written when there is
+                // something to add (a pid, the end). Remote executors write it up front.
+                run.attempts.insert((task, try_number), attempt);
                 self.stats.attempts_started += 1;
                 granted.push(Dispatch {
                     key: key.clone(),
@@ -118,13 +120,19 @@ impl Engine {
                 var: BTreeMap::new(),
                 outputs,
             };
-            let renderer = Renderer::new(&context);
             let mut kind = spec.kind.clone();
-            let mut failures = Vec::new();
-            kind.visit_templates_mut(&mut |field, text| match renderer.render(text) {
-                Ok(rendered) => *text = rendered,
-                Err(e) => failures.push(format!("{field}: {e}")),
+            let mut templated = false;
+            kind.visit_templates_mut(&mut |_, text| {
+                templated |= crate::template::is_template(text)
             });
+            let mut failures = Vec::new();
+            if templated {
+                let renderer = Renderer::new(&context);
+                kind.visit_templates_mut(&mut |field, text| match renderer.render(text) {
+                    Ok(rendered) => *text = rendered,
+                    Err(e) => failures.push(format!("{field}: {e}")),
+                });
+            }
             if !failures.is_empty() {
                 self.local.push_back(Input::Report {
                     attempt: id,
@@ -242,22 +250,40 @@ impl Engine {
         }
     }
 
-    /// Updates an attempt record, from this iteration's writes or the store.
+    /// Updates an attempt record kept in memory (or, for attempts of an earlier process,
+    /// read from the store) and queues the write.
     pub(super) fn update_attempt(&mut self, id: &AttemptId, update: impl Fn(&mut AttemptRecord)) {
-        if let Some((_, _, pending)) = self.attempt_writes.iter_mut().find(|(d, l, a)| {
-            *d == id.dag_id
-                && *l == id.logical_date
-                && a.task == id.task_id
-                && a.try_number == id.try_number
-        }) {
-            update(pending);
-            return;
-        }
-        if let Ok(Some(mut record)) =
-            self.store
+        let key: RunKey = (id.dag_id.clone(), id.logical_date);
+        let index = self
+            .runs
+            .get(&key)
+            .and_then(|run| run.plan.task_index(&id.task_id));
+        let in_memory = index.and_then(|i| {
+            self.runs
+                .get_mut(&key)
+                .and_then(|run| run.attempts.get_mut(&(i, id.try_number)))
+        });
+        let record = match in_memory {
+            Some(record) => {
+                update(record);
+                Some(record.clone())
+            }
+            None => self
+                .store
                 .attempt(&id.dag_id, id.logical_date, &id.task_id, id.try_number)
-        {
-            update(&mut record);
+                .ok()
+                .flatten()
+                .map(|mut record| {
+                    update(&mut record);
+                    record
+                }),
+        };
+        if let Some(record) = record {
+            if record.ended_at.is_some()
+                && let (Some(i), Some(run)) = (index, self.runs.get_mut(&key))
+            {
+                run.attempts.remove(&(i, id.try_number));
+            }
             self.attempt_writes
                 .push((id.dag_id.clone(), id.logical_date, record));
         }
@@ -304,8 +330,4 @@ impl Engine {
             );
         }
     }
-}
-
-fn executor_name(kind: &TaskKind) -> &'static str {
-    kind.type_name()
 }

@@ -78,6 +78,8 @@ pub enum EngineError {
 pub struct Stats {
     pub iterations: u64,
     pub flushes: u64,
+    /// Time spent waiting for flushes (fsync).
+    pub flush_time: std::time::Duration,
     pub transitions: u64,
     pub attempts_started: u64,
     pub runs_created: u64,
@@ -100,6 +102,8 @@ pub(super) struct ActiveRun {
     pub changes: Vec<Change>,
     /// When each task's success report arrived (latency measurement).
     pub succeeded_at: Vec<Option<Instant>>,
+    /// Attempts not yet ended, by (task index, try): updated in memory, written on change.
+    pub attempts: HashMap<(usize, u32), crate::store::AttemptRecord>,
 }
 
 /// A granted attempt, started after the flush.
@@ -121,7 +125,7 @@ pub struct Engine {
     pub(super) config: EngineConfig,
     pub(super) dags: HashMap<String, DagEntry>,
     /// Plans of every DAG version an active run uses.
-    pub(super) plans: HashMap<(String, String), (Arc<Dag>, Arc<DagPlan>)>,
+    pub(super) plans: HashMap<(String, String), super::registry::Version>,
     pub(super) runs: BTreeMap<RunKey, ActiveRun>,
     pub(super) backfills: HashMap<String, BackfillRecord>,
     pub(super) progress: HashMap<String, super::BackfillProgress>,
@@ -372,10 +376,10 @@ impl Engine {
 
     /// `max_active_runs` for a run: the backfill's own limit for backfill runs.
     fn max_active_runs(&self, dag: &str, run: &ActiveRun) -> usize {
-        if run.record.state.kind == crate::core::RunKind::Backfill {
-            if let Some(b) = self.backfills.get(dag) {
-                return b.max_active_runs.max(1);
-            }
+        if run.record.state.kind == crate::core::RunKind::Backfill
+            && let Some(b) = self.backfills.get(dag)
+        {
+            return b.max_active_runs.max(1);
         }
         run.plan.max_active_runs
     }

@@ -1,14 +1,14 @@
 //! Writing an iteration's changes: runs, the event log, the ledger, attempts and outputs,
 //! then one flush (group commit). Finished runs leave memory once they are durable.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
 use super::engine::{ActiveRun, Engine, EngineError, RunKey};
-use crate::core::{Change, DagPlan, RunKind, RunState, RunStatus};
+use super::registry::Version;
+use crate::core::{Change, RunKind, RunState, RunStatus};
 use crate::schedule::DataInterval;
-use crate::spec::Dag;
 use crate::store::{EventRecord, LedgerEntry, RunRecord};
 
 impl Engine {
@@ -16,14 +16,17 @@ impl Engine {
     /// for that logical date already exists.
     pub(super) fn create_run(
         &mut self,
-        dag: Arc<Dag>,
-        plan: Arc<DagPlan>,
-        version: String,
+        version: Version,
         kind: RunKind,
         interval: DataInterval,
         conf: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<bool, EngineError> {
+        let Version {
+            dag,
+            plan,
+            id: version,
+        } = version;
         let key: RunKey = (plan.dag_id.clone(), interval.start);
         if self.runs.contains_key(&key) || self.store.run(&key.0, key.1)?.is_some() {
             return Ok(false);
@@ -51,6 +54,7 @@ impl Engine {
                     to: RunStatus::Queued,
                 }],
                 succeeded_at: vec![None; tasks],
+                attempts: HashMap::new(),
             },
         );
         self.stats.runs_created += 1;
@@ -63,7 +67,7 @@ impl Engine {
         if self.runs.contains_key(&key) {
             return Ok(Some(key));
         }
-        let Some((dag, plan)) = self.plan_for(&key.0, &record.dag_version)? else {
+        let Some(Version { dag, plan, .. }) = self.plan_for(&key.0, &record.dag_version)? else {
             return Ok(None);
         };
         let tasks = plan.tasks.len();
@@ -76,6 +80,7 @@ impl Engine {
                 dirty: true,
                 changes: Vec::new(),
                 succeeded_at: vec![None; tasks],
+                attempts: HashMap::new(),
             },
         );
         Ok(Some(key))
@@ -88,6 +93,7 @@ impl Engine {
         let mut wrote = false;
         let mut finished: Vec<RunKey> = Vec::new();
         let mut ledger_moves = Vec::new();
+        let mut events = Vec::new();
         for (key, run) in self.runs.iter_mut() {
             if run.changes.is_empty() {
                 continue;
@@ -128,7 +134,7 @@ impl Engine {
                         }
                     }
                 };
-                self.store.append_event(&event)?;
+                events.push(event);
             }
             if state.status.is_finished() {
                 run.record.ended_at.get_or_insert(now);
@@ -137,6 +143,13 @@ impl Engine {
                 run.record.ended_at = None;
             }
             self.store.put_run(&run.record)?;
+            if ledger_status.is_some() {
+                self.store.set_active(
+                    &state.dag_id,
+                    state.logical_date,
+                    !state.status.is_finished(),
+                )?;
+            }
             if let Some(status) = ledger_status {
                 let previous = self
                     .store
@@ -162,6 +175,7 @@ impl Engine {
                 )?;
             }
         }
+        self.store.append_events(&events)?;
         for (dag, start, from, to) in ledger_moves {
             self.track_progress(&dag, start, from, to);
         }
@@ -173,7 +187,9 @@ impl Engine {
             self.store.put_output(&dag, logical, &task, &output)?;
         }
         if wrote {
+            let started = std::time::Instant::now();
             self.store.flush()?;
+            self.stats.flush_time += started.elapsed();
             self.stats.flushes += 1;
         }
         for key in finished {

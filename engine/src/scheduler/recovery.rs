@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::engine::{Engine, EngineError, Mode};
 use crate::core::Outcome;
-use crate::store::{AttemptResult, BackfillStatus};
+use crate::store::{AttemptRecord, AttemptResult, BackfillStatus};
 
 pub const CRASH_REASON: &str =
     "failed by crash: the scheduler stopped while this attempt was running";
@@ -18,10 +18,10 @@ impl Engine {
             Mode::Backfill { dag } | Mode::Test { dag } => Some(dag.clone()),
         };
         for dag in self.dags.keys().cloned().collect::<Vec<_>>() {
-            if let Some(record) = self.store.backfill(&dag)? {
-                if record.status == BackfillStatus::Running {
-                    self.backfills.insert(dag, record);
-                }
+            if let Some(record) = self.store.backfill(&dag)?
+                && record.status == BackfillStatus::Running
+            {
+                self.backfills.insert(dag, record);
             }
         }
         for record in self.store.active_runs()? {
@@ -58,12 +58,36 @@ impl Engine {
                 run.changes.extend(changes);
                 self.stats.recovered_attempts += 1;
                 let task = plan.tasks[index].id.clone();
-                if let Some(mut attempt) = self.store.attempt(&key.0, key.1, &task, try_number)? {
-                    attempt.ended_at = Some(now);
-                    attempt.result = Some(AttemptResult::FailedByCrash);
-                    attempt.error = Some(CRASH_REASON.into());
-                    self.attempt_writes.push((key.0.clone(), key.1, attempt));
-                }
+                let started_at = run.record.state.tasks[index].started_at.unwrap_or(now);
+                let mut attempt = match self.store.attempt(&key.0, key.1, &task, try_number)? {
+                    Some(attempt) => attempt,
+                    None => AttemptRecord {
+                        idempotency_key: run.record.state.idempotency_key(&plan, index, try_number),
+                        executor: run
+                            .dag
+                            .tasks
+                            .get(&task)
+                            .map_or("unknown", |t| t.kind.type_name())
+                            .to_owned(),
+                        handle: None,
+                        started_at,
+                        ended_at: None,
+                        result: None,
+                        error: None,
+                        log: self.store.log_path(
+                            &key.0,
+                            &run.record.state.run_id,
+                            &task,
+                            try_number,
+                        ),
+                        task: task.clone(),
+                        try_number,
+                    },
+                };
+                attempt.ended_at = Some(now);
+                attempt.result = Some(AttemptResult::FailedByCrash);
+                attempt.error = Some(CRASH_REASON.into());
+                self.attempt_writes.push((key.0.clone(), key.1, attempt));
             }
             run.dirty = true;
         }

@@ -11,6 +11,14 @@ use crate::core::DagPlan;
 use crate::spec::{self, Dag};
 use crate::store::DagRecord;
 
+/// One version of a DAG: its definition, its compiled plan, and its version hash.
+#[derive(Clone)]
+pub(super) struct Version {
+    pub dag: Arc<Dag>,
+    pub plan: Arc<DagPlan>,
+    pub id: String,
+}
+
 pub(super) struct DagEntry {
     pub dag: Arc<Dag>,
     pub plan: Arc<DagPlan>,
@@ -20,6 +28,14 @@ pub(super) struct DagEntry {
 }
 
 impl DagEntry {
+    pub fn version(&self) -> Version {
+        Version {
+            dag: Arc::clone(&self.dag),
+            plan: Arc::clone(&self.plan),
+            id: self.version.clone(),
+        }
+    }
+
     /// When the next scheduled interval closes (the loop's timer for run creation).
     pub fn next_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let schedule = self.dag.schedule.as_ref()?;
@@ -112,7 +128,11 @@ impl Engine {
             };
             self.plans.insert(
                 (id.clone(), version.clone()),
-                (Arc::clone(&dag), Arc::clone(&plan)),
+                Version {
+                    dag: Arc::clone(&dag),
+                    plan: Arc::clone(&plan),
+                    id: version.clone(),
+                },
             );
             self.dags.insert(
                 id,
@@ -125,10 +145,10 @@ impl Engine {
                 },
             );
         }
-        if let Some(dag) = only {
-            if !self.dags.contains_key(&dag) {
-                return Err(EngineError::UnknownDag(dag));
-            }
+        if let Some(dag) = only
+            && !self.dags.contains_key(&dag)
+        {
+            return Err(EngineError::UnknownDag(dag));
         }
         Ok(())
     }
@@ -148,7 +168,7 @@ impl Engine {
         &mut self,
         dag: &str,
         version: &str,
-    ) -> Result<Option<(Arc<Dag>, Arc<DagPlan>)>, EngineError> {
+    ) -> Result<Option<Version>, EngineError> {
         let key = (dag.to_owned(), version.to_owned());
         if let Some(found) = self.plans.get(&key) {
             return Ok(Some(found.clone()));
@@ -156,8 +176,11 @@ impl Engine {
         let Some(spec) = self.store.version(dag, version)? else {
             return Ok(None);
         };
-        let plan = Arc::new(DagPlan::new(&spec));
-        let found = (Arc::new(spec), plan);
+        let found = Version {
+            plan: Arc::new(DagPlan::new(&spec)),
+            dag: Arc::new(spec),
+            id: version.to_owned(),
+        };
         self.plans.insert(key, found.clone());
         Ok(Some(found))
     }

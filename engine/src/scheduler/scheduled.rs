@@ -1,7 +1,5 @@
 //! Scheduled runs: created when an interval closes, in order, once each.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 
 use super::engine::{Engine, EngineError, Mode};
@@ -34,15 +32,9 @@ impl Engine {
             let Some(last) = due.last().copied() else {
                 continue;
             };
-            let (dag, plan, version) = (
-                Arc::clone(&entry.dag),
-                Arc::clone(&entry.plan),
-                entry.version.clone(),
-            );
+            let version = entry.version();
             for interval in due {
                 self.create_run(
-                    Arc::clone(&dag),
-                    Arc::clone(&plan),
                     version.clone(),
                     RunKind::Scheduled,
                     interval,

@@ -234,15 +234,22 @@ impl Store {
 
     // --- runs -----------------------------------------------------------------------------
 
-    /// Writes a run and keeps the index of unfinished runs in step.
+    /// Writes a run. Callers keep the index of unfinished runs in step with
+    /// [`Store::set_active`] when a run starts or finishes.
     pub fn put_run(&self, record: &RunRecord) -> Result<()> {
         let key = keys::dag_time(&record.state.dag_id, record.state.logical_date);
-        if record.state.status.is_finished() {
-            self.active.remove(&key)?;
-        } else {
-            self.active.insert(&key, &[])?;
-        }
         self.runs.insert(key, encode(record))?;
+        Ok(())
+    }
+
+    /// Adds a run to, or removes it from, the index of unfinished runs.
+    pub fn set_active(&self, dag: &str, logical_date: DateTime<Utc>, active: bool) -> Result<()> {
+        let key = keys::dag_time(dag, logical_date);
+        if active {
+            self.active.insert(key, &[])?;
+        } else {
+            self.active.remove(key)?;
+        }
         Ok(())
     }
 
@@ -373,28 +380,44 @@ impl Store {
 
     // --- event log ------------------------------------------------------------------------
 
-    pub fn append_event(&self, event: &EventRecord) -> Result<()> {
+    /// Appends the events of one loop iteration as one record (one insert per group
+    /// commit rather than one per transition).
+    pub fn append_events(&self, events: &[EventRecord]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
         let seq = self.db.generate_id()?;
-        self.events.insert(seq.to_be_bytes(), encode(event))?;
+        self.events.insert(seq.to_be_bytes(), encode(&events))?;
         Ok(())
     }
 
     /// The newest `limit` events, oldest first.
     pub fn recent_events(&self, limit: usize) -> Result<Vec<EventRecord>> {
-        let mut events: Vec<EventRecord> = self
-            .events
-            .iter()
-            .values()
-            .rev()
-            .take(limit)
-            .map(|v| decode("event", &v?))
-            .collect::<Result<_>>()?;
+        let mut events = Vec::new();
+        for batch in self.events.iter().values().rev() {
+            let mut batch: Vec<EventRecord> = decode("events", &batch?)?;
+            batch.reverse();
+            events.extend(batch);
+            if events.len() >= limit {
+                break;
+            }
+        }
+        events.truncate(limit);
         events.reverse();
         Ok(events)
     }
 
-    pub fn event_count(&self) -> usize {
-        self.events.len()
+    /// Every event, oldest first.
+    pub fn events(&self) -> impl Iterator<Item = Result<EventRecord>> + use<> {
+        self.events.iter().values().flat_map(|batch| {
+            let decoded: Result<Vec<EventRecord>> = batch
+                .map_err(StoreError::from)
+                .and_then(|b| decode("events", &b));
+            match decoded {
+                Ok(events) => events.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => vec![Err(e)],
+            }
+        })
     }
 
     // --- ledger ---------------------------------------------------------------------------
