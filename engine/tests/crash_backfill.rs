@@ -30,14 +30,19 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) % bound
     }
 }
 
 fn to() -> String {
     let from = chrono::DateTime::parse_from_rfc3339(FROM).map(|t| t.with_timezone(&chrono::Utc));
-    let end = from.map(|t| t + chrono::TimeDelta::minutes(15 * INTERVALS)).unwrap_or_default();
+    let end = from
+        .map(|t| t + chrono::TimeDelta::minutes(15 * INTERVALS))
+        .unwrap_or_default();
     end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -47,7 +52,16 @@ fn backfill(dags: &Path, state: &Path) -> std::io::Result<Child> {
         .arg(dags)
         .arg("--state")
         .arg(state)
-        .args(["backfill", "crash", "--from", FROM, "--to", &to(), "--max-active-runs", "24"])
+        .args([
+            "backfill",
+            "crash",
+            "--from",
+            FROM,
+            "--to",
+            &to(),
+            "--max-active-runs",
+            "24",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -55,7 +69,8 @@ fn backfill(dags: &Path, state: &Path) -> std::io::Result<Child> {
 }
 
 #[test]
-fn backfill_survives_repeated_sigkill_without_losing_or_duplicating_work() -> Result<(), Box<dyn std::error::Error>> {
+fn backfill_survives_repeated_sigkill_without_losing_or_duplicating_work()
+-> Result<(), Box<dyn std::error::Error>> {
     let root = std::env::temp_dir().join(format!("sluice-crash-{}", std::process::id()));
     let _cleanup = Scratch(root.clone());
     let dags = root.join("dags");
@@ -96,7 +111,10 @@ fn backfill_survives_repeated_sigkill_without_losing_or_duplicating_work() -> Re
         match child.try_wait()? {
             Some(_) => {
                 finished_runs += 1;
-                assert!(finished_runs < 3, "the backfill finished before {KILLS} kills; make it longer");
+                assert!(
+                    finished_runs < 3,
+                    "the backfill finished before {KILLS} kills; make it longer"
+                );
             }
             None => {
                 child.kill()?; // SIGKILL
@@ -104,20 +122,42 @@ fn backfill_survives_repeated_sigkill_without_losing_or_duplicating_work() -> Re
                 kills += 1;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(900), "crash loop too slow");
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "crash loop too slow"
+        );
     }
     let status = backfill(&dags, &state)?.wait()?;
-    assert!(status.success(), "the final backfill did not succeed: {status}");
-    println!("{kills} SIGKILLs in {:.1} s", started.elapsed().as_secs_f64());
+    assert!(
+        status.success(),
+        "the final backfill did not succeed: {status}"
+    );
+    println!(
+        "{kills} SIGKILLs in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let audit = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("--dags")
         .arg(&dags)
         .arg("--state")
         .arg(&state)
-        .args(["--output", "json", "audit", "crash", "--from", FROM, "--to", &to()])
+        .args([
+            "--output",
+            "json",
+            "audit",
+            "crash",
+            "--from",
+            FROM,
+            "--to",
+            &to(),
+        ])
         .output()?;
-    assert!(audit.status.success(), "audit found gaps: {}", String::from_utf8_lossy(&audit.stdout));
+    assert!(
+        audit.status.success(),
+        "audit found gaps: {}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
     let report: serde_json::Value = serde_json::from_slice(&audit.stdout)?;
     assert_eq!(report["intervals"], INTERVALS);
     assert_eq!(report["gaps"], 0);
@@ -135,12 +175,20 @@ fn backfill_survives_repeated_sigkill_without_losing_or_duplicating_work() -> Re
     let mut crashed = 0;
     for run in store.runs_of("crash") {
         let run = run?;
-        assert!(run.state.tasks.iter().all(|t| t.state == sluice::core::TaskState::Success));
+        assert!(
+            run.state
+                .tasks
+                .iter()
+                .all(|t| t.state == sluice::core::TaskState::Success)
+        );
         let date = sluice::spec::instant::format_instant(run.state.logical_date);
         for attempt in store.attempts_of_run("crash", run.state.logical_date)? {
             let result = attempt.result.ok_or("an attempt without a result")?;
             crashed += usize::from(result == AttemptResult::FailedByCrash);
-            attempts.insert((date.clone(), attempt.task.clone(), attempt.try_number), result);
+            attempts.insert(
+                (date.clone(), attempt.task.clone(), attempt.try_number),
+                result,
+            );
         }
     }
     println!("{crashed} attempt(s) failed by crash and were retried");
@@ -158,12 +206,18 @@ fn backfill_survives_repeated_sigkill_without_losing_or_duplicating_work() -> Re
                 .push(parts[2].parse()?);
         }
     }
-    assert_eq!(lines.len() as i64, INTERVALS * 4, "some (interval, task) never ran");
+    assert_eq!(
+        lines.len() as i64,
+        INTERVALS * 4,
+        "some (interval, task) never ran"
+    );
     let mut duplicated = 0;
     for ((date, task), tries) in &lines {
         let successes = tries
             .iter()
-            .filter(|t| attempts.get(&(date.clone(), task.clone(), **t)) == Some(&AttemptResult::Success))
+            .filter(|t| {
+                attempts.get(&(date.clone(), task.clone(), **t)) == Some(&AttemptResult::Success)
+            })
             .count();
         assert_eq!(successes, 1, "{date} {task}: tries {tries:?}");
         if tries.len() > 1 {
@@ -171,12 +225,17 @@ fn backfill_survives_repeated_sigkill_without_losing_or_duplicating_work() -> Re
             for t in tries {
                 let result = attempts.get(&(date.clone(), task.clone(), *t));
                 assert!(
-                    matches!(result, Some(AttemptResult::Success | AttemptResult::FailedByCrash)),
+                    matches!(
+                        result,
+                        Some(AttemptResult::Success | AttemptResult::FailedByCrash)
+                    ),
                     "{date} {task} try {t} ran but is recorded as {result:?}"
                 );
             }
         }
     }
-    println!("{duplicated} (interval, task) side effects ran more than once, each explained by a crash");
+    println!(
+        "{duplicated} (interval, task) side effects ran more than once, each explained by a crash"
+    );
     Ok(())
 }
