@@ -1,0 +1,122 @@
+//! `sluice scheduler` as ops run it: catchup of missed intervals, the state lock seen by a
+//! second process, a bad DAG edit that keeps the last good version, graceful SIGTERM.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{Timelike, Utc};
+
+fn sluice(dags: &Path, state: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command.arg("--dags").arg(dags).arg("--state").arg(state);
+    command
+}
+
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_scheduler_catches_up_keeps_good_dags_and_stops_gracefully()
+-> Result<(), Box<dyn std::error::Error>> {
+    let root = std::env::temp_dir().join(format!("sluice-scheduler-{}", std::process::id()));
+    let dags = root.join("dags");
+    let state = root.join("state");
+    std::fs::create_dir_all(&dags)?;
+    let effects = root.join("effects.txt");
+    let now = Utc::now();
+    let start = (now - chrono::TimeDelta::minutes(10))
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .ok_or("time")?;
+    let start_text = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let dag_file = dags.join("minutely.yaml");
+    std::fs::write(
+        &dag_file,
+        format!(
+            "dag: minutely\nschedule: \"* * * * *\"\nstart: {start_text}\ncatchup: true\ntasks:\n  \
+             mark: {{ type: noop }}\n  record: {{ type: command, depends_on: [mark], command: 'echo $SLUICE_LOGICAL_DATE >> {}' }}\n",
+            effects.display()
+        ),
+    )?;
+    let mut scheduler = sluice(&dags, &state)
+        .args(["scheduler", "--grace", "5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+
+    // Ten closed one-minute intervals since `start`: all caught up.
+    let lines = || {
+        std::fs::read_to_string(&effects)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    wait_for("catchup", Duration::from_secs(60), || lines() >= 10);
+
+    // A second process cannot open the state, and says why.
+    let blocked = sluice(&dags, &state)
+        .args(["runs", "list", "minutely"])
+        .output()?;
+    assert_eq!(blocked.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&blocked.stderr);
+    assert!(
+        message.contains("in use by another sluice process (pid"),
+        "{message}"
+    );
+    assert!(message.contains("help:"), "{message}");
+
+    // A broken edit: the scheduler reports it and keeps running the last good version.
+    std::fs::write(
+        &dag_file,
+        "dag: minutely\nschedule: \"* * * * *\"\ntasks: [\n",
+    )?;
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        scheduler.try_wait()?.is_none(),
+        "the scheduler died on a bad DAG file"
+    );
+
+    // SIGTERM: graceful stop, exit 0.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(scheduler.id())?),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    let stopped = Instant::now();
+    let status = scheduler.wait()?;
+    assert!(status.success(), "{status}");
+    assert!(stopped.elapsed() < Duration::from_secs(10));
+    let mut stderr = String::new();
+    if let Some(mut pipe) = scheduler.stderr.take() {
+        pipe.read_to_string(&mut stderr)?;
+    }
+    assert!(stderr.contains("keeps its last good version"), "{stderr}");
+    assert!(stderr.contains("stopped; state is consistent"), "{stderr}");
+
+    // With the good file back, the ledger shows every interval from start to the catch-up point.
+    std::fs::write(
+        &dag_file,
+        format!(
+            "dag: minutely\nschedule: \"* * * * *\"\nstart: {start_text}\ncatchup: true\ntasks:\n  mark: {{ type: noop }}\n"
+        ),
+    )?;
+    let until =
+        (start + chrono::TimeDelta::minutes(10)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let audit = sluice(&dags, &state)
+        .args(["audit", "minutely", "--from", &start_text, "--to", &until])
+        .output()?;
+    let report = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.status.success(), "{report}");
+    assert!(
+        report.contains("10 interval(s), 10 processed, 0 gap(s)"),
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
