@@ -35,7 +35,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let numbers: Vec<i64> = std::env::args().filter_map(|a| a.parse().ok()).collect();
     let days = numbers.first().copied().unwrap_or(365);
-    let max_active_runs = numbers.get(1).copied().unwrap_or(64) as usize;
+    let max_active_runs = numbers.get(1).copied().unwrap_or(256) as usize;
 
     let root = std::env::temp_dir().join(format!("sluice-bench-year-{}", std::process::id()));
     let dags = root.join("dags");

@@ -94,6 +94,7 @@ impl Engine {
         let mut finished: Vec<RunKey> = Vec::new();
         let mut ledger_moves = Vec::new();
         let mut events = Vec::new();
+        let mut writes = self.store.writes();
         for (key, run) in self.runs.iter_mut() {
             if run.changes.is_empty() {
                 continue;
@@ -142,13 +143,13 @@ impl Engine {
             } else {
                 run.record.ended_at = None;
             }
-            self.store.put_run(&run.record)?;
+            writes.put_run(&run.record);
             if ledger_status.is_some() {
-                self.store.set_active(
+                writes.set_active(
                     &state.dag_id,
                     state.logical_date,
                     !state.status.is_finished(),
-                )?;
+                );
             }
             if let Some(status) = ledger_status {
                 let previous = self
@@ -162,7 +163,7 @@ impl Engine {
                 ));
                 let successes =
                     previous.map_or(0, |p| p.successes) + u32::from(status == RunStatus::Success);
-                self.store.put_ledger(
+                writes.put_ledger(
                     &state.dag_id,
                     state.interval.start,
                     &LedgerEntry {
@@ -172,7 +173,7 @@ impl Engine {
                         successes,
                         updated_at: now,
                     },
-                )?;
+                );
             }
         }
         self.store.append_events(&events)?;
@@ -181,11 +182,12 @@ impl Engine {
         }
         for (dag, logical, attempt) in self.attempt_writes.drain(..) {
             wrote = true;
-            self.store.put_attempt(&dag, logical, &attempt)?;
+            writes.put_attempt(&dag, logical, &attempt);
         }
         for (dag, logical, task, output) in self.output_writes.drain(..) {
             self.store.put_output(&dag, logical, &task, &output)?;
         }
+        self.store.apply(writes)?;
         if wrote {
             let started = std::time::Instant::now();
             self.store.flush()?;

@@ -194,6 +194,20 @@ impl Store {
             .join(format!("{try_number}.log"))
     }
 
+    /// A set of writes applied together with [`Store::apply`]: one sled batch per tree,
+    /// cheaper than key-by-key inserts when a loop iteration writes hundreds of records.
+    pub fn writes(&self) -> Writes {
+        Writes::default()
+    }
+
+    pub fn apply(&self, writes: Writes) -> Result<()> {
+        self.runs.apply_batch(writes.runs)?;
+        self.active.apply_batch(writes.active)?;
+        self.attempts.apply_batch(writes.attempts)?;
+        self.ledger.apply_batch(writes.ledger)?;
+        Ok(())
+    }
+
     // --- DAGs -----------------------------------------------------------------------------
 
     pub fn dag(&self, dag: &str) -> Result<Option<DagRecord>> {
@@ -477,6 +491,41 @@ impl Store {
         self.backfills
             .insert(record.dag.as_bytes(), encode(record))?;
         Ok(())
+    }
+}
+
+/// Writes collected for one group commit.
+#[derive(Default)]
+pub struct Writes {
+    runs: sled::Batch,
+    active: sled::Batch,
+    attempts: sled::Batch,
+    ledger: sled::Batch,
+}
+
+impl Writes {
+    pub fn put_run(&mut self, record: &RunRecord) {
+        let key = keys::dag_time(&record.state.dag_id, record.state.logical_date);
+        self.runs.insert(key, encode(record));
+    }
+
+    pub fn set_active(&mut self, dag: &str, logical_date: DateTime<Utc>, active: bool) {
+        let key = keys::dag_time(dag, logical_date);
+        if active {
+            self.active.insert(key, &[]);
+        } else {
+            self.active.remove(key);
+        }
+    }
+
+    pub fn put_attempt(&mut self, dag: &str, logical_date: DateTime<Utc>, attempt: &AttemptRecord) {
+        let key = keys::attempt_key(dag, logical_date, &attempt.task, attempt.try_number);
+        self.attempts.insert(key, encode(attempt));
+    }
+
+    pub fn put_ledger(&mut self, dag: &str, interval_start: DateTime<Utc>, entry: &LedgerEntry) {
+        self.ledger
+            .insert(keys::dag_time(dag, interval_start), encode(entry));
     }
 }
 
