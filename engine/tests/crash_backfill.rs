@@ -47,6 +47,10 @@ fn to() -> String {
 }
 
 fn backfill(dags: &Path, state: &Path) -> std::io::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state.with_extension("stderr"))?;
     Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["--dags"])
         .arg(dags)
@@ -64,7 +68,7 @@ fn backfill(dags: &Path, state: &Path) -> std::io::Result<Child> {
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
 }
 
@@ -111,9 +115,11 @@ fn backfill_survives_repeated_sigkill_without_losing_or_duplicating_work()
         match child.try_wait()? {
             Some(_) => {
                 finished_runs += 1;
+                let stderr =
+                    std::fs::read_to_string(state.with_extension("stderr")).unwrap_or_default();
                 assert!(
                     finished_runs < 3,
-                    "the backfill finished before {KILLS} kills; make it longer"
+                    "the backfill finished before {KILLS} kills; make it longer\n{stderr}"
                 );
             }
             None => {
@@ -171,6 +177,11 @@ fn backfill_survives_repeated_sigkill_without_losing_or_duplicating_work()
     // The store after every process is gone: no run stuck, and what each attempt did.
     let store = Store::open(&state)?;
     assert!(store.active_runs()?.is_empty(), "a run was left active");
+    assert_eq!(
+        store.check()?,
+        Vec::<String>::new(),
+        "the store is inconsistent"
+    );
     let mut attempts: HashMap<(String, String, u32), AttemptResult> = HashMap::new();
     let mut crashed = 0;
     for run in store.runs_of("crash") {

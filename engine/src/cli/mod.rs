@@ -40,6 +40,12 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Check the store's consistency; exit 1 on any problem.
+    Check,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     /// For people.
@@ -112,6 +118,11 @@ pub enum Command {
         from: String,
         #[arg(long)]
         to: String,
+    },
+    /// Inspect the state directory.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
     },
     /// Print the JSON Schema of DAG files (for editors' autocompletion).
     Schema,
@@ -196,6 +207,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
             streams,
         ),
         Command::Audit { dag, from, to } => runs::audit(&cli, dag, from, to, streams),
+        Command::State {
+            command: StateCommand::Check,
+        } => runs::check(&cli, streams),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(*shell, &mut command, "sluice", &mut *streams.out);

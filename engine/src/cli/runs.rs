@@ -691,3 +691,23 @@ pub fn parse_conf(conf: Option<&str>) -> Result<serde_json::Value, CliError> {
         }),
     }
 }
+
+/// `sluice state check`
+pub fn check(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
+    let store = open_store(cli)?;
+    let problems = store.check()?;
+    match cli.output {
+        OutputFormat::Json => streams.json(&serde_json::json!({ "problems": problems }))?,
+        OutputFormat::Table => {
+            for problem in &problems {
+                writeln!(streams.out, "{problem}")?;
+            }
+            writeln!(streams.out, "{} problem(s)", problems.len())?;
+        }
+    }
+    Ok(if problems.is_empty() {
+        0
+    } else {
+        super::EXIT_FAILURE
+    })
+}

@@ -163,6 +163,13 @@ impl Engine {
                         active += 1;
                     }
                     Some(existing) => {
+                        // A run left unfinished and unloaded (older stores, manual edits)
+                        // is picked up again whatever `--reprocess` says.
+                        if !existing.state.status.is_finished() {
+                            self.reopen_run(existing)?;
+                            active += 1;
+                            continue;
+                        }
                         let rerun = match record.reprocess {
                             Reprocess::None => false,
                             Reprocess::Failed => existing.state.status == RunStatus::Failed,
@@ -199,7 +206,8 @@ impl Engine {
                 self.log(format!("backfill of `{dag}` done"));
             }
             if changed {
-                self.store.put_backfill(&record)?;
+                // Written after this iteration's runs (see `Store::apply`).
+                self.cursor_writes.push(dag.clone());
                 self.backfills.insert(dag, record);
             }
         }

@@ -137,6 +137,8 @@ pub struct Engine {
     pub(super) executors: Executors,
     pub(super) attempt_writes: Vec<(String, DateTime<Utc>, crate::store::AttemptRecord)>,
     pub(super) output_writes: Vec<(String, DateTime<Utc>, String, serde_json::Value)>,
+    /// DAG and backfill records whose cursors moved this iteration; written after the runs.
+    pub(super) cursor_writes: Vec<String>,
     pub(super) stats: Stats,
     pub(super) shutdown_at: Option<Instant>,
     pub(super) last_reload: Instant,
@@ -175,6 +177,7 @@ impl Engine {
             local: VecDeque::new(),
             attempt_writes: Vec::new(),
             output_writes: Vec::new(),
+            cursor_writes: Vec::new(),
             stats: Stats::default(),
             shutdown_at: None,
             last_reload: Instant::now(),

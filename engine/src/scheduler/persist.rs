@@ -97,6 +97,14 @@ impl Engine {
         let mut writes = self.store.writes();
         for (key, run) in self.runs.iter_mut() {
             if run.changes.is_empty() {
+                // A run loaded finished (a crash fell between its final record and its
+                // removal from the index of unfinished runs): finish that removal.
+                if run.record.state.status.is_finished() {
+                    wrote = true;
+                    let state = &run.record.state;
+                    writes.set_active(&state.dag_id, state.logical_date, false);
+                    finished.push(key.clone());
+                }
                 continue;
             }
             wrote = true;
@@ -176,7 +184,7 @@ impl Engine {
                 );
             }
         }
-        self.store.append_events(&events)?;
+        writes.append_events(events);
         for (dag, start, from, to) in ledger_moves {
             self.track_progress(&dag, start, from, to);
         }
@@ -184,8 +192,17 @@ impl Engine {
             wrote = true;
             writes.put_attempt(&dag, logical, &attempt);
         }
+        for id in std::mem::take(&mut self.cursor_writes) {
+            wrote = true;
+            if let Some(entry) = self.dags.get(&id) {
+                writes.put_dag(&id, &entry.record);
+            }
+            if let Some(record) = self.backfills.get(&id) {
+                writes.put_backfill(record);
+            }
+        }
         for (dag, logical, task, output) in self.output_writes.drain(..) {
-            self.store.put_output(&dag, logical, &task, &output)?;
+            writes.put_output(&dag, logical, &task, &output);
         }
         self.store.apply(writes)?;
         if wrote {

@@ -45,7 +45,7 @@ impl Engine {
             if let Some(entry) = self.dags.get_mut(&id) {
                 entry.record.next_start = Some(last.end);
                 entry.record.updated_at = now;
-                self.store.put_dag(&id, &entry.record)?;
+                self.cursor_writes.push(id.clone());
             }
         }
         Ok(())

@@ -200,12 +200,51 @@ impl Store {
         Writes::default()
     }
 
+    /// Applies one group commit's writes atomically across trees (a sled transaction):
+    /// after a crash either all of them are there or none, so the run records, the index of
+    /// unfinished runs, attempts, outputs, the ledger, the cursors and the event log always
+    /// agree.
     pub fn apply(&self, writes: Writes) -> Result<()> {
-        self.runs.apply_batch(writes.runs)?;
-        self.active.apply_batch(writes.active)?;
-        self.attempts.apply_batch(writes.attempts)?;
-        self.ledger.apply_batch(writes.ledger)?;
-        Ok(())
+        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+        let events = if writes.events.is_empty() {
+            None
+        } else {
+            Some(encode(&writes.events))
+        };
+        let result = (
+            &self.active,
+            &self.runs,
+            &self.attempts,
+            &self.outputs,
+            &self.ledger,
+            &self.dags,
+            &self.backfills,
+            &self.events,
+        )
+            .transaction(
+                |(active, runs, attempts, outputs, ledger, dags, backfills, log)| {
+                    active.apply_batch(&writes.active)?;
+                    runs.apply_batch(&writes.runs)?;
+                    attempts.apply_batch(&writes.attempts)?;
+                    outputs.apply_batch(&writes.outputs)?;
+                    ledger.apply_batch(&writes.ledger)?;
+                    dags.apply_batch(&writes.dags)?;
+                    backfills.apply_batch(&writes.backfills)?;
+                    if let Some(events) = &events {
+                        let seq = log.generate_id()?;
+                        log.insert(&seq.to_be_bytes(), events.as_slice())?;
+                    }
+                    Ok::<(), ConflictableTransactionError<()>>(())
+                },
+            );
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+            Err(TransactionError::Abort(())) => Err(StoreError::Corrupt {
+                what: "transaction",
+                detail: "aborted".into(),
+            }),
+        }
     }
 
     // --- DAGs -----------------------------------------------------------------------------
@@ -325,6 +364,39 @@ impl Store {
             }
         }
         Ok(runs)
+    }
+
+    /// Consistency problems: unfinished runs missing from the index of unfinished runs,
+    /// index entries without an unfinished run. Empty when the store is sound.
+    pub fn check(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        for entry in self.runs.iter() {
+            let (key, value) = entry?;
+            let record: RunRecord = decode("run", &value)?;
+            let indexed = self.active.contains_key(&key)?;
+            if !record.state.status.is_finished() && !indexed {
+                problems.push(format!(
+                    "run {} {} is {} but not in the index of unfinished runs",
+                    record.state.dag_id, record.state.run_id, record.state.status
+                ));
+            }
+        }
+        for key in self.active.iter().keys() {
+            let key = key?;
+            match self.runs.get(&key)? {
+                None => problems.push(format!("index entry {key:?} has no run")),
+                Some(value) => {
+                    let record: RunRecord = decode("run", &value)?;
+                    if record.state.status.is_finished() {
+                        problems.push(format!(
+                            "run {} {} is finished but still indexed as unfinished",
+                            record.state.dag_id, record.state.run_id
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(problems)
     }
 
     // --- attempts and outputs -------------------------------------------------------------
@@ -494,13 +566,17 @@ impl Store {
     }
 }
 
-/// Writes collected for one group commit.
+/// Writes collected for one group commit, applied atomically by [`Store::apply`].
 #[derive(Default)]
 pub struct Writes {
-    runs: sled::Batch,
     active: sled::Batch,
+    runs: sled::Batch,
     attempts: sled::Batch,
+    outputs: sled::Batch,
     ledger: sled::Batch,
+    dags: sled::Batch,
+    backfills: sled::Batch,
+    events: Vec<EventRecord>,
 }
 
 impl Writes {
@@ -523,9 +599,33 @@ impl Writes {
         self.attempts.insert(key, encode(attempt));
     }
 
+    pub fn put_output(
+        &mut self,
+        dag: &str,
+        logical_date: DateTime<Utc>,
+        task: &str,
+        output: &serde_json::Value,
+    ) {
+        self.outputs
+            .insert(keys::task_key(dag, logical_date, task), encode(output));
+    }
+
     pub fn put_ledger(&mut self, dag: &str, interval_start: DateTime<Utc>, entry: &LedgerEntry) {
         self.ledger
             .insert(keys::dag_time(dag, interval_start), encode(entry));
+    }
+
+    pub fn put_dag(&mut self, dag: &str, record: &DagRecord) {
+        self.dags.insert(dag.as_bytes(), encode(record));
+    }
+
+    pub fn put_backfill(&mut self, record: &BackfillRecord) {
+        self.backfills.insert(record.dag.as_bytes(), encode(record));
+    }
+
+    /// The event log entry of this group commit: one record for all its transitions.
+    pub fn append_events(&mut self, events: Vec<EventRecord>) {
+        self.events.extend(events);
     }
 }
 
