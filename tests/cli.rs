@@ -21,6 +21,7 @@ fn sluice(args: &[&str]) -> Outcome {
             out: &mut out,
             err: &mut err,
             color: false,
+            remote: None,
         },
     );
     Outcome {

@@ -60,17 +60,42 @@ fn the_scheduler_catches_up_keeps_good_dags_and_stops_gracefully()
     };
     wait_for("catchup", Duration::from_secs(60), || lines() >= 10);
 
-    // A second process cannot open the state, and says why.
-    let blocked = sluice(&dags, &state)
+    // Other commands reach the running scheduler through its control socket.
+    let listed = sluice(&dags, &state)
         .args(["runs", "list", "minutely"])
         .output()?;
-    assert_eq!(blocked.status.code(), Some(1));
-    let message = String::from_utf8_lossy(&blocked.stderr);
-    assert!(
-        message.contains("in use by another sluice process (pid"),
-        "{message}"
+    assert_eq!(
+        listed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
     );
-    assert!(message.contains("help:"), "{message}");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("scheduled__"));
+    let paused = sluice(&dags, &state)
+        .args(["dags", "pause", "minutely"])
+        .output()?;
+    assert!(String::from_utf8_lossy(&paused.stdout).contains("DAG `minutely` paused"));
+    let unpaused = sluice(&dags, &state)
+        .args(["dags", "unpause", "minutely"])
+        .output()?;
+    assert!(unpaused.status.success());
+    // A backfill is handed to the scheduler, which runs it; the command follows it to the end.
+    let before =
+        (start - chrono::TimeDelta::minutes(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let backfill = sluice(&dags, &state)
+        .args([
+            "backfill",
+            "minutely",
+            "--from",
+            &before,
+            "--to",
+            &start_text,
+        ])
+        .output()?;
+    let said = String::from_utf8_lossy(&backfill.stderr);
+    assert!(backfill.status.success(), "{said}");
+    assert!(said.contains("handed to the running scheduler"), "{said}");
+    assert!(String::from_utf8_lossy(&backfill.stdout).contains("5 interval(s), 5 succeeded"));
 
     // A broken edit: the scheduler reports it and keeps running the last good version.
     std::fs::write(
@@ -117,6 +142,30 @@ fn the_scheduler_catches_up_keeps_good_dags_and_stops_gracefully()
         report.contains("10 interval(s), 10 processed, 0 gap(s)"),
         "{report}"
     );
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
+
+#[test]
+fn a_command_against_a_state_held_by_another_process_says_so()
+-> Result<(), Box<dyn std::error::Error>> {
+    let root = std::env::temp_dir().join(format!("sluice-locked-{}", std::process::id()));
+    let dags = root.join("dags");
+    std::fs::create_dir_all(&dags)?;
+    let state = root.join("state");
+    // This test process holds the state, as a backfill would; no scheduler socket answers.
+    let held = sluice::store::Store::open(&state)?;
+    let blocked = sluice(&dags, &state)
+        .args(["runs", "list", "any"])
+        .output()?;
+    assert_eq!(blocked.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&blocked.stderr);
+    assert!(
+        message.contains("in use by another sluice process (pid"),
+        "{message}"
+    );
+    assert!(message.contains("help:"), "{message}");
+    drop(held);
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }

@@ -79,6 +79,15 @@ pub enum DagsCommand {
     },
 }
 
+impl DagsCommand {
+    pub fn needs_state(&self) -> bool {
+        matches!(
+            self,
+            DagsCommand::Trigger { .. } | DagsCommand::Pause { .. } | DagsCommand::Unpause { .. }
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GraphFormat {
     Text,

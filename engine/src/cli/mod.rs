@@ -3,6 +3,7 @@
 
 mod dags;
 mod output;
+pub mod remote;
 mod runs;
 
 use std::ffi::OsString;
@@ -133,6 +134,22 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command reads or changes the scheduler's state.
+    fn needs_state(&self) -> bool {
+        match self {
+            Command::Backfill { dry_run, .. } => !dry_run,
+            Command::Runs { .. }
+            | Command::Tasks { .. }
+            | Command::Clear { .. }
+            | Command::Audit { .. }
+            | Command::State { .. } => true,
+            Command::Dags { command } => command.needs_state(),
+            Command::Scheduler { .. } | Command::Schema | Command::Completions { .. } => false,
+        }
+    }
+}
+
 /// Runs the command line against the process's stdout and stderr.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -142,13 +159,15 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         out: &mut stdout.lock(),
         err: &mut stderr.lock(),
         color,
+        remote: None,
     };
     run(args, &mut streams)
 }
 
 /// Runs the command line against any streams.
 pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let text = if streams.color {
@@ -166,6 +185,16 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
             return code;
         }
     };
+    // A scheduler holding the state answers the commands that need it.
+    if streams.remote.is_none() && cli.command.needs_state() {
+        let text: Option<Vec<String>> =
+            args.iter().map(|a| a.to_str().map(str::to_owned)).collect();
+        if let Some(text) = text
+            && let Some(code) = remote::forward(&cli.state, &text, streams)
+        {
+            return code;
+        }
+    }
     let result = match &cli.command {
         Command::Dags { command } => dags::run(&cli, command, streams),
         Command::Schema => streams.print(&crate::spec::schema::dag_schema_json()),

@@ -9,6 +9,8 @@ pub struct Streams<'a> {
     pub out: &'a mut dyn Write,
     pub err: &'a mut dyn Write,
     pub color: bool,
+    /// Set when the command runs inside a scheduler for another process.
+    pub remote: Option<super::remote::Remote>,
 }
 
 impl Streams<'_> {

@@ -106,12 +106,39 @@ impl From<ControlError> for CliError {
     }
 }
 
-pub fn open_store(cli: &Cli) -> Result<Store, CliError> {
-    Ok(Store::open(&cli.state)?)
+/// The state: the running scheduler's open store when the command was forwarded to it,
+/// else the state directory opened here.
+pub fn open_store(cli: &Cli, streams: &Streams<'_>) -> Result<Store, CliError> {
+    match &streams.remote {
+        Some(remote) => Ok(remote.store.clone()),
+        None => Ok(Store::open(&cli.state)?),
+    }
+}
+
+/// Sends a change to the running scheduler's loop and waits for its answer.
+fn ask(
+    remote: &super::remote::Remote,
+    make: impl FnOnce(std::sync::mpsc::Sender<crate::scheduler::Reply>) -> Input,
+) -> Result<String, CliError> {
+    let (reply, answer) = std::sync::mpsc::channel();
+    remote
+        .sender
+        .send(make(reply))
+        .map_err(|_| CliError::Invalid {
+            message: "the scheduler is shutting down".into(),
+            hint: Some("run the command again once it stopped".into()),
+        })?;
+    answer
+        .recv()
+        .map_err(|_| CliError::Invalid {
+            message: "the scheduler stopped before answering".into(),
+            hint: None,
+        })?
+        .map_err(|(message, hint)| CliError::Invalid { message, hint })
 }
 
 fn engine(cli: &Cli, mode: Mode, verbose: bool) -> Result<Engine, CliError> {
-    let store = open_store(cli)?;
+    let store = Store::open(&cli.state)?;
     let mut config = EngineConfig::new(cli.dags.clone(), mode);
     config.verbose = verbose;
     Ok(Engine::new(store, config)?)
@@ -150,7 +177,7 @@ fn forward_signals(sender: std::sync::mpsc::Sender<Input>) {
 
 /// `sluice scheduler`
 pub fn scheduler(cli: &Cli, grace: u64, streams: &mut Streams<'_>) -> Result<i32, CliError> {
-    let store = open_store(cli)?;
+    let store = Store::open(&cli.state)?;
     let mut config = EngineConfig::new(cli.dags.clone(), Mode::Scheduler);
     config.verbose = true;
     config.shutdown_grace = std::time::Duration::from_secs(grace);
@@ -162,7 +189,19 @@ pub fn scheduler(cli: &Cli, grace: u64, streams: &mut Streams<'_>) -> Result<i32
         cli.state.display()
     )?;
     forward_signals(engine.sender());
+    let socket = super::remote::serve(
+        &cli.state,
+        super::remote::Remote {
+            store: engine.store().clone(),
+            sender: engine.sender(),
+        },
+    )
+    .map_err(|source| CliError::Io {
+        path: super::remote::socket_path(&cli.state),
+        source,
+    })?;
     engine.run()?;
+    drop(socket);
     writeln!(
         streams.err,
         "sluice scheduler: stopped; state is consistent"
@@ -218,6 +257,18 @@ pub fn backfill(
             }
         }
         return Ok(0);
+    }
+    if let Some(remote) = streams.remote.clone() {
+        let reprocess = reprocess.into();
+        return backfill_in_scheduler(
+            cli,
+            &remote,
+            dag,
+            (from, to),
+            reprocess,
+            max_active_runs,
+            streams,
+        );
     }
     let mut engine = engine(
         cli,
@@ -291,10 +342,75 @@ pub fn backfill(
     })
 }
 
+/// A backfill handed to the running scheduler: start it there, follow it to the end.
+fn backfill_in_scheduler(
+    cli: &Cli,
+    remote: &super::remote::Remote,
+    dag: &str,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    reprocess: Reprocess,
+    max_active_runs: Option<usize>,
+    streams: &mut Streams<'_>,
+) -> Result<i32, CliError> {
+    let message = ask(remote, |reply| Input::Backfill {
+        dag: dag.to_owned(),
+        from,
+        to,
+        reprocess,
+        max_active_runs,
+        reply,
+    })?;
+    writeln!(
+        streams.err,
+        "{message}: handed to the running scheduler (pid {})",
+        std::process::id()
+    )?;
+    let record = loop {
+        let record = remote
+            .store
+            .backfill(dag)?
+            .ok_or_else(|| CliError::Invalid {
+                message: "the backfill vanished".into(),
+                hint: None,
+            })?;
+        if record.status != crate::store::BackfillStatus::Running {
+            break record;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    let ledger = remote.store.ledger_between(dag, record.from, record.to)?;
+    let succeeded = ledger
+        .iter()
+        .filter(|(_, e)| e.status == RunStatus::Success)
+        .count();
+    let failed = ledger
+        .iter()
+        .filter(|(_, e)| e.status == RunStatus::Failed)
+        .count();
+    match cli.output {
+        OutputFormat::Json => streams.json(&serde_json::json!({
+            "dag": dag, "from": format_instant(record.from), "to": format_instant(record.to),
+            "intervals": record.total, "succeeded": succeeded, "failed": failed, "interrupted": false,
+        }))?,
+        OutputFormat::Table => writeln!(
+            streams.out,
+            "backfill {dag}: {} interval(s), {succeeded} succeeded, {failed} failed",
+            record.total
+        )?,
+    }
+    Ok(if succeeded == record.total {
+        0
+    } else {
+        super::EXIT_FAILURE
+    })
+}
+
 /// `sluice dags trigger|pause|unpause`, `sluice clear`, `sluice tasks mark`
 pub fn control(cli: &Cli, command: Control, streams: &mut Streams<'_>) -> Result<i32, CliError> {
-    let mut engine = engine(cli, Mode::Scheduler, false)?;
-    let message = engine.control(command)?;
+    let message = match &streams.remote {
+        Some(remote) => ask(remote, |reply| Input::Control { command, reply })?,
+        None => engine(cli, Mode::Scheduler, false)?.control(command)?,
+    };
     match cli.output {
         OutputFormat::Json => {
             streams.json(&serde_json::json!({ "ok": true, "message": message }))?
@@ -372,7 +488,7 @@ pub fn test(
 }
 
 pub fn runs(cli: &Cli, command: &RunsCommand, streams: &mut Streams<'_>) -> Result<i32, CliError> {
-    let store = open_store(cli)?;
+    let store = open_store(cli, streams)?;
     match command {
         RunsCommand::List { dag, status, limit } => {
             let filter = match status {
@@ -554,7 +670,7 @@ pub fn tasks(
             task,
             try_number,
         } => {
-            let store = open_store(cli)?;
+            let store = open_store(cli, streams)?;
             let run = find_run(&store, dag, run_id)?;
             let attempts = store.attempts_of_run(dag, run.state.logical_date)?;
             let attempt = attempts
@@ -615,7 +731,7 @@ pub fn audit(
             message: format!("DAG `{dag}` has no schedule, so it has no intervals to audit"),
             hint: None,
         })?;
-    let store = open_store(cli)?;
+    let store = open_store(cli, streams)?;
     let ledger: BTreeMap<DateTime<Utc>, crate::store::LedgerEntry> =
         store.ledger_between(dag, from, to)?.into_iter().collect();
     let mut rows = Vec::new();
@@ -694,7 +810,7 @@ pub fn parse_conf(conf: Option<&str>) -> Result<serde_json::Value, CliError> {
 
 /// `sluice state check`
 pub fn check(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
-    let store = open_store(cli)?;
+    let store = open_store(cli, streams)?;
     let problems = store.check()?;
     match cli.output {
         OutputFormat::Json => streams.json(&serde_json::json!({ "problems": problems }))?,

@@ -190,6 +190,27 @@ impl Engine {
                 }
             }
             Input::Report { attempt, report } => self.apply_report(attempt, report, now),
+            Input::Control { command, reply } => {
+                let result = self.control(command).map_err(|e| match e {
+                    super::ControlError::Refused { message, hint } => (message, hint),
+                    super::ControlError::Engine(e) => (e.to_string(), None),
+                });
+                let _ = reply.send(result);
+            }
+            Input::Backfill {
+                dag,
+                from,
+                to,
+                reprocess,
+                max_active_runs,
+                reply,
+            } => {
+                let result = self
+                    .start_backfill(&dag, from, to, reprocess, max_active_runs)
+                    .map(|record| format!("backfill of `{dag}`: {} interval(s)", record.total))
+                    .map_err(|e| (e.to_string(), None));
+                let _ = reply.send(result);
+            }
         }
     }
 

@@ -31,7 +31,24 @@ pub enum Input {
     },
     /// Stop dispatching, let running attempts finish within the grace period, then exit.
     Shutdown,
+    /// An operator command from another process (through the control socket).
+    Control {
+        command: Control,
+        reply: std::sync::mpsc::Sender<Reply>,
+    },
+    /// Start or resume a backfill from another process.
+    Backfill {
+        dag: String,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+        reprocess: crate::store::Reprocess,
+        max_active_runs: Option<usize>,
+        reply: std::sync::mpsc::Sender<Reply>,
+    },
 }
+
+/// The answer to a command: what was done, or why not and what to do.
+pub type Reply = Result<String, (String, Option<String>)>;
 
 /// Stable hash used for DAG versions and jitter-free ids: FNV-1a 64 twice with different
 /// seeds, as 32 hex digits.
