@@ -172,7 +172,11 @@ fn load(paths: &[PathBuf]) -> Result<DagSet, CliError> {
 }
 
 /// Loads the DAG folder and finds one DAG; if its file is invalid, shows why.
-fn find_dag(cli: &Cli, dag_id: &str, streams: &mut Streams<'_>) -> Result<LoadedDag, CliError> {
+pub(super) fn find_dag(
+    cli: &Cli,
+    dag_id: &str,
+    streams: &mut Streams<'_>,
+) -> Result<LoadedDag, CliError> {
     let set = load(std::slice::from_ref(&cli.dags))?;
     if let Some(found) = set.get(dag_id) {
         return Ok(found.clone());
@@ -664,4 +668,25 @@ fn render(
         }
     }
     Ok(0)
+}
+
+/// A DAG from the folder that has a schedule (backfills and audits cut ranges into its
+/// intervals).
+pub(super) fn scheduled_dag(
+    cli: &Cli,
+    dag_id: &str,
+    streams: &mut Streams<'_>,
+) -> Result<(LoadedDag, crate::schedule::Schedule), CliError> {
+    let loaded = find_dag(cli, dag_id, streams)?;
+    let schedule = loaded
+        .dag
+        .schedule
+        .clone()
+        .ok_or_else(|| CliError::Invalid {
+            message: format!("DAG `{dag_id}` has no schedule, so it has no intervals"),
+            hint: Some(
+                "backfill and audit work on scheduled DAGs; trigger unscheduled ones".into(),
+            ),
+        })?;
+    Ok((loaded, schedule))
 }

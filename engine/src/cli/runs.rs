@@ -224,21 +224,7 @@ pub fn backfill(
     let from = time_arg("--from", from)?;
     let to = time_arg("--to", to)?;
     if dry_run {
-        let set = crate::spec::load_paths(std::slice::from_ref(&cli.dags))
-            .map_err(|(path, source)| CliError::Io { path, source })?;
-        let loaded = set.get(dag).ok_or_else(|| CliError::UnknownDag {
-            dag: dag.to_owned(),
-            folder: cli.dags.clone(),
-            known: set.dags.iter().map(|d| d.dag.dag.clone()).collect(),
-        })?;
-        let schedule = loaded
-            .dag
-            .schedule
-            .as_ref()
-            .ok_or_else(|| CliError::Invalid {
-                message: format!("DAG `{dag}` has no schedule"),
-                hint: None,
-            })?;
+        let (loaded, schedule) = super::dags::scheduled_dag(cli, dag, streams)?;
         let intervals: Vec<_> = schedule
             .intervals(loaded.dag.timezone.tz(), from)
             .take_while(|i| i.end <= to)
@@ -716,21 +702,7 @@ pub fn audit(
 ) -> Result<i32, CliError> {
     let from = time_arg("--from", from)?;
     let to = time_arg("--to", to)?;
-    let set = crate::spec::load_paths(std::slice::from_ref(&cli.dags))
-        .map_err(|(path, source)| CliError::Io { path, source })?;
-    let loaded = set.get(dag).ok_or_else(|| CliError::UnknownDag {
-        dag: dag.to_owned(),
-        folder: cli.dags.clone(),
-        known: set.dags.iter().map(|d| d.dag.dag.clone()).collect(),
-    })?;
-    let schedule = loaded
-        .dag
-        .schedule
-        .as_ref()
-        .ok_or_else(|| CliError::Invalid {
-            message: format!("DAG `{dag}` has no schedule, so it has no intervals to audit"),
-            hint: None,
-        })?;
+    let (loaded, schedule) = super::dags::scheduled_dag(cli, dag, streams)?;
     let store = open_store(cli, streams)?;
     let ledger: BTreeMap<DateTime<Utc>, crate::store::LedgerEntry> =
         store.ledger_between(dag, from, to)?.into_iter().collect();
