@@ -182,7 +182,7 @@ impl Engine {
             shutdown_at: None,
             last_reload: Instant::now(),
         };
-        engine.load_dags(true)?;
+        engine.load_dags()?;
         engine.recover(Utc::now())?;
         engine.persist_and_flush()?;
         Ok(engine)

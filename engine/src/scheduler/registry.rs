@@ -61,7 +61,7 @@ pub fn version_of(dag: &Dag) -> String {
 impl Engine {
     /// Reads the DAG folder. A file that fails keeps its DAG's last good version (reported,
     /// never fatal). In backfill and test modes only that DAG is needed.
-    pub(super) fn load_dags(&mut self, initial: bool) -> Result<(), EngineError> {
+    pub(super) fn load_dags(&mut self) -> Result<(), EngineError> {
         let set = spec::load_paths(std::slice::from_ref(&self.config.dags_dir))
             .map_err(|(path, source)| EngineError::DagFolder { path, source })?;
         for report in &set.failures {
@@ -80,7 +80,6 @@ impl Engine {
                 Some(dag) => eprintln!(
                     "DAG file did not load; `{dag}` keeps its last good version:\n{message}"
                 ),
-                None if initial => eprintln!("DAG file did not load:\n{message}"),
                 None => eprintln!("DAG file did not load:\n{message}"),
             }
         }
@@ -160,7 +159,7 @@ impl Engine {
             return Ok(());
         }
         self.last_reload = std::time::Instant::now();
-        self.load_dags(false)
+        self.load_dags()
     }
 
     /// The plan and spec of a DAG version, from memory or the store.
