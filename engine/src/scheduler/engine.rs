@@ -142,6 +142,8 @@ pub struct Engine {
     pub(super) stats: Stats,
     pub(super) shutdown_at: Option<Instant>,
     pub(super) last_reload: Instant,
+    /// The DAG folder as last read (paths, sizes, mtimes).
+    pub(super) folder_seen: Option<Vec<(PathBuf, u64, std::time::SystemTime)>>,
     /// Keeps the executors' tokio runtime alive as long as the engine.
     pub(super) _runtime: Option<tokio::runtime::Runtime>,
 }
@@ -181,7 +183,9 @@ impl Engine {
             stats: Stats::default(),
             shutdown_at: None,
             last_reload: Instant::now(),
+            folder_seen: None,
         };
+        engine.folder_seen = super::registry::folder_fingerprint(&engine.config.dags_dir);
         engine.load_dags()?;
         engine.recover(Utc::now())?;
         engine.persist_and_flush()?;

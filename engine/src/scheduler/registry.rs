@@ -54,6 +54,20 @@ impl DagEntry {
     }
 }
 
+/// Paths, sizes and modification times of the DAG files, to notice any change cheaply.
+pub(super) fn folder_fingerprint(
+    dir: &std::path::Path,
+) -> Option<Vec<(PathBuf, u64, std::time::SystemTime)>> {
+    let files = spec::load::dag_files(&[dir.to_path_buf()]).ok()?;
+    files
+        .into_iter()
+        .map(|path| {
+            let metadata = std::fs::metadata(&path).ok()?;
+            Some((path, metadata.len(), metadata.modified().ok()?))
+        })
+        .collect()
+}
+
 pub fn version_of(dag: &Dag) -> String {
     fingerprint(&serde_json::to_vec(dag).unwrap_or_default())
 }
@@ -159,6 +173,13 @@ impl Engine {
             return Ok(());
         }
         self.last_reload = std::time::Instant::now();
+        // Parsing every file every few seconds would cost real CPU with a thousand DAGs:
+        // re-read the folder only when a file appeared, vanished or changed.
+        let seen = folder_fingerprint(&self.config.dags_dir);
+        if seen.is_some() && seen == self.folder_seen {
+            return Ok(());
+        }
+        self.folder_seen = seen;
         self.load_dags()
     }
 
