@@ -601,7 +601,11 @@ fn print_run(
                 format_instant(run.state.interval.start),
                 format_instant(run.state.interval.end)
             )?;
-            let rows: Vec<Vec<String>> = attempts
+            // In the order they ran, times to the millisecond.
+            let mut ordered: Vec<&crate::store::AttemptRecord> = attempts.iter().collect();
+            ordered.sort_by_key(|a| (a.started_at, a.try_number));
+            let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let rows: Vec<Vec<String>> = ordered
                 .iter()
                 .map(|a| {
                     vec![
@@ -613,8 +617,8 @@ fn print_run(
                                 .and_then(|v| v.as_str().map(str::to_owned))
                                 .unwrap_or_default()
                         }),
-                        format_instant(a.started_at),
-                        a.ended_at.map_or("-".into(), format_instant),
+                        time(a.started_at),
+                        a.ended_at.map_or("-".into(), time),
                         a.error.clone().unwrap_or_default(),
                     ]
                 })
