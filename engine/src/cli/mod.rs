@@ -3,6 +3,7 @@
 
 mod dags;
 mod output;
+mod plugins;
 pub mod remote;
 mod runs;
 
@@ -120,6 +121,11 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Try WebAssembly plugins locally.
+    Plugins {
+        #[command(subcommand)]
+        command: plugins::PluginsCommand,
+    },
     /// Inspect the state directory.
     State {
         #[command(subcommand)]
@@ -145,7 +151,10 @@ impl Command {
             | Command::Audit { .. }
             | Command::State { .. } => true,
             Command::Dags { command } => command.needs_state(),
-            Command::Scheduler { .. } | Command::Schema | Command::Completions { .. } => false,
+            Command::Scheduler { .. }
+            | Command::Schema
+            | Command::Completions { .. }
+            | Command::Plugins { .. } => false,
         }
     }
 }
@@ -239,6 +248,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
         Command::State {
             command: StateCommand::Check,
         } => runs::check(&cli, streams),
+        Command::Plugins { command } => plugins::run(&cli, command, streams),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(*shell, &mut command, "sluice", &mut *streams.out);

@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod noop;
+pub mod wasm;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -27,6 +28,8 @@ pub struct Attempt {
     pub log_path: PathBuf,
     /// Working directory when the task sets none.
     pub work_dir: PathBuf,
+    /// The run's context for plugins: dag, run, task, try, interval, params, upstream outputs.
+    pub context: serde_json::Value,
 }
 
 /// What an executor says about an attempt.

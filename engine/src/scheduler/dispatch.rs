@@ -146,6 +146,19 @@ impl Engine {
                 });
                 continue;
             }
+            let plugin_context = serde_json::json!({
+                "dag": context.dag_id,
+                "run_id": context.run_id,
+                "task": context.task_id,
+                "try_number": context.try_number,
+                "logical_date": crate::spec::instant::format_instant(context.logical_date),
+                "data_interval": {
+                    "start": crate::spec::instant::format_instant(context.data_interval.start),
+                    "end": crate::spec::instant::format_instant(context.data_interval.end),
+                },
+                "params": context.params,
+                "outputs": context.outputs,
+            });
             let attempt = Attempt {
                 dag_id: d.key.0.clone(),
                 run_id: state.run_id.clone(),
@@ -158,11 +171,13 @@ impl Engine {
                     .store
                     .log_path(&d.key.0, &state.run_id, &plan_task.id, d.try_number),
                 work_dir: self.store.root().join("work").join(&d.key.0),
+                context: plugin_context,
                 kind,
             };
             match &attempt.kind {
                 TaskKind::Noop => self.executors.noop.start(attempt, reporter),
                 TaskKind::Command(_) => self.executors.command.start(attempt, reporter),
+                TaskKind::Wasm(_) => self.executors.wasm.start(attempt, reporter),
                 other => self.local.push_back(Input::Report {
                     attempt: id,
                     report: Report::Finished {

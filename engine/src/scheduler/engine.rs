@@ -30,6 +30,8 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub dags_dir: PathBuf,
+    /// Where plugins referenced by name live (`<name>.wasm`).
+    pub plugins_dir: PathBuf,
     pub mode: Mode,
     /// How long shutdown waits for running attempts.
     pub shutdown_grace: std::time::Duration,
@@ -44,8 +46,12 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     pub fn new(dags_dir: PathBuf, mode: Mode) -> Self {
+        let plugins_dir = dags_dir
+            .parent()
+            .map_or_else(|| PathBuf::from("plugins"), |p| p.join("plugins"));
         EngineConfig {
             dags_dir,
+            plugins_dir,
             mode,
             shutdown_grace: std::time::Duration::from_secs(30),
             reload_every: std::time::Duration::from_secs(5),
@@ -118,6 +124,7 @@ pub(super) struct Dispatch {
 pub(super) struct Executors {
     pub noop: NoopExecutor,
     pub command: CommandExecutor,
+    pub wasm: crate::executor::wasm::WasmExecutor,
 }
 
 pub struct Engine {
@@ -164,6 +171,10 @@ impl Engine {
             executors: Executors {
                 noop: NoopExecutor,
                 command: CommandExecutor::new(runtime.handle().clone()),
+                wasm: crate::executor::wasm::WasmExecutor::new(
+                    runtime.handle().clone(),
+                    config.plugins_dir.clone(),
+                ),
             },
             _runtime: Some(runtime),
             store,

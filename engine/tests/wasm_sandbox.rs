@@ -1,0 +1,200 @@
+//! WASM plugins through the real executor: C plugins compiled here with clang and
+//! wasi-libc (scripts/test installs them), run by wasmtime with Sluice's limits.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sluice::core::{Outcome, RunStatus, TaskState};
+use sluice::executor::wasm::{Limits, RunResult, WasmRunner};
+use sluice::scheduler::{Control, Engine, EngineConfig, Mode};
+use sluice::store::Store;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Compiles `tests/plugins/c/<name>.c` to a WASI preview 1 module.
+fn build(name: &str) -> PathBuf {
+    let out =
+        std::env::temp_dir().join(format!("sluice-plugin-{}-{name}.wasm", std::process::id()));
+    let status = Command::new("clang-14")
+        .args(["--target=wasm32-wasi", "--sysroot=/usr", "-O2", "-o"])
+        .arg(&out)
+        .arg(repo().join("tests/plugins/c").join(format!("{name}.c")))
+        .status();
+    match status {
+        Ok(s) if s.success() => out,
+        other => panic!(
+            "cannot build the {name} plugin ({other:?}): scripts/test installs clang-14, lld-14, wasi-libc and libclang-rt-14-dev-wasm32"
+        ),
+    }
+}
+
+fn run(name: &str, limits: Limits) -> (RunResult, Duration) {
+    let wasm = std::fs::read(build(name)).unwrap_or_default();
+    let runner = match WasmRunner::new() {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let started = Instant::now();
+    let result = runner.run(
+        &wasm,
+        br#"{"task": "t", "config": {"a": 1}}"#.to_vec(),
+        limits,
+    );
+    (result, started.elapsed())
+}
+
+fn reason(result: &RunResult) -> (bool, String) {
+    match &result.outcome {
+        Outcome::Success => panic!("expected a failure, got success: {result:?}"),
+        Outcome::Failed { retryable, reason } => (*retryable, reason.clone()),
+    }
+}
+
+#[test]
+fn a_plugin_reads_its_context_and_returns_json() {
+    let (result, _) = run("echo_context", Limits::default());
+    assert_eq!(result.outcome, Outcome::Success);
+    assert_eq!(
+        result.output,
+        Some(serde_json::json!({"task": "t", "config": {"a": 1}}))
+    );
+    assert!(result.stderr.contains("bytes of context"));
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_by_the_timeout_as_a_retryable_failure() {
+    let limits = Limits {
+        timeout: Some(Duration::from_millis(500)),
+        ..Limits::default()
+    };
+    let (result, elapsed) = run("spin", limits);
+    let (retryable, why) = reason(&result);
+    assert!(retryable && why.contains("timed out"), "{why}");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "stopped after {elapsed:?}, more than 2x the limit"
+    );
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_limit() {
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    };
+    let (result, _) = run("memory_bomb", limits);
+    let (retryable, why) = reason(&result);
+    assert!(
+        retryable && why.contains("memory limit of 32 MiB exceeded"),
+        "{why}"
+    );
+}
+
+#[test]
+fn files_that_are_not_granted_cannot_be_read() {
+    let (result, _) = run("read_passwd", Limits::default());
+    let (retryable, why) = reason(&result);
+    assert!(!retryable && why.contains("code 3"), "{why}");
+    assert!(result.stderr.contains("denied"), "{}", result.stderr);
+}
+
+#[test]
+fn a_stdout_flood_is_bounded_and_reported() {
+    let (result, _) = run("flood", Limits::default());
+    let (_, why) = reason(&result);
+    assert!(why.contains("over the 1024 KiB limit"), "{why}");
+    assert_eq!(result.output, None);
+}
+
+#[test]
+fn exit_75_is_retryable_and_a_trap_is_fatal_with_its_message_in_the_log() {
+    let (result, _) = run("exit75", Limits::default());
+    let (retryable, _) = reason(&result);
+    assert!(retryable);
+    let (result, _) = run("trap", Limits::default());
+    let (retryable, why) = reason(&result);
+    assert!(!retryable && why.contains("trap"), "{why}");
+    assert!(
+        result.stderr.contains("panicked at 'index out of bounds'"),
+        "{}",
+        result.stderr
+    );
+}
+
+#[test]
+fn importing_an_ungranted_host_function_fails_at_instantiation() {
+    let (result, _) = run("ungranted_import", Limits::default());
+    let (retryable, why) = reason(&result);
+    assert!(!retryable, "{why}");
+    assert!(
+        why.contains("sluice::clickhouse_query") && why.contains("capability"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_wasm_task_runs_inside_a_dag_run_and_its_output_reaches_downstream()
+-> Result<(), Box<dyn std::error::Error>> {
+    let plugin = build("echo_context");
+    let root = std::env::temp_dir().join(format!("sluice-wasm-dag-{}", std::process::id()));
+    let dags = root.join("dags");
+    std::fs::create_dir_all(&dags)?;
+    std::fs::write(
+        dags.join("w.yaml"),
+        format!(
+            "dag: w\nschedule: \"@hourly\"\nstart: 2025-01-01T00:00:00Z\nparams: {{ table: events }}\ntasks:\n  \
+             check:\n    type: wasm\n    plugin: {}\n    config: {{ table: \"{{{{ params.table }}}}\", at: \"{{{{ ds }}}}\" }}\n    timeout: 30s\n  \
+             report:\n    type: command\n    depends_on: [check]\n    command: \"echo {{{{ outputs.check.config.table }}}} {{{{ outputs.check.data_interval.end }}}}\"\n",
+            plugin.display()
+        ),
+    )?;
+    let mut engine = Engine::new(
+        Store::temporary(&root)?,
+        EngineConfig::new(dags, Mode::Test { dag: "w".into() }),
+    )?;
+    engine.control(Control::Trigger {
+        dag: "w".into(),
+        logical_date: Some(chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")?.into()),
+        conf: serde_json::Value::Null,
+    })?;
+    engine.run()?;
+    let run = engine.store().runs_of("w").next().ok_or("no run")??;
+    assert_eq!(
+        run.state.status,
+        RunStatus::Success,
+        "{:?}",
+        run.state.tasks
+    );
+    assert!(
+        run.state
+            .tasks
+            .iter()
+            .all(|t| t.state == TaskState::Success)
+    );
+    let output = engine
+        .store()
+        .output("w", run.state.logical_date, "check")?
+        .ok_or("no output")?;
+    assert_eq!(
+        output["config"],
+        serde_json::json!({"table": "events", "at": "2025-01-01"})
+    );
+    assert_eq!(output["task"], "check");
+    let attempts = engine
+        .store()
+        .attempts_of_run("w", run.state.logical_date)?;
+    let report = attempts
+        .iter()
+        .find(|a| a.task == "report")
+        .ok_or("no report attempt")?;
+    let log = std::fs::read_to_string(&report.log)?;
+    assert!(
+        log.lines().any(|l| l == "events 2025-01-01T01:00:00Z"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
