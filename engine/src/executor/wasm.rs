@@ -291,7 +291,9 @@ pub fn resolve(plugin: &str, plugins_dir: &Path) -> PathBuf {
 
 /// The executor: plugin runs on tokio's blocking pool (WASI p1 blocks).
 pub struct WasmExecutor {
-    runner: Option<WasmRunner>,
+    /// Started on the first wasm task, so schedulers without one pay nothing (no engine,
+    /// no epoch ticker thread).
+    runner: std::sync::OnceLock<Option<WasmRunner>>,
     runtime: tokio::runtime::Handle,
     plugins_dir: PathBuf,
 }
@@ -299,7 +301,7 @@ pub struct WasmExecutor {
 impl WasmExecutor {
     pub fn new(runtime: tokio::runtime::Handle, plugins_dir: PathBuf) -> Self {
         WasmExecutor {
-            runner: WasmRunner::new().ok(),
+            runner: std::sync::OnceLock::new(),
             runtime,
             plugins_dir,
         }
@@ -312,7 +314,7 @@ impl Executor for WasmExecutor {
     }
 
     fn start(&self, attempt: Attempt, reporter: Reporter) {
-        let runner = self.runner.clone();
+        let runner = self.runner.get_or_init(|| WasmRunner::new().ok()).clone();
         let plugins_dir = self.plugins_dir.clone();
         self.runtime.spawn_blocking(move || {
             let result = match (runner, &attempt.kind) {
