@@ -210,7 +210,13 @@ impl WasmRunner {
             (None, Ok(())) => Outcome::Success,
         };
         let bytes = stdout.contents();
-        if bytes.len() > limits.stdout_bytes {
+        // A write past the pipe's capacity fails the guest's write (often as a trap); either
+        // way the output was over the bound.
+        let refused_write = result
+            .as_ref()
+            .err()
+            .is_some_and(|e| format!("{e:#}").contains("write beyond capacity"));
+        if bytes.len() > limits.stdout_bytes || refused_write {
             return RunResult {
                 outcome: Outcome::Failed {
                     retryable: false,
