@@ -198,3 +198,22 @@ fn a_wasm_task_runs_inside_a_dag_run_and_its_output_reaches_downstream()
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }
+
+#[test]
+fn inspect_lists_imports_exports_and_the_capabilities_a_plugin_needs()
+-> Result<(), Box<dyn std::error::Error>> {
+    let bytes = std::fs::read(build("ungranted_import"))?;
+    let info = sluice::executor::wasm::inspect(&bytes)?;
+    assert!(info.command);
+    assert_eq!(info.capabilities, vec!["clickhouse".to_owned()]);
+    assert!(
+        info.imports
+            .contains(&"sluice::clickhouse_query".to_owned()),
+        "{:?}",
+        info.imports
+    );
+    assert!(info.exports.contains(&"_start".to_owned()));
+    assert_eq!(info.sha256.len(), 64);
+    assert!(sluice::executor::wasm::inspect(b"not wasm").is_err());
+    Ok(())
+}

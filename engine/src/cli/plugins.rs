@@ -25,6 +25,11 @@ pub enum PluginsCommand {
         #[arg(long, default_value = "256MiB")]
         memory: String,
     },
+    /// Show a plugin's hash, imports, exports and the capabilities it needs.
+    Inspect {
+        /// The `.wasm` file.
+        file: PathBuf,
+    },
 }
 
 pub fn run(
@@ -32,12 +37,15 @@ pub fn run(
     command: &PluginsCommand,
     streams: &mut Streams<'_>,
 ) -> Result<i32, CliError> {
-    let PluginsCommand::Run {
-        file,
-        context,
-        timeout,
-        memory,
-    } = command;
+    let (file, context, timeout, memory) = match command {
+        PluginsCommand::Run {
+            file,
+            context,
+            timeout,
+            memory,
+        } => (file, context, timeout, memory),
+        PluginsCommand::Inspect { file } => return inspect(cli, file, streams),
+    };
     let invalid = |message: String| CliError::Invalid {
         message,
         hint: None,
@@ -98,4 +106,43 @@ pub fn run(
         }
     }
     Ok(code)
+}
+
+fn inspect(cli: &Cli, file: &std::path::Path, streams: &mut Streams<'_>) -> Result<i32, CliError> {
+    let wasm = std::fs::read(file).map_err(|source| CliError::Io {
+        path: file.to_owned(),
+        source,
+    })?;
+    let info = crate::executor::wasm::inspect(&wasm).map_err(|message| CliError::Invalid {
+        message,
+        hint: Some("build plugins for wasm32-wasi (WASI preview 1) as command modules".into()),
+    })?;
+    match cli.output {
+        OutputFormat::Json => streams.json(&info)?,
+        OutputFormat::Table => {
+            let list = |items: &[String]| {
+                if items.is_empty() {
+                    "-".to_owned()
+                } else {
+                    items.join(", ")
+                }
+            };
+            writeln!(streams.out, "file          {}", file.display())?;
+            writeln!(streams.out, "sha256        {}", info.sha256)?;
+            writeln!(streams.out, "size          {} bytes", info.bytes)?;
+            writeln!(
+                streams.out,
+                "command       {}",
+                if info.command {
+                    "yes (_start)"
+                } else {
+                    "no: not runnable as a task"
+                }
+            )?;
+            writeln!(streams.out, "capabilities  {}", list(&info.capabilities))?;
+            writeln!(streams.out, "imports       {}", list(&info.imports))?;
+            writeln!(streams.out, "exports       {}", list(&info.exports))?;
+        }
+    }
+    Ok(0)
 }

@@ -286,6 +286,65 @@ fn classify_trap(error: &wasmtime::Error, memory_hit: bool, limits: Limits) -> O
     }
 }
 
+/// What a module needs and offers, for `sluice plugins inspect`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModuleInfo {
+    /// sha256 of the file, hex.
+    pub sha256: String,
+    pub bytes: usize,
+    /// `module::name` of every import.
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    /// Capabilities the task must grant for the module to instantiate.
+    pub capabilities: Vec<String>,
+    /// Whether it is a WASI command (exports `_start`).
+    pub command: bool,
+}
+
+/// The capability that grants a `sluice` host function, if it needs one.
+pub fn capability_of(host_function: &str) -> Option<&'static str> {
+    match host_function {
+        "clickhouse_query" => Some("clickhouse"),
+        "kv_get" | "kv_put" => Some("kv"),
+        _ => None,
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Reads a module's imports and exports without running it.
+pub fn inspect(bytes: &[u8]) -> Result<ModuleInfo, String> {
+    let engine = Engine::default();
+    let module =
+        Module::new(&engine, bytes).map_err(|e| format!("not a valid WebAssembly module: {e}"))?;
+    let imports: Vec<String> = module
+        .imports()
+        .map(|i| format!("{}::{}", i.module(), i.name()))
+        .collect();
+    let mut capabilities: Vec<String> = module
+        .imports()
+        .filter(|i| i.module() == "sluice")
+        .filter_map(|i| capability_of(i.name()).map(str::to_owned))
+        .collect();
+    capabilities.sort();
+    capabilities.dedup();
+    let exports: Vec<String> = module.exports().map(|e| e.name().to_owned()).collect();
+    Ok(ModuleInfo {
+        sha256: sha256_hex(bytes),
+        bytes: bytes.len(),
+        command: exports.iter().any(|e| e == "_start"),
+        imports,
+        exports,
+        capabilities,
+    })
+}
+
 /// Finds a plugin: a path to a `.wasm` file, or a name in the plugins folder.
 pub fn resolve(plugin: &str, plugins_dir: &Path) -> PathBuf {
     if plugin.ends_with(".wasm") || plugin.contains('/') {
