@@ -186,6 +186,12 @@ fn a_wasm_task_runs_inside_a_dag_run_and_its_output_reaches_downstream()
     let attempts = engine
         .store()
         .attempts_of_run("w", run.state.logical_date)?;
+    let check = attempts
+        .iter()
+        .find(|a| a.task == "check")
+        .ok_or("no check attempt")?;
+    let hash = sluice::executor::wasm::sha256_hex(&std::fs::read(&plugin)?);
+    assert_eq!(check.handle, Some(format!("sha256 {hash}")));
     let report = attempts
         .iter()
         .find(|a| a.task == "report")

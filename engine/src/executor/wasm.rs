@@ -387,6 +387,10 @@ impl Executor for WasmExecutor {
                     let path = resolve(&task.plugin, &plugins_dir);
                     match std::fs::read(&path) {
                         Ok(wasm) => {
+                            // The module's hash is the attempt's handle: what exactly ran.
+                            reporter.send(Report::Started {
+                                handle: Some(format!("sha256 {}", sha256_hex(&wasm))),
+                            });
                             let mut context = attempt.context.clone();
                             context["config"] = task.config.clone();
                             let limits = Limits {
