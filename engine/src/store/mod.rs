@@ -96,11 +96,21 @@ impl Store {
             source,
         })?;
         let db_dir = dir.join("db");
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(&db_dir)
             .cache_capacity(64 << 20)
-            .flush_every_ms(None)
-            .open()
+            .flush_every_ms(None);
+        let db = match config.open() {
+            // sled 0.34 reads a snapshot left half-written by a killed process
+            // (`snap.*.generating`, renamed only once complete) and reports corruption
+            // (sled issue #1527). Such a file is never part of the durable state: set it
+            // aside and open again from the last complete snapshot and the log.
+            Err(sled::Error::Corruption { .. }) if set_aside_partial_snapshots(&db_dir) => {
+                config.open()
+            }
+            other => other,
+        };
+        let db = db
             .map_err(|source| {
                 let locked = matches!(&source, sled::Error::Io(e)
                     if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock"));
@@ -627,6 +637,24 @@ impl Writes {
     pub fn append_events(&mut self, events: Vec<EventRecord>) {
         self.events.extend(events);
     }
+}
+
+/// Moves incomplete snapshot files (`snap.*.generating`) out of sled's folder into
+/// `partial-snapshots/`; returns whether there were any.
+fn set_aside_partial_snapshots(db_dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(db_dir) else {
+        return false;
+    };
+    let aside = db_dir.join("partial-snapshots");
+    let mut moved = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let _ = std::fs::create_dir_all(&aside);
+            moved |= std::fs::rename(entry.path(), aside.join(&name)).is_ok();
+        }
+    }
+    moved
 }
 
 /// One step of layout migration, from version `from` to `from + 1`. Version 1 is the first
