@@ -287,33 +287,38 @@ pub fn backfill(
     let progress = engine.backfill_progress(dag).unwrap_or_default();
     bar.set_position(progress.done() as u64);
     bar.finish_and_clear();
-    let succeeded_everywhere = engine
-        .store()
-        .ledger_between(dag, record.from, record.to)?
-        .iter()
-        .filter(|(_, e)| e.status == RunStatus::Success)
-        .count()
-        == record.total;
     let interrupted = engine
         .backfill(dag)
         .is_some_and(|b| b.status == crate::store::BackfillStatus::Running);
-    let summary = serde_json::json!({
-        "dag": dag,
-        "from": format_instant(record.from),
-        "to": format_instant(record.to),
-        "intervals": record.total,
-        "succeeded": progress.succeeded,
-        "failed": progress.failed,
-        "interrupted": interrupted,
-    });
+    report_backfill(cli, engine.store(), &record, interrupted, streams)
+}
+
+/// Prints a backfill's outcome from the ledger; exit 0 when every interval succeeded.
+fn report_backfill(
+    cli: &Cli,
+    store: &Store,
+    record: &crate::store::BackfillRecord,
+    interrupted: bool,
+    streams: &mut Streams<'_>,
+) -> Result<i32, CliError> {
+    let ledger = store.ledger_between(&record.dag, record.from, record.to)?;
+    let count = |status| ledger.iter().filter(|(_, e)| e.status == status).count();
+    let (succeeded, failed) = (count(RunStatus::Success), count(RunStatus::Failed));
+    let dag = &record.dag;
     match cli.output {
-        OutputFormat::Json => streams.json(&summary)?,
+        OutputFormat::Json => streams.json(&serde_json::json!({
+            "dag": dag,
+            "from": format_instant(record.from),
+            "to": format_instant(record.to),
+            "intervals": record.total,
+            "succeeded": succeeded,
+            "failed": failed,
+            "interrupted": interrupted,
+        }))?,
         OutputFormat::Table => writeln!(
             streams.out,
-            "backfill {dag}: {} interval(s), {} succeeded, {} failed{}",
+            "backfill {dag}: {} interval(s), {succeeded} succeeded, {failed} failed{}",
             record.total,
-            progress.succeeded,
-            progress.failed,
             if interrupted {
                 " (interrupted: run the same command again to resume)"
             } else {
@@ -321,7 +326,7 @@ pub fn backfill(
             }
         )?,
     }
-    Ok(if succeeded_everywhere {
+    Ok(if succeeded == record.total {
         0
     } else {
         super::EXIT_FAILURE
@@ -364,31 +369,7 @@ fn backfill_in_scheduler(
         }
         std::thread::sleep(std::time::Duration::from_millis(250));
     };
-    let ledger = remote.store.ledger_between(dag, record.from, record.to)?;
-    let succeeded = ledger
-        .iter()
-        .filter(|(_, e)| e.status == RunStatus::Success)
-        .count();
-    let failed = ledger
-        .iter()
-        .filter(|(_, e)| e.status == RunStatus::Failed)
-        .count();
-    match cli.output {
-        OutputFormat::Json => streams.json(&serde_json::json!({
-            "dag": dag, "from": format_instant(record.from), "to": format_instant(record.to),
-            "intervals": record.total, "succeeded": succeeded, "failed": failed, "interrupted": false,
-        }))?,
-        OutputFormat::Table => writeln!(
-            streams.out,
-            "backfill {dag}: {} interval(s), {succeeded} succeeded, {failed} failed",
-            record.total
-        )?,
-    }
-    Ok(if succeeded == record.total {
-        0
-    } else {
-        super::EXIT_FAILURE
-    })
+    report_backfill(cli, &remote.store, &record, false, streams)
 }
 
 /// `sluice dags trigger|pause|unpause`, `sluice clear`, `sluice tasks mark`
@@ -450,7 +431,7 @@ pub fn test(
     let attempts = engine
         .store()
         .attempts_of_run(dag, run.state.logical_date)?;
-    print_run(cli, &run, &attempts, engine.store().root(), streams)?;
+    print_run(cli, &run, &attempts, streams)?;
     // Logs of a test run live in a scratch folder: show them inline, then drop them.
     if cli.output == OutputFormat::Table {
         for attempt in &attempts {
@@ -531,7 +512,7 @@ pub fn runs(cli: &Cli, command: &RunsCommand, streams: &mut Streams<'_>) -> Resu
         RunsCommand::Show { dag, run_id } => {
             let run = find_run(&store, dag, run_id)?;
             let attempts = store.attempts_of_run(dag, run.state.logical_date)?;
-            print_run(cli, &run, &attempts, store.root(), streams)?;
+            print_run(cli, &run, &attempts, streams)?;
             Ok(0)
         }
     }
@@ -581,7 +562,6 @@ fn print_run(
     cli: &Cli,
     run: &RunRecord,
     attempts: &[crate::store::AttemptRecord],
-    _root: &std::path::Path,
     streams: &mut Streams<'_>,
 ) -> Result<(), CliError> {
     match cli.output {

@@ -297,25 +297,6 @@ impl Store {
 
     // --- runs -----------------------------------------------------------------------------
 
-    /// Writes a run. Callers keep the index of unfinished runs in step with
-    /// [`Store::set_active`] when a run starts or finishes.
-    pub fn put_run(&self, record: &RunRecord) -> Result<()> {
-        let key = keys::dag_time(&record.state.dag_id, record.state.logical_date);
-        self.runs.insert(key, encode(record))?;
-        Ok(())
-    }
-
-    /// Adds a run to, or removes it from, the index of unfinished runs.
-    pub fn set_active(&self, dag: &str, logical_date: DateTime<Utc>, active: bool) -> Result<()> {
-        let key = keys::dag_time(dag, logical_date);
-        if active {
-            self.active.insert(key, &[])?;
-        } else {
-            self.active.remove(key)?;
-        }
-        Ok(())
-    }
-
     pub fn run(&self, dag: &str, logical_date: DateTime<Utc>) -> Result<Option<RunRecord>> {
         self.runs
             .get(keys::dag_time(dag, logical_date))?
@@ -411,17 +392,6 @@ impl Store {
 
     // --- attempts and outputs -------------------------------------------------------------
 
-    pub fn put_attempt(
-        &self,
-        dag: &str,
-        logical_date: DateTime<Utc>,
-        attempt: &AttemptRecord,
-    ) -> Result<()> {
-        let key = keys::attempt_key(dag, logical_date, &attempt.task, attempt.try_number);
-        self.attempts.insert(key, encode(attempt))?;
-        Ok(())
-    }
-
     pub fn attempt(
         &self,
         dag: &str,
@@ -450,18 +420,6 @@ impl Store {
             .collect()
     }
 
-    pub fn put_output(
-        &self,
-        dag: &str,
-        logical_date: DateTime<Utc>,
-        task: &str,
-        output: &serde_json::Value,
-    ) -> Result<()> {
-        self.outputs
-            .insert(keys::task_key(dag, logical_date, task), encode(output))?;
-        Ok(())
-    }
-
     pub fn output(
         &self,
         dag: &str,
@@ -475,17 +433,6 @@ impl Store {
     }
 
     // --- event log ------------------------------------------------------------------------
-
-    /// Appends the events of one loop iteration as one record (one insert per group
-    /// commit rather than one per transition).
-    pub fn append_events(&self, events: &[EventRecord]) -> Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let seq = self.db.generate_id()?;
-        self.events.insert(seq.to_be_bytes(), encode(&events))?;
-        Ok(())
-    }
 
     /// The newest `limit` events, oldest first.
     pub fn recent_events(&self, limit: usize) -> Result<Vec<EventRecord>> {
@@ -517,17 +464,6 @@ impl Store {
     }
 
     // --- ledger ---------------------------------------------------------------------------
-
-    pub fn put_ledger(
-        &self,
-        dag: &str,
-        interval_start: DateTime<Utc>,
-        entry: &LedgerEntry,
-    ) -> Result<()> {
-        self.ledger
-            .insert(keys::dag_time(dag, interval_start), encode(entry))?;
-        Ok(())
-    }
 
     pub fn ledger_entry(
         &self,

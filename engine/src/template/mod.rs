@@ -164,7 +164,7 @@ impl RunContext {
     }
 }
 
-/// Renders every templated string; `render_all` hands each field to `render`.
+/// Renders templated strings for one attempt's context.
 pub struct Renderer {
     context: Value,
 }
