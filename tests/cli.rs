@@ -1,35 +1,6 @@
 //! The `sluice` command line, run in-process against the repository's DAGs and fixtures.
 
-use std::ffi::OsString;
-
-use sluice::cli::{Streams, run};
-use sluice_tests::{TempDir, fixture, repo_root};
-
-struct Outcome {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn sluice(args: &[&str]) -> Outcome {
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let argv = std::iter::once(OsString::from("sluice")).chain(args.iter().map(OsString::from));
-    let code = run(
-        argv,
-        &mut Streams {
-            out: &mut out,
-            err: &mut err,
-            color: false,
-            remote: None,
-        },
-    );
-    Outcome {
-        code,
-        stdout: String::from_utf8_lossy(&out).into_owned(),
-        stderr: String::from_utf8_lossy(&err).into_owned(),
-    }
-}
+use sluice_tests::{TempDir, fixture, repo_root, sluice};
 
 fn path(relative: &str) -> String {
     repo_root().join(relative).display().to_string()
@@ -44,7 +15,7 @@ fn the_platform_and_quickstart_dags_are_valid() {
     let result = sluice(&["dags", "validate", &path("dags"), &path("examples")]);
     assert_eq!(result.code, 0, "{}{}", result.stdout, result.stderr);
     assert!(
-        result.stdout.contains("6 file(s): 6 valid, 0 invalid"),
+        result.stdout.contains("7 file(s): 7 valid, 0 invalid"),
         "{}",
         result.stdout
     );

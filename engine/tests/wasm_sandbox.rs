@@ -6,7 +6,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sluice::core::{Outcome, RunStatus, TaskState};
-use sluice::executor::wasm::{Limits, RunResult, WasmRunner};
+use sluice::executor::wasm::{
+    Grants, Invocation, Limits, LinkSet, Plugin, Prepared, RunResult, Services, WasmRunner,
+};
 use sluice::scheduler::{Control, Engine, EngineConfig, Mode};
 use sluice::store::Store;
 
@@ -228,5 +230,135 @@ fn inspect_lists_imports_exports_and_the_capabilities_a_plugin_needs()
     assert!(info.exports.contains(&"_start".to_owned()));
     assert_eq!(info.sha256.len(), 64);
     assert!(sluice::executor::wasm::inspect(b"not wasm").is_err());
+    Ok(())
+}
+
+#[test]
+fn sockets_are_denied() {
+    let (result, _) = run("sockets", Limits::default());
+    assert_eq!(result.outcome, Outcome::Success, "{}", result.stderr);
+    assert_eq!(
+        result.output,
+        Some(serde_json::json!({"sockets_reached": 0}))
+    );
+    let (result, _) = run("sock_open", Limits::default());
+    let (retryable, why) = reason(&result);
+    assert!(
+        !retryable
+            && why.contains("wasi_snapshot_preview1::sock_open")
+            && why.contains("does not provide"),
+        "{why}"
+    );
+}
+
+/// Runs `dirs_and_env` with grants over fresh `in`/`out` folders.
+fn run_with_grants(grants: &[&str]) -> Result<(RunResult, PathBuf), Box<dyn std::error::Error>> {
+    let wasm = std::fs::read(build("dirs_and_env"))?;
+    let root = std::env::temp_dir().join(format!(
+        "sluice-grants-{}-{}",
+        std::process::id(),
+        grants.join("_").replace(['/', ':', '='], "-")
+    ));
+    std::fs::create_dir_all(root.join("in"))?;
+    std::fs::create_dir_all(root.join("out"))?;
+    std::fs::write(root.join("in/input.txt"), "interval 42\n")?;
+    let grants: Vec<String> = grants
+        .iter()
+        .map(|g| g.replace("ROOT", &root.display().to_string()))
+        .collect();
+    let invocation = Invocation {
+        stdin: b"{}".to_vec(),
+        grants: Grants::parse(&grants)?,
+        ..Invocation::default()
+    };
+    let result = WasmRunner::new()?.invoke(&Plugin::new(wasm), invocation);
+    Ok((result, root))
+}
+
+#[test]
+fn granted_directories_and_variables_are_visible_and_nothing_else()
+-> Result<(), Box<dyn std::error::Error>> {
+    // SAFETY: set before any plugin reads it; tests that read it only compare to this value.
+    unsafe { std::env::set_var("GREETING", "hello") };
+    let (nothing, root) = run_with_grants(&[])?;
+    assert_eq!(
+        nothing.output,
+        Some(serde_json::json!({"read": "", "wrote": false, "greeting": "", "home": null}))
+    );
+    let _ = std::fs::remove_dir_all(root);
+
+    let (read_only, root) =
+        run_with_grants(&["dir=ROOT/in:/in", "dir=ROOT/out:/out", "env=GREETING"])?;
+    assert_eq!(
+        read_only.output,
+        Some(
+            serde_json::json!({"read": "interval 42", "wrote": false, "greeting": "hello", "home": null})
+        )
+    );
+    assert!(!root.join("out/result.txt").exists());
+    let _ = std::fs::remove_dir_all(root);
+
+    let (read_write, root) = run_with_grants(&["dir=ROOT/in:/in", "dir=ROOT/out:/out:rw"])?;
+    assert_eq!(
+        read_write.output,
+        Some(
+            serde_json::json!({"read": "interval 42", "wrote": true, "greeting": "", "home": null})
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("out/result.txt"))?,
+        "seen: interval 42\n"
+    );
+    let _ = std::fs::remove_dir_all(root);
+    Ok(())
+}
+
+#[test]
+fn compiled_modules_are_cached_on_disk_and_a_bad_cache_file_is_recompiled()
+-> Result<(), Box<dyn std::error::Error>> {
+    let plugin = Plugin::new(std::fs::read(build("echo_context"))?);
+    let dir = std::env::temp_dir().join(format!("sluice-module-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let services = || Services {
+        cache_dir: Some(dir.clone()),
+        ..Services::default()
+    };
+    let set = LinkSet {
+        kv: false,
+        clickhouse: false,
+    };
+    let first = WasmRunner::with_services(services())?;
+    assert_eq!(first.prepare(&plugin, set)?, Prepared::Compiled);
+    assert_eq!(first.prepare(&plugin, set)?, Prepared::Memory);
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(files.len(), 1, "one file, no temporary left: {files:?}");
+    let name = files[0]
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    assert!(
+        name.starts_with(&plugin.sha256) && name.ends_with(".cwasm"),
+        "{name}"
+    );
+
+    // A restarted process finds it on disk.
+    assert_eq!(
+        WasmRunner::with_services(services())?.prepare(&plugin, set)?,
+        Prepared::Disk
+    );
+
+    // A damaged file is discarded and the module compiled again.
+    std::fs::write(&files[0], b"garbage")?;
+    let restarted = WasmRunner::with_services(services())?;
+    assert_eq!(restarted.prepare(&plugin, set)?, Prepared::Compiled);
+    let result = restarted.run(
+        &plugin.wasm,
+        br#"{"task": "t"}"#.to_vec(),
+        Limits::default(),
+    );
+    assert_eq!(result.output, Some(serde_json::json!({"task": "t"})));
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -1,6 +1,37 @@
 //! Helpers shared by Sluice's integration tests.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+
+use sluice::cli::{Streams, run};
+
+/// What a `sluice` command line did.
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a `sluice` command line in this process.
+pub fn sluice(args: &[&str]) -> Outcome {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let argv = std::iter::once(OsString::from("sluice")).chain(args.iter().map(OsString::from));
+    let code = run(
+        argv,
+        &mut Streams {
+            out: &mut out,
+            err: &mut err,
+            color: false,
+            remote: None,
+        },
+    );
+    Outcome {
+        code,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    }
+}
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

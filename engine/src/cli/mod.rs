@@ -3,6 +3,7 @@
 
 mod dags;
 mod output;
+mod plugin_build;
 mod plugins;
 pub mod remote;
 mod runs;
@@ -35,11 +36,31 @@ pub struct Cli {
     /// Folder of the scheduler's state (embedded database, logs).
     #[arg(long, global = true, env = "SLUICE_STATE", default_value = "./.sluice")]
     pub state: PathBuf,
+    /// Folder of built plugins (`<name>.wasm`); default: `plugins` beside the DAG folder.
+    #[arg(long, global = true, env = "SLUICE_PLUGINS")]
+    pub plugins: Option<PathBuf>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The engine configuration for this command line.
+    pub fn engine_config(&self, mode: crate::scheduler::Mode) -> crate::scheduler::EngineConfig {
+        let mut config = crate::scheduler::EngineConfig::new(self.dags.clone(), mode);
+        if let Some(plugins) = &self.plugins {
+            config.plugins_dir = plugins.clone();
+        }
+        config
+    }
+
+    /// Where built plugins live.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.engine_config(crate::scheduler::Mode::Scheduler)
+            .plugins_dir
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,5 @@
-//! `sluice plugins run`: try a plugin locally, with the limits and outcome classes of a
-//! scheduled attempt.
+//! `sluice plugins build|run|inspect`: build plugins, try one locally with the limits and
+//! outcome classes of a scheduled attempt, and see what a module needs.
 
 use std::path::PathBuf;
 
@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use super::{Cli, CliError, OutputFormat, Streams};
 use crate::core::Outcome;
-use crate::executor::wasm::{Limits, WasmRunner};
+use crate::executor::wasm::{Grants, Invocation, Limits, Plugin, Services, WasmRunner};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
@@ -24,6 +24,19 @@ pub enum PluginsCommand {
         /// Memory limit, e.g. `256MiB`.
         #[arg(long, default_value = "256MiB")]
         memory: String,
+        /// Grant a capability, as a task's `capabilities` would: `kv` (a scratch store,
+        /// discarded after the run), `clickhouse=CONN`, `dir=HOST:GUEST[:rw]`, `env=NAME`.
+        /// Repeatable.
+        #[arg(long = "grant", value_name = "CAPABILITY")]
+        grants: Vec<String>,
+    },
+    /// Build plugin sources (Rust crates or C folders) to `<plugins>/<name>.wasm`.
+    Build {
+        /// Plugin folders, or folders of them (default: `plugins`).
+        paths: Vec<PathBuf>,
+        /// Where the modules go (default: the `--plugins` folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Show a plugin's hash, imports, exports and the capabilities it needs.
     Inspect {
@@ -37,14 +50,16 @@ pub fn run(
     command: &PluginsCommand,
     streams: &mut Streams<'_>,
 ) -> Result<i32, CliError> {
-    let (file, context, timeout, memory) = match command {
+    let (file, context, timeout, memory, grants) = match command {
         PluginsCommand::Run {
             file,
             context,
             timeout,
             memory,
-        } => (file, context, timeout, memory),
+            grants,
+        } => (file, context, timeout, memory, grants),
         PluginsCommand::Inspect { file } => return inspect(cli, file, streams),
+        PluginsCommand::Build { paths, out } => return build(cli, paths, out.as_deref(), streams),
     };
     let invalid = |message: String| CliError::Invalid {
         message,
@@ -60,20 +75,41 @@ pub fn run(
         path: file.clone(),
         source,
     })?;
-    let stdin = match context {
-        Some(path) => std::fs::read(path).map_err(|source| CliError::Io {
-            path: path.clone(),
-            source,
-        })?,
-        None => b"{}".to_vec(),
+    let context: serde_json::Value = match context {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|source| CliError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            serde_json::from_slice(&bytes).map_err(|e| CliError::Invalid {
+                message: format!("{}: not JSON: {e}", path.display()),
+                hint: Some("the context is one JSON object: dag, run_id, task, try_number, logical_date, data_interval, params, outputs, config".into()),
+            })?
+        }
+        None => serde_json::json!({}),
     };
-    let runner = WasmRunner::new().map_err(invalid)?;
+    let grants = Grants::parse(grants).map_err(invalid)?;
+    // `kv` writes go to a scratch store so trying a plugin never touches a scheduler's state.
+    let scratch = std::env::temp_dir().join(format!("sluice-plugins-run-{}", std::process::id()));
+    let kv = if grants.kv {
+        Some(crate::store::Store::temporary(&scratch)?.kv())
+    } else {
+        None
+    };
+    let runner = WasmRunner::with_services(Services {
+        kv,
+        ..Services::default()
+    })
+    .map_err(invalid)?;
     let limits = Limits {
         memory_bytes: usize::try_from(memory.0).unwrap_or(usize::MAX),
         timeout: Some(timeout.as_std()),
         ..Limits::default()
     };
-    let result = runner.run(&wasm, stdin, limits);
+    let result = runner.invoke(
+        &Plugin::new(wasm),
+        Invocation::of_context(&context, limits, grants),
+    );
     streams.err.write_all(result.stderr.as_bytes())?;
     let (class, code, reason) = match &result.outcome {
         Outcome::Success => ("success", 0, None),
@@ -140,9 +176,67 @@ fn inspect(cli: &Cli, file: &std::path::Path, streams: &mut Streams<'_>) -> Resu
                 }
             )?;
             writeln!(streams.out, "capabilities  {}", list(&info.capabilities))?;
+            writeln!(streams.out, "optional      {}", list(&info.optional))?;
             writeln!(streams.out, "imports       {}", list(&info.imports))?;
             writeln!(streams.out, "exports       {}", list(&info.exports))?;
         }
     }
     Ok(0)
+}
+
+fn build(
+    cli: &Cli,
+    paths: &[PathBuf],
+    out: Option<&std::path::Path>,
+    streams: &mut Streams<'_>,
+) -> Result<i32, CliError> {
+    use super::plugin_build::{build, find_sources};
+    let out = out.map_or_else(|| cli.plugins_dir(), std::path::Path::to_owned);
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from("plugins")]
+    } else {
+        paths.to_vec()
+    };
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+        .join("plugins");
+    let mut failures = 0;
+    for path in &paths {
+        let sources = find_sources(path).map_err(|message| CliError::Invalid {
+            message,
+            hint: None,
+        })?;
+        if sources.is_empty() {
+            writeln!(
+                streams.err,
+                "{}: no plugin sources (a Cargo.toml or .c files)",
+                path.display()
+            )?;
+            failures += 1;
+        }
+        for source in sources {
+            let started = std::time::Instant::now();
+            match build(&source, &out, &target_dir) {
+                Ok(wasm) => {
+                    let size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
+                    writeln!(
+                        streams.out,
+                        "built {} ({} KiB, {:.1} s)",
+                        wasm.display(),
+                        size >> 10,
+                        started.elapsed().as_secs_f64()
+                    )?;
+                }
+                Err(e) => {
+                    writeln!(streams.err, "{e}")?;
+                    failures += 1;
+                }
+            }
+        }
+    }
+    Ok(if failures == 0 {
+        0
+    } else {
+        super::EXIT_FAILURE
+    })
 }

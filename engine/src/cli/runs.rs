@@ -8,7 +8,7 @@ use clap::{Subcommand, ValueEnum};
 
 use super::{Cli, CliError, OutputFormat, Streams};
 use crate::core::{RunStatus, TaskState};
-use crate::scheduler::{Control, ControlError, Engine, EngineConfig, EngineError, Input, Mode};
+use crate::scheduler::{Control, ControlError, Engine, EngineError, Input, Mode};
 use crate::spec::instant::{format_instant, parse_instant};
 use crate::store::{Reprocess, RunRecord, Store, StoreError};
 
@@ -139,7 +139,7 @@ fn ask(
 
 fn engine(cli: &Cli, mode: Mode, verbose: bool) -> Result<Engine, CliError> {
     let store = Store::open(&cli.state)?;
-    let mut config = EngineConfig::new(cli.dags.clone(), mode);
+    let mut config = cli.engine_config(mode);
     config.verbose = verbose;
     Ok(Engine::new(store, config)?)
 }
@@ -178,7 +178,7 @@ fn forward_signals(sender: std::sync::mpsc::Sender<Input>) {
 /// `sluice scheduler`
 pub fn scheduler(cli: &Cli, grace: u64, streams: &mut Streams<'_>) -> Result<i32, CliError> {
     let store = Store::open(&cli.state)?;
-    let mut config = EngineConfig::new(cli.dags.clone(), Mode::Scheduler);
+    let mut config = cli.engine_config(Mode::Scheduler);
     config.verbose = true;
     config.shutdown_grace = std::time::Duration::from_secs(grace);
     let mut engine = Engine::new(store, config)?;
@@ -404,12 +404,9 @@ pub fn test(
     let at = time_arg("--logical-date", logical_date)?;
     let scratch = std::env::temp_dir().join(format!("sluice-test-{}-{}", dag, std::process::id()));
     let store = Store::temporary(&scratch)?;
-    let mut config = EngineConfig::new(
-        cli.dags.clone(),
-        Mode::Test {
-            dag: dag.to_owned(),
-        },
-    );
+    let mut config = cli.engine_config(Mode::Test {
+        dag: dag.to_owned(),
+    });
     config.verbose = false;
     let mut engine = Engine::new(store, config)?;
     let message = engine.control(Control::Trigger {

@@ -174,6 +174,11 @@ impl Engine {
                 wasm: crate::executor::wasm::WasmExecutor::new(
                     runtime.handle().clone(),
                     config.plugins_dir.clone(),
+                    crate::executor::wasm::Services {
+                        cache_dir: Some(store.root().join("plugin-cache")),
+                        kv: Some(store.kv()),
+                        queries: None,
+                    },
                 ),
             },
             _runtime: Some(runtime),

@@ -7,6 +7,7 @@
 //! that explains it is on disk.
 
 pub mod keys;
+pub mod kv;
 pub mod records;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use kv::KvStore;
 pub use records::*;
 
 use crate::spec::Dag;
@@ -39,6 +41,8 @@ pub enum StoreError {
         "the state store has layout version {found}, newer than this sluice ({supported}); upgrade sluice"
     )]
     TooNew { found: u32, supported: u32 },
+    #[error("{what} is too large: {detail}")]
+    TooLarge { what: &'static str, detail: String },
     #[error("cannot write {path}: {source}")]
     Io {
         path: PathBuf,
@@ -72,6 +76,7 @@ pub struct Store {
     events: sled::Tree,
     ledger: sled::Tree,
     backfills: sled::Tree,
+    kv: sled::Tree,
     root: PathBuf,
 }
 
@@ -149,6 +154,7 @@ impl Store {
             events: db.open_tree("events")?,
             ledger: db.open_tree("ledger")?,
             backfills: db.open_tree("backfills")?,
+            kv: db.open_tree("kv")?,
             db,
             root,
         };
@@ -188,6 +194,11 @@ impl Store {
     /// Makes every write so far durable. Returns the bytes flushed.
     pub fn flush(&self) -> Result<usize> {
         Ok(self.db.flush()?)
+    }
+
+    /// The plugins' key-value store.
+    pub fn kv(&self) -> KvStore {
+        KvStore::new(self.kv.clone())
     }
 
     pub fn root(&self) -> &Path {

@@ -1,0 +1,89 @@
+//! Comparing two result sets keyed by columns: the stream layer's rollups against the batch
+//! layer's aggregates, or any other reconciliation.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::checks::key_of;
+use crate::rows::{number, Row};
+
+/// Keys present on one side only, and values apart by more than the tolerance.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub compared: usize,
+    pub only_left: Vec<Vec<Value>>,
+    pub only_right: Vec<Vec<Value>>,
+    pub mismatches: Vec<Mismatch>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Mismatch {
+    pub key: Vec<Value>,
+    pub column: String,
+    pub left: Option<f64>,
+    pub right: Option<f64>,
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.only_left.is_empty() && self.only_right.is_empty() && self.mismatches.is_empty()
+    }
+}
+
+/// Compares `left` with `right` on `key`; each `values` column must agree within
+/// `tolerance`, relative to the larger magnitude (0 = exact).
+pub fn compare(
+    left: &[Row],
+    right: &[Row],
+    key: &[String],
+    values: &[String],
+    tolerance: f64,
+) -> Report {
+    let index = |rows: &[Row]| -> BTreeMap<String, (Vec<Value>, Row)> {
+        rows.iter()
+            .map(|r| {
+                let k = key_of(r, key);
+                (Value::Array(k.clone()).to_string(), (k, r.clone()))
+            })
+            .collect()
+    };
+    let (left, right) = (index(left), index(right));
+    let mut report = Report::default();
+    for (id, (k, l)) in &left {
+        let r = match right.get(id) {
+            Some((_, r)) => r,
+            None => {
+                report.only_left.push(k.clone());
+                continue;
+            }
+        };
+        report.compared += 1;
+        for column in values {
+            let (a, b) = (
+                l.get(column).and_then(number),
+                r.get(column).and_then(number),
+            );
+            let agree = match (a, b) {
+                (Some(a), Some(b)) => (a - b).abs() <= tolerance * a.abs().max(b.abs()),
+                (None, None) => true,
+                _ => false,
+            };
+            if !agree {
+                report.mismatches.push(Mismatch {
+                    key: k.clone(),
+                    column: column.clone(),
+                    left: a,
+                    right: b,
+                });
+            }
+        }
+    }
+    for (id, (k, _)) in &right {
+        if !left.contains_key(id) {
+            report.only_right.push(k.clone());
+        }
+    }
+    report
+}

@@ -1,0 +1,86 @@
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the rows under test come from.
+    pub source: Source,
+    pub checks: Vec<Check>,
+}
+
+/// Rows from a ClickHouse query (capability `clickhouse`) or an upstream output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// SQL run through `clickhouse_query`.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Connection for `query`; the task must grant it.
+    #[serde(default)]
+    pub connection: Option<String>,
+    /// Upstream task whose output holds the rows.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// Dotted path of the rows inside that output, e.g. `result.rows` (default: the output
+    /// itself is the array).
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// Name in the report; defaults to the kind of check.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(flatten)]
+    pub rule: Rule,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// Number of rows within bounds.
+    RowCount {
+        #[serde(default)]
+        min: Option<u64>,
+        #[serde(default)]
+        max: Option<u64>,
+    },
+    /// Share of rows where `column` is null or missing, at most `max` (0..1).
+    NullRatio { column: String, max: f64 },
+    /// No two rows share the values of `columns`.
+    Unique { columns: Vec<String> },
+    /// Every non-null value of `column` within bounds.
+    Range {
+        column: String,
+        #[serde(default)]
+        min: Option<f64>,
+        #[serde(default)]
+        max: Option<f64>,
+    },
+    /// The newest `column` value is at most `max_age` older than the data interval's end.
+    Freshness { column: String, max_age: String },
+    /// The rows match another result set on `key`, each `values` column within `tolerance`
+    /// (relative; 0 = exact). Missing keys on either side fail.
+    Compare {
+        with: Source,
+        key: Vec<String>,
+        values: Vec<String>,
+        #[serde(default)]
+        tolerance: f64,
+    },
+}
+
+impl Rule {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rule::RowCount { .. } => "row_count",
+            Rule::NullRatio { .. } => "null_ratio",
+            Rule::Unique { .. } => "unique",
+            Rule::Range { .. } => "range",
+            Rule::Freshness { .. } => "freshness",
+            Rule::Compare { .. } => "compare",
+        }
+    }
+}
