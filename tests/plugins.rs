@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use sluice::core::RunStatus;
 use sluice::executor::wasm::{
-    Grants, HostCallError, Invocation, Limits, Plugin, QueryService, Services, WasmRunner,
+    Grants, HostCallError, Invocation, Limits, Plugin, QueryService, RunnerConfig, WasmRunner,
 };
 use sluice::store::Store;
 use sluice_tests::{TempDir, repo_root, sluice};
@@ -260,9 +260,9 @@ impl QueryService for Warehouse {
 fn dq_checks_reconciles_two_clickhouse_queries_through_the_granted_connection()
 -> Result<(), Box<dyn std::error::Error>> {
     let dq = wasm("dq_checks");
-    let runner = WasmRunner::with_services(Services {
+    let runner = WasmRunner::with_config(RunnerConfig {
         queries: Some(Arc::new(Warehouse)),
-        ..Services::default()
+        ..RunnerConfig::default()
     })?;
     let context = |tolerance: f64, connection: &str, sql: &str| {
         serde_json::json!({
@@ -350,9 +350,9 @@ fn the_kv_store_is_scoped_to_the_dag() -> Result<(), Box<dyn std::error::Error>>
     let counter = wasm("run_counter");
     let dir = TempDir::new("kv-scope")?;
     let store = Store::open(dir.path())?;
-    let runner = WasmRunner::with_services(Services {
+    let runner = WasmRunner::with_config(RunnerConfig {
         kv: Some(store.kv()),
-        ..Services::default()
+        ..RunnerConfig::default()
     })?;
     let kv = Grants {
         kv: true,

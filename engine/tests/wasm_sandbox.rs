@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sluice::core::{Outcome, RunStatus, TaskState};
 use sluice::executor::wasm::{
-    Grants, Invocation, Limits, LinkSet, Plugin, Prepared, RunResult, Services, WasmRunner,
+    Grants, Invocation, Limits, LinkSet, Plugin, Prepared, RunResult, RunnerConfig, WasmRunner,
 };
 use sluice::scheduler::{Control, Engine, EngineConfig, Mode};
 use sluice::store::Store;
@@ -319,15 +319,15 @@ fn compiled_modules_are_cached_on_disk_and_a_bad_cache_file_is_recompiled()
     let plugin = Plugin::new(std::fs::read(build("echo_context"))?);
     let dir = std::env::temp_dir().join(format!("sluice-module-cache-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let services = || Services {
+    let services = || RunnerConfig {
         cache_dir: Some(dir.clone()),
-        ..Services::default()
+        ..RunnerConfig::default()
     };
     let set = LinkSet {
         kv: false,
         clickhouse: false,
     };
-    let first = WasmRunner::with_services(services())?;
+    let first = WasmRunner::with_config(services())?;
     assert_eq!(first.prepare(&plugin, set)?, Prepared::Compiled);
     assert_eq!(first.prepare(&plugin, set)?, Prepared::Memory);
     let files: Vec<PathBuf> = std::fs::read_dir(&dir)?
@@ -345,13 +345,13 @@ fn compiled_modules_are_cached_on_disk_and_a_bad_cache_file_is_recompiled()
 
     // A restarted process finds it on disk.
     assert_eq!(
-        WasmRunner::with_services(services())?.prepare(&plugin, set)?,
+        WasmRunner::with_config(services())?.prepare(&plugin, set)?,
         Prepared::Disk
     );
 
     // A damaged file is discarded and the module compiled again.
     std::fs::write(&files[0], b"garbage")?;
-    let restarted = WasmRunner::with_services(services())?;
+    let restarted = WasmRunner::with_config(services())?;
     assert_eq!(restarted.prepare(&plugin, set)?, Prepared::Compiled);
     let result = restarted.run(
         &plugin.wasm,
@@ -360,5 +360,56 @@ fn compiled_modules_are_cached_on_disk_and_a_bad_cache_file_is_recompiled()
     );
     assert_eq!(result.output, Some(serde_json::json!({"task": "t"})));
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[test]
+fn in_a_dag_run_retryable_plugin_failures_are_retried_and_a_runaway_plugin_does_not_stop_the_scheduler()
+-> Result<(), Box<dyn std::error::Error>> {
+    let (spin, exit75) = (build("spin"), build("exit75"));
+    let root = std::env::temp_dir().join(format!("sluice-wasm-retries-{}", std::process::id()));
+    let dags = root.join("dags");
+    std::fs::create_dir_all(&dags)?;
+    std::fs::write(
+        dags.join("r.yaml"),
+        format!(
+            "dag: r\nschedule: \"@hourly\"\nstart: 2025-01-01T00:00:00Z\ntasks:\n  \
+             runaway:\n    type: wasm\n    plugin: {}\n    timeout: 500ms\n    retries: 1\n    retry_delay: 0s\n  \
+             flaky:\n    type: wasm\n    plugin: {}\n    retries: 2\n    retry_delay: 0s\n  \
+             steady:\n    type: noop\n",
+            spin.display(),
+            exit75.display()
+        ),
+    )?;
+    let mut engine = Engine::new(
+        Store::temporary(&root)?,
+        EngineConfig::new(dags, Mode::Test { dag: "r".into() }),
+    )?;
+    engine.control(Control::Trigger {
+        dag: "r".into(),
+        logical_date: Some(chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")?.into()),
+        conf: serde_json::Value::Null,
+    })?;
+    let started = Instant::now();
+    engine.run()?;
+    let elapsed = started.elapsed();
+    let run = engine.store().runs_of("r").next().ok_or("no run")??;
+    assert_eq!(run.state.status, RunStatus::Failed);
+    let attempts = engine
+        .store()
+        .attempts_of_run("r", run.state.logical_date)?;
+    let tries = |task: &str| attempts.iter().filter(|a| a.task == task).count();
+    assert_eq!(
+        (tries("runaway"), tries("flaky"), tries("steady")),
+        (2, 3, 1)
+    );
+    let count = |wanted: TaskState| run.state.tasks.iter().filter(|t| t.state == wanted).count();
+    assert_eq!(
+        (count(TaskState::Success), count(TaskState::Failed)),
+        (1, 2)
+    );
+    // Two 500 ms timeouts, one after the other, plus compiling: well under 2x.
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 mod dags;
 mod output;
-mod plugin_build;
+pub mod plugin_build;
 mod plugins;
 pub mod remote;
 mod runs;

@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use super::{Cli, CliError, OutputFormat, Streams};
 use crate::core::Outcome;
-use crate::executor::wasm::{Grants, Invocation, Limits, Plugin, Services, WasmRunner};
+use crate::executor::wasm::{Grants, Invocation, Limits, Plugin, RunnerConfig, WasmRunner};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
@@ -96,9 +96,9 @@ pub fn run(
     } else {
         None
     };
-    let runner = WasmRunner::with_services(Services {
+    let runner = WasmRunner::with_config(RunnerConfig {
         kv,
-        ..Services::default()
+        ..RunnerConfig::default()
     })
     .map_err(invalid)?;
     let limits = Limits {

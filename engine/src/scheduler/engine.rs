@@ -174,10 +174,11 @@ impl Engine {
                 wasm: crate::executor::wasm::WasmExecutor::new(
                     runtime.handle().clone(),
                     config.plugins_dir.clone(),
-                    crate::executor::wasm::Services {
+                    crate::executor::wasm::RunnerConfig {
                         cache_dir: Some(store.root().join("plugin-cache")),
                         kv: Some(store.kv()),
                         queries: None,
+                        ..crate::executor::wasm::RunnerConfig::default()
                     },
                 ),
             },

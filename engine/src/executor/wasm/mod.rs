@@ -28,7 +28,7 @@ pub use host::LinkSet;
 pub use host::{HostCallError, QueryService};
 pub use inspect::{ModuleInfo, capability_of, inspect, optional_capabilities, sha256_hex};
 pub use runner::{
-    Invocation, Limits, Plugin, Prepared, RETRYABLE_EXIT, RunResult, Services, WasmRunner,
+    Invocation, Limits, Plugin, Prepared, RETRYABLE_EXIT, RunResult, RunnerConfig, WasmRunner,
 };
 
 use super::{Attempt, Executor, Report, Reporter};
@@ -71,19 +71,26 @@ impl PluginFiles {
 /// The executor: plugin runs on tokio's blocking pool (WASI p1 blocks).
 pub struct WasmExecutor {
     /// Started on the first wasm task, so schedulers without one pay nothing (no engine,
-    /// no epoch ticker thread).
+    /// no epoch ticker thread). Without fuel metering, which costs ~10% of run time.
     runner: OnceLock<Result<WasmRunner, String>>,
-    services: Services,
+    /// For tasks that set `fuel`: the same with fuel metering.
+    metered: OnceLock<Result<WasmRunner, String>>,
+    runner_config: RunnerConfig,
     runtime: tokio::runtime::Handle,
     plugins_dir: PathBuf,
     files: Arc<PluginFiles>,
 }
 
 impl WasmExecutor {
-    pub fn new(runtime: tokio::runtime::Handle, plugins_dir: PathBuf, services: Services) -> Self {
+    pub fn new(
+        runtime: tokio::runtime::Handle,
+        plugins_dir: PathBuf,
+        runner_config: RunnerConfig,
+    ) -> Self {
         WasmExecutor {
             runner: OnceLock::new(),
-            services,
+            metered: OnceLock::new(),
+            runner_config,
             runtime,
             plugins_dir,
             files: Arc::default(),
@@ -97,9 +104,15 @@ impl Executor for WasmExecutor {
     }
 
     fn start(&self, attempt: Attempt, reporter: Reporter) {
-        let runner = self
-            .runner
-            .get_or_init(|| WasmRunner::with_services(self.services.clone()))
+        let metered = matches!(&attempt.kind, TaskKind::Wasm(task) if task.fuel.is_some());
+        let slot = if metered { &self.metered } else { &self.runner };
+        let runner = slot
+            .get_or_init(|| {
+                WasmRunner::with_config(RunnerConfig {
+                    fuel_metering: metered,
+                    ..self.runner_config.clone()
+                })
+            })
             .clone();
         let plugins_dir = self.plugins_dir.clone();
         let files = self.files.clone();

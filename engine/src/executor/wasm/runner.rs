@@ -147,18 +147,35 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// A module compiled (or loaded) once; an invalid module keeps its error.
+type CompileOnce = Arc<std::sync::OnceLock<Result<Module, String>>>;
+
 /// Instantiable modules by the wasm's sha256 and the host functions linked.
 type ReadyModules = HashMap<(String, LinkSet), InstancePre<PluginState>>;
 
-/// What plugins may reach beyond their sandbox, shared by all runs.
-#[derive(Clone, Default)]
-pub struct Services {
+/// How the runner is set up, and what plugins may reach beyond their sandbox.
+#[derive(Clone)]
+pub struct RunnerConfig {
+    /// Count instructions so that a task's `fuel` can be enforced. Costs run time (see
+    /// BENCHMARKS.md); without it a task's `fuel` is not enforced.
+    pub fuel_metering: bool,
     /// Where compiled modules are kept between processes (`<state>/plugin-cache`).
     pub cache_dir: Option<PathBuf>,
     /// Backs `kv_get`/`kv_put`.
     pub kv: Option<KvStore>,
     /// Backs `clickhouse_query`.
     pub queries: Option<Arc<dyn QueryService>>,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            fuel_metering: true,
+            cache_dir: None,
+            kv: None,
+            queries: None,
+        }
+    }
 }
 
 /// Compiles, caches and runs plugins. Cheap to clone.
@@ -168,11 +185,11 @@ pub struct WasmRunner {
     /// One linker per set of optional host functions, indexed by `LinkSet::index`.
     linkers: Arc<[Linker<PluginState>; 4]>,
     /// Compiled modules by the wasm's sha256.
-    compiled: Arc<Mutex<HashMap<String, Module>>>,
+    compiled: Arc<Mutex<HashMap<String, CompileOnce>>>,
     /// Ready-to-instantiate modules by hash and link set.
     ready: Arc<Mutex<ReadyModules>>,
     disk: Option<Arc<ModuleCache>>,
-    services: Services,
+    config: RunnerConfig,
 }
 
 /// Where the time of preparing a module went, for benchmarks.
@@ -187,15 +204,15 @@ pub enum Prepared {
 }
 
 impl WasmRunner {
-    /// A runner with no services: no disk cache, no `kv`, no ClickHouse.
+    /// A runner with fuel metering and nothing else: no disk cache, no `kv`, no ClickHouse.
     pub fn new() -> Result<Self, String> {
-        WasmRunner::with_services(Services::default())
+        WasmRunner::with_config(RunnerConfig::default())
     }
 
-    pub fn with_services(services: Services) -> Result<Self, String> {
+    pub fn with_config(runner_config: RunnerConfig) -> Result<Self, String> {
         let mut config = Config::new();
         config.epoch_interruption(true);
-        config.consume_fuel(true);
+        config.consume_fuel(runner_config.fuel_metering);
         let engine = Engine::new(&config).map_err(|e| format!("cannot start wasmtime: {e}"))?;
         let make_linker = |set: LinkSet| -> Result<Linker<PluginState>, String> {
             let mut linker: Linker<PluginState> = Linker::new(&engine);
@@ -222,7 +239,7 @@ impl WasmRunner {
             })
             .map_err(|e| format!("cannot start the epoch ticker: {e}"))?;
         Ok(WasmRunner {
-            disk: services
+            disk: runner_config
                 .cache_dir
                 .clone()
                 .map(|dir| Arc::new(ModuleCache::new(dir, &engine))),
@@ -230,7 +247,7 @@ impl WasmRunner {
             linkers: Arc::new(linkers),
             compiled: Arc::default(),
             ready: Arc::default(),
-            services,
+            config: runner_config,
         })
     }
 
@@ -261,26 +278,31 @@ impl WasmRunner {
         Ok((pre, how))
     }
 
+    /// The compiled module: each wasm is loaded or compiled once, however many attempts
+    /// ask for it at the same time (the others wait for that one compile).
     fn module(&self, wasm: &[u8], sha: &str) -> Result<(Module, Prepared), String> {
-        if let Some(module) = self.compiled.lock().ok().and_then(|m| m.get(sha).cloned()) {
-            return Ok((module, Prepared::Memory));
-        }
-        let (module, how) = match self.disk.as_ref().and_then(|d| d.load(&self.engine, sha)) {
-            Some(module) => (module, Prepared::Disk),
-            None => {
-                let module = Module::new(&self.engine, wasm)
-                    .map_err(|e| format!("not a valid WebAssembly module: {e}"))?;
-                if let Some(disk) = &self.disk {
-                    // A cache that cannot be written costs a compile on the next start only.
-                    let _ = disk.store(sha, &module);
-                }
-                (module, Prepared::Compiled)
-            }
+        let slot = match self.compiled.lock() {
+            Ok(mut compiled) => compiled.entry(sha.to_owned()).or_default().clone(),
+            Err(_) => Arc::default(),
         };
-        if let Ok(mut compiled) = self.compiled.lock() {
-            compiled.insert(sha.to_owned(), module.clone());
-        }
-        Ok((module, how))
+        let mut how = Prepared::Memory;
+        let module = slot.get_or_init(|| {
+            let (module, from) = match self.disk.as_ref().and_then(|d| d.load(&self.engine, sha)) {
+                Some(module) => (module, Prepared::Disk),
+                None => {
+                    let module = Module::new(&self.engine, wasm)
+                        .map_err(|e| format!("not a valid WebAssembly module: {e}"))?;
+                    if let Some(disk) = &self.disk {
+                        // A cache that cannot be written costs a compile on the next start only.
+                        let _ = disk.store(sha, &module);
+                    }
+                    (module, Prepared::Compiled)
+                }
+            };
+            how = from;
+            Ok(module)
+        });
+        module.clone().map(|m| (m, how))
     }
 
     /// Runs a module with `stdin` as its input and nothing granted. Blocking.
@@ -311,13 +333,13 @@ impl WasmRunner {
         };
         let mut host = HostState::new(call.dag_id, call.outputs, stderr.clone());
         if call.grants.kv {
-            host.kv = self.services.kv.clone();
+            host.kv = self.config.kv.clone();
         }
         host.clickhouse = call
             .grants
             .clickhouse
             .clone()
-            .map(|conn| (conn, self.services.queries.clone()));
+            .map(|conn| (conn, self.config.queries.clone()));
         let mut store = Store::new(
             &self.engine,
             PluginState {
@@ -334,7 +356,9 @@ impl WasmRunner {
             (t.as_millis() / TICK.as_millis()).max(1) as u64
         });
         store.set_epoch_deadline(ticks);
-        let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
+        if self.config.fuel_metering {
+            let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
+        }
         let result = pre
             .instantiate(&mut store)
             .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
