@@ -103,13 +103,18 @@ pub fn evaluate(check: &Check, rows: &[Row], ctx: &TaskContext) -> Result<CheckR
             )
         }
         Rule::Compare {
+            rows: left,
             with,
             key,
             values,
             tolerance,
         } => {
+            let left = match left {
+                Some(source) => rows::fetch(ctx, source)?,
+                None => rows.to_vec(),
+            };
             let other = rows::fetch(ctx, with)?;
-            let report = compare::compare(rows, &other, key, values, *tolerance);
+            let report = compare::compare(&left, &other, key, values, *tolerance);
             let passed = report.is_clean();
             (
                 passed,
@@ -224,5 +229,18 @@ mod tests {
         let values = vec!["events".to_owned()];
         assert!(!compare::compare(&rows(), &other, &key, &values, 0.0).is_clean());
         assert!(compare::compare(&rows(), &other, &key, &values, 0.05).is_clean());
+    }
+
+    #[test]
+    fn compare_takes_its_left_side_and_a_templated_tolerance_from_the_config() {
+        let results = run(json!([{
+            "name": "total",
+            "compare": {
+                "rows": {"output": "raw"},
+                "with": {"output": "raw"},
+                "key": [], "values": ["events"], "tolerance": "0.001"
+            }
+        }]));
+        assert_eq!(results, vec![("total".to_owned(), true)]);
     }
 }

@@ -64,10 +64,14 @@ pub enum Rule {
     /// The rows match another result set on `key`, each `values` column within `tolerance`
     /// (relative; 0 = exact). Missing keys on either side fail.
     Compare {
+        /// The left side, when not the check's rows (e.g. a sum over them).
+        #[serde(default)]
+        rows: Option<Source>,
         with: Source,
         key: Vec<String>,
         values: Vec<String>,
-        #[serde(default)]
+        /// A number, or a numeric string (what a template renders).
+        #[serde(default, deserialize_with = "number_or_text")]
         tolerance: f64,
     },
 }
@@ -82,5 +86,18 @@ impl Rule {
             Rule::Freshness { .. } => "freshness",
             Rule::Compare { .. } => "compare",
         }
+    }
+}
+
+fn number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| serde::de::Error::custom("not a number")),
+        serde_json::Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a number"))),
+        other => Err(serde::de::Error::custom(format!("{other} is not a number"))),
     }
 }
