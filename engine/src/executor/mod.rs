@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod noop;
+pub mod spark;
 pub mod wasm;
 
 use std::path::PathBuf;

@@ -214,8 +214,7 @@ impl Engine {
             let task = &run.record.state.tasks[i];
             if task.state.holds_slot() {
                 let idempotency_key = run.record.state.idempotency_key(&plan, i, task.try_number);
-                use crate::executor::Executor;
-                self.executors.command.cancel(&idempotency_key);
+                self.executors.cancel(&idempotency_key);
                 stopped.push(i);
             }
         }

@@ -178,6 +178,7 @@ impl Engine {
                 TaskKind::Noop => self.executors.noop.start(attempt, reporter),
                 TaskKind::Command(_) => self.executors.command.start(attempt, reporter),
                 TaskKind::Wasm(_) => self.executors.wasm.start(attempt, reporter),
+                TaskKind::Spark(_) => self.executors.spark.start(attempt, reporter),
                 other => self.local.push_back(Input::Report {
                     attempt: id,
                     report: Report::Finished {
@@ -342,7 +343,7 @@ impl Engine {
                         run.record
                             .state
                             .idempotency_key(&run.plan, index, task.try_number);
-                    self.executors.command.cancel(&key_text);
+                    self.executors.cancel(&key_text);
                     interrupted.push(AttemptId {
                         dag_id: key.0.clone(),
                         logical_date: key.1,

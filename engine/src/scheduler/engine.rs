@@ -123,8 +123,19 @@ pub(super) struct Dispatch {
 
 pub(super) struct Executors {
     pub noop: NoopExecutor,
-    pub command: CommandExecutor,
+    pub command: Arc<CommandExecutor>,
+    pub spark: crate::executor::spark::SparkExecutor,
     pub wasm: crate::executor::wasm::WasmExecutor,
+}
+
+impl Executors {
+    /// Stops an attempt, whichever executor runs it (the others do not know the key).
+    pub fn cancel(&self, idempotency_key: &str) {
+        use crate::executor::Executor;
+        self.command.cancel(idempotency_key);
+        self.spark.cancel(idempotency_key);
+        self.wasm.cancel(idempotency_key);
+    }
 }
 
 pub struct Engine {
@@ -167,10 +178,15 @@ impl Engine {
             .map_err(EngineError::Runtime)?;
         let (sender, inbox) = mpsc::channel();
         let admission = Admission::new(config.pools.clone());
+        let command = Arc::new(CommandExecutor::new(runtime.handle().clone()));
         let mut engine = Engine {
             executors: Executors {
                 noop: NoopExecutor,
-                command: CommandExecutor::new(runtime.handle().clone()),
+                spark: crate::executor::spark::SparkExecutor::new(
+                    Arc::clone(&command),
+                    config.dags_dir.clone(),
+                ),
+                command,
                 wasm: crate::executor::wasm::WasmExecutor::new(
                     runtime.handle().clone(),
                     config.plugins_dir.clone(),
