@@ -185,6 +185,7 @@ impl Engine {
                 spark: crate::executor::spark::SparkExecutor::new(
                     Arc::clone(&command),
                     config.dags_dir.clone(),
+                    runtime.handle().clone(),
                 ),
                 command,
                 wasm: crate::executor::wasm::WasmExecutor::new(

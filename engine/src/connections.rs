@@ -1,0 +1,115 @@
+//! Connections to external systems, by name. Until the configuration file lands (issue 8),
+//! a connection comes from the environment variable `SLUICE_CONN_<NAME>` (the name upper-
+//! cased, `-` and `.` as `_`) holding a JSON object with a `type`, as Airflow's
+//! `AIRFLOW_CONN_<NAME>` JSON form:
+//!
+//! ```text
+//! SLUICE_CONN_ANALYTICS_EMR='{"type": "emr", "cluster_id": "j-1ABC", "region": "eu-west-1"}'
+//! ```
+//!
+//! Credentials are never part of a connection: AWS ones come from the standard chain
+//! (environment, profile, instance role).
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConnectionError {
+    #[error("no connection `{name}`: set {var} to a JSON object, e.g. {example}")]
+    Missing {
+        name: String,
+        var: String,
+        example: &'static str,
+    },
+    #[error("connection `{name}` ({var}) is not valid: {detail}")]
+    Invalid {
+        name: String,
+        var: String,
+        detail: String,
+    },
+}
+
+/// An EMR cluster (or the account and region to create transient ones in).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmrConnection {
+    /// A running cluster's id (`j-…`); not needed for transient clusters.
+    #[serde(default)]
+    pub cluster_id: Option<String>,
+    pub region: String,
+    /// Another endpoint than AWS's (an emulator, a VPC endpoint).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Runtime role for steps (ExecutionRoleArn).
+    #[serde(default)]
+    pub execution_role_arn: Option<String>,
+    /// First wait between DescribeStep polls, in seconds; it grows to `poll_max_seconds`.
+    #[serde(default = "defaults::poll_initial")]
+    pub poll_initial_seconds: f64,
+    #[serde(default = "defaults::poll_max")]
+    pub poll_max_seconds: f64,
+    /// Attempts per API call, counting throttled and 5xx answers (the SDK's standard retry).
+    #[serde(default = "defaults::api_attempts")]
+    pub api_attempts: u32,
+}
+
+mod defaults {
+    pub fn poll_initial() -> f64 {
+        5.0
+    }
+    pub fn poll_max() -> f64 {
+        60.0
+    }
+    pub fn api_attempts() -> u32 {
+        8
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Connection {
+    Emr(EmrConnection),
+}
+
+/// The environment variable of a connection.
+pub fn variable(name: &str) -> String {
+    format!(
+        "SLUICE_CONN_{}",
+        name.to_ascii_uppercase().replace(['-', '.'], "_")
+    )
+}
+
+pub fn emr(name: &str) -> Result<EmrConnection, ConnectionError> {
+    let var = variable(name);
+    let text = std::env::var(&var).map_err(|_| ConnectionError::Missing {
+        name: name.to_owned(),
+        var: var.clone(),
+        example: r#"{"type": "emr", "cluster_id": "j-…", "region": "us-east-1"}"#,
+    })?;
+    match serde_json::from_str::<Connection>(&text) {
+        Ok(Connection::Emr(emr)) => Ok(emr),
+        Err(e) => Err(ConnectionError::Invalid {
+            name: name.to_owned(),
+            var,
+            detail: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variable_names_follow_airflow() {
+        assert_eq!(variable("analytics-emr"), "SLUICE_CONN_ANALYTICS_EMR");
+        assert_eq!(variable("emr.eu"), "SLUICE_CONN_EMR_EU");
+    }
+
+    #[test]
+    fn a_missing_connection_says_which_variable_to_set() {
+        let err = emr("no_such_connection_for_sure").err();
+        assert!(
+            matches!(&err, Some(ConnectionError::Missing { var, .. }) if var == "SLUICE_CONN_NO_SUCH_CONNECTION_FOR_SURE")
+        );
+    }
+}

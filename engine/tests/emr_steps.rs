@@ -1,0 +1,347 @@
+//! Spark tasks with `backend: emr` against the EMR test server (moto's EMR backend behind
+//! tests/emr_server/server.py, started by scripts/test through scripts/services/emr, its
+//! address in SLUICE_TEST_EMR_ENDPOINT). The real `sluice` binary runs the backfills.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use aws_sdk_emr::types::{InstanceGroupConfig, InstanceRoleType, JobFlowInstancesConfig};
+
+type Error = Box<dyn std::error::Error>;
+
+fn endpoint() -> String {
+    match std::env::var("SLUICE_TEST_EMR_ENDPOINT") {
+        Ok(url) => url,
+        Err(_) => panic!(
+            "SLUICE_TEST_EMR_ENDPOINT is not set: start the EMR test server with `scripts/services/emr start` (scripts/test does)"
+        ),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+async fn client() -> aws_sdk_emr::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(aws_sdk_emr::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    aws_sdk_emr::Client::new(&config)
+}
+
+/// A long-running cluster of the test server.
+fn cluster() -> Result<String, Error> {
+    runtime().block_on(async {
+        let group = InstanceGroupConfig::builder()
+            .instance_role(InstanceRoleType::Master)
+            .instance_type("m5.xlarge")
+            .instance_count(1)
+            .build();
+        let out = client()
+            .await
+            .run_job_flow()
+            .name("sluice-test")
+            .release_label("emr-7.5.0")
+            .instances(
+                JobFlowInstancesConfig::builder()
+                    .instance_groups(group)
+                    .keep_job_flow_alive_when_no_steps(true)
+                    .build(),
+            )
+            .job_flow_role("EMR_EC2_DefaultRole")
+            .service_role("EMR_DefaultRole")
+            .send()
+            .await?;
+        Ok(out.job_flow_id().unwrap_or_default().to_owned())
+    })
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Step {
+    id: String,
+    name: String,
+    state: String,
+    args: Vec<String>,
+}
+
+/// The cluster's steps, oldest first, from the server's control API.
+fn steps(cluster: &str) -> Result<Vec<Step>, Error> {
+    let body = http("GET", &format!("/_sluice/steps?cluster_id={cluster}"), "")?;
+    Ok(serde_json::from_str(&body)?)
+}
+
+fn fault(cluster: &str, operation: &str, status: u16, count: u32) -> Result<(), Error> {
+    let body = serde_json::json!({"operation": operation, "cluster_id": cluster, "status": status, "count": count});
+    http("POST", "/_sluice/faults", &body.to_string()).map(|_| ())
+}
+
+/// A plain HTTP/1.1 exchange with the test server (no client crate needed).
+fn http(method: &str, path: &str, body: &str) -> Result<String, Error> {
+    use std::io::{Read, Write};
+    let address = endpoint().trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address)?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default())
+}
+
+struct Case {
+    root: PathBuf,
+    connection: String,
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+impl Case {
+    /// A DAG `emr` with one Spark task on the cluster, with extra task fields.
+    fn new(name: &str, cluster: &str, task_fields: &str) -> Result<Case, Error> {
+        let root = std::env::temp_dir().join(format!("sluice-emr-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("dags"))?;
+        std::fs::write(
+            root.join("dags/emr.yaml"),
+            format!(
+                "dag: emr\nschedule: \"*/15 * * * *\"\nstart: 2025-09-01T10:00:00Z\ntasks:\n  aggregate:\n    type: spark\n    backend: emr\n    connection: test_emr\n{task_fields}"
+            ),
+        )?;
+        let connection = serde_json::json!({
+            "type": "emr", "cluster_id": cluster, "region": "us-east-1", "endpoint_url": endpoint(),
+            "poll_initial_seconds": 0.1, "poll_max_seconds": 0.4, "api_attempts": 4
+        })
+        .to_string();
+        Ok(Case { root, connection })
+    }
+
+    /// `sluice backfill` of one interval; returns its exit code and stderr.
+    fn backfill(&self) -> Result<(i32, String), Error> {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["--dags"])
+            .arg(self.root.join("dags"))
+            .arg("--state")
+            .arg(self.root.join("state"))
+            .args([
+                "backfill",
+                "emr",
+                "--from",
+                "2025-09-01T10:00:00Z",
+                "--to",
+                "2025-09-01T10:15:00Z",
+            ])
+            .env("SLUICE_CONN_TEST_EMR", &self.connection)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_PROFILE")
+            .output()?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// The run's attempts: (task, handle, error).
+    fn attempts(&self) -> Result<Vec<(String, Option<String>, String)>, Error> {
+        let store = sluice::store::Store::open(&self.root.join("state"))?;
+        let at = chrono::DateTime::parse_from_rfc3339("2025-09-01T10:00:00Z")?.into();
+        Ok(store
+            .attempts_of_run("emr", at)?
+            .into_iter()
+            .map(|a| {
+                (
+                    a.task.clone(),
+                    a.handle.clone(),
+                    a.error.clone().unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+}
+
+const KEY_PREFIX: &str = "emr/backfill__2025-09-01T10:00:00Z/aggregate/";
+
+#[test]
+fn a_step_runs_to_completion_named_by_the_attempt() -> Result<(), Error> {
+    let cluster = cluster()?;
+    let case = Case::new(
+        "ok",
+        &cluster,
+        "    application: s3://jobs/aggregate_15m.py\n    args: [--start, \"{{ data_interval_start }}\"]\n    conf: { spark.sql.shuffle.partitions: \"8\" }\n",
+    )?;
+    let (code, stderr) = case.backfill()?;
+    assert_eq!(code, 0, "{stderr}");
+    let steps = steps(&cluster)?;
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(steps[0].name, format!("{KEY_PREFIX}1"));
+    assert_eq!(steps[0].state, "COMPLETED");
+    assert_eq!(
+        steps[0].args,
+        [
+            "spark-submit",
+            "--deploy-mode",
+            "cluster",
+            "--name",
+            &format!("{KEY_PREFIX}1"),
+            "--conf",
+            "spark.sql.shuffle.partitions=8",
+            "s3://jobs/aggregate_15m.py",
+            "--start",
+            "2025-09-01T10:00:00Z"
+        ]
+    );
+    let attempts = case.attempts()?;
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        attempts[0].1,
+        Some(format!("emr {cluster} {}", steps[0].id))
+    );
+    Ok(())
+}
+
+#[test]
+fn a_failed_step_reports_its_failure_details_and_a_retry_is_a_new_step() -> Result<(), Error> {
+    let cluster = cluster()?;
+    let case = Case::new(
+        "failed",
+        &cluster,
+        "    application: s3://jobs/aggregate_15m.py\n    args: [--sluice-test-fail]\n    retries: 1\n    retry_delay: 0s\n",
+    )?;
+    let (code, _) = case.backfill()?;
+    assert_eq!(code, 1);
+    let steps = steps(&cluster)?;
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, [format!("{KEY_PREFIX}1"), format!("{KEY_PREFIX}2")]);
+    assert!(steps.iter().all(|s| s.state == "FAILED"));
+    let attempts = case.attempts()?;
+    assert_eq!(attempts.len(), 2);
+    for (_, _, error) in &attempts {
+        assert!(
+            error.contains("reason: Spark application failed"),
+            "{error}"
+        );
+        assert!(error.contains("injected failure"), "{error}");
+        assert!(error.contains("log: s3://logs/"), "{error}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_step_over_the_timeout_is_cancelled_and_retried_as_a_new_step() -> Result<(), Error> {
+    let cluster = cluster()?;
+    let case = Case::new(
+        "timeout",
+        &cluster,
+        "    application: s3://jobs/aggregate_15m.py\n    args: [--sluice-test-hang]\n    timeout: 2s\n    retries: 1\n    retry_delay: 0s\n",
+    )?;
+    let (code, _) = case.backfill()?;
+    assert_eq!(code, 1);
+    let steps = steps(&cluster)?;
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert!(steps.iter().all(|s| s.state == "CANCELLED"), "{steps:?}");
+    for (_, _, error) in case.attempts()? {
+        assert!(
+            error.contains("timed out after 2s") && error.contains("cancelled"),
+            "{error}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn throttling_and_server_errors_are_retried_within_the_attempt() -> Result<(), Error> {
+    let cluster = cluster()?;
+    fault(&cluster, "ListSteps", 400, 2)?;
+    fault(&cluster, "AddJobFlowSteps", 500, 1)?;
+    fault(&cluster, "DescribeStep", 500, 6)?;
+    let case = Case::new(
+        "faults",
+        &cluster,
+        "    application: s3://jobs/aggregate_15m.py\n",
+    )?;
+    let (code, stderr) = case.backfill()?;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        steps(&cluster)?.len(),
+        1,
+        "exactly one step despite the failed AddJobFlowSteps"
+    );
+    assert_eq!(case.attempts()?.len(), 1, "no task try used by API errors");
+    Ok(())
+}
+
+#[test]
+fn an_existing_step_named_by_the_attempt_is_adopted_not_added_again() -> Result<(), Error> {
+    let cluster = cluster()?;
+    // As if a scheduler had added the step and died before recording it.
+    runtime().block_on(async {
+        let jar = aws_sdk_emr::types::HadoopJarStepConfig::builder()
+            .jar("command-runner.jar")
+            .args("spark-submit")
+            .build();
+        let step = aws_sdk_emr::types::StepConfig::builder()
+            .name(format!("{KEY_PREFIX}1"))
+            .hadoop_jar_step(jar)
+            .build();
+        client()
+            .await
+            .add_job_flow_steps()
+            .job_flow_id(&cluster)
+            .steps(step)
+            .send()
+            .await
+    })?;
+    let case = Case::new(
+        "adopt",
+        &cluster,
+        "    application: s3://jobs/aggregate_15m.py\n",
+    )?;
+    let (code, stderr) = case.backfill()?;
+    assert_eq!(code, 0, "{stderr}");
+    let steps = steps(&cluster)?;
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(
+        case.attempts()?[0].1,
+        Some(format!("emr {cluster} {}", steps[0].id))
+    );
+    Ok(())
+}
+
+#[test]
+fn a_local_application_path_is_refused_for_emr_with_what_to_do() -> Result<(), Error> {
+    let cluster = cluster()?;
+    let case = Case::new(
+        "local-path",
+        &cluster,
+        "    application: jobs/aggregate_15m.py\n",
+    )?;
+    let (code, _) = case.backfill()?;
+    assert_eq!(code, 1);
+    let error = &case.attempts()?[0].2;
+    assert!(
+        error.contains("is a local path") && error.contains("s3://"),
+        "{error}"
+    );
+    assert!(steps(&cluster)?.is_empty());
+    Ok(())
+}
