@@ -345,3 +345,93 @@ fn a_local_application_path_is_refused_for_emr_with_what_to_do() -> Result<(), E
     assert!(steps(&cluster)?.is_empty());
     Ok(())
 }
+
+/// Starts `sluice backfill` of the case's interval in the background.
+fn spawn_backfill(case: &Case) -> Result<std::process::Child, Error> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("--dags")
+        .arg(case.root.join("dags"))
+        .arg("--state")
+        .arg(case.root.join("state"))
+        .args([
+            "backfill",
+            "emr",
+            "--from",
+            "2025-09-01T10:00:00Z",
+            "--to",
+            "2025-09-01T10:15:00Z",
+        ])
+        .env("SLUICE_CONN_TEST_EMR", &case.connection)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?)
+}
+
+#[test]
+fn a_scheduler_killed_after_adding_the_step_adopts_it_on_restart() -> Result<(), Error> {
+    let cluster = cluster()?;
+    let case = Case::new(
+        "crash-after",
+        &cluster,
+        "    application: s3://jobs/aggregate_15m.py\n",
+    )?;
+    let mut child = spawn_backfill(&case)?;
+    let started = std::time::Instant::now();
+    while steps(&cluster)?.is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no step was added"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill()?; // SIGKILL, with the step added and (most likely) not yet recorded
+    child.wait()?;
+    let (code, stderr) = case.backfill()?;
+    assert_eq!(code, 0, "{stderr}");
+    let steps = steps(&cluster)?;
+    assert_eq!(
+        steps.len(),
+        1,
+        "the restart adopted the step instead of adding one: {steps:?}"
+    );
+    assert_eq!(steps[0].name, format!("{KEY_PREFIX}1"));
+    let attempts = case.attempts()?;
+    assert_eq!(attempts.len(), 1, "the same try, adopted: {attempts:?}");
+    assert_eq!(
+        attempts[0].1,
+        Some(format!("emr {cluster} {}", steps[0].id))
+    );
+    Ok(())
+}
+
+#[test]
+fn a_scheduler_killed_before_adding_the_step_adds_it_once_on_restart() -> Result<(), Error> {
+    let cluster = cluster()?;
+    // The first ListSteps (the look-up before AddJobFlowSteps) answers after 2 s: the kill
+    // lands between the recorded intent and the add.
+    let body = serde_json::json!({"operation": "ListSteps", "cluster_id": cluster, "status": 0, "count": 1, "delay": 2.0});
+    http("POST", "/_sluice/faults", &body.to_string())?;
+    let case = Case::new(
+        "crash-before",
+        &cluster,
+        "    application: s3://jobs/aggregate_15m.py\n",
+    )?;
+    let mut child = spawn_backfill(&case)?;
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    child.kill()?;
+    child.wait()?;
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert!(steps(&cluster)?.is_empty(), "no step before the restart");
+    let (code, stderr) = case.backfill()?;
+    assert_eq!(code, 0, "{stderr}");
+    let steps = steps(&cluster)?;
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(
+        steps[0].name,
+        format!("{KEY_PREFIX}1"),
+        "the same try, not a retry"
+    );
+    Ok(())
+}

@@ -8,9 +8,9 @@ FailureDetails, one with `--sluice-test-hang` stays RUNNING. It implements Cance
 answers 400 (InvalidRequestException) for unknown cluster and step ids, and has a control
 API for tests under /_sluice/:
 
-  POST /_sluice/faults  {"operation": "DescribeStep", "cluster_id": ..., "status": 500 | 400, "count": N}
+  POST /_sluice/faults  {"operation": "DescribeStep", "cluster_id": ..., "status": 500 | 400 | 0, "count": N, "delay": S}
        the next N calls of the operation on that cluster fail (500 InternalServerError, or
-       400 ThrottlingException)
+       400 ThrottlingException), or with status 0 are answered normally after S seconds
   POST /_sluice/step    {"cluster_id": ..., "step_id": ..., "state": "FAILED" | ...}
   GET  /_sluice/steps?cluster_id=...   every step with name, state and arguments
   GET  /_sluice/calls   how many calls of each operation were made
@@ -113,7 +113,7 @@ def make_app(emulator):
             body = request.get_json(force=True)
             with emulator.lock:
                 key = (body["operation"], body.get("cluster_id", ""))
-                emulator.faults[key] = [int(body.get("status", 500)), int(body.get("count", 1))]
+                emulator.faults[key] = [int(body.get("status", 500)), int(body.get("count", 1)), float(body.get("delay", 0))]
             return Response("{}", content_type="application/json")
         if path == "/_sluice/step" and request.method == "POST":
             body = request.get_json(force=True)
@@ -147,11 +147,17 @@ def make_app(emulator):
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         params = json.loads(body or b"{}") if operation else {}
+        delay = 0.0
+        with emulator.lock:
+            fault = emulator.faults.get((operation, params.get(STEP_CALLS.get(operation, "ClusterId"), "")))
+            if fault and fault[0] == 0 and fault[1] > 0:
+                fault[1] -= 1
+                delay = fault[2]
+        if delay:
+            time.sleep(delay)
         with emulator.lock:
             emulator.calls[operation] += 1
-            cluster_param = STEP_CALLS.get(operation, "ClusterId")
-            fault = emulator.faults.get((operation, params.get(cluster_param, "")))
-            if fault and fault[1] > 0:
+            if fault and fault[0] != 0 and fault[1] > 0:
                 fault[1] -= 1
                 if fault[0] == 400:
                     return error(400, "ThrottlingException", "Rate exceeded")(environ, start_response)

@@ -43,6 +43,14 @@ impl Admission {
         true
     }
 
+    /// Takes a slot whatever the limits: for an attempt that already runs (remote work
+    /// adopted after a restart), which holds its slot in fact.
+    pub fn occupy(&mut self, plan: &DagPlan, task: usize) {
+        let pool = plan.tasks[task].policy.pool.as_str();
+        *self.running_per_dag.entry(plan.dag_id.clone()).or_insert(0) += 1;
+        *self.pool_used.entry(pool.to_owned()).or_insert(0) += 1;
+    }
+
     /// Returns the slot of a task that finished or was cancelled.
     pub fn release(&mut self, dag_id: &str, pool: &str) {
         if let Some(n) = self.running_per_dag.get_mut(dag_id) {

@@ -121,6 +121,18 @@ pub(super) struct Dispatch {
     pub enabled_at: Option<Instant>,
 }
 
+/// Whether a task's attempts run outside this process (an EMR step) and so survive it: such
+/// attempts are adopted after a restart rather than failed by the crash, and a shutdown
+/// leaves them running.
+pub(super) fn is_remote(run: &ActiveRun, task: usize) -> bool {
+    run.dag
+        .tasks
+        .get(&run.plan.tasks[task].id)
+        .is_some_and(|spec| {
+            matches!(&spec.kind, crate::spec::TaskKind::Spark(s) if s.backend == crate::spec::SparkBackend::Emr)
+        })
+}
+
 pub(super) struct Executors {
     pub noop: NoopExecutor,
     pub command: Arc<CommandExecutor>,
@@ -152,6 +164,9 @@ pub struct Engine {
     pub(super) sender: mpsc::Sender<Input>,
     /// Reports produced inside the loop (noop attempts, render failures).
     pub(super) local: VecDeque<Input>,
+    /// Remote attempts found running at start-up, started again (and so adopted by their
+    /// executor) after the first flush.
+    pub(super) adopted: Vec<Dispatch>,
     pub(super) executors: Executors,
     pub(super) attempt_writes: Vec<(String, DateTime<Utc>, crate::store::AttemptRecord)>,
     pub(super) output_writes: Vec<(String, DateTime<Utc>, String, serde_json::Value)>,
@@ -211,6 +226,7 @@ impl Engine {
             inbox,
             sender,
             local: VecDeque::new(),
+            adopted: Vec::new(),
             attempt_writes: Vec::new(),
             output_writes: Vec::new(),
             cursor_writes: Vec::new(),
@@ -276,6 +292,7 @@ impl Engine {
                 self.advance_backfills(now)?;
                 self.evaluate(now)?;
                 dispatches = self.admit(now);
+                dispatches.append(&mut self.adopted);
             } else {
                 self.wind_down(now);
             }
@@ -312,12 +329,17 @@ impl Engine {
 
     /// Whether the loop has finished its mode's work.
     fn done(&self) -> bool {
-        let slots_held = self
-            .runs
-            .values()
-            .any(|r| r.record.state.tasks.iter().any(|t| t.state.holds_slot()));
         if self.shutdown_at.is_some() {
-            return !slots_held && self.local.is_empty();
+            // Remote attempts go on without this process; the next start adopts them.
+            let local_slots_held = self.runs.values().any(|r| {
+                r.record
+                    .state
+                    .tasks
+                    .iter()
+                    .enumerate()
+                    .any(|(i, t)| t.state.holds_slot() && !is_remote(r, i))
+            });
+            return !local_slots_held && self.local.is_empty();
         }
         match &self.config.mode {
             Mode::Scheduler => false,

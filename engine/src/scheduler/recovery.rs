@@ -1,6 +1,8 @@
 //! Start-up after a stop or a crash: runs left active are loaded again; attempts that were
 //! running in this process (in-process executors) died with it and are failed-by-crash,
-//! then retried under the task's retry policy. No run stays stuck in running or queued.
+//! then retried under the task's retry policy; remote attempts (EMR steps) are started
+//! again with the same try, and their executor adopts the step by name. No run stays stuck
+//! in running or queued.
 
 use chrono::{DateTime, Utc};
 
@@ -45,18 +47,6 @@ impl Engine {
                 .map(|(i, t)| (i, t.try_number))
                 .collect();
             for (index, try_number) in crashed {
-                let changes = run.record.state.finish(
-                    &plan,
-                    index,
-                    try_number,
-                    &Outcome::Failed {
-                        retryable: true,
-                        reason: CRASH_REASON.into(),
-                    },
-                    now,
-                );
-                run.changes.extend(changes);
-                self.stats.recovered_attempts += 1;
                 let task = plan.tasks[index].id.clone();
                 let started_at = run.record.state.tasks[index].started_at.unwrap_or(now);
                 let mut attempt = match self.store.attempt(&key.0, key.1, &task, try_number)? {
@@ -84,12 +74,43 @@ impl Engine {
                         try_number,
                     },
                 };
+                if super::engine::is_remote(run, index) {
+                    // The step may still run (or have ended) on the cluster: start the same
+                    // try again; the executor finds the step by its name and follows it.
+                    self.admission.occupy(&plan, index);
+                    run.attempts.insert((index, try_number), attempt);
+                    self.adopted.push(super::engine::Dispatch {
+                        key: key.clone(),
+                        task: index,
+                        try_number,
+                        enabled_at: None,
+                    });
+                    continue;
+                }
+                let changes = run.record.state.finish(
+                    &plan,
+                    index,
+                    try_number,
+                    &Outcome::Failed {
+                        retryable: true,
+                        reason: CRASH_REASON.into(),
+                    },
+                    now,
+                );
+                run.changes.extend(changes);
+                self.stats.recovered_attempts += 1;
                 attempt.ended_at = Some(now);
                 attempt.result = Some(AttemptResult::FailedByCrash);
                 attempt.error = Some(CRASH_REASON.into());
                 self.attempt_writes.push((key.0.clone(), key.1, attempt));
             }
             run.dirty = true;
+        }
+        if !self.adopted.is_empty() {
+            self.log(format!(
+                "adopting {} remote attempt(s) left running by a previous process",
+                self.adopted.len()
+            ));
         }
         if self.stats.recovered_attempts > 0 {
             self.log(format!(
