@@ -50,6 +50,12 @@ pub struct EmrConnection {
     /// Attempts per API call, counting throttled and 5xx answers (the SDK's standard retry).
     #[serde(default = "defaults::api_attempts")]
     pub api_attempts: u32,
+    /// Instance profile of transient clusters' nodes (RunJobFlow's JobFlowRole).
+    #[serde(default = "defaults::job_flow_role")]
+    pub job_flow_role: String,
+    /// Service role of transient clusters (RunJobFlow's ServiceRole).
+    #[serde(default = "defaults::service_role")]
+    pub service_role: String,
 }
 
 mod defaults {
@@ -61,6 +67,12 @@ mod defaults {
     }
     pub fn api_attempts() -> u32 {
         8
+    }
+    pub fn job_flow_role() -> String {
+        "EMR_EC2_DefaultRole".into()
+    }
+    pub fn service_role() -> String {
+        "EMR_DefaultRole".into()
     }
 }
 

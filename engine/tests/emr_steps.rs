@@ -435,3 +435,143 @@ fn a_scheduler_killed_before_adding_the_step_adds_it_once_on_restart() -> Result
     );
     Ok(())
 }
+
+const TRANSIENT: &str = "    application: s3://jobs/aggregate_15m.py\n    transient_cluster:\n      release_label: emr-7.5.0\n      instance_groups:\n        - { role: master, instance_type: m5.xlarge, count: 1 }\n        - { role: core, instance_type: m5.2xlarge, count: 2, market: spot }\n      managed_scaling: { min_units: 2, max_units: 10 }\n      keep_alive: true\n";
+const TRANSIENT_NAME: &str = "sluice:emr:2025-09-01T10:00:00Z:aggregate";
+
+/// Clusters named `name`: (id, state).
+fn clusters_named(name: &str) -> Result<Vec<(String, String)>, Error> {
+    runtime().block_on(async {
+        let out = client().await.list_clusters().send().await?;
+        Ok(out
+            .clusters()
+            .iter()
+            .filter(|c| c.name() == Some(name))
+            .map(|c| {
+                (
+                    c.id().unwrap_or_default().to_owned(),
+                    c.status()
+                        .and_then(|s| s.state())
+                        .map(|s| s.as_str().to_owned())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect())
+    })
+}
+
+/// A case whose connection names no cluster (transient clusters only), and whose runs'
+/// clusters are told apart by a DAG id unique to the test.
+fn transient_case(name: &str, dag: &str, task_fields: &str) -> Result<Case, Error> {
+    let mut case = Case::new(name, "unused", task_fields)?;
+    let yaml = std::fs::read_to_string(case.root.join("dags/emr.yaml"))?
+        .replace("dag: emr\n", &format!("dag: {dag}\n"));
+    std::fs::remove_file(case.root.join("dags/emr.yaml"))?;
+    std::fs::write(case.root.join(format!("dags/{dag}.yaml")), yaml)?;
+    case.connection = serde_json::json!({
+        "type": "emr", "region": "us-east-1", "endpoint_url": endpoint(),
+        "poll_initial_seconds": 0.1, "poll_max_seconds": 0.4, "api_attempts": 4
+    })
+    .to_string();
+    Ok(case)
+}
+
+fn backfill_dag(case: &Case, dag: &str) -> Result<(i32, String), Error> {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("--dags")
+        .arg(case.root.join("dags"))
+        .arg("--state")
+        .arg(case.root.join("state"))
+        .args([
+            "backfill",
+            dag,
+            "--from",
+            "2025-09-01T10:00:00Z",
+            "--to",
+            "2025-09-01T10:15:00Z",
+        ])
+        .env("SLUICE_CONN_TEST_EMR", &case.connection)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn a_transient_cluster_is_created_for_the_run_and_terminated_when_it_ends() -> Result<(), Error> {
+    // Unique per process: the test server keeps terminated clusters of earlier runs.
+    let dag = &format!("transient_ok_{}", std::process::id());
+    let case = transient_case("transient-ok", dag, TRANSIENT)?;
+    let (code, stderr) = backfill_dag(&case, dag)?;
+    assert_eq!(code, 0, "{stderr}");
+    let name = TRANSIENT_NAME.replace(":emr:", &format!(":{dag}:"));
+    let clusters = clusters_named(&name)?;
+    assert_eq!(clusters.len(), 1, "{clusters:?}");
+    assert!(clusters[0].1.starts_with("TERMINAT"), "{clusters:?}");
+    let steps = steps(&clusters[0].0)?;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].state, "COMPLETED");
+
+    // A cluster of that (finished) run left behind, as by a scheduler killed before it
+    // could terminate it: the next start sweeps it.
+    let leaked = runtime().block_on(async {
+        let group = InstanceGroupConfig::builder()
+            .instance_role(InstanceRoleType::Master)
+            .instance_type("m5.xlarge")
+            .instance_count(1)
+            .build();
+        client()
+            .await
+            .run_job_flow()
+            .name(&name)
+            .release_label("emr-7.5.0")
+            .instances(
+                JobFlowInstancesConfig::builder()
+                    .instance_groups(group)
+                    .keep_job_flow_alive_when_no_steps(true)
+                    .build(),
+            )
+            .job_flow_role("EMR_EC2_DefaultRole")
+            .service_role("EMR_DefaultRole")
+            .send()
+            .await
+    })?;
+    let leaked = leaked.job_flow_id().unwrap_or_default().to_owned();
+    let (code, stderr) = backfill_dag(&case, dag)?;
+    assert_eq!(code, 0, "{stderr}");
+    let state = clusters_named(&name)?
+        .into_iter()
+        .find(|(id, _)| *id == leaked)
+        .map(|(_, s)| s);
+    assert!(
+        state.as_deref().is_some_and(|s| s.starts_with("TERMINAT")),
+        "{state:?}\n{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_transient_cluster_is_terminated_when_the_run_fails_too() -> Result<(), Error> {
+    let dag = &format!("transient_failed_{}", std::process::id());
+    let fields =
+        format!("{TRANSIENT}    args: [--sluice-test-fail]\n    retries: 1\n    retry_delay: 0s\n");
+    let case = transient_case("transient-failed", dag, &fields)?;
+    let (code, _) = backfill_dag(&case, dag)?;
+    assert_eq!(code, 1);
+    let clusters = clusters_named(&TRANSIENT_NAME.replace(":emr:", &format!(":{dag}:")))?;
+    assert_eq!(
+        clusters.len(),
+        1,
+        "the retry found the run's cluster again: {clusters:?}"
+    );
+    assert!(clusters[0].1.starts_with("TERMINAT"), "{clusters:?}");
+    assert_eq!(
+        steps(&clusters[0].0)?.len(),
+        2,
+        "two tries, two steps, one cluster"
+    );
+    Ok(())
+}

@@ -313,6 +313,7 @@ impl Engine {
                 tick(self);
             }
             if self.done() {
+                self.executors.spark.finish_cleanups();
                 return Ok(());
             }
             if !busy && self.local.is_empty() {

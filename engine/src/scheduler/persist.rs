@@ -214,6 +214,7 @@ impl Engine {
         for key in finished {
             if let Some(run) = self.runs.remove(&key) {
                 self.stats.runs_finished += 1;
+                self.executors.spark.run_ended(&run.dag, key.1);
                 self.log(format!(
                     "{} {} {}",
                     run.record.state.dag_id, run.record.state.run_id, run.record.state.status

@@ -106,6 +106,26 @@ impl Engine {
             }
             run.dirty = true;
         }
+        // Transient EMR clusters of runs that ended while no scheduler could terminate them.
+        let dags: Vec<_> = self
+            .dags
+            .values()
+            .filter(|d| only.as_ref().is_none_or(|o| *o == d.dag.dag))
+            .map(|d| std::sync::Arc::clone(&d.dag))
+            .collect();
+        for dag in dags {
+            let store = self.store.clone();
+            let run_is_over = |at: DateTime<Utc>| {
+                store
+                    .run(&dag.dag, at)
+                    .ok()
+                    .flatten()
+                    .is_none_or(|r| r.state.status.is_finished())
+            };
+            for note in self.executors.spark.sweep(&dag, run_is_over) {
+                self.log(note);
+            }
+        }
         if !self.adopted.is_empty() {
             self.log(format!(
                 "adopting {} remote attempt(s) left running by a previous process",

@@ -20,8 +20,9 @@ use std::time::Duration;
 use aws_sdk_emr::Client;
 use aws_sdk_emr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_emr::types::{ActionOnFailure, HadoopJarStepConfig, StepConfig, StepState};
+use chrono::{DateTime, Utc};
 
-use super::submit;
+use super::{submit, transient};
 use crate::connections::EmrConnection;
 use crate::core::Outcome;
 use crate::executor::{Attempt, Report, Reporter};
@@ -33,6 +34,8 @@ pub struct EmrClients {
     clients: Mutex<HashMap<String, Clients>>,
     /// Steps of running attempts, by idempotency key: what `cancel` stops.
     running: Mutex<HashMap<String, (Client, String, String)>>,
+    /// Cluster terminations under way.
+    cleanups: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Clone)]
@@ -71,6 +74,95 @@ impl EmrClients {
         clients
     }
 
+    /// Terminates the transient clusters with these names (a run ended).
+    pub fn terminate_clusters(
+        self: &Arc<Self>,
+        connection_name: String,
+        conn: EmrConnection,
+        names: Vec<String>,
+        runtime: &tokio::runtime::Handle,
+    ) {
+        let clients = Arc::clone(self);
+        let cleanup = runtime.spawn(async move {
+            let api = clients.for_connection(&connection_name, &conn).await;
+            for name in names {
+                if let Ok(found) = transient::active_clusters(&api.retrying, &name).await {
+                    let ids = found
+                        .into_iter()
+                        .filter(|(n, _)| *n == name)
+                        .map(|(_, id)| id)
+                        .collect();
+                    let _ = transient::terminate(&api.retrying, ids).await;
+                }
+            }
+        });
+        if let Ok(mut cleanups) = self.cleanups.lock() {
+            cleanups.retain(|c| !c.is_finished());
+            cleanups.push(cleanup);
+        }
+    }
+
+    /// Waits (at most `limit`) for cluster terminations still under way: before the
+    /// process exits. What does not finish is swept at the next start.
+    pub fn finish_cleanups(&self, limit: Duration, runtime: &tokio::runtime::Handle) {
+        let cleanups = self
+            .cleanups
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default();
+        if cleanups.is_empty() {
+            return;
+        }
+        let _ = runtime.block_on(async move {
+            tokio::time::timeout(limit, async move {
+                for cleanup in cleanups {
+                    let _ = cleanup.await;
+                }
+            })
+            .await
+        });
+    }
+
+    /// Terminates the DAG's transient clusters whose run has ended (or is unknown): those a
+    /// previous process could not terminate. Blocks until done; call at start-up, outside
+    /// the runtime.
+    pub fn sweep(
+        self: &Arc<Self>,
+        connection_name: &str,
+        conn: &EmrConnection,
+        dag: &str,
+        run_is_over: impl Fn(DateTime<Utc>) -> bool,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<usize, String> {
+        let prefix = format!("sluice:{dag}:");
+        let api = runtime.block_on(self.for_connection(connection_name, conn));
+        // Start-up must not hang on an unreachable EMR: the next start sweeps again.
+        // The timer must be made inside the runtime.
+        let listed = runtime.block_on(async {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                transient::active_clusters(&api.retrying, &prefix),
+            )
+            .await
+        });
+        let found = match listed {
+            Ok(found) => found.map_err(|e| e.message)?,
+            Err(_) => return Err("EMR did not answer within 30 s".into()),
+        };
+        let stale: Vec<String> = found
+            .into_iter()
+            .filter(|(name, _)| {
+                transient::owner(name).is_some_and(|(owner, at)| owner == dag && run_is_over(at))
+            })
+            .map(|(_, id)| id)
+            .collect();
+        let count = stale.len();
+        runtime
+            .block_on(transient::terminate(&api.retrying, stale))
+            .map_err(|e| e.message)?;
+        Ok(count)
+    }
+
     /// Asks EMR to cancel the step of a running attempt.
     pub fn cancel(&self, idempotency_key: &str, runtime: &tokio::runtime::Handle) {
         let found = self
@@ -87,12 +179,15 @@ impl EmrClients {
 }
 
 /// Why an EMR call failed, and whether waiting could help.
-struct ApiError {
-    message: String,
-    transient: bool,
+pub(super) struct ApiError {
+    pub message: String,
+    pub transient: bool,
 }
 
-fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+pub(super) fn api_error<
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+>(
     what: &str,
     e: &SdkError<E, R>,
 ) -> ApiError {
@@ -129,14 +224,6 @@ pub async fn run(
             None::<serde_json::Value>,
         )
     };
-    let Some(cluster) = conn.cluster_id.clone() else {
-        return fail(
-            false,
-            format!(
-                "connection `{connection_name}` has no `cluster_id` (transient clusters are not supported in this build yet)"
-            ),
-        );
-    };
     if !task.application.contains("://") {
         return fail(
             false,
@@ -148,6 +235,28 @@ pub async fn run(
         );
     }
     let api = clients.for_connection(connection_name, conn).await;
+    let cluster = match (&task.transient_cluster, &conn.cluster_id) {
+        (Some(spec), _) => {
+            let name =
+                transient::cluster_name(&attempt.dag_id, attempt.logical_date, &attempt.task_id);
+            // Without the SDK's retry: a lost answer must not make a second cluster; the
+            // next try looks the cluster up by name first.
+            match transient::find_or_create(&api.once, conn, spec, &name).await {
+                Ok(id) => id,
+                Err(e) => return fail(true, e.message),
+            }
+        }
+        (None, Some(id)) => id.clone(),
+        (None, None) => {
+            return fail(
+                false,
+                format!(
+                    "connection `{connection_name}` has no `cluster_id` and the task no `transient_cluster`: \
+                     say which cluster runs the step"
+                ),
+            );
+        }
+    };
     let name = attempt.idempotency_key.clone();
     let mut args = vec![
         "spark-submit".to_owned(),

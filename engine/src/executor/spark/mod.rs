@@ -4,6 +4,7 @@
 pub mod emr;
 pub mod local;
 pub mod submit;
+pub mod transient;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +33,73 @@ impl SparkExecutor {
             runtime,
             emr: Arc::default(),
         }
+    }
+}
+
+impl SparkExecutor {
+    /// The EMR tasks of a DAG that create transient clusters: (task id, connection name).
+    fn transient_tasks(dag: &crate::spec::Dag) -> Vec<(String, String)> {
+        dag.tasks
+            .iter()
+            .filter_map(|(id, spec)| match &spec.kind {
+                TaskKind::Spark(s)
+                    if s.backend == SparkBackend::Emr && s.transient_cluster.is_some() =>
+                {
+                    s.connection.clone().map(|c| (id.clone(), c))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A run ended: its transient clusters go.
+    pub fn run_ended(&self, dag: &crate::spec::Dag, logical_date: chrono::DateTime<chrono::Utc>) {
+        for (task, connection) in Self::transient_tasks(dag) {
+            if let Ok(conn) = crate::connections::emr(&connection) {
+                let name = transient::cluster_name(&dag.dag, logical_date, &task);
+                self.emr
+                    .terminate_clusters(connection, conn, vec![name], &self.runtime);
+            }
+        }
+    }
+
+    /// Before the process exits: lets cluster terminations under way finish (bounded).
+    pub fn finish_cleanups(&self) {
+        self.emr
+            .finish_cleanups(std::time::Duration::from_secs(30), &self.runtime);
+    }
+
+    /// At start-up: terminates transient clusters of the DAG's runs that are over.
+    pub fn sweep(
+        &self,
+        dag: &crate::spec::Dag,
+        run_is_over: impl Fn(chrono::DateTime<chrono::Utc>) -> bool,
+    ) -> Vec<String> {
+        let mut notes = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (_, connection) in Self::transient_tasks(dag) {
+            if !seen.insert(connection.clone()) {
+                continue;
+            }
+            let Ok(conn) = crate::connections::emr(&connection) else {
+                continue;
+            };
+            match self
+                .emr
+                .sweep(&connection, &conn, &dag.dag, &run_is_over, &self.runtime)
+            {
+                Ok(0) => {}
+                Ok(n) => notes.push(format!(
+                    "terminated {n} transient EMR cluster(s) of ended runs of {}",
+                    dag.dag
+                )),
+                Err(e) => notes.push(format!(
+                    "could not sweep the transient EMR clusters of {}: {e}",
+                    dag.dag
+                )),
+            }
+        }
+        notes
     }
 }
 
