@@ -39,6 +39,11 @@ pub struct EmrConnection {
     /// Another endpoint than AWS's (an emulator, a VPC endpoint).
     #[serde(default)]
     pub endpoint_url: Option<String>,
+    /// Where relative `application` and `py_files` paths live on this cluster's side, e.g.
+    /// `s3://analytics-jobs/`: the DAG says `jobs/aggregate_15m.py` and runs the same file
+    /// from the DAG folder locally and from this prefix on EMR.
+    #[serde(default)]
+    pub jobs_uri: Option<String>,
     /// Runtime role for steps (ExecutionRoleArn).
     #[serde(default)]
     pub execution_role_arn: Option<String>,

@@ -575,3 +575,94 @@ fn a_transient_cluster_is_terminated_when_the_run_fails_too() -> Result<(), Erro
     );
     Ok(())
 }
+
+/// `sluice dags test` of the platform's `events_aggregation_15m` for 10:15–10:30, with
+/// the environment given; returns the exit code and stdout+stderr.
+fn test_platform_dag(
+    state: &std::path::Path,
+    conf: &serde_json::Value,
+    env: &[(&str, String)],
+) -> Result<(i32, String), Error> {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("--dags")
+        .arg(repo.join("dags"))
+        .arg("--state")
+        .arg(state)
+        .args([
+            "dags",
+            "test",
+            "events_aggregation_15m",
+            "--logical-date",
+            "2025-09-01T10:15:00Z",
+            "--conf",
+        ])
+        .arg(conf.to_string())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+#[test]
+fn the_platform_dag_runs_its_spark_task_on_emr_and_locally_with_only_the_backend_changed()
+-> Result<(), Error> {
+    // On EMR, as the DAG says: the job from the connection's jobs_uri, the data from S3.
+    let cluster = cluster()?;
+    let root = std::env::temp_dir().join(format!("sluice-platform-dag-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let connection = serde_json::json!({
+        "type": "emr", "cluster_id": cluster, "region": "us-east-1", "endpoint_url": endpoint(),
+        "jobs_uri": "s3://analytics-jobs/", "poll_initial_seconds": 0.1, "poll_max_seconds": 0.4
+    });
+    let (_, output) = test_platform_dag(
+        &root.join("emr"),
+        &serde_json::Value::Null,
+        &[("SLUICE_CONN_ANALYTICS_EMR", connection.to_string())],
+    )?;
+    let steps = steps(&cluster)?;
+    assert_eq!(steps.len(), 1, "{output}");
+    assert_eq!(steps[0].state, "COMPLETED", "{output}");
+    let args = steps[0].args.join(" ");
+    assert!(args.contains("s3://analytics-jobs/jobs/aggregate_15m.py --input s3://analytics-raw/events --output s3://analytics-batch/agg_15m/window_start=20250901T1015 --start 2025-09-01T10:15:00Z --end 2025-09-01T10:30:00Z"), "{args}");
+
+    // Locally: only the backend changes (and, through the run's conf, where the data is).
+    if std::env::var_os("SPARK_HOME").is_none() {
+        panic!("SPARK_HOME is not set: scripts/test installs Spark (scripts/install-spark)");
+    }
+    let raw = root.join("raw/event_date=2025-09-01/event_hour=10");
+    std::fs::create_dir_all(&raw)?;
+    let events: Vec<String> = (0..200)
+        .map(|i| {
+            serde_json::json!({"event_id": format!("e{i}"), "event_time": format!("2025-09-01T10:{:02}:00Z", 10 + i % 30),
+                "user_id": format!("u{}", i % 7), "country": "DE", "device": "ios", "event_type": "view",
+                "value": 1.0, "latency_ms": 5.0}).to_string()
+        })
+        .collect();
+    std::fs::write(raw.join("part-0.jsonl"), events.join("\n"))?;
+    let conf = serde_json::json!({
+        "raw_zone": root.join("raw").display().to_string(),
+        "output_zone": root.join("agg").display().to_string(),
+    });
+    let (_, output) = test_platform_dag(
+        &root.join("local"),
+        &conf,
+        &[("SLUICE_SPARK_BACKEND", "local".into())],
+    )?;
+    let partition = root.join("agg/window_start=20250901T1015");
+    assert!(partition.join("_SUCCESS").exists(), "{output}");
+    let parquet = std::fs::read_dir(&partition)?
+        .filter_map(Result::ok)
+        .any(|e| e.path().extension().is_some_and(|x| x == "parquet"));
+    assert!(parquet, "{output}");
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}

@@ -76,6 +76,9 @@ pub enum DagsCommand {
         dag: String,
         #[arg(long)]
         logical_date: String,
+        /// Run configuration, JSON; its keys override the DAG's `params` for this run.
+        #[arg(long)]
+        conf: Option<String>,
     },
 }
 
@@ -161,9 +164,11 @@ pub fn run(cli: &Cli, command: &DagsCommand, streams: &mut Streams<'_>) -> Resul
             },
             streams,
         ),
-        DagsCommand::Test { dag, logical_date } => {
-            super::runs::test(cli, dag, logical_date, streams)
-        }
+        DagsCommand::Test {
+            dag,
+            logical_date,
+            conf,
+        } => super::runs::test(cli, dag, logical_date, conf.as_deref(), streams),
     }
 }
 

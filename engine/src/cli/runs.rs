@@ -399,9 +399,11 @@ pub fn test(
     cli: &Cli,
     dag: &str,
     logical_date: &str,
+    conf: Option<&str>,
     streams: &mut Streams<'_>,
 ) -> Result<i32, CliError> {
     let at = time_arg("--logical-date", logical_date)?;
+    let conf = parse_conf(conf)?;
     let scratch = std::env::temp_dir().join(format!("sluice-test-{}-{}", dag, std::process::id()));
     let store = Store::temporary(&scratch)?;
     let mut config = cli.engine_config(Mode::Test {
@@ -412,7 +414,7 @@ pub fn test(
     let message = engine.control(Control::Trigger {
         dag: dag.to_owned(),
         logical_date: Some(at),
-        conf: serde_json::Value::Null,
+        conf,
     })?;
     writeln!(streams.err, "{message}")?;
     engine.run()?;

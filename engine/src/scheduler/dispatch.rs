@@ -13,6 +13,21 @@ use crate::spec::TaskKind;
 use crate::store::{AttemptRecord, AttemptResult};
 use crate::template::{Renderer, RunContext};
 
+/// A run's params: the DAG's, with the keys of the run's `conf` over them (Airflow's
+/// `dag_run.conf` overriding `params`).
+fn params_of_run(
+    params: &serde_json::Map<String, serde_json::Value>,
+    conf: &serde_json::Value,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut merged = params.clone();
+    if let Some(overrides) = conf.as_object() {
+        for (key, value) in overrides {
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    merged
+}
+
 impl Engine {
     /// Grants free slots to scheduled tasks, oldest run first, upstream first. Each granted
     /// task is `running` (in-process executors) in memory; it starts after the flush.
@@ -115,7 +130,7 @@ impl Engine {
                 try_number: d.try_number,
                 logical_date: state.logical_date,
                 data_interval: state.interval,
-                params: run.dag.params.clone(),
+                params: params_of_run(&run.dag.params, &run.record.conf),
                 conn: BTreeMap::new(),
                 var: BTreeMap::new(),
                 outputs,

@@ -129,7 +129,8 @@ pub(super) fn is_remote(run: &ActiveRun, task: usize) -> bool {
         .tasks
         .get(&run.plan.tasks[task].id)
         .is_some_and(|spec| {
-            matches!(&spec.kind, crate::spec::TaskKind::Spark(s) if s.backend == crate::spec::SparkBackend::Emr)
+            matches!(&spec.kind, crate::spec::TaskKind::Spark(s)
+                if crate::executor::spark::effective_backend(s) == crate::spec::SparkBackend::Emr)
         })
 }
 

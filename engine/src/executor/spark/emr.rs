@@ -224,16 +224,37 @@ pub async fn run(
             None::<serde_json::Value>,
         )
     };
-    if !task.application.contains("://") {
-        return fail(
-            false,
-            format!(
-                "`application: {}` is a local path; the EMR backend runs files from S3 (s3://bucket/key) \
-                 — upload it, or use `backend: local`",
-                task.application
-            ),
-        );
+    let remote = |path: &str| -> Result<String, String> {
+        if path.contains("://") {
+            return Ok(path.to_owned());
+        }
+        match &conn.jobs_uri {
+            Some(root) if !path.starts_with('/') => {
+                Ok(format!("{}/{path}", root.trim_end_matches('/')))
+            }
+            _ => Err(format!(
+                "`{path}` is a local path; the EMR backend runs files from S3 (s3://bucket/key) \
+                 — upload it, set the connection's `jobs_uri` for relative paths, or use `backend: local`"
+            )),
+        }
+    };
+    let mut task = task.clone();
+    let resolved = remote(&task.application).and_then(|application| {
+        let py_files = task
+            .py_files
+            .iter()
+            .map(|p| remote(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((application, py_files))
+    });
+    match resolved {
+        Ok((application, py_files)) => {
+            task.application = application;
+            task.py_files = py_files;
+        }
+        Err(reason) => return fail(false, reason),
     }
+    let task = &task;
     let api = clients.for_connection(connection_name, conn).await;
     let cluster = match (&task.transient_cluster, &conn.cluster_id) {
         (Some(spec), _) => {

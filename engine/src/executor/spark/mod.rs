@@ -14,7 +14,28 @@ use super::{Attempt, Executor, Report, Reporter};
 use crate::core::Outcome;
 use crate::spec::{SparkBackend, TaskKind};
 
+/// Overrides every Spark task's `backend` in this environment: `local` on a laptop or in
+/// tests, `emr` in production. Until the configuration file (issue 8).
+pub const BACKEND_VARIABLE: &str = "SLUICE_SPARK_BACKEND";
+
+fn backend_override() -> Result<Option<SparkBackend>, String> {
+    match std::env::var(BACKEND_VARIABLE) {
+        Err(_) => Ok(None),
+        Ok(v) if v == "local" => Ok(Some(SparkBackend::Local)),
+        Ok(v) if v == "emr" => Ok(Some(SparkBackend::Emr)),
+        Ok(v) => Err(format!(
+            "{BACKEND_VARIABLE}=`{v}`: expected `local` or `emr`"
+        )),
+    }
+}
+
+/// Where a task's attempts run in this environment: its `backend`, unless overridden.
+pub fn effective_backend(task: &crate::spec::SparkTask) -> SparkBackend {
+    backend_override().ok().flatten().unwrap_or(task.backend)
+}
+
 pub struct SparkExecutor {
+    backend: Result<Option<SparkBackend>, String>,
     command: Arc<CommandExecutor>,
     dags_dir: PathBuf,
     runtime: tokio::runtime::Handle,
@@ -28,6 +49,7 @@ impl SparkExecutor {
         runtime: tokio::runtime::Handle,
     ) -> Self {
         SparkExecutor {
+            backend: backend_override(),
             command,
             dags_dir,
             runtime,
@@ -43,7 +65,8 @@ impl SparkExecutor {
             .iter()
             .filter_map(|(id, spec)| match &spec.kind {
                 TaskKind::Spark(s)
-                    if s.backend == SparkBackend::Emr && s.transient_cluster.is_some() =>
+                    if effective_backend(s) == SparkBackend::Emr
+                        && s.transient_cluster.is_some() =>
                 {
                     s.connection.clone().map(|c| (id.clone(), c))
                 }
@@ -128,7 +151,11 @@ impl Executor for SparkExecutor {
                 ),
             );
         };
-        match task.backend {
+        let backend = match &self.backend {
+            Ok(forced) => forced.unwrap_or(task.backend),
+            Err(e) => return fatal(&reporter, e.clone()),
+        };
+        match backend {
             SparkBackend::Local => {
                 let command = local::command(task, &self.dags_dir, &attempt.idempotency_key);
                 let attempt = Attempt {
