@@ -666,3 +666,83 @@ fn the_platform_dag_runs_its_spark_task_on_emr_and_locally_with_only_the_backend
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }
+
+#[test]
+fn clearing_a_running_attempt_cancels_its_step() -> Result<(), Error> {
+    let cluster = cluster()?;
+    let case = Case::new(
+        "clear",
+        &cluster,
+        "    application: s3://jobs/aggregate_15m.py\n    args: [--sluice-test-hang]\n",
+    )?;
+    // A scheduler catching up from 10:00: the first run's step hangs on the cluster.
+    let yaml = std::fs::read_to_string(case.root.join("dags/emr.yaml"))?.replace(
+        "start: 2025-09-01T10:00:00Z\n",
+        "start: 2025-09-01T10:00:00Z\nend: 2025-09-01T10:15:00Z\n",
+    );
+    std::fs::write(case.root.join("dags/emr.yaml"), yaml)?;
+    let mut scheduler = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("--dags")
+        .arg(case.root.join("dags"))
+        .arg("--state")
+        .arg(case.root.join("state"))
+        .arg("scheduler")
+        .env("SLUICE_CONN_TEST_EMR", &case.connection)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let started = std::time::Instant::now();
+    let running = loop {
+        let steps = steps(&cluster)?;
+        if let Some(step) = steps.into_iter().find(|s| s.state == "RUNNING") {
+            break step;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no running step"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let cleared = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("--dags")
+        .arg(case.root.join("dags"))
+        .arg("--state")
+        .arg(case.root.join("state"))
+        .args([
+            "clear",
+            "emr",
+            "--run",
+            "scheduled__2025-09-01T10:00:00Z",
+            "--task",
+            "aggregate",
+        ])
+        .output()?;
+    assert!(
+        cleared.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleared.stderr)
+    );
+    let cancelled = loop {
+        let state = steps(&cluster)?
+            .into_iter()
+            .find(|s| s.id == running.id)
+            .map(|s| s.state);
+        if state.as_deref() == Some("CANCELLED")
+            || started.elapsed() > std::time::Duration::from_secs(30)
+        {
+            break state;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = nix_kill(&scheduler);
+    let _ = scheduler.wait();
+    assert_eq!(cancelled.as_deref(), Some("CANCELLED"));
+    Ok(())
+}
+
+/// SIGTERM: a graceful stop.
+fn nix_kill(child: &std::process::Child) -> std::io::Result<std::process::ExitStatus> {
+    Command::new("kill").arg(child.id().to_string()).status()
+}
