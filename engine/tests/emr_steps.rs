@@ -107,6 +107,7 @@ fn http(method: &str, path: &str, body: &str) -> Result<String, Error> {
 struct Case {
     root: PathBuf,
     connection: String,
+    dag: String,
 }
 
 impl Drop for Case {
@@ -132,29 +133,45 @@ impl Case {
             "poll_initial_seconds": 0.1, "poll_max_seconds": 0.4, "api_attempts": 4
         })
         .to_string();
-        Ok(Case { root, connection })
+        Ok(Case {
+            root,
+            connection,
+            dag: "emr".into(),
+        })
     }
 
-    /// `sluice backfill` of one interval; returns its exit code and stderr.
-    fn backfill(&self) -> Result<(i32, String), Error> {
-        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["--dags"])
+    /// `sluice` on the case's DAG folder and state, with its connection and test credentials.
+    fn sluice(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
+            .arg("--dags")
             .arg(self.root.join("dags"))
             .arg("--state")
             .arg(self.root.join("state"))
-            .args([
-                "backfill",
-                "emr",
-                "--from",
-                "2025-09-01T10:00:00Z",
-                "--to",
-                "2025-09-01T10:15:00Z",
-            ])
             .env("SLUICE_CONN_TEST_EMR", &self.connection)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env_remove("AWS_PROFILE")
-            .output()?;
+            .env_remove("AWS_PROFILE");
+        command
+    }
+
+    /// `sluice backfill` of the 10:00 interval.
+    fn backfill_command(&self) -> Command {
+        let mut command = self.sluice();
+        command.args([
+            "backfill",
+            &self.dag,
+            "--from",
+            "2025-09-01T10:00:00Z",
+            "--to",
+            "2025-09-01T10:15:00Z",
+        ]);
+        command
+    }
+
+    /// Runs the backfill; returns its exit code and stderr.
+    fn backfill(&self) -> Result<(i32, String), Error> {
+        let out = self.backfill_command().output()?;
         Ok((
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -166,7 +183,7 @@ impl Case {
         let store = sluice::store::Store::open(&self.root.join("state"))?;
         let at = chrono::DateTime::parse_from_rfc3339("2025-09-01T10:00:00Z")?.into();
         Ok(store
-            .attempts_of_run("emr", at)?
+            .attempts_of_run(&self.dag, at)?
             .into_iter()
             .map(|a| {
                 (
@@ -177,6 +194,19 @@ impl Case {
             })
             .collect())
     }
+}
+
+/// The cluster has exactly one step, and it is the one the (single) attempt followed.
+fn the_one_step_is_the_attempts(case: &Case, cluster: &str) -> Result<Step, Error> {
+    let mut steps = steps(cluster)?;
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    let attempts = case.attempts()?;
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(
+        attempts[0].1,
+        Some(format!("emr {cluster} {}", steps[0].id))
+    );
+    Ok(steps.remove(0))
 }
 
 const KEY_PREFIX: &str = "emr/backfill__2025-09-01T10:00:00Z/aggregate/";
@@ -191,12 +221,11 @@ fn a_step_runs_to_completion_named_by_the_attempt() -> Result<(), Error> {
     )?;
     let (code, stderr) = case.backfill()?;
     assert_eq!(code, 0, "{stderr}");
-    let steps = steps(&cluster)?;
-    assert_eq!(steps.len(), 1, "{steps:?}");
-    assert_eq!(steps[0].name, format!("{KEY_PREFIX}1"));
-    assert_eq!(steps[0].state, "COMPLETED");
+    let step = the_one_step_is_the_attempts(&case, &cluster)?;
+    assert_eq!(step.name, format!("{KEY_PREFIX}1"));
+    assert_eq!(step.state, "COMPLETED");
     assert_eq!(
-        steps[0].args,
+        step.args,
         [
             "spark-submit",
             "--deploy-mode",
@@ -209,12 +238,6 @@ fn a_step_runs_to_completion_named_by_the_attempt() -> Result<(), Error> {
             "--start",
             "2025-09-01T10:00:00Z"
         ]
-    );
-    let attempts = case.attempts()?;
-    assert_eq!(attempts.len(), 1);
-    assert_eq!(
-        attempts[0].1,
-        Some(format!("emr {cluster} {}", steps[0].id))
     );
     Ok(())
 }
@@ -318,12 +341,7 @@ fn an_existing_step_named_by_the_attempt_is_adopted_not_added_again() -> Result<
     )?;
     let (code, stderr) = case.backfill()?;
     assert_eq!(code, 0, "{stderr}");
-    let steps = steps(&cluster)?;
-    assert_eq!(steps.len(), 1, "{steps:?}");
-    assert_eq!(
-        case.attempts()?[0].1,
-        Some(format!("emr {cluster} {}", steps[0].id))
-    );
+    the_one_step_is_the_attempts(&case, &cluster)?;
     Ok(())
 }
 
@@ -348,22 +366,8 @@ fn a_local_application_path_is_refused_for_emr_with_what_to_do() -> Result<(), E
 
 /// Starts `sluice backfill` of the case's interval in the background.
 fn spawn_backfill(case: &Case) -> Result<std::process::Child, Error> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("--dags")
-        .arg(case.root.join("dags"))
-        .arg("--state")
-        .arg(case.root.join("state"))
-        .args([
-            "backfill",
-            "emr",
-            "--from",
-            "2025-09-01T10:00:00Z",
-            "--to",
-            "2025-09-01T10:15:00Z",
-        ])
-        .env("SLUICE_CONN_TEST_EMR", &case.connection)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+    Ok(case
+        .backfill_command()
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()?)
@@ -390,19 +394,9 @@ fn a_scheduler_killed_after_adding_the_step_adopts_it_on_restart() -> Result<(),
     child.wait()?;
     let (code, stderr) = case.backfill()?;
     assert_eq!(code, 0, "{stderr}");
-    let steps = steps(&cluster)?;
-    assert_eq!(
-        steps.len(),
-        1,
-        "the restart adopted the step instead of adding one: {steps:?}"
-    );
-    assert_eq!(steps[0].name, format!("{KEY_PREFIX}1"));
-    let attempts = case.attempts()?;
-    assert_eq!(attempts.len(), 1, "the same try, adopted: {attempts:?}");
-    assert_eq!(
-        attempts[0].1,
-        Some(format!("emr {cluster} {}", steps[0].id))
-    );
+    // The restart adopted the step (same try) instead of adding one.
+    let step = the_one_step_is_the_attempts(&case, &cluster)?;
+    assert_eq!(step.name, format!("{KEY_PREFIX}1"));
     Ok(())
 }
 
@@ -473,31 +467,8 @@ fn transient_case(name: &str, dag: &str, task_fields: &str) -> Result<Case, Erro
         "poll_initial_seconds": 0.1, "poll_max_seconds": 0.4, "api_attempts": 4
     })
     .to_string();
+    case.dag = dag.to_owned();
     Ok(case)
-}
-
-fn backfill_dag(case: &Case, dag: &str) -> Result<(i32, String), Error> {
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("--dags")
-        .arg(case.root.join("dags"))
-        .arg("--state")
-        .arg(case.root.join("state"))
-        .args([
-            "backfill",
-            dag,
-            "--from",
-            "2025-09-01T10:00:00Z",
-            "--to",
-            "2025-09-01T10:15:00Z",
-        ])
-        .env("SLUICE_CONN_TEST_EMR", &case.connection)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
 }
 
 #[test]
@@ -505,7 +476,7 @@ fn a_transient_cluster_is_created_for_the_run_and_terminated_when_it_ends() -> R
     // Unique per process: the test server keeps terminated clusters of earlier runs.
     let dag = &format!("transient_ok_{}", std::process::id());
     let case = transient_case("transient-ok", dag, TRANSIENT)?;
-    let (code, stderr) = backfill_dag(&case, dag)?;
+    let (code, stderr) = case.backfill()?;
     assert_eq!(code, 0, "{stderr}");
     let name = TRANSIENT_NAME.replace(":emr:", &format!(":{dag}:"));
     let clusters = clusters_named(&name)?;
@@ -540,7 +511,7 @@ fn a_transient_cluster_is_created_for_the_run_and_terminated_when_it_ends() -> R
             .await
     })?;
     let leaked = leaked.job_flow_id().unwrap_or_default().to_owned();
-    let (code, stderr) = backfill_dag(&case, dag)?;
+    let (code, stderr) = case.backfill()?;
     assert_eq!(code, 0, "{stderr}");
     let state = clusters_named(&name)?
         .into_iter()
@@ -559,7 +530,7 @@ fn a_transient_cluster_is_terminated_when_the_run_fails_too() -> Result<(), Erro
     let fields =
         format!("{TRANSIENT}    args: [--sluice-test-fail]\n    retries: 1\n    retry_delay: 0s\n");
     let case = transient_case("transient-failed", dag, &fields)?;
-    let (code, _) = backfill_dag(&case, dag)?;
+    let (code, _) = case.backfill()?;
     assert_eq!(code, 1);
     let clusters = clusters_named(&TRANSIENT_NAME.replace(":emr:", &format!(":{dag}:")))?;
     assert_eq!(
@@ -681,15 +652,9 @@ fn clearing_a_running_attempt_cancels_its_step() -> Result<(), Error> {
         "start: 2025-09-01T10:00:00Z\nend: 2025-09-01T10:15:00Z\n",
     );
     std::fs::write(case.root.join("dags/emr.yaml"), yaml)?;
-    let mut scheduler = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("--dags")
-        .arg(case.root.join("dags"))
-        .arg("--state")
-        .arg(case.root.join("state"))
+    let mut scheduler = case
+        .sluice()
         .arg("scheduler")
-        .env("SLUICE_CONN_TEST_EMR", &case.connection)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()?;
@@ -705,11 +670,8 @@ fn clearing_a_running_attempt_cancels_its_step() -> Result<(), Error> {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    let cleared = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("--dags")
-        .arg(case.root.join("dags"))
-        .arg("--state")
-        .arg(case.root.join("state"))
+    let cleared = case
+        .sluice()
         .args([
             "clear",
             "emr",
