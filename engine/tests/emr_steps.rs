@@ -436,21 +436,26 @@ const TRANSIENT_NAME: &str = "sluice:emr:2025-09-01T10:00:00Z:aggregate";
 /// Clusters named `name`: (id, state).
 fn clusters_named(name: &str) -> Result<Vec<(String, String)>, Error> {
     runtime().block_on(async {
-        let out = client().await.list_clusters().send().await?;
-        Ok(out
-            .clusters()
-            .iter()
-            .filter(|c| c.name() == Some(name))
-            .map(|c| {
-                (
+        let client = client().await;
+        let mut found = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = client.list_clusters().set_marker(marker).send().await?;
+            for c in page.clusters().iter().filter(|c| c.name() == Some(name)) {
+                let state = c
+                    .status()
+                    .and_then(|s| s.state())
+                    .map(|s| s.as_str().to_owned());
+                found.push((
                     c.id().unwrap_or_default().to_owned(),
-                    c.status()
-                        .and_then(|s| s.state())
-                        .map(|s| s.as_str().to_owned())
-                        .unwrap_or_default(),
-                )
-            })
-            .collect())
+                    state.unwrap_or_default(),
+                ));
+            }
+            match page.marker() {
+                Some(next) => marker = Some(next.to_owned()),
+                None => return Ok(found),
+            }
+        }
     })
 }
 
@@ -527,8 +532,14 @@ fn a_transient_cluster_is_created_for_the_run_and_terminated_when_it_ends() -> R
 #[test]
 fn a_transient_cluster_is_terminated_when_the_run_fails_too() -> Result<(), Error> {
     let dag = &format!("transient_failed_{}", std::process::id());
+    // With instance fleets this time.
+    let fleets = TRANSIENT.replace(
+        "      instance_groups:\n        - { role: master, instance_type: m5.xlarge, count: 1 }\n        - { role: core, instance_type: m5.2xlarge, count: 2, market: spot }\n",
+        "      instance_fleets:\n        - { role: master, target_on_demand_capacity: 1, instance_types: [{ instance_type: m5.xlarge }] }\n        - { role: core, target_spot_capacity: 4, instance_types: [{ instance_type: m5.2xlarge, weighted_capacity: 2 }, { instance_type: r5.2xlarge, weighted_capacity: 2 }] }\n",
+    );
+    assert!(fleets.contains("instance_fleets"));
     let fields =
-        format!("{TRANSIENT}    args: [--sluice-test-fail]\n    retries: 1\n    retry_delay: 0s\n");
+        format!("{fleets}    args: [--sluice-test-fail]\n    retries: 1\n    retry_delay: 0s\n");
     let case = transient_case("transient-failed", dag, &fields)?;
     let (code, _) = case.backfill()?;
     assert_eq!(code, 1);

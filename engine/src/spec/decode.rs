@@ -326,7 +326,7 @@ fn read_transient_cluster(d: &mut Decoder, node: &Node, path: &str) -> Option<Tr
     ];
     let mut f = d.fields(node, path, "`transient_cluster`")?;
     let release_label = f.read_required(d, "release_label", Decoder::string);
-    let instance_groups = f.read_required(d, "instance_groups", |d, n, p| {
+    let instance_groups = f.read(d, "instance_groups", |d, n, p| {
         d.list(n, p, |d, item, p| {
             let mut g = d.fields(item, p, "an instance group")?;
             let role = g.read_required(d, "role", |d, n, p| d.choice(n, p, &ROLES));
@@ -339,6 +339,33 @@ fn read_transient_cluster(d: &mut Decoder, node: &Node, path: &str) -> Option<Tr
                 instance_type: instance_type?,
                 count: count?,
                 market: market.unwrap_or_default(),
+            })
+        })
+    });
+    let instance_fleets = f.read(d, "instance_fleets", |d, n, p| {
+        d.list(n, p, |d, item, p| {
+            let mut g = d.fields(item, p, "an instance fleet")?;
+            let role = g.read_required(d, "role", |d, n, p| d.choice(n, p, &ROLES));
+            let on_demand = g.read(d, "target_on_demand_capacity", Decoder::u32);
+            let spot = g.read(d, "target_spot_capacity", Decoder::u32);
+            let instance_types = g.read_required(d, "instance_types", |d, n, p| {
+                d.list(n, p, |d, item, p| {
+                    let mut t = d.fields(item, p, "an instance type")?;
+                    let instance_type = t.read_required(d, "instance_type", Decoder::string);
+                    let weighted_capacity = t.read(d, "weighted_capacity", Decoder::u32);
+                    t.finish(d);
+                    Some(FleetInstanceType {
+                        instance_type: instance_type?,
+                        weighted_capacity,
+                    })
+                })
+            });
+            g.finish(d);
+            Some(InstanceFleet {
+                role: role?,
+                target_on_demand_capacity: on_demand.unwrap_or(0),
+                target_spot_capacity: spot.unwrap_or(0),
+                instance_types: instance_types?,
             })
         })
     });
@@ -357,7 +384,8 @@ fn read_transient_cluster(d: &mut Decoder, node: &Node, path: &str) -> Option<Tr
     f.finish(d);
     Some(TransientCluster {
         release_label: release_label?,
-        instance_groups: instance_groups?,
+        instance_groups: instance_groups.unwrap_or_default(),
+        instance_fleets: instance_fleets.unwrap_or_default(),
         managed_scaling,
         keep_alive: keep_alive.unwrap_or(false),
         log_uri,

@@ -331,7 +331,12 @@ pub enum SparkBackend {
 pub struct TransientCluster {
     /// EMR release, e.g. `emr-7.5.0`.
     pub release_label: String,
+    /// Instance groups; give these or `instance_fleets`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub instance_groups: Vec<InstanceGroup>,
+    /// Instance fleets (several instance types per role, on-demand and spot targets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instance_fleets: Vec<InstanceFleet>,
     /// Managed scaling limits, in instances.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_scaling: Option<ManagedScaling>,
@@ -352,6 +357,29 @@ pub struct InstanceGroup {
     /// Default `on_demand`.
     #[serde(default)]
     pub market: InstanceMarket,
+}
+
+/// A fleet: EMR picks instances among `instance_types` to reach the capacity targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceFleet {
+    pub role: InstanceRole,
+    /// Default 0.
+    #[serde(default)]
+    pub target_on_demand_capacity: u32,
+    /// Default 0.
+    #[serde(default)]
+    pub target_spot_capacity: u32,
+    pub instance_types: Vec<FleetInstanceType>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetInstanceType {
+    pub instance_type: String,
+    /// Capacity units one instance counts for. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighted_capacity: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -357,6 +357,20 @@ impl<'a> Validator<'a> {
                             .help("set `backend: emr`, or remove `transient_cluster`"),
                         );
                     }
+                    if let Some(cluster) = &s.transient_cluster
+                        && cluster.instance_groups.is_empty() == cluster.instance_fleets.is_empty()
+                    {
+                        self.report(
+                            Diagnostic::error(
+                                "spec::cluster-instances",
+                                format!(
+                                    "task `{id}`: a transient cluster has either `instance_groups` or `instance_fleets`"
+                                ),
+                            )
+                            .at(self.at(&path("transient_cluster")), "groups or fleets")
+                            .help("give one list of instance groups (role, instance_type, count) or of instance fleets (role, capacity targets, instance_types), not both, not neither"),
+                        );
+                    }
                     if let Some(scaling) = s
                         .transient_cluster
                         .as_ref()

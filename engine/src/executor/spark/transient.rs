@@ -7,8 +7,9 @@
 
 use aws_sdk_emr::Client;
 use aws_sdk_emr::types::{
-    ClusterState, ComputeLimits, ComputeLimitsUnitType, InstanceGroupConfig, InstanceRoleType,
-    JobFlowInstancesConfig, ManagedScalingPolicy, MarketType, Tag,
+    ClusterState, ComputeLimits, ComputeLimitsUnitType, InstanceFleetConfig, InstanceFleetType,
+    InstanceGroupConfig, InstanceRoleType, InstanceTypeConfig, JobFlowInstancesConfig,
+    ManagedScalingPolicy, MarketType, Tag,
 };
 use chrono::{DateTime, Utc};
 
@@ -105,6 +106,37 @@ pub(super) async fn find_or_create(
                 .build()
         })
         .collect::<Vec<_>>();
+    let fleets = spec
+        .instance_fleets
+        .iter()
+        .map(|f| {
+            InstanceFleetConfig::builder()
+                .instance_fleet_type(match f.role {
+                    InstanceRole::Master => InstanceFleetType::Master,
+                    InstanceRole::Core => InstanceFleetType::Core,
+                    InstanceRole::Task => InstanceFleetType::Task,
+                })
+                .target_on_demand_capacity(
+                    i32::try_from(f.target_on_demand_capacity).unwrap_or(i32::MAX),
+                )
+                .target_spot_capacity(i32::try_from(f.target_spot_capacity).unwrap_or(i32::MAX))
+                .set_instance_type_configs(Some(
+                    f.instance_types
+                        .iter()
+                        .map(|t| {
+                            InstanceTypeConfig::builder()
+                                .instance_type(&t.instance_type)
+                                .set_weighted_capacity(
+                                    t.weighted_capacity
+                                        .map(|w| i32::try_from(w).unwrap_or(i32::MAX)),
+                                )
+                                .build()
+                        })
+                        .collect(),
+                ))
+                .build()
+        })
+        .collect::<Vec<_>>();
     let scaling = spec.managed_scaling.as_ref().map(|m| {
         ComputeLimits::builder()
             .unit_type(ComputeLimitsUnitType::Instances)
@@ -123,7 +155,8 @@ pub(super) async fn find_or_create(
         .release_label(&spec.release_label)
         .instances(
             JobFlowInstancesConfig::builder()
-                .set_instance_groups(Some(groups))
+                .set_instance_groups((!groups.is_empty()).then_some(groups))
+                .set_instance_fleets((!fleets.is_empty()).then_some(fleets))
                 .keep_job_flow_alive_when_no_steps(spec.keep_alive)
                 .build(),
         )
