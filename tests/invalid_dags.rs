@@ -9,6 +9,13 @@ use sluice_tests::{TempDir, fixture};
 /// (file, line, code, part of the message, part of the help or "").
 const EXPECTED: &[(&str, usize, &str, &str, &str)] = &[
     (
+        "transient_cluster_groups_and_fleets.yaml",
+        11,
+        "spec::cluster-instances",
+        "either `instance_groups` or `instance_fleets`",
+        "not both, not neither",
+    ),
+    (
         "syntax_error.yaml",
         6,
         "yaml::syntax",
