@@ -11,9 +11,11 @@
 //! - `run`: the run state machine.
 //! - `admission`: concurrency limits (`max_active_tasks`, pools) across runs.
 //! - `intervals`: which scheduled runs to create (catchup, start/end).
+//! - `lag`: Kafka consumer lag over a window, with Burrow's rules (for readiness gates).
 
 pub mod admission;
 pub mod intervals;
+pub mod lag;
 pub mod plan;
 pub mod retry;
 pub mod run;
