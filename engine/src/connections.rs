@@ -79,12 +79,35 @@ mod defaults {
     pub fn service_role() -> String {
         "EMR_DefaultRole".into()
     }
+    pub fn validation() -> bool {
+        true
+    }
+}
+
+/// A ClickHouse server over HTTP.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickhouseConnection {
+    /// `http://host:8123`.
+    pub url: String,
+    #[serde(default)]
+    pub database: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The environment variable holding the password (the password itself never appears
+    /// in a connection).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// The client's schema validation; off for servers older than it (before 24.10).
+    #[serde(default = "defaults::validation")]
+    pub validation: bool,
 }
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Connection {
     Emr(EmrConnection),
+    Clickhouse(ClickhouseConnection),
 }
 
 /// The environment variable of a connection.
@@ -95,20 +118,47 @@ pub fn variable(name: &str) -> String {
     )
 }
 
-pub fn emr(name: &str) -> Result<EmrConnection, ConnectionError> {
+fn read(name: &str, example: &'static str) -> Result<(String, Connection), ConnectionError> {
     let var = variable(name);
     let text = std::env::var(&var).map_err(|_| ConnectionError::Missing {
         name: name.to_owned(),
         var: var.clone(),
-        example: r#"{"type": "emr", "cluster_id": "j-…", "region": "us-east-1"}"#,
+        example,
     })?;
-    match serde_json::from_str::<Connection>(&text) {
-        Ok(Connection::Emr(emr)) => Ok(emr),
-        Err(e) => Err(ConnectionError::Invalid {
+    serde_json::from_str::<Connection>(&text)
+        .map(|c| (var.clone(), c))
+        .map_err(|e| ConnectionError::Invalid {
             name: name.to_owned(),
             var,
             detail: e.to_string(),
-        }),
+        })
+}
+
+fn wrong_type(name: &str, var: String, wanted: &str) -> ConnectionError {
+    ConnectionError::Invalid {
+        name: name.to_owned(),
+        var,
+        detail: format!("it is not a `{wanted}` connection"),
+    }
+}
+
+pub fn emr(name: &str) -> Result<EmrConnection, ConnectionError> {
+    match read(
+        name,
+        r#"{"type": "emr", "cluster_id": "j-…", "region": "us-east-1"}"#,
+    )? {
+        (_, Connection::Emr(emr)) => Ok(emr),
+        (var, _) => Err(wrong_type(name, var, "emr")),
+    }
+}
+
+pub fn clickhouse(name: &str) -> Result<ClickhouseConnection, ConnectionError> {
+    match read(
+        name,
+        r#"{"type": "clickhouse", "url": "http://127.0.0.1:8123"}"#,
+    )? {
+        (_, Connection::Clickhouse(c)) => Ok(c),
+        (var, _) => Err(wrong_type(name, var, "clickhouse")),
     }
 }
 

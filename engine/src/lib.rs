@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md at the repository root for where each concept lives.
 
 pub mod cli;
+pub mod clickhouse;
 pub mod connections;
 pub mod core;
 pub mod executor;

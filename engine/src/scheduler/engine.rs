@@ -210,7 +210,9 @@ impl Engine {
                     crate::executor::wasm::RunnerConfig {
                         cache_dir: Some(store.root().join("plugin-cache")),
                         kv: Some(store.kv()),
-                        queries: None,
+                        queries: Some(Arc::new(crate::clickhouse::ClickhouseQueries::new(
+                            runtime.handle().clone(),
+                        ))),
                         ..crate::executor::wasm::RunnerConfig::default()
                     },
                 ),
