@@ -3,7 +3,8 @@
 //! ClickHouse is Debian's server started by scripts/test (scripts/services/clickhouse),
 //! its HTTP address in SLUICE_TEST_CLICKHOUSE_URL; the real `sluice` binary runs the DAG.
 
-use std::io::{Read, Write};
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -23,22 +24,12 @@ fn url() -> String {
 
 /// Runs a statement through ClickHouse's HTTP interface.
 fn sql(statement: &str) -> Result<String, Error> {
-    let address = url().trim_start_matches("http://").to_owned();
-    let mut stream = std::net::TcpStream::connect(&address)?;
-    write!(
-        stream,
-        "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{statement}",
-        statement.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    if !response.starts_with("HTTP/1.1 200") {
-        return Err(format!("ClickHouse refused `{statement}`: {response}").into());
+    match support::http(&url(), "POST", "/", statement)? {
+        (200, body) => Ok(body),
+        (status, body) => {
+            Err(format!("ClickHouse refused `{statement}` ({status}): {body}").into())
+        }
     }
-    Ok(response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default())
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! tests/emr_server/server.py, started by scripts/test through scripts/services/emr, its
 //! address in SLUICE_TEST_EMR_ENDPOINT). The real `sluice` binary runs the backfills.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -86,22 +88,9 @@ fn fault(cluster: &str, operation: &str, status: u16, count: u32) -> Result<(), 
     http("POST", "/_sluice/faults", &body.to_string()).map(|_| ())
 }
 
-/// A plain HTTP/1.1 exchange with the test server (no client crate needed).
+/// An exchange with the test server's control API.
 fn http(method: &str, path: &str, body: &str) -> Result<String, Error> {
-    use std::io::{Read, Write};
-    let address = endpoint().trim_start_matches("http://").to_owned();
-    let mut stream = std::net::TcpStream::connect(&address)?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default())
+    Ok(support::http(&endpoint(), method, path, body)?.1)
 }
 
 struct Case {

@@ -1,0 +1,34 @@
+//! Helpers shared by the engine's integration tests.
+
+use std::io::{Read, Write};
+
+/// One plain HTTP/1.1 exchange (no client crate needed): the status and the body.
+pub fn http(
+    base_url: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, String), Box<dyn std::error::Error>> {
+    let address = base_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(&address)?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
