@@ -353,7 +353,8 @@ impl Engine {
         let mut interrupted = Vec::new();
         for (key, run) in &self.runs {
             for (index, task) in run.record.state.tasks.iter().enumerate() {
-                if task.state.holds_slot() && !super::engine::is_remote(run, index) {
+                if task.state.holds_slot() && !super::engine::is_remote(&self.executors, run, index)
+                {
                     let key_text =
                         run.record
                             .state

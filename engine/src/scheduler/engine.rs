@@ -124,14 +124,11 @@ pub(super) struct Dispatch {
 /// Whether a task's attempts run outside this process (an EMR step) and so survive it: such
 /// attempts are adopted after a restart rather than failed by the crash, and a shutdown
 /// leaves them running.
-pub(super) fn is_remote(run: &ActiveRun, task: usize) -> bool {
+pub(super) fn is_remote(executors: &Executors, run: &ActiveRun, task: usize) -> bool {
     run.dag
         .tasks
         .get(&run.plan.tasks[task].id)
-        .is_some_and(|spec| {
-            matches!(&spec.kind, crate::spec::TaskKind::Spark(s)
-                if crate::executor::spark::effective_backend(s) == crate::spec::SparkBackend::Emr)
-        })
+        .is_some_and(|spec| executors.spark.runs_remotely(&spec.kind))
 }
 
 pub(super) struct Executors {
@@ -341,7 +338,7 @@ impl Engine {
                     .tasks
                     .iter()
                     .enumerate()
-                    .any(|(i, t)| t.state.holds_slot() && !is_remote(r, i))
+                    .any(|(i, t)| t.state.holds_slot() && !is_remote(&self.executors, r, i))
             });
             return !local_slots_held && self.local.is_empty();
         }

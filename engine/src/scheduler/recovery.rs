@@ -74,7 +74,7 @@ impl Engine {
                         try_number,
                     },
                 };
-                if super::engine::is_remote(run, index) {
+                if super::engine::is_remote(&self.executors, run, index) {
                     // The step may still run (or have ended) on the cluster: start the same
                     // try again; the executor finds the step by its name and follows it.
                     self.admission.occupy(&plan, index);

@@ -260,9 +260,7 @@ pub async fn run(
         (Some(spec), _) => {
             let name =
                 transient::cluster_name(&attempt.dag_id, attempt.logical_date, &attempt.task_id);
-            // Without the SDK's retry: a lost answer must not make a second cluster; the
-            // next try looks the cluster up by name first.
-            match transient::find_or_create(&api.once, conn, spec, &name).await {
+            match transient::find_or_create(&api.retrying, &api.once, conn, spec, &name).await {
                 Ok(id) => id,
                 Err(e) => return fail(true, e.message),
             }

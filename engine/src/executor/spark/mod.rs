@@ -29,11 +29,6 @@ fn backend_override() -> Result<Option<SparkBackend>, String> {
     }
 }
 
-/// Where a task's attempts run in this environment: its `backend`, unless overridden.
-pub fn effective_backend(task: &crate::spec::SparkTask) -> SparkBackend {
-    backend_override().ok().flatten().unwrap_or(task.backend)
-}
-
 pub struct SparkExecutor {
     backend: Result<Option<SparkBackend>, String>,
     command: Arc<CommandExecutor>,
@@ -59,14 +54,27 @@ impl SparkExecutor {
 }
 
 impl SparkExecutor {
+    /// Where a task's attempts run in this environment: its `backend`, unless
+    /// `SLUICE_SPARK_BACKEND` overrides it (an invalid override fails the attempts).
+    pub fn backend_of(&self, task: &crate::spec::SparkTask) -> Result<SparkBackend, String> {
+        match &self.backend {
+            Ok(forced) => Ok(forced.unwrap_or(task.backend)),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// Whether a task's attempts run outside this process (an EMR step), and so survive it.
+    pub fn runs_remotely(&self, kind: &TaskKind) -> bool {
+        matches!(kind, TaskKind::Spark(s) if self.backend_of(s) == Ok(SparkBackend::Emr))
+    }
+
     /// The EMR tasks of a DAG that create transient clusters: (task id, connection name).
-    fn transient_tasks(dag: &crate::spec::Dag) -> Vec<(String, String)> {
+    fn transient_tasks(&self, dag: &crate::spec::Dag) -> Vec<(String, String)> {
         dag.tasks
             .iter()
             .filter_map(|(id, spec)| match &spec.kind {
                 TaskKind::Spark(s)
-                    if effective_backend(s) == SparkBackend::Emr
-                        && s.transient_cluster.is_some() =>
+                    if self.runs_remotely(&spec.kind) && s.transient_cluster.is_some() =>
                 {
                     s.connection.clone().map(|c| (id.clone(), c))
                 }
@@ -77,7 +85,7 @@ impl SparkExecutor {
 
     /// A run ended: its transient clusters go.
     pub fn run_ended(&self, dag: &crate::spec::Dag, logical_date: chrono::DateTime<chrono::Utc>) {
-        for (task, connection) in Self::transient_tasks(dag) {
+        for (task, connection) in self.transient_tasks(dag) {
             if let Ok(conn) = crate::connections::emr(&connection) {
                 let name = transient::cluster_name(&dag.dag, logical_date, &task);
                 self.emr
@@ -100,7 +108,7 @@ impl SparkExecutor {
     ) -> Vec<String> {
         let mut notes = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
-        for (_, connection) in Self::transient_tasks(dag) {
+        for (_, connection) in self.transient_tasks(dag) {
             if !seen.insert(connection.clone()) {
                 continue;
             }
@@ -151,9 +159,9 @@ impl Executor for SparkExecutor {
                 ),
             );
         };
-        let backend = match &self.backend {
-            Ok(forced) => forced.unwrap_or(task.backend),
-            Err(e) => return fatal(&reporter, e.clone()),
+        let backend = match self.backend_of(task) {
+            Ok(backend) => backend,
+            Err(e) => return fatal(&reporter, e),
         };
         match backend {
             SparkBackend::Local => {

@@ -73,14 +73,18 @@ pub(super) async fn active_clusters(
     }
 }
 
-/// The run's cluster for the task: the active one with its name, or a new one.
+/// The run's cluster for the task: the active one with its name, or a new one. Looked up
+/// with `lookup` (the SDK's retry: throttling does not cost a try); created with `create`,
+/// which must not retry (a lost answer would make a second cluster; the next try looks the
+/// cluster up by name first).
 pub(super) async fn find_or_create(
-    client: &Client,
+    lookup: &Client,
+    create: &Client,
     conn: &EmrConnection,
     spec: &TransientCluster,
     name: &str,
 ) -> Result<String, ApiError> {
-    if let Some((_, id)) = active_clusters(client, name)
+    if let Some((_, id)) = active_clusters(lookup, name)
         .await?
         .into_iter()
         .find(|(n, _)| n == name)
@@ -149,7 +153,7 @@ pub(super) async fn find_or_create(
             .compute_limits(limits)
             .build()
     });
-    let out = client
+    let out = create
         .run_job_flow()
         .name(name)
         .release_label(&spec.release_label)
