@@ -11,26 +11,9 @@ use std::process::Command;
 use sluice::core::RunStatus;
 use sluice::store::Store;
 
+use support::clickhouse::{connection, sql};
+
 type Error = Box<dyn std::error::Error>;
-
-fn url() -> String {
-    match std::env::var("SLUICE_TEST_CLICKHOUSE_URL") {
-        Ok(url) => url,
-        Err(_) => panic!(
-            "SLUICE_TEST_CLICKHOUSE_URL is not set: start ClickHouse with `scripts/services/clickhouse start` (scripts/test does)"
-        ),
-    }
-}
-
-/// Runs a statement through ClickHouse's HTTP interface.
-fn sql(statement: &str) -> Result<String, Error> {
-    match support::http(&url(), "POST", "/", statement)? {
-        (200, body) => Ok(body),
-        (status, body) => {
-            Err(format!("ClickHouse refused `{statement}` ({status}): {body}").into())
-        }
-    }
-}
 
 #[test]
 fn dq_checks_passes_on_good_data_and_fails_with_a_report_on_bad_data() -> Result<(), Error> {
@@ -84,7 +67,6 @@ tasks:
 "#
         ),
     )?;
-    let connection = serde_json::json!({"type": "clickhouse", "url": url(), "validation": false});
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("--dags")
         .arg(root.join("dags"))
@@ -100,7 +82,7 @@ tasks:
             "--to",
             "2025-09-01T10:30:00Z",
         ])
-        .env("SLUICE_CONN_WAREHOUSE", connection.to_string())
+        .env("SLUICE_CONN_WAREHOUSE", connection())
         .output()?;
     assert_eq!(
         out.status.code(),

@@ -9,5 +9,6 @@
 
 pub mod errors;
 pub mod queries;
+pub mod statements;
 
 pub use queries::ClickhouseQueries;

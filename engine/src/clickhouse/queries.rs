@@ -61,7 +61,7 @@ impl QueryService for ClickhouseQueries {
     fn query(&self, connection: &str, sql: &str) -> Result<Vec<serde_json::Value>, HostCallError> {
         let client = self.client(connection)?;
         let fetched = self.runtime.block_on(async {
-            let mut cursor = client.query(sql).fetch_bytes("JSONEachRow")?;
+            let mut cursor = client.query_raw(sql).fetch_bytes("JSONEachRow")?;
             let mut bytes = Vec::new();
             while let Some(chunk) = cursor.next().await? {
                 bytes.extend_from_slice(&chunk);

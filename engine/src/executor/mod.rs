@@ -1,6 +1,7 @@
 //! Executors run attempts; one module per task kind behind the [`Executor`] trait. They
 //! report back through a [`Reporter`] as events; the scheduler never waits on them.
 
+pub mod clickhouse;
 pub mod command;
 pub mod noop;
 pub mod spark;

@@ -194,19 +194,7 @@ impl Engine {
                 TaskKind::Command(_) => self.executors.command.start(attempt, reporter),
                 TaskKind::Wasm(_) => self.executors.wasm.start(attempt, reporter),
                 TaskKind::Spark(_) => self.executors.spark.start(attempt, reporter),
-                other => self.local.push_back(Input::Report {
-                    attempt: id,
-                    report: Report::Finished {
-                        outcome: Outcome::Failed {
-                            retryable: false,
-                            reason: format!(
-                                "no executor for `{}` tasks in this build yet",
-                                other.type_name()
-                            ),
-                        },
-                        output: None,
-                    },
-                }),
+                TaskKind::Clickhouse(_) => self.executors.clickhouse.start(attempt, reporter),
             }
         }
     }

@@ -136,6 +136,7 @@ pub(super) struct Executors {
     pub command: Arc<CommandExecutor>,
     pub spark: crate::executor::spark::SparkExecutor,
     pub wasm: crate::executor::wasm::WasmExecutor,
+    pub clickhouse: crate::executor::clickhouse::ClickhouseExecutor,
 }
 
 impl Executors {
@@ -145,6 +146,7 @@ impl Executors {
         self.command.cancel(idempotency_key);
         self.spark.cancel(idempotency_key);
         self.wasm.cancel(idempotency_key);
+        self.clickhouse.cancel(idempotency_key);
     }
 }
 
@@ -201,6 +203,9 @@ impl Engine {
                     runtime.handle().clone(),
                 ),
                 command,
+                clickhouse: crate::executor::clickhouse::ClickhouseExecutor::new(
+                    runtime.handle().clone(),
+                ),
                 wasm: crate::executor::wasm::WasmExecutor::new(
                     runtime.handle().clone(),
                     config.plugins_dir.clone(),

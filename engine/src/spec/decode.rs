@@ -397,11 +397,14 @@ fn read_clickhouse(d: &mut Decoder, f: &mut Fields<'_>) -> Option<ClickhouseTask
     let sql = f.read_required(d, "sql", Decoder::string);
     let settings = f.read(d, "settings", Decoder::json_object);
     let max_output_rows = f.read(d, "max_output_rows", Decoder::unsigned);
+    let wait_for_mutations = f.read(d, "wait_for_mutations", Decoder::boolean);
     Some(ClickhouseTask {
         connection: connection?,
         sql: sql?,
         settings: settings.unwrap_or_default(),
         max_output_rows,
+        wait_for_mutations: wait_for_mutations
+            .unwrap_or_else(crate::spec::model::defaults::wait_for_mutations),
     })
 }
 

@@ -85,6 +85,9 @@ pub mod defaults {
     pub fn max_active_tasks() -> u32 {
         16
     }
+    pub fn wait_for_mutations() -> bool {
+        true
+    }
     pub const RETRIES: u32 = 0;
     pub const RETRY_DELAY: Duration = Duration::from_secs(300);
     pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
@@ -420,6 +423,10 @@ pub struct ClickhouseTask {
     /// Most rows kept as output. Default 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_rows: Option<u64>,
+    /// After an `ALTER TABLE … DELETE|UPDATE`, wait until the server has applied it before
+    /// the next statement (mutations run in the background). Default true.
+    #[serde(default = "defaults::wait_for_mutations")]
+    pub wait_for_mutations: bool,
 }
 
 /// `type: wasm` — a WebAssembly plugin run in a sandbox.
