@@ -103,11 +103,27 @@ pub struct ClickhouseConnection {
     pub validation: bool,
 }
 
+/// A Kafka cluster.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConnection {
+    /// `host:port[,host:port…]`.
+    pub bootstrap_servers: String,
+    /// Further client settings (librdkafka's names: `security.protocol`, `sasl.mechanism`,
+    /// `sasl.username`, …).
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+    /// The environment variable holding `sasl.password`, if the cluster needs one.
+    #[serde(default)]
+    pub sasl_password_env: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Connection {
     Emr(EmrConnection),
     Clickhouse(ClickhouseConnection),
+    Kafka(KafkaConnection),
 }
 
 /// The environment variable of a connection.
@@ -159,6 +175,16 @@ pub fn clickhouse(name: &str) -> Result<ClickhouseConnection, ConnectionError> {
     )? {
         (_, Connection::Clickhouse(c)) => Ok(c),
         (var, _) => Err(wrong_type(name, var, "clickhouse")),
+    }
+}
+
+pub fn kafka(name: &str) -> Result<KafkaConnection, ConnectionError> {
+    match read(
+        name,
+        r#"{"type": "kafka", "bootstrap_servers": "127.0.0.1:9092"}"#,
+    )? {
+        (_, Connection::Kafka(c)) => Ok(c),
+        (var, _) => Err(wrong_type(name, var, "kafka")),
     }
 }
 

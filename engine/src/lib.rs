@@ -12,3 +12,4 @@ pub mod scheduler;
 pub mod spec;
 pub mod store;
 pub mod template;
+pub mod trigger;

@@ -568,6 +568,9 @@ fn print_run(
             let mut value = run_summary(run);
             value["tasks"] = serde_json::json!(run.state.tasks);
             value["attempts"] = serde_json::json!(attempts);
+            if let Some(gate) = &run.gate {
+                value["gate"] = serde_json::json!(gate);
+            }
             streams.json(&value)?;
         }
         OutputFormat::Table => {
@@ -580,6 +583,11 @@ fn print_run(
                 format_instant(run.state.interval.start),
                 format_instant(run.state.interval.end)
             )?;
+            if let Some(gate) = &run.gate {
+                for line in gate_lines(gate) {
+                    writeln!(streams.out, "  {line}")?;
+                }
+            }
             // In the order they ran, times to the millisecond.
             let mut ordered: Vec<&crate::store::AttemptRecord> = attempts.iter().collect();
             ordered.sort_by_key(|a| (a.started_at, a.try_number));
@@ -625,6 +633,55 @@ fn print_run(
         }
     }
     Ok(())
+}
+
+/// A run's gate for people: its state, then the figures of the decision.
+fn gate_lines(gate: &crate::store::GateRecord) -> Vec<String> {
+    use crate::store::GateStatus;
+    let state = match gate.status {
+        GateStatus::Waiting => "closed (tasks deferred)",
+        GateStatus::Open => "open",
+        GateStatus::TimedOut => "timed out",
+    };
+    let mut lines = vec![format!(
+        "gate {state}, decided {}, waiting since {}",
+        format_instant(gate.decided_at),
+        format_instant(gate.waiting_since)
+    )];
+    if let Some(reason) = &gate.reason {
+        lines.push(format!("  {reason}"));
+    }
+    if let Some(f) = &gate.figures {
+        lines.push(format!(
+            "  watermark {} (needs {}), lag {}{} ({:?}), {} partition(s){}{}",
+            f.watermark.map_or("none".into(), format_instant),
+            format_instant(f.required_watermark),
+            f.lag,
+            f.max_lag
+                .map(|m| format!(" of at most {m}"))
+                .unwrap_or_default(),
+            f.lag_status,
+            f.partitions,
+            if f.idle_partitions.is_empty() {
+                String::new()
+            } else {
+                format!(", idle {:?}", f.idle_partitions)
+            },
+            if f.behind_partitions.is_empty() {
+                String::new()
+            } else {
+                format!(", behind {:?}", f.behind_partitions)
+            },
+        ));
+        lines.push(format!("  seen at {}", format_instant(f.observed_at)));
+    }
+    if gate.late_events > 0 {
+        lines.push(format!(
+            "  {} late event(s) after it opened",
+            gate.late_events
+        ));
+    }
+    lines
 }
 
 pub fn tasks(

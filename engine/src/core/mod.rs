@@ -12,8 +12,10 @@
 //! - `admission`: concurrency limits (`max_active_tasks`, pools) across runs.
 //! - `intervals`: which scheduled runs to create (catchup, start/end).
 //! - `lag`: Kafka consumer lag over a window, with Burrow's rules (for readiness gates).
+//! - `gate`: event-time watermark and the open/closed/timed-out decision of a gate.
 
 pub mod admission;
+pub mod gate;
 pub mod intervals;
 pub mod lag;
 pub mod plan;

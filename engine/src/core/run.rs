@@ -187,6 +187,37 @@ impl RunState {
         changes
     }
 
+    /// The run's gate stayed closed past its timeout: every task waiting on it fails with
+    /// the reason, and so does any task that becomes ready after that (an `all_done` clean-up
+    /// included: no task of the run touches data the gate never declared complete). The
+    /// run then settles as failed. Idempotent; the shell calls it on every evaluation of a
+    /// run whose gate timed out.
+    pub fn gate_timed_out(
+        &mut self,
+        plan: &DagPlan,
+        past: &dyn Fn(usize) -> Past,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Vec<Change> {
+        let mut changes = Vec::new();
+        // Each pass fails at least one more task, or stops.
+        for _ in 0..=self.tasks.len() {
+            changes.extend(self.evaluate(plan, past, false, now));
+            let deferred: Vec<usize> = (0..self.tasks.len())
+                .filter(|&i| self.tasks[i].state == TaskState::Deferred)
+                .collect();
+            if deferred.is_empty() {
+                break;
+            }
+            for i in deferred {
+                self.tasks[i].reason = Some(reason.to_owned());
+                self.set(i, TaskState::Failed, &mut changes);
+            }
+        }
+        self.settle(plan, &mut changes);
+        changes
+    }
+
     /// Finishes the run once every task is finished: failed if any task failed or a leaf did
     /// not succeed, else success. (Stricter than Airflow, which looks at leaves only: a
     /// failure handled by an `all_done` clean-up task still fails the run, so the ledger never

@@ -501,3 +501,34 @@ fn depends_on_past_waits_for_the_previous_run_and_the_gate_defers() {
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
     assert_eq!(run.tasks[0].state, TaskState::Scheduled);
 }
+
+proptest! {
+    /// Whatever the DAG's shape and trigger rules, a gate that times out before anything ran
+    /// ends the run failed, with no task left waiting or started and every task that was
+    /// ready failing with the gate's reason.
+    #[test]
+    fn a_gate_timeout_fails_the_whole_run(specs in dag_spec()) {
+        let plan = plan(&specs, 8, None);
+        let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
+        run.evaluate(&plan, &|_| Past::Satisfied, false, t0());
+        prop_assert!(run.tasks.iter().all(|t| !t.state.holds_slot()));
+        let deferred: Vec<usize> = (0..run.tasks.len())
+            .filter(|&i| run.tasks[i].state == TaskState::Deferred)
+            .collect();
+        // A run whose tasks all skipped without waiting is over before any timeout.
+        prop_assume!(!run.status.is_finished());
+        run.gate_timed_out(&plan, &|_| Past::Satisfied, "gate closed", t0());
+        prop_assert_eq!(run.status, RunStatus::Failed);
+        for (i, task) in run.tasks.iter().enumerate() {
+            prop_assert!(task.state.is_finished(), "task {} is {:?}", i, task.state);
+            prop_assert_eq!(task.try_number, 0);
+            if task.state == TaskState::Failed {
+                prop_assert_eq!(task.reason.as_deref(), Some("gate closed"));
+            }
+        }
+        // What waited on the gate failed with its reason.
+        for i in deferred {
+            prop_assert_eq!(run.tasks[i].state, TaskState::Failed);
+        }
+    }
+}

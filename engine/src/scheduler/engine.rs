@@ -110,6 +110,8 @@ pub(super) struct ActiveRun {
     pub succeeded_at: Vec<Option<Instant>>,
     /// Attempts not yet ended, by (task index, try): updated in memory, written on change.
     pub attempts: HashMap<(usize, u32), crate::store::AttemptRecord>,
+    /// The record changed without a state change (a gate decision): write it.
+    pub record_touched: bool,
 }
 
 /// A granted attempt, started after the flush.
@@ -173,6 +175,11 @@ pub struct Engine {
     /// DAG and backfill records whose cursors moved this iteration; written after the runs.
     pub(super) cursor_writes: Vec<String>,
     pub(super) stats: Stats,
+    /// Watches the topics of readiness gates (a thread, started for the first gate).
+    pub(super) gate_monitor: crate::trigger::kafka::GateMonitor,
+    /// The latest view of each watched topic and group.
+    pub(super) gate_views:
+        HashMap<crate::trigger::kafka::GateSource, Result<crate::core::gate::TopicView, String>>,
     pub(super) shutdown_at: Option<Instant>,
     pub(super) last_reload: Instant,
     /// The DAG folder as last read (paths, sizes, mtimes).
@@ -194,6 +201,8 @@ impl Engine {
         let (sender, inbox) = mpsc::channel();
         let admission = Admission::new(config.pools.clone());
         let command = Arc::new(CommandExecutor::new(runtime.handle().clone()));
+        let gate_monitor =
+            crate::trigger::kafka::GateMonitor::new(sender.clone(), store.gate_memory());
         let mut engine = Engine {
             executors: Executors {
                 noop: NoopExecutor,
@@ -236,6 +245,8 @@ impl Engine {
             output_writes: Vec::new(),
             cursor_writes: Vec::new(),
             stats: Stats::default(),
+            gate_monitor,
+            gate_views: HashMap::new(),
             shutdown_at: None,
             last_reload: Instant::now(),
             folder_seen: None,
@@ -243,6 +254,7 @@ impl Engine {
         engine.folder_seen = super::registry::folder_fingerprint(&engine.config.dags_dir);
         engine.load_dags()?;
         engine.recover(Utc::now())?;
+        engine.refresh_gate_watch();
         engine.persist_and_flush()?;
         Ok(engine)
     }
@@ -426,14 +438,23 @@ impl Engine {
                 continue;
             };
             run.dirty = false;
-            // Gates (Kafka readiness) arrive with their issue; until then every gate is open.
-            let gate_open = true;
-            let changes = run.record.state.evaluate(
-                &run.plan,
-                &|i| Past::from_previous(past.get(i).copied()),
-                gate_open,
-                now,
-            );
+            let verdict = self.gate_verdict(&key, now);
+            let Some(run) = self.runs.get_mut(&key) else {
+                continue;
+            };
+            let past = |i: usize| Past::from_previous(past.get(i).copied());
+            let changes = match verdict {
+                super::gates::GateVerdict::Open => {
+                    run.record.state.evaluate(&run.plan, &past, true, now)
+                }
+                super::gates::GateVerdict::Closed => {
+                    run.record.state.evaluate(&run.plan, &past, false, now)
+                }
+                super::gates::GateVerdict::TimedOut(reason) => run
+                    .record
+                    .state
+                    .gate_timed_out(&run.plan, &past, &reason, now),
+            };
             if status == RunStatus::Queued && run.record.state.status != RunStatus::Queued {
                 *running_per_dag.entry(key.0.clone()).or_insert(0) += 1;
                 run.record.started_at.get_or_insert(now);

@@ -11,6 +11,7 @@ pub mod backfill;
 pub mod control;
 mod dispatch;
 mod engine;
+mod gates;
 mod persist;
 mod recovery;
 mod registry;
@@ -44,6 +45,11 @@ pub enum Input {
         reprocess: crate::store::Reprocess,
         max_active_runs: Option<usize>,
         reply: std::sync::mpsc::Sender<Reply>,
+    },
+    /// What the gate monitor saw of a watched topic and group, or why it saw nothing.
+    GateView {
+        source: crate::trigger::kafka::GateSource,
+        view: Result<crate::core::gate::TopicView, String>,
     },
 }
 

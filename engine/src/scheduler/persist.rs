@@ -41,6 +41,7 @@ impl Engine {
             ended_at: None,
             dag_version: version,
             conf,
+            gate: None,
         };
         self.runs.insert(
             key,
@@ -55,6 +56,7 @@ impl Engine {
                 }],
                 succeeded_at: vec![None; tasks],
                 attempts: HashMap::new(),
+                record_touched: false,
             },
         );
         self.stats.runs_created += 1;
@@ -81,6 +83,7 @@ impl Engine {
                 changes: Vec::new(),
                 succeeded_at: vec![None; tasks],
                 attempts: HashMap::new(),
+                record_touched: false,
             },
         );
         Ok(Some(key))
@@ -96,6 +99,12 @@ impl Engine {
         let mut events = Vec::new();
         let mut writes = self.store.writes();
         for (key, run) in self.runs.iter_mut() {
+            if run.changes.is_empty() && std::mem::take(&mut run.record_touched) {
+                // Only the record moved (a gate decision): write it, no event.
+                wrote = true;
+                writes.put_run(&run.record);
+                continue;
+            }
             if run.changes.is_empty() {
                 // A run loaded finished (a crash fell between its final record and its
                 // removal from the index of unfinished runs): finish that removal.
@@ -108,6 +117,7 @@ impl Engine {
                 continue;
             }
             wrote = true;
+            run.record_touched = false;
             let changes = std::mem::take(&mut run.changes);
             let state = &run.record.state;
             let mut ledger_status = None;

@@ -180,7 +180,9 @@ impl Engine {
             return Ok(());
         }
         self.folder_seen = seen;
-        self.load_dags()
+        self.load_dags()?;
+        self.refresh_gate_watch();
+        Ok(())
     }
 
     /// The plan and spec of a DAG version, from memory or the store.

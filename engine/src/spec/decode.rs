@@ -155,6 +155,9 @@ fn read_gate(d: &mut Decoder, node: &Node, path: &str) -> Option<Gate> {
             reprocess_late_data: k
                 .read(d, "reprocess_late_data", Decoder::boolean)
                 .unwrap_or(false),
+            poll_interval: k
+                .read(d, "poll_interval", Decoder::duration)
+                .unwrap_or(defaults::GATE_POLL_INTERVAL),
             connection: connection?,
             topic: topic?,
             group: group?,

@@ -88,6 +88,10 @@ pub mod defaults {
     pub fn wait_for_mutations() -> bool {
         true
     }
+    pub const GATE_POLL_INTERVAL: Duration = Duration::from_secs(10);
+    pub fn gate_poll_interval() -> Duration {
+        GATE_POLL_INTERVAL
+    }
     pub const RETRIES: u32 = 0;
     pub const RETRY_DELAY: Duration = Duration::from_secs(300);
     pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
@@ -140,6 +144,9 @@ pub struct KafkaGate {
     /// Clear and rerun an interval when late events arrive for it after it succeeded.
     #[serde(default)]
     pub reprocess_late_data: bool,
+    /// How often the topic and group are looked at. Default `10s`.
+    #[serde(default = "defaults::gate_poll_interval")]
+    pub poll_interval: Duration,
 }
 
 /// Retry, timeout and pool settings; on `defaults` and on each task.

@@ -6,6 +6,7 @@
 //! iteration, flushes once, then acts on them: nothing leaves the process before the state
 //! that explains it is on disk.
 
+pub mod gates;
 pub mod keys;
 pub mod kv;
 pub mod records;
@@ -16,6 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use gates::GateMemoryStore;
 pub use kv::KvStore;
 pub use records::*;
 
@@ -77,6 +79,7 @@ pub struct Store {
     ledger: sled::Tree,
     backfills: sled::Tree,
     kv: sled::Tree,
+    gate_memory: sled::Tree,
     root: PathBuf,
 }
 
@@ -155,6 +158,7 @@ impl Store {
             ledger: db.open_tree("ledger")?,
             backfills: db.open_tree("backfills")?,
             kv: db.open_tree("kv")?,
+            gate_memory: db.open_tree("gate_memory")?,
             db,
             root,
         };
@@ -199,6 +203,10 @@ impl Store {
     /// The plugins' key-value store.
     pub fn kv(&self) -> KvStore {
         KvStore::new(self.kv.clone())
+    }
+
+    pub fn gate_memory(&self) -> GateMemoryStore {
+        GateMemoryStore::new(self.gate_memory.clone())
     }
 
     pub fn root(&self) -> &Path {

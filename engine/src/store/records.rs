@@ -29,6 +29,45 @@ pub struct RunRecord {
     /// `--conf` of a triggered run.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub conf: serde_json::Value,
+    /// The DAG's readiness gate for this run: its state and the figures it was decided on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateRecord>,
+}
+
+/// Where a run's gate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateStatus {
+    /// Closed: the run's tasks are deferred.
+    Waiting,
+    /// Opened (latched for the run).
+    Open,
+    /// Still closed after its timeout: the run failed.
+    TimedOut,
+}
+
+/// A run's gate: since when it waits, and the last decision with its figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRecord {
+    pub status: GateStatus,
+    /// When the run began waiting (the timeout counts from this or the interval's end,
+    /// whichever is later).
+    pub waiting_since: DateTime<Utc>,
+    /// When the last decision was made.
+    pub decided_at: DateTime<Utc>,
+    /// Why it is closed (or timed out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The figures of the last decision (none while the topic could not be seen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<crate::core::gate::GateFigures>,
+    /// Events that arrived for this interval after its gate opened.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub late_events: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,171 @@
+//! Readiness gates in the loop: what the monitor is told to watch, the views it sends, and
+//! each waiting run's gate decided by `crate::core::gate` and recorded on the run.
+
+use chrono::{DateTime, Utc};
+
+use super::engine::{Engine, RunKey};
+use crate::core::gate::{GateDecision, GateRule, TopicView};
+use crate::store::{GateRecord, GateStatus};
+use crate::trigger::kafka::{GateSource, Watchlist};
+
+/// What the loop does with a run's tasks this evaluation.
+pub(super) enum GateVerdict {
+    /// No gate, or it opened: tasks may be scheduled.
+    Open,
+    /// Closed: ready tasks are deferred.
+    Closed,
+    /// Timed out: the run fails with the reason.
+    TimedOut(String),
+}
+
+pub(super) fn rule_of(gate: &crate::spec::KafkaGate) -> GateRule {
+    GateRule {
+        lateness: gate.watermark_lateness.as_chrono(),
+        max_lag: gate.max_lag,
+        timeout: gate.timeout.map(|t| t.as_chrono()),
+        idle_after: gate.idle_partition_timeout.map(|t| t.as_chrono()),
+    }
+}
+
+impl Engine {
+    /// Tells the monitor what to watch: every gate of a loaded DAG or of an active run's
+    /// DAG version, each at the shortest poll interval asked for it.
+    pub(super) fn refresh_gate_watch(&mut self) {
+        let mut list = Watchlist::new();
+        let gates = self
+            .dags
+            .values()
+            .filter_map(|e| e.dag.gate.as_ref())
+            .chain(self.runs.values().filter_map(|r| r.dag.gate.as_ref()));
+        for gate in gates {
+            let every = gate.kafka.poll_interval.as_std();
+            list.entry(GateSource::of(&gate.kafka))
+                .and_modify(|e| *e = (*e).min(every))
+                .or_insert(every);
+        }
+        self.gate_monitor.watch(list);
+    }
+
+    /// A view from the monitor: kept, logged when the topic's availability changes, and
+    /// every run waiting on it is evaluated again.
+    pub(super) fn apply_gate_view(&mut self, source: GateSource, view: Result<TopicView, String>) {
+        let was_ok = self.gate_views.get(&source).map(|v| v.is_ok());
+        match (&view, was_ok) {
+            (Err(e), Some(true) | None) => {
+                eprintln!("gate {source}: cannot see the topic ({e}); gates on it stay closed")
+            }
+            (Ok(_), Some(false)) => eprintln!("gate {source}: the topic is visible again"),
+            _ => {}
+        }
+        self.gate_views.insert(source.clone(), view);
+        for run in self.runs.values_mut() {
+            let waits = run
+                .record
+                .gate
+                .as_ref()
+                .is_none_or(|g| g.status != GateStatus::Open);
+            if waits
+                && run
+                    .dag
+                    .gate
+                    .as_ref()
+                    .is_some_and(|g| GateSource::of(&g.kafka) == source)
+            {
+                run.dirty = true;
+            }
+        }
+    }
+
+    /// Decides a run's gate now and records the decision on the run.
+    pub(super) fn gate_verdict(&mut self, key: &RunKey, now: DateTime<Utc>) -> GateVerdict {
+        let Some(run) = self.runs.get_mut(key) else {
+            return GateVerdict::Open;
+        };
+        let Some(gate) = run.dag.gate.clone() else {
+            return GateVerdict::Open;
+        };
+        let cleared_after_timeout = run.record.gate.as_ref().is_some_and(|g| {
+            g.status == GateStatus::TimedOut && !run.record.state.status.is_finished()
+        });
+        match &run.record.gate {
+            Some(g) if g.status == GateStatus::Open => return GateVerdict::Open,
+            Some(g) if g.status == GateStatus::TimedOut && !cleared_after_timeout => {
+                return GateVerdict::TimedOut(g.reason.clone().unwrap_or_default());
+            }
+            _ => {}
+        }
+        // A run cleared after its gate timed out waits again, with a fresh timeout.
+        let waiting_since = match &run.record.gate {
+            Some(g) if !cleared_after_timeout => g.waiting_since,
+            _ => now,
+        };
+        let source = GateSource::of(&gate.kafka);
+        let view = match self.gate_views.get(&source) {
+            Some(Ok(view)) => Ok(view),
+            Some(Err(e)) => Err(e.as_str()),
+            None => Err("not looked at yet"),
+        };
+        let decision = crate::core::gate::decide(
+            &rule_of(&gate.kafka),
+            run.record.state.interval.end,
+            waiting_since,
+            view,
+            now,
+        );
+        let (status, reason, figures, verdict) = match decision {
+            GateDecision::Open(figures) => {
+                (GateStatus::Open, None, Some(figures), GateVerdict::Open)
+            }
+            GateDecision::Closed { reason, figures } => (
+                GateStatus::Waiting,
+                Some(reason),
+                figures,
+                GateVerdict::Closed,
+            ),
+            GateDecision::TimedOut { reason, figures } => (
+                GateStatus::TimedOut,
+                Some(reason.clone()),
+                figures,
+                GateVerdict::TimedOut(reason),
+            ),
+        };
+        let late_events = run.record.gate.as_ref().map_or(0, |g| g.late_events);
+        let record = GateRecord {
+            status,
+            waiting_since,
+            decided_at: now,
+            reason,
+            figures,
+            late_events,
+        };
+        let changed = run.record.gate.as_ref().is_none_or(|g| {
+            g.status != record.status || g.reason != record.reason || g.figures != record.figures
+        });
+        if changed {
+            if status != GateStatus::Waiting || run.record.gate.is_none() {
+                let what = match status {
+                    GateStatus::Open => "gate open".to_owned(),
+                    GateStatus::Waiting => "waiting on its gate".to_owned(),
+                    GateStatus::TimedOut => "gate timed out".to_owned(),
+                };
+                let message = format!(
+                    "{} {} {what}{}",
+                    run.record.state.dag_id,
+                    run.record.state.run_id,
+                    record
+                        .reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                );
+                run.record.gate = Some(record);
+                run.record_touched = true;
+                self.log(message);
+            } else {
+                run.record.gate = Some(record);
+                run.record_touched = true;
+            }
+        }
+        verdict
+    }
+}

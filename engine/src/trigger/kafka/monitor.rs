@@ -1,0 +1,143 @@
+//! The gate monitor: one thread that looks at every watched topic and group at its poll
+//! interval and sends each view (or why there is none) to the scheduler loop. It owns one
+//! [`KafkaLink`] per connection; it never blocks the loop, and a broker that is down only
+//! costs it a request time-out per look.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use super::GateSource;
+use super::client::KafkaLink;
+use super::observer::{SourceMemory, observe};
+use crate::core::gate::TopicView;
+use crate::scheduler::Input;
+use crate::store::GateMemoryStore;
+
+/// What to watch: each source with how often to look.
+pub type Watchlist = BTreeMap<GateSource, Duration>;
+
+pub struct GateMonitor {
+    watchlist: Arc<Mutex<Watchlist>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    sink: mpsc::Sender<Input>,
+    memory: GateMemoryStore,
+}
+
+impl GateMonitor {
+    pub fn new(sink: mpsc::Sender<Input>, memory: GateMemoryStore) -> Self {
+        GateMonitor {
+            watchlist: Arc::default(),
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: None,
+            sink,
+            memory,
+        }
+    }
+
+    /// Replaces what is watched; the thread starts with the first source.
+    pub fn watch(&mut self, list: Watchlist) {
+        let empty = list.is_empty();
+        if let Ok(mut current) = self.watchlist.lock() {
+            *current = list;
+        }
+        if empty || self.thread.is_some() {
+            return;
+        }
+        let (watchlist, stop) = (Arc::clone(&self.watchlist), Arc::clone(&self.stop));
+        let (sink, memory) = (self.sink.clone(), self.memory.clone());
+        self.thread = std::thread::Builder::new()
+            .name("sluice-gates".into())
+            .spawn(move || run(&watchlist, &stop, &sink, &memory))
+            .ok();
+    }
+
+    /// Whether the monitor's thread is up (it is only started for DAGs with a gate).
+    pub fn is_running(&self) -> bool {
+        self.thread.is_some()
+    }
+}
+
+impl Drop for GateMonitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Not joined: a look in progress may take a request time-out; the thread ends
+        // after it, and the process does not wait for a broker that is down.
+        self.thread.take();
+    }
+}
+
+fn run(
+    watchlist: &Mutex<Watchlist>,
+    stop: &AtomicBool,
+    sink: &mpsc::Sender<Input>,
+    memory_store: &GateMemoryStore,
+) {
+    let mut links: HashMap<String, KafkaLink> = HashMap::new();
+    let mut memories: HashMap<GateSource, SourceMemory> = HashMap::new();
+    let mut next_look: HashMap<GateSource, Instant> = HashMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        let list = watchlist.lock().map(|l| l.clone()).unwrap_or_default();
+        let now = Instant::now();
+        for (source, every) in &list {
+            if next_look.get(source).is_some_and(|at| *at > now) || stop.load(Ordering::Relaxed) {
+                continue;
+            }
+            next_look.insert(source.clone(), now + *every);
+            let memory = memories
+                .entry(source.clone())
+                .or_insert_with(|| recall(memory_store, source));
+            let view = look(&mut links, source, memory);
+            // A failed look keeps its link: the client reconnects by itself.
+            if view.is_ok() {
+                remember(memory_store, source, memory);
+            }
+            if sink
+                .send(Input::GateView {
+                    source: source.clone(),
+                    view,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One look at a source.
+pub fn look(
+    links: &mut HashMap<String, KafkaLink>,
+    source: &GateSource,
+    memory: &mut SourceMemory,
+) -> Result<TopicView, String> {
+    if !links.contains_key(&source.connection) {
+        let conn = crate::connections::kafka(&source.connection).map_err(|e| e.to_string())?;
+        links.insert(source.connection.clone(), KafkaLink::new(conn)?);
+    }
+    let link = links
+        .get_mut(&source.connection)
+        .ok_or_else(|| format!("no link for connection `{}`", source.connection))?;
+    observe(link, &source.topic, &source.group, memory, Utc::now())
+}
+
+fn recall(store: &GateMemoryStore, source: &GateSource) -> SourceMemory {
+    store
+        .get(&source.key())
+        .ok()
+        .flatten()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+fn remember(store: &GateMemoryStore, source: &GateSource, memory: &SourceMemory) {
+    if let Ok(bytes) = serde_json::to_vec(memory) {
+        // Losing a write only costs the next start one window of history.
+        let _ = store.put(&source.key(), &bytes);
+    }
+}

@@ -1,0 +1,453 @@
+//! Kafka readiness gates against a real Kafka-protocol broker (tansu, started by
+//! scripts/test through scripts/services/kafka; address in SLUICE_TEST_KAFKA_BOOTSTRAP):
+//! watermark and lag of a multi-partition topic, a gate opening exactly at interval end +
+//! lateness, an idle partition, a gate timing out, and the broker stopped and restarted
+//! under a running scheduler.
+
+mod support;
+
+use std::collections::HashMap;
+
+use sluice::core::gate::{GateDecision, GateRule, decide, watermark};
+use sluice::core::lag::LagStatus;
+use sluice::trigger::kafka::GateSource;
+use sluice::trigger::kafka::monitor::look;
+use sluice::trigger::kafka::observer::SourceMemory;
+use support::kafka::{bootstrap, commit, connection, create_topic, ms, produce, producer};
+
+type Error = Box<dyn std::error::Error>;
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+#[test]
+fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result<(), Error> {
+    let b = bootstrap();
+    let topic = unique("lagging");
+    let group = unique("aggregator");
+    create_topic(&b, &topic, 4)?;
+    let p = producer(&b)?;
+    // Partition 0: ten events 10:00..10:09; 1: five up to 10:20; 2: three up to 10:05;
+    // 3: nothing. Out of order in partition 1: its newest message is not its latest time.
+    produce(
+        &p,
+        &topic,
+        0,
+        &(0..10)
+            .map(|m| ms("2025-09-01T10:00:00Z") + m * 60_000)
+            .collect::<Vec<_>>(),
+    )?;
+    produce(
+        &p,
+        &topic,
+        1,
+        &[
+            ms("2025-09-01T10:01:00Z"),
+            ms("2025-09-01T10:20:00Z"),
+            ms("2025-09-01T10:02:00Z"),
+            ms("2025-09-01T10:19:00Z"),
+            ms("2025-09-01T10:20:30Z"),
+        ],
+    )?;
+    produce(
+        &p,
+        &topic,
+        2,
+        &[
+            ms("2025-09-01T10:03:00Z"),
+            ms("2025-09-01T10:04:00Z"),
+            ms("2025-09-01T10:05:00Z"),
+        ],
+    )?;
+    // The group consumed partition 0 entirely, two of partition 1, nothing of 2 and 3.
+    commit(&b, &group, &topic, &[(0, 10), (1, 2)])?;
+
+    // SAFETY of the environment: this test binary reads connections from the environment.
+    unsafe { std::env::set_var("SLUICE_CONN_TEST_BROKER", connection(&b)) };
+    let source = GateSource {
+        connection: "test_broker".into(),
+        topic: topic.clone(),
+        group: group.clone(),
+    };
+    let mut links = HashMap::new();
+    let mut memory = SourceMemory::default();
+    let view = look(&mut links, &source, &mut memory)?;
+    let by_id: HashMap<i32, _> = view.partitions.iter().map(|p| (p.partition, p)).collect();
+    assert_eq!(view.partitions.len(), 4);
+    assert_eq!(
+        (
+            by_id[&0].high_watermark,
+            by_id[&0].committed,
+            by_id[&0].lag()
+        ),
+        (10, Some(10), 0)
+    );
+    assert_eq!(
+        (
+            by_id[&1].high_watermark,
+            by_id[&1].committed,
+            by_id[&1].lag()
+        ),
+        (5, Some(2), 3)
+    );
+    assert_eq!(
+        (
+            by_id[&2].high_watermark,
+            by_id[&2].committed,
+            by_id[&2].lag()
+        ),
+        (3, None, 3)
+    );
+    assert_eq!((by_id[&3].high_watermark, by_id[&3].lag()), (0, 0));
+    let at =
+        |s: &str| chrono::DateTime::parse_from_rfc3339(s).map(|d| d.with_timezone(&chrono::Utc));
+    assert_eq!(by_id[&0].event_time, Some(at("2025-09-01T10:09:00Z")?));
+    assert_eq!(by_id[&1].event_time, Some(at("2025-09-01T10:20:30Z")?));
+    assert_eq!(by_id[&2].event_time, Some(at("2025-09-01T10:05:00Z")?));
+    assert_eq!(by_id[&3].event_time, None);
+    // The empty partition holds the watermark back until it counts as idle.
+    assert_eq!(watermark(&view, None, view.at).0, None);
+    let later = view.at + chrono::TimeDelta::minutes(3);
+    assert_eq!(
+        watermark(&view, Some(chrono::TimeDelta::minutes(2)), later),
+        (Some(at("2025-09-01T10:20:30Z")?), vec![0, 1, 2, 3])
+    );
+
+    // Partition 3 gets data and partition 1 gets an older event: its watermark stays.
+    produce(&p, &topic, 3, &[ms("2025-09-01T10:07:00Z")])?;
+    produce(&p, &topic, 1, &[ms("2025-09-01T10:00:00Z")])?;
+    let view = look(&mut links, &source, &mut memory)?;
+    assert_eq!(
+        watermark(&view, None, view.at).0,
+        Some(at("2025-09-01T10:05:00Z")?)
+    );
+    let rule = GateRule {
+        lateness: chrono::TimeDelta::minutes(5),
+        max_lag: Some(5),
+        timeout: None,
+        idle_after: None,
+    };
+    match decide(
+        &rule,
+        at("2025-09-01T10:00:00Z")?,
+        view.at,
+        Ok(&view),
+        view.at,
+    ) {
+        GateDecision::Closed {
+            reason,
+            figures: Some(f),
+        } => {
+            assert!(reason.contains("consumer lag 8 > max_lag 5"), "{reason}");
+            assert_eq!((f.lag, f.partitions), (8, 4));
+        }
+        other => panic!("the gate should be closed by lag: {other:?}"),
+    }
+    // Lag over the window: partition 1's consumer is not moving while lag stays.
+    let view = look(&mut links, &source, &mut memory)?;
+    let p1 = view
+        .partitions
+        .iter()
+        .find(|p| p.partition == 1)
+        .ok_or("no partition 1")?;
+    assert_eq!(p1.lag_status, LagStatus::Stall);
+    let p0 = view
+        .partitions
+        .iter()
+        .find(|p| p.partition == 0)
+        .ok_or("no partition 0")?;
+    assert_eq!(p0.lag_status, LagStatus::Ok);
+    Ok(())
+}
+
+/// `sluice scheduler` on a DAG folder, its stderr (verbose transitions) collected as it runs.
+struct Scheduler {
+    root: std::path::PathBuf,
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Scheduler {
+    fn start(name: &str, dag: &str, bootstrap: &str) -> Result<Scheduler, Error> {
+        use std::io::BufRead;
+        let root = std::env::temp_dir().join(format!("sluice-gates-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("dags"))?;
+        std::fs::write(root.join("dags/dag.yaml"), dag)?;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--dags")
+            .arg(root.join("dags"))
+            .arg("--state")
+            .arg(root.join("state"))
+            .args(["scheduler", "--grace", "5"])
+            .env("SLUICE_CONN_TEST_BROKER", connection(bootstrap))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let sink = std::sync::Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(mut l) = sink.lock() {
+                    l.push(line);
+                }
+            }
+        });
+        Ok(Scheduler { root, child, lines })
+    }
+
+    /// `sluice runs show` of the gated run (answered by the running scheduler).
+    fn show(&self) -> Result<String, Error> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--dags")
+            .arg(self.root.join("dags"))
+            .arg("--state")
+            .arg(self.root.join("state"))
+            .args(["runs", "show", "gated", "scheduled__2025-09-01T10:00:00Z"])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn output(&self) -> String {
+        self.lines.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    fn saw(&self, text: &str) -> bool {
+        self.lines
+            .lock()
+            .is_ok_and(|l| l.iter().any(|line| line.contains(text)))
+    }
+
+    fn wait_for(&mut self, text: &str, limit: std::time::Duration) -> Result<(), Error> {
+        let started = std::time::Instant::now();
+        while !self.saw(text) {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(format!(
+                    "the scheduler exited ({status}) before `{text}`:\n{}",
+                    self.output()
+                )
+                .into());
+            }
+            if started.elapsed() > limit {
+                return Err(format!("no `{text}` within {limit:?}:\n{}", self.output()).into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then the store once the process let go of it.
+    fn stop(mut self) -> Result<(sluice::store::Store, std::path::PathBuf), Error> {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(self.child.id())?),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        let status = self.child.wait()?;
+        assert!(status.success(), "{status}:\n{}", self.output());
+        let store = sluice::store::Store::open(&self.root.join("state"))?;
+        Ok((store, self.root.clone()))
+    }
+}
+
+fn gated_dag(topic: &str, group: &str, gate_extra: &str) -> String {
+    format!(
+        r#"dag: gated
+schedule: "*/15 * * * *"
+start: 2025-09-01T10:00:00Z
+end: 2025-09-01T10:15:00Z
+catchup: true
+gate:
+  kafka:
+    connection: test_broker
+    topic: {topic}
+    group: {group}
+    poll_interval: 200ms
+{gate_extra}
+tasks:
+  work: {{ type: command, command: "true" }}
+"#
+    )
+}
+
+const RUN: &str = "gated scheduled__2025-09-01T10:00:00Z";
+
+#[test]
+fn the_gate_opens_exactly_when_the_watermark_passes_interval_end_plus_lateness() -> Result<(), Error>
+{
+    let b = bootstrap();
+    let (topic, group) = (unique("exact"), unique("exact-group"));
+    create_topic(&b, &topic, 2)?;
+    let p = producer(&b)?;
+    let just_before = ms("2025-09-01T10:19:59.999Z");
+    produce(&p, &topic, 0, &[just_before])?;
+    produce(&p, &topic, 1, &[just_before])?;
+    let mut scheduler = Scheduler::start(
+        "exact",
+        &gated_dag(&topic, &group, "    watermark_lateness: 5m"),
+        &b,
+    )?;
+    let second = std::time::Duration::from_secs(1);
+    scheduler.wait_for(&format!("{RUN} waiting on its gate"), 20 * second)?;
+    // Five looks later it is still closed: 1 ms short of interval end + lateness.
+    std::thread::sleep(second);
+    // One partition reaches the mark; the other still holds the watermark back.
+    produce(&p, &topic, 0, &[ms("2025-09-01T10:20:00Z")])?;
+    std::thread::sleep(second);
+    assert!(!scheduler.saw("gate open"), "{}", scheduler.output());
+    produce(&p, &topic, 1, &[ms("2025-09-01T10:20:00Z")])?;
+    scheduler.wait_for(&format!("{RUN} gate open"), 20 * second)?;
+    scheduler.wait_for(&format!("{RUN} success"), 20 * second)?;
+    let shown = scheduler.show()?;
+    let (store, root) = scheduler.stop()?;
+    assert!(shown.contains("gate open"), "{shown}");
+    assert!(
+        shown.contains("watermark 2025-09-01T10:20:00Z (needs 2025-09-01T10:20:00Z)"),
+        "{shown}"
+    );
+    let run = store
+        .run("gated", "2025-09-01T10:00:00Z".parse()?)?
+        .ok_or("no run")?;
+    let gate = run.gate.ok_or("no gate record")?;
+    assert_eq!(gate.status, sluice::store::GateStatus::Open);
+    let figures = gate.figures.ok_or("no figures")?;
+    assert_eq!(
+        figures.watermark,
+        Some("2025-09-01T10:20:00Z".parse::<chrono::DateTime<chrono::Utc>>()?)
+    );
+    assert_eq!(
+        figures.required_watermark,
+        "2025-09-01T10:20:00Z".parse::<chrono::DateTime<chrono::Utc>>()?
+    );
+    assert_eq!(figures.partitions, 2);
+    let _ = std::fs::remove_dir_all(root);
+    Ok(())
+}
+
+#[test]
+fn an_idle_partition_stops_holding_the_watermark_back() -> Result<(), Error> {
+    let b = bootstrap();
+    let (topic, group) = (unique("idle"), unique("idle-group"));
+    create_topic(&b, &topic, 3)?;
+    let p = producer(&b)?;
+    produce(&p, &topic, 0, &[ms("2025-09-01T10:15:00Z")])?;
+    produce(&p, &topic, 1, &[ms("2025-09-01T10:16:00Z")])?;
+    // Partition 2 never gets a message.
+    let mut scheduler = Scheduler::start(
+        "idle",
+        &gated_dag(&topic, &group, "    idle_partition_timeout: 2s"),
+        &b,
+    )?;
+    let second = std::time::Duration::from_secs(1);
+    scheduler.wait_for(&format!("{RUN} waiting on its gate"), 20 * second)?;
+    // Seen while partition 2 is not idle yet: it holds the watermark back.
+    let started = std::time::Instant::now();
+    let mut shown = scheduler.show()?;
+    while !shown.contains("behind [2]") && started.elapsed() < 2 * second {
+        shown = scheduler.show()?;
+    }
+    assert!(shown.contains("behind [2]"), "{shown}");
+    assert!(shown.contains("gate closed (tasks deferred)"), "{shown}");
+    scheduler.wait_for(&format!("{RUN} gate open"), 20 * second)?;
+    scheduler.wait_for(&format!("{RUN} success"), 20 * second)?;
+    let (store, root) = scheduler.stop()?;
+    let run = store
+        .run("gated", "2025-09-01T10:00:00Z".parse()?)?
+        .ok_or("no run")?;
+    let figures = run.gate.and_then(|g| g.figures).ok_or("no figures")?;
+    assert!(figures.idle_partitions.contains(&2), "{figures:?}");
+    assert!(figures.behind_partitions.is_empty(), "{figures:?}");
+    let _ = std::fs::remove_dir_all(root);
+    Ok(())
+}
+
+#[test]
+fn a_gate_still_closed_after_its_timeout_fails_the_run_with_the_reason() -> Result<(), Error> {
+    let b = bootstrap();
+    let (topic, group) = (unique("timeout"), unique("timeout-group"));
+    create_topic(&b, &topic, 2)?;
+    let p = producer(&b)?;
+    produce(&p, &topic, 0, &[ms("2025-09-01T10:30:00Z")])?;
+    let mut scheduler =
+        Scheduler::start("timeout", &gated_dag(&topic, &group, "    timeout: 2s"), &b)?;
+    let second = std::time::Duration::from_secs(1);
+    scheduler.wait_for(&format!("{RUN} gate timed out"), 20 * second)?;
+    scheduler.wait_for(&format!("{RUN} failed"), 20 * second)?;
+    let (store, root) = scheduler.stop()?;
+    let run = store
+        .run("gated", "2025-09-01T10:00:00Z".parse()?)?
+        .ok_or("no run")?;
+    assert_eq!(run.state.status, sluice::core::RunStatus::Failed);
+    let task = &run.state.tasks[0];
+    assert_eq!(task.state, sluice::core::TaskState::Failed);
+    assert_eq!(task.try_number, 0, "nothing ran");
+    let reason = task.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("the gate was still closed after 2s")
+            && reason.contains("partitions behind: [1]"),
+        "{reason}"
+    );
+    assert_eq!(
+        run.gate.map(|g| g.status),
+        Some(sluice::store::GateStatus::TimedOut)
+    );
+    let _ = std::fs::remove_dir_all(root);
+    Ok(())
+}
+
+/// A broker of this test's own (the others share one), stopped when the test ends.
+struct OwnBroker {
+    script: std::path::PathBuf,
+    port: String,
+}
+
+impl OwnBroker {
+    fn run(&self, action: &str) -> Result<String, Error> {
+        let out = std::process::Command::new(&self.script)
+            .arg(action)
+            .env("SLUICE_KAFKA_PORT", &self.port)
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("kafka {action}: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.run("stop");
+    }
+}
+
+#[test]
+fn the_broker_going_down_and_up_keeps_gates_closed_and_the_scheduler_up() -> Result<(), Error> {
+    let broker = OwnBroker {
+        script: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services/kafka"),
+        port: (19100 + std::process::id() % 800).to_string(),
+    };
+    let b = broker.run("start")?;
+    let (topic, group) = (unique("restart"), unique("restart-group"));
+    create_topic(&b, &topic, 1)?;
+    produce(&producer(&b)?, &topic, 0, &[ms("2025-09-01T10:14:00Z")])?;
+    let mut scheduler = Scheduler::start("restart", &gated_dag(&topic, &group, ""), &b)?;
+    let second = std::time::Duration::from_secs(1);
+    scheduler.wait_for(&format!("{RUN} waiting on its gate"), 20 * second)?;
+    broker.run("stop")?;
+    scheduler.wait_for("cannot see the topic", 30 * second)?;
+    std::thread::sleep(2 * second);
+    assert!(!scheduler.saw("gate open"), "{}", scheduler.output());
+    broker.run("restart")?;
+    scheduler.wait_for("the topic is visible again", 60 * second)?;
+    produce(&producer(&b)?, &topic, 0, &[ms("2025-09-01T10:15:00Z")])?;
+    scheduler.wait_for(&format!("{RUN} gate open"), 30 * second)?;
+    scheduler.wait_for(&format!("{RUN} success"), 20 * second)?;
+    let (_, root) = scheduler.stop()?;
+    let _ = std::fs::remove_dir_all(root);
+    Ok(())
+}
