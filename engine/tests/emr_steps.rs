@@ -566,6 +566,8 @@ fn test_platform_dag(
             "events_aggregation_15m",
             "--logical-date",
             "2025-09-01T10:15:00Z",
+            // The Kafka gate is tested on its own (kafka_gates.rs); this is about Spark.
+            "--ignore-gate",
             "--conf",
         ])
         .arg(conf.to_string())

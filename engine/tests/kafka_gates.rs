@@ -72,7 +72,7 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
     };
     let mut links = HashMap::new();
     let mut memory = SourceMemory::default();
-    let view = look(&mut links, &source, &mut memory)?;
+    let view = look(&mut links, &source, &mut memory)?.view;
     let by_id: HashMap<i32, _> = view.partitions.iter().map(|p| (p.partition, p)).collect();
     assert_eq!(view.partitions.len(), 4);
     assert_eq!(
@@ -117,7 +117,16 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
     // Partition 3 gets data and partition 1 gets an older event: its watermark stays.
     produce(&p, &topic, 3, &[ms("2025-09-01T10:07:00Z")])?;
     produce(&p, &topic, 1, &[ms("2025-09-01T10:00:00Z")])?;
-    let view = look(&mut links, &source, &mut memory)?;
+    let seen = look(&mut links, &source, &mut memory)?;
+    // What arrived since the previous look, by event second: exactly those two.
+    assert_eq!(
+        seen.arrivals.into_iter().collect::<Vec<_>>(),
+        vec![
+            (ms("2025-09-01T10:00:00Z") / 1000, 1),
+            (ms("2025-09-01T10:07:00Z") / 1000, 1)
+        ]
+    );
+    let view = seen.view;
     assert_eq!(
         watermark(&view, None, view.at).0,
         Some(at("2025-09-01T10:05:00Z")?)
@@ -145,7 +154,7 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
         other => panic!("the gate should be closed by lag: {other:?}"),
     }
     // Lag over the window: partition 1's consumer is not moving while lag stays.
-    let view = look(&mut links, &source, &mut memory)?;
+    let view = look(&mut links, &source, &mut memory)?.view;
     let p1 = view
         .partitions
         .iter()
@@ -170,11 +179,17 @@ struct Scheduler {
 
 impl Scheduler {
     fn start(name: &str, dag: &str, bootstrap: &str) -> Result<Scheduler, Error> {
+        Scheduler::start_with(name, &[("dag.yaml", dag)], bootstrap)
+    }
+
+    fn start_with(name: &str, dags: &[(&str, &str)], bootstrap: &str) -> Result<Scheduler, Error> {
         use std::io::BufRead;
         let root = std::env::temp_dir().join(format!("sluice-gates-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join("dags"))?;
-        std::fs::write(root.join("dags/dag.yaml"), dag)?;
+        for (file, dag) in dags {
+            std::fs::write(root.join("dags").join(file), dag)?;
+        }
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("--dags")
             .arg(root.join("dags"))
@@ -216,6 +231,13 @@ impl Scheduler {
 
     fn output(&self) -> String {
         self.lines.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    fn count(&self, text: &str) -> usize {
+        self.lines
+            .lock()
+            .map(|l| l.iter().filter(|line| line.contains(text)).count())
+            .unwrap_or(0)
     }
 
     fn saw(&self, text: &str) -> bool {
@@ -448,6 +470,92 @@ fn the_broker_going_down_and_up_keeps_gates_closed_and_the_scheduler_up() -> Res
     scheduler.wait_for(&format!("{RUN} gate open"), 30 * second)?;
     scheduler.wait_for(&format!("{RUN} success"), 20 * second)?;
     let (_, root) = scheduler.stop()?;
+    let _ = std::fs::remove_dir_all(root);
+    Ok(())
+}
+
+#[test]
+fn late_events_are_counted_per_interval_and_reprocessed_when_the_dag_opts_in() -> Result<(), Error>
+{
+    let b = bootstrap();
+    let (topic, group) = (unique("late"), unique("late-group"));
+    create_topic(&b, &topic, 2)?;
+    let p = producer(&b)?;
+    produce(&p, &topic, 0, &[ms("2025-09-01T10:15:00Z")])?;
+    produce(&p, &topic, 1, &[ms("2025-09-01T10:15:00Z")])?;
+    let root = std::env::temp_dir().join(format!("sluice-gates-late-runs-{}", std::process::id()));
+    std::fs::create_dir_all(&root)?;
+    let dag = |name: &str, reprocess: bool| {
+        gated_dag(
+            &topic,
+            &group,
+            &format!("    reprocess_late_data: {reprocess}"),
+        )
+        .replace("dag: gated", &format!("dag: {name}"))
+        .replace(
+            "command: \"true\"",
+            &format!("command: \"echo ran >> {}/{name}.txt\"", root.display()),
+        )
+    };
+    let (reprocessing, counting) = (dag("reprocessing", true), dag("counting", false));
+    let mut scheduler = Scheduler::start_with(
+        "late",
+        &[
+            ("reprocessing.yaml", &reprocessing),
+            ("counting.yaml", &counting),
+        ],
+        &b,
+    )?;
+    let second = std::time::Duration::from_secs(1);
+    let first = "scheduled__2025-09-01T10:00:00Z";
+    scheduler.wait_for(&format!("reprocessing {first} success"), 20 * second)?;
+    scheduler.wait_for(&format!("counting {first} success"), 20 * second)?;
+    // Three events of 10:00–10:15 arrive after that interval succeeded; one of 10:16
+    // belongs to an interval without a run.
+    produce(
+        &p,
+        &topic,
+        0,
+        &[ms("2025-09-01T10:05:00Z"), ms("2025-09-01T10:14:59Z")],
+    )?;
+    produce(
+        &p,
+        &topic,
+        1,
+        &[ms("2025-09-01T10:01:00Z"), ms("2025-09-01T10:16:00Z")],
+    )?;
+    scheduler.wait_for(
+        "reprocessing, 3 late event(s) arrived after its gate opened",
+        20 * second,
+    )?;
+    let started = std::time::Instant::now();
+    while scheduler.count(&format!("reprocessing {first} success")) < 2 {
+        assert!(started.elapsed() < 20 * second, "{}", scheduler.output());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A few more looks: nothing else is late, nothing reruns again.
+    std::thread::sleep(second);
+    let output = scheduler.output();
+    let (store, state_root) = scheduler.stop()?;
+    let runs = |name: &str| {
+        std::fs::read_to_string(root.join(format!("{name}.txt"))).map(|t| t.lines().count())
+    };
+    assert_eq!(runs("reprocessing")?, 2, "{output}");
+    assert_eq!(runs("counting")?, 1, "{output}");
+    for name in ["reprocessing", "counting"] {
+        let run = store
+            .run(name, "2025-09-01T10:00:00Z".parse()?)?
+            .ok_or("no run")?;
+        assert_eq!(run.state.status, sluice::core::RunStatus::Success);
+        let gate = run.gate.ok_or("no gate")?;
+        assert_eq!(gate.late_events, 3, "{name}");
+        assert!(!gate.late_pending, "{name}");
+    }
+    assert!(
+        !output.contains("counting scheduled__2025-09-01T10:00:00Z: reprocessing"),
+        "{output}"
+    );
+    let _ = std::fs::remove_dir_all(state_root);
     let _ = std::fs::remove_dir_all(root);
     Ok(())
 }

@@ -79,6 +79,9 @@ pub enum DagsCommand {
         /// Run configuration, JSON; its keys override the DAG's `params` for this run.
         #[arg(long)]
         conf: Option<String>,
+        /// Run without waiting on the DAG's readiness gate (the data is known to be there).
+        #[arg(long)]
+        ignore_gate: bool,
     },
 }
 
@@ -168,7 +171,15 @@ pub fn run(cli: &Cli, command: &DagsCommand, streams: &mut Streams<'_>) -> Resul
             dag,
             logical_date,
             conf,
-        } => super::runs::test(cli, dag, logical_date, conf.as_deref(), streams),
+            ignore_gate,
+        } => super::runs::test(
+            cli,
+            dag,
+            logical_date,
+            conf.as_deref(),
+            *ignore_gate,
+            streams,
+        ),
     }
 }
 

@@ -400,6 +400,7 @@ pub fn test(
     dag: &str,
     logical_date: &str,
     conf: Option<&str>,
+    ignore_gate: bool,
     streams: &mut Streams<'_>,
 ) -> Result<i32, CliError> {
     let at = time_arg("--logical-date", logical_date)?;
@@ -410,6 +411,7 @@ pub fn test(
         dag: dag.to_owned(),
     });
     config.verbose = false;
+    config.ignore_gates = ignore_gate;
     let mut engine = Engine::new(store, config)?;
     let message = engine.control(Control::Trigger {
         dag: dag.to_owned(),

@@ -224,7 +224,7 @@ impl Engine {
         }
     }
 
-    fn clear(
+    pub(super) fn clear(
         &mut self,
         dag: &str,
         run_id: &str,

@@ -209,7 +209,7 @@ impl Engine {
                 }
             }
             Input::Report { attempt, report } => self.apply_report(attempt, report, now),
-            Input::GateView { source, view } => self.apply_gate_view(source, view),
+            Input::GateView { source, look } => self.apply_gate_view(source, look),
             Input::Control { command, reply } => {
                 let result = self.control(command).map_err(|e| match e {
                     super::ControlError::Refused { message, hint } => (message, hint),

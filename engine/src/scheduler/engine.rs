@@ -42,6 +42,8 @@ pub struct EngineConfig {
     pub measure_latency: bool,
     /// Print what happens (run and task transitions) to stderr.
     pub verbose: bool,
+    /// Treat every readiness gate as open (`dags test --ignore-gate`).
+    pub ignore_gates: bool,
 }
 
 impl EngineConfig {
@@ -58,6 +60,7 @@ impl EngineConfig {
             pools: HashMap::new(),
             measure_latency: false,
             verbose: false,
+            ignore_gates: false,
         }
     }
 }
@@ -177,6 +180,8 @@ pub struct Engine {
     pub(super) stats: Stats,
     /// Watches the topics of readiness gates (a thread, started for the first gate).
     pub(super) gate_monitor: crate::trigger::kafka::GateMonitor,
+    /// Runs that succeeded with late data pending: cleared next iteration.
+    pub(super) late_reprocess: Vec<(String, String)>,
     /// The latest view of each watched topic and group.
     pub(super) gate_views:
         HashMap<crate::trigger::kafka::GateSource, Result<crate::core::gate::TopicView, String>>,
@@ -247,6 +252,7 @@ impl Engine {
             stats: Stats::default(),
             gate_monitor,
             gate_views: HashMap::new(),
+            late_reprocess: Vec::new(),
             shutdown_at: None,
             last_reload: Instant::now(),
             folder_seen: None,
@@ -306,6 +312,9 @@ impl Engine {
             if self.shutdown_at.is_none() {
                 self.maybe_reload(now)?;
                 self.create_scheduled_runs(now)?;
+                for (dag, run_id) in std::mem::take(&mut self.late_reprocess) {
+                    self.reprocess_late(&dag, &run_id);
+                }
                 self.advance_backfills(now)?;
                 self.evaluate(now)?;
                 dispatches = self.admit(now);

@@ -12,6 +12,7 @@ pub mod control;
 mod dispatch;
 mod engine;
 mod gates;
+mod late_data;
 mod persist;
 mod recovery;
 mod registry;
@@ -49,7 +50,7 @@ pub enum Input {
     /// What the gate monitor saw of a watched topic and group, or why it saw nothing.
     GateView {
         source: crate::trigger::kafka::GateSource,
-        view: Result<crate::core::gate::TopicView, String>,
+        look: Result<crate::trigger::kafka::observer::Look, String>,
     },
 }
 

@@ -224,6 +224,12 @@ impl Engine {
         for key in finished {
             if let Some(run) = self.runs.remove(&key) {
                 self.stats.runs_finished += 1;
+                if run.record.state.status == RunStatus::Success
+                    && run.record.gate.as_ref().is_some_and(|g| g.late_pending)
+                {
+                    self.late_reprocess
+                        .push((key.0.clone(), run.record.state.run_id.clone()));
+                }
                 self.executors.spark.run_ended(&run.dag, key.1);
                 self.log(format!(
                     "{} {} {}",

@@ -64,6 +64,9 @@ pub struct GateRecord {
     /// Events that arrived for this interval after its gate opened.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub late_events: u64,
+    /// Late events arrived and the DAG reprocesses late data: run again after success.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub late_pending: bool,
 }
 
 fn is_zero_u64(n: &u64) -> bool {

@@ -11,7 +11,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -29,10 +28,16 @@ pub struct Offsets {
     pub high: i64,
 }
 
+/// How long a topic's partition list and its partitions' earliest offsets are reused:
+/// both change rarely (partitions added, retention), and asking costs a request each.
+pub const SLOW_CHANGING_TTL: Duration = Duration::from_secs(30);
+
 pub struct KafkaLink {
     conn: KafkaConnection,
     reader: BaseConsumer,
     groups: HashMap<String, BaseConsumer>,
+    partitions: HashMap<String, (Vec<i32>, Instant)>,
+    earliest: HashMap<String, (BTreeMap<i32, i64>, Instant)>,
 }
 
 fn config(conn: &KafkaConnection, group: &str) -> Result<ClientConfig, String> {
@@ -71,11 +76,31 @@ impl KafkaLink {
             conn,
             reader,
             groups: HashMap::new(),
+            partitions: HashMap::new(),
+            earliest: HashMap::new(),
         })
     }
 
-    /// The partition ids of a topic.
-    pub fn partitions(&self, topic: &str) -> Result<Vec<i32>, String> {
+    /// The partition ids of a topic, asked again at most every [`SLOW_CHANGING_TTL`].
+    pub fn partitions(&mut self, topic: &str) -> Result<Vec<i32>, String> {
+        if let Some((ids, at)) = self.partitions.get(topic)
+            && at.elapsed() < SLOW_CHANGING_TTL
+        {
+            return Ok(ids.clone());
+        }
+        let ids = self.fetch_partitions(topic)?;
+        self.partitions
+            .insert(topic.to_owned(), (ids.clone(), Instant::now()));
+        Ok(ids)
+    }
+
+    /// Forgets what was cached of a topic (a look failed: ask everything again).
+    pub fn forget(&mut self, topic: &str) {
+        self.partitions.remove(topic);
+        self.earliest.remove(topic);
+    }
+
+    fn fetch_partitions(&self, topic: &str) -> Result<Vec<i32>, String> {
         let metadata = self
             .reader
             .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
@@ -91,10 +116,11 @@ impl KafkaLink {
         Ok(ids)
     }
 
-    /// Low and high watermarks of every partition, in two ListOffsets requests (a
-    /// ListOffsets for the special times -2 and -1 answers the earliest and latest offsets).
+    /// Low and high watermarks of every partition: one ListOffsets request for the latest
+    /// offsets, and one for the earliest at most every [`SLOW_CHANGING_TTL`] (a ListOffsets
+    /// for the special times -1 and -2 answers the latest and earliest offsets).
     pub fn offsets(
-        &self,
+        &mut self,
         topic: &str,
         partitions: &[i32],
     ) -> Result<BTreeMap<i32, Offsets>, String> {
@@ -123,7 +149,20 @@ impl KafkaLink {
                 .collect()
         };
         let high = list(Offset::End)?;
-        let low = list(Offset::Beginning)?;
+        let low = match self.earliest.get(topic) {
+            Some((low, at))
+                if at.elapsed() < SLOW_CHANGING_TTL
+                    && partitions.iter().all(|p| low.contains_key(p)) =>
+            {
+                low.clone()
+            }
+            _ => {
+                let low = list(Offset::Beginning)?;
+                self.earliest
+                    .insert(topic.to_owned(), (low.clone(), Instant::now()));
+                low
+            }
+        };
         Ok(high
             .into_iter()
             .map(|(p, high)| {
@@ -166,27 +205,34 @@ impl KafkaLink {
             .collect())
     }
 
-    /// The timestamp of the message at each given offset (the newest of each partition),
-    /// read in one fetch round. Partitions that answer nothing in time are left out.
-    pub fn timestamps_at(
+    /// Reads the messages of each partition in `[from, to)` (offsets), and gathers their
+    /// event times: the newest believable one, and counts per event-time second. Times
+    /// missing, not positive or later than `latest_believable_ms` are counted as rejected.
+    /// Partitions that answer nothing in time end short (`reached` false).
+    pub fn scan(
         &self,
         topic: &str,
-        offsets: &BTreeMap<i32, i64>,
-    ) -> Result<BTreeMap<i32, Option<DateTime<Utc>>>, String> {
-        let mut found = BTreeMap::new();
-        if offsets.is_empty() {
-            return Ok(found);
-        }
+        ranges: &BTreeMap<i32, (i64, i64)>,
+        latest_believable_ms: i64,
+    ) -> Result<BTreeMap<i32, Scanned>, String> {
+        let mut scanned: BTreeMap<i32, Scanned> = BTreeMap::new();
         let mut tpl = TopicPartitionList::new();
-        for (p, offset) in offsets {
-            tpl.add_partition_offset(topic, *p, Offset::Offset(*offset))
-                .map_err(|e| kafka_error("assign", e))?;
+        for (p, (from, to)) in ranges {
+            if from < to {
+                tpl.add_partition_offset(topic, *p, Offset::Offset(*from))
+                    .map_err(|e| kafka_error("assign", e))?;
+                scanned.insert(*p, Scanned::default());
+            }
+        }
+        if scanned.is_empty() {
+            return Ok(scanned);
         }
         self.reader
             .assign(&tpl)
             .map_err(|e| kafka_error("assign", e))?;
+        let mut open = scanned.len();
         let deadline = Instant::now() + REQUEST_TIMEOUT;
-        while found.len() < offsets.len() {
+        while open > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -194,24 +240,52 @@ impl KafkaLink {
             match self.reader.poll(left.min(Duration::from_millis(100))) {
                 Some(Ok(message)) => {
                     let p = message.partition();
-                    if offsets.get(&p).is_some_and(|o| message.offset() >= *o) {
-                        let at = message
-                            .timestamp()
-                            .to_millis()
-                            .filter(|ms| *ms > 0)
-                            .and_then(DateTime::from_timestamp_millis);
-                        found.entry(p).or_insert(at);
+                    let (Some((from, to)), Some(s)) = (ranges.get(&p), scanned.get_mut(&p)) else {
+                        continue;
+                    };
+                    let offset = message.offset();
+                    if s.reached || offset < *from || offset >= *to {
+                        continue;
+                    }
+                    s.messages += 1;
+                    s.next_offset = offset + 1;
+                    match message.timestamp().to_millis() {
+                        Some(ms) if ms > 0 && ms <= latest_believable_ms => {
+                            s.newest_ms = s.newest_ms.max(Some(ms));
+                            *s.per_second.entry(ms.div_euclid(1000)).or_insert(0) += 1;
+                        }
+                        _ => s.rejected += 1,
+                    }
+                    if offset + 1 >= *to {
+                        s.reached = true;
+                        open -= 1;
                     }
                 }
                 Some(Err(e)) => {
                     let _ = self.reader.unassign();
-                    return Err(kafka_error("reading the newest messages", e));
+                    return Err(kafka_error("reading messages", e));
                 }
                 None => {}
             }
         }
         // Stop fetching: the reader must not stream the topic between looks.
         let _ = self.reader.unassign();
-        Ok(found)
+        Ok(scanned)
     }
+}
+
+/// What a scan of one partition found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scanned {
+    pub messages: u64,
+    /// The newest believable event time, in milliseconds.
+    pub newest_ms: Option<i64>,
+    /// Messages per event-time second (believable times only).
+    pub per_second: BTreeMap<i64, u64>,
+    /// Messages whose time was missing, not positive, or too far ahead.
+    pub rejected: u64,
+    /// Whether the scan got to the end of its range.
+    pub reached: bool,
+    /// The offset after the last message read.
+    pub next_offset: i64,
 }

@@ -12,8 +12,7 @@ use chrono::Utc;
 
 use super::GateSource;
 use super::client::KafkaLink;
-use super::observer::{SourceMemory, observe};
-use crate::core::gate::TopicView;
+use super::observer::{Look, SourceMemory, observe};
 use crate::scheduler::Input;
 use crate::store::GateMemoryStore;
 
@@ -91,15 +90,15 @@ fn run(
             let memory = memories
                 .entry(source.clone())
                 .or_insert_with(|| recall(memory_store, source));
-            let view = look(&mut links, source, memory);
+            let seen = look(&mut links, source, memory);
             // A failed look keeps its link: the client reconnects by itself.
-            if view.is_ok() {
+            if seen.is_ok() {
                 remember(memory_store, source, memory);
             }
             if sink
                 .send(Input::GateView {
                     source: source.clone(),
-                    view,
+                    look: seen,
                 })
                 .is_err()
             {
@@ -115,7 +114,7 @@ pub fn look(
     links: &mut HashMap<String, KafkaLink>,
     source: &GateSource,
     memory: &mut SourceMemory,
-) -> Result<TopicView, String> {
+) -> Result<Look, String> {
     if !links.contains_key(&source.connection) {
         let conn = crate::connections::kafka(&source.connection).map_err(|e| e.to_string())?;
         links.insert(source.connection.clone(), KafkaLink::new(conn)?);
