@@ -167,6 +167,23 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
         .find(|p| p.partition == 0)
         .ok_or("no partition 0")?;
     assert_eq!(p0.lag_status, LagStatus::Ok);
+
+    // A restarted scheduler starts from what was remembered (as the monitor stores it in
+    // sled): new clients, the same window — the stall is still seen on its first look,
+    // and nothing already read counts as arrived again.
+    let remembered = serde_json::to_vec(&memory)?;
+    let mut memory: SourceMemory = serde_json::from_slice(&remembered)?;
+    let mut links = HashMap::new();
+    let seen = look(&mut links, &source, &mut memory)?;
+    assert!(seen.arrivals.is_empty(), "{:?}", seen.arrivals);
+    let p1 = seen
+        .view
+        .partitions
+        .iter()
+        .find(|p| p.partition == 1)
+        .ok_or("no partition 1")?;
+    assert_eq!(p1.lag_status, LagStatus::Stall);
+    assert_eq!(memory.partitions[&1].window.len(), 4);
     Ok(())
 }
 
@@ -524,12 +541,15 @@ fn late_events_are_counted_per_interval_and_reprocessed_when_the_dag_opts_in() -
         1,
         &[ms("2025-09-01T10:01:00Z"), ms("2025-09-01T10:16:00Z")],
     )?;
+    // The four may land in two looks: one rerun per look that saw late events (or one
+    // more if they came while a rerun ran), the last with all three counted.
     scheduler.wait_for(
         "reprocessing, 3 late event(s) arrived after its gate opened",
         20 * second,
     )?;
+    let reruns = scheduler.count("late event(s) arrived after its gate opened");
     let started = std::time::Instant::now();
-    while scheduler.count(&format!("reprocessing {first} success")) < 2 {
+    while scheduler.count(&format!("reprocessing {first} success")) < 1 + reruns {
         assert!(started.elapsed() < 20 * second, "{}", scheduler.output());
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -540,7 +560,8 @@ fn late_events_are_counted_per_interval_and_reprocessed_when_the_dag_opts_in() -
     let runs = |name: &str| {
         std::fs::read_to_string(root.join(format!("{name}.txt"))).map(|t| t.lines().count())
     };
-    assert_eq!(runs("reprocessing")?, 2, "{output}");
+    assert!((1..=2).contains(&reruns), "{output}");
+    assert_eq!(runs("reprocessing")?, 1 + reruns, "{output}");
     assert_eq!(runs("counting")?, 1, "{output}");
     for name in ["reprocessing", "counting"] {
         let run = store
