@@ -281,7 +281,13 @@ pub fn backfill(
         last = std::time::Instant::now();
         if let Some(p) = e.backfill_progress(dag) {
             bar.set_position(p.done() as u64);
-            bar.set_message(format!("{} failed, {} running", p.failed, p.running));
+            let waiting = e.waiting_on_gate(dag);
+            let gate = if waiting > 0 {
+                format!(" ({waiting} waiting on the gate)")
+            } else {
+                String::new()
+            };
+            bar.set_message(format!("{} failed, {} running{gate}", p.failed, p.running));
         }
     })?;
     let progress = engine.backfill_progress(dag).unwrap_or_default();
@@ -655,14 +661,14 @@ fn gate_lines(gate: &crate::store::GateRecord) -> Vec<String> {
     }
     if let Some(f) = &gate.figures {
         lines.push(format!(
-            "  watermark {} (needs {}), lag {}{} ({:?}), {} partition(s){}{}",
+            "  watermark {} (needs {}), lag {}{} ({}), {} partition(s){}{}",
             f.watermark.map_or("none".into(), format_instant),
             format_instant(f.required_watermark),
             f.lag,
             f.max_lag
                 .map(|m| format!(" of at most {m}"))
                 .unwrap_or_default(),
-            f.lag_status,
+            f.lag_status.name(),
             f.partitions,
             if f.idle_partitions.is_empty() {
                 String::new()

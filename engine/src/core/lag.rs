@@ -46,6 +46,19 @@ pub enum LagStatus {
     Stop,
 }
 
+impl LagStatus {
+    /// Burrow's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LagStatus::Ok => "OK",
+            LagStatus::Warn => "WARN",
+            LagStatus::Rewind => "REWIND",
+            LagStatus::Stall => "STALL",
+            LagStatus::Stop => "STOP",
+        }
+    }
+}
+
 /// The status of one partition over its window (oldest observation first) at `now`.
 pub fn partition_status(window: &[Observation], now: DateTime<Utc>) -> LagStatus {
     let (Some(first), Some(last)) = (window.first(), window.last()) else {

@@ -29,6 +29,20 @@ pub(super) fn rule_of(gate: &crate::spec::KafkaGate) -> GateRule {
 }
 
 impl Engine {
+    /// Runs of a DAG whose tasks wait on its gate (for progress displays).
+    pub fn waiting_on_gate(&self, dag: &str) -> usize {
+        self.runs
+            .iter()
+            .filter(|(k, r)| {
+                k.0 == dag
+                    && r.record
+                        .gate
+                        .as_ref()
+                        .is_some_and(|g| g.status == GateStatus::Waiting)
+            })
+            .count()
+    }
+
     /// Tells the monitor what to watch: every gate of a loaded DAG or of an active run's
     /// DAG version, each at the shortest poll interval asked for it.
     pub(super) fn refresh_gate_watch(&mut self) {
