@@ -44,6 +44,20 @@ impl Sandbox {
             .output()?)
     }
 
+    /// `sluice backfill DAG` from 2025-09-01T00:00:00Z to `to`, with more arguments.
+    fn backfill(&self, dag: &str, to: &str, more: &[&str]) -> Result<Output, Error> {
+        let mut args = vec![
+            "backfill",
+            dag,
+            "--from",
+            "2025-09-01T00:00:00Z",
+            "--to",
+            to,
+        ];
+        args.extend_from_slice(more);
+        self.sluice(&args)
+    }
+
     fn store(&self) -> Result<Store, Error> {
         Ok(Store::open(&self.root.join("state"))?)
     }
@@ -85,14 +99,7 @@ tasks:
 "#
     );
     let sandbox = Sandbox::new("out", &dag)?;
-    let out = sandbox.sluice(&[
-        "backfill",
-        "out",
-        "--from",
-        "2025-09-01T00:00:00Z",
-        "--to",
-        "2025-09-01T01:00:00Z",
-    ])?;
+    let out = sandbox.backfill("out", "2025-09-01T01:00:00Z", &[])?;
     assert!(out.status.success(), "{}", stderr(&out));
     let store = sandbox.store()?;
     let date = "2025-09-01T00:00:00Z".parse()?;
@@ -148,14 +155,7 @@ tasks:
     sql: SELECT 1
 "#;
     let sandbox = Sandbox::new("errors", dag)?;
-    let out = sandbox.sluice(&[
-        "backfill",
-        "errors",
-        "--from",
-        "2025-09-01T00:00:00Z",
-        "--to",
-        "2025-09-01T01:00:00Z",
-    ])?;
+    let out = sandbox.backfill("errors", "2025-09-01T01:00:00Z", &[])?;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let store = sandbox.store()?;
     let attempts = store.attempts_of_run("errors", "2025-09-01T00:00:00Z".parse()?)?;
@@ -194,14 +194,7 @@ tasks:
     sql: SELECT count() FROM system.numbers WHERE number < 10000000000000
 "#;
     let sandbox = Sandbox::new("slow", dag)?;
-    let out = sandbox.sluice(&[
-        "backfill",
-        "slow",
-        "--from",
-        "2025-09-01T00:00:00Z",
-        "--to",
-        "2025-09-01T01:00:00Z",
-    ])?;
+    let out = sandbox.backfill("slow", "2025-09-01T01:00:00Z", &[])?;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let store = sandbox.store()?;
     let attempts = store.attempts_of_run("slow", "2025-09-01T00:00:00Z".parse()?)?;
@@ -297,16 +290,7 @@ tasks:
     };
     let mut dumps = Vec::new();
     for reprocess in ["none", "completed", "completed"] {
-        let out = sandbox.sluice(&[
-            "backfill",
-            "agg",
-            "--from",
-            "2025-09-01T00:00:00Z",
-            "--to",
-            "2025-09-01T02:00:00Z",
-            "--reprocess",
-            reprocess,
-        ])?;
+        let out = sandbox.backfill("agg", "2025-09-01T02:00:00Z", &["--reprocess", reprocess])?;
         assert!(out.status.success(), "{}", stderr(&out));
         dumps.push((dump(&by_delete)?, dump(&by_replace)?));
     }

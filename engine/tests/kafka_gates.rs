@@ -316,6 +316,13 @@ tasks:
 
 const RUN: &str = "gated scheduled__2025-09-01T10:00:00Z";
 
+/// The one run of the `gated` DAG.
+fn gated_run(store: &sluice::store::Store) -> Result<sluice::store::RunRecord, Error> {
+    Ok(store
+        .run("gated", "2025-09-01T10:00:00Z".parse()?)?
+        .ok_or("no run of `gated`")?)
+}
+
 #[test]
 fn the_gate_opens_exactly_when_the_watermark_passes_interval_end_plus_lateness() -> Result<(), Error>
 {
@@ -349,9 +356,7 @@ fn the_gate_opens_exactly_when_the_watermark_passes_interval_end_plus_lateness()
         shown.contains("watermark 2025-09-01T10:20:00Z (needs 2025-09-01T10:20:00Z)"),
         "{shown}"
     );
-    let run = store
-        .run("gated", "2025-09-01T10:00:00Z".parse()?)?
-        .ok_or("no run")?;
+    let run = gated_run(&store)?;
     let gate = run.gate.ok_or("no gate record")?;
     assert_eq!(gate.status, sluice::store::GateStatus::Open);
     let figures = gate.figures.ok_or("no figures")?;
@@ -395,9 +400,7 @@ fn an_idle_partition_stops_holding_the_watermark_back() -> Result<(), Error> {
     scheduler.wait_for(&format!("{RUN} gate open"), 20 * second)?;
     scheduler.wait_for(&format!("{RUN} success"), 20 * second)?;
     let (store, root) = scheduler.stop()?;
-    let run = store
-        .run("gated", "2025-09-01T10:00:00Z".parse()?)?
-        .ok_or("no run")?;
+    let run = gated_run(&store)?;
     let figures = run.gate.and_then(|g| g.figures).ok_or("no figures")?;
     assert!(figures.idle_partitions.contains(&2), "{figures:?}");
     assert!(figures.behind_partitions.is_empty(), "{figures:?}");
@@ -418,9 +421,7 @@ fn a_gate_still_closed_after_its_timeout_fails_the_run_with_the_reason() -> Resu
     scheduler.wait_for(&format!("{RUN} gate timed out"), 20 * second)?;
     scheduler.wait_for(&format!("{RUN} failed"), 20 * second)?;
     let (store, root) = scheduler.stop()?;
-    let run = store
-        .run("gated", "2025-09-01T10:00:00Z".parse()?)?
-        .ok_or("no run")?;
+    let run = gated_run(&store)?;
     assert_eq!(run.state.status, sluice::core::RunStatus::Failed);
     let task = &run.state.tasks[0];
     assert_eq!(task.state, sluice::core::TaskState::Failed);
