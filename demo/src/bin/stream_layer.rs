@@ -1,0 +1,129 @@
+//! `sluice-stream-layer`: the demo's stand-in for the platform's stream layer. Consumes the
+//! events topic as the consumer group the gates watch, keeps ClickHouse's 1-minute
+//! aggregates (`stream_agg_1m`) current, and commits its offsets only after the batch's
+//! insert succeeded (at least once: a crash between the two counts that batch twice, as a
+//! real stream job without transactions would).
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use sluice_demo::events::Event;
+use sluice_demo::stream::{aggregate, create_table, insert_statement};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice-stream-layer",
+    about = "Keep 1-minute aggregates in ClickHouse from the events topic"
+)]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:19092")]
+    bootstrap: String,
+    #[arg(long, default_value = "events")]
+    topic: String,
+    /// The consumer group (the one the gates watch for lag).
+    #[arg(long, default_value = "realtime-aggregator")]
+    group: String,
+    /// The 1-minute aggregates table (created if missing).
+    #[arg(long, default_value = "stream_agg_1m")]
+    table: String,
+    /// ClickHouse HTTP URL.
+    #[arg(long, default_value = "http://127.0.0.1:18123")]
+    clickhouse: String,
+    /// Most events per insert.
+    #[arg(long, default_value_t = 50_000)]
+    batch: usize,
+    /// Longest wait before a partial batch is inserted.
+    #[arg(long, default_value_t = 1000)]
+    flush_ms: u64,
+    /// Stop after this many seconds without a message (0: run until killed).
+    #[arg(long, default_value_t = 0)]
+    idle_exit_seconds: u64,
+}
+
+type Error = Box<dyn std::error::Error>;
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("sluice-stream-layer: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = clickhouse::Client::default()
+        .with_url(&args.clickhouse)
+        .with_validation(false);
+    runtime.block_on(client.query_raw(&create_table(&args.table)).execute())?;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("group.id", &args.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[&args.topic])?;
+    let mut batch: Vec<Event> = Vec::new();
+    let mut batch_started = Instant::now();
+    let mut last_message = Instant::now();
+    let mut total = 0u64;
+    loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                last_message = Instant::now();
+                if batch.is_empty() {
+                    batch_started = Instant::now();
+                }
+                match message
+                    .payload()
+                    .map(serde_json::from_slice::<Event>)
+                    .transpose()
+                {
+                    Ok(Some(event)) => batch.push(event),
+                    // Unreadable messages are reported, counted nowhere, and passed over.
+                    Ok(None) => {
+                        eprintln!("skipping an empty message at offset {}", message.offset())
+                    }
+                    Err(e) => eprintln!(
+                        "skipping an unreadable message at offset {}: {e}",
+                        message.offset()
+                    ),
+                }
+            }
+            Some(Err(e)) => eprintln!("consumer: {e}"),
+            None => {}
+        }
+        let due = !batch.is_empty()
+            && (batch.len() >= args.batch
+                || batch_started.elapsed() >= Duration::from_millis(args.flush_ms));
+        if due {
+            let (rows, unreadable) = aggregate(&batch);
+            for id in unreadable {
+                eprintln!("event {id} has no readable event_time: not aggregated");
+            }
+            let sql = insert_statement(&args.table, &rows)?;
+            // An insert that fails is retried with the same batch: nothing is committed
+            // before ClickHouse has the rows.
+            let mut pause = Duration::from_millis(200);
+            while let Err(e) = runtime.block_on(client.query_raw(&sql).execute()) {
+                eprintln!("insert into ClickHouse failed ({e}); retrying in {pause:?}");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+            consumer.commit_consumer_state(CommitMode::Sync)?;
+            total += batch.len() as u64;
+            batch.clear();
+        }
+        if args.idle_exit_seconds > 0
+            && batch.is_empty()
+            && last_message.elapsed() >= Duration::from_secs(args.idle_exit_seconds)
+        {
+            eprintln!("sluice-stream-layer: {total} events aggregated; idle, stopping");
+            return Ok(());
+        }
+    }
+}
