@@ -635,7 +635,7 @@ fn render(
         data_interval: interval,
         params: dag.params.clone(),
         conn: BTreeMap::new(),
-        var: BTreeMap::new(),
+        var: crate::template::variables_from_env(),
         outputs,
     };
     let renderer = Renderer::new(&context);

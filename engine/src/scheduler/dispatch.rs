@@ -132,7 +132,7 @@ impl Engine {
                 data_interval: state.interval,
                 params: params_of_run(&run.dag.params, &run.record.conf),
                 conn: BTreeMap::new(),
-                var: BTreeMap::new(),
+                var: self.variables.clone(),
                 outputs,
             };
             let mut kind = spec.kind.clone();

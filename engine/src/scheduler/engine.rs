@@ -180,6 +180,8 @@ pub struct Engine {
     pub(super) stats: Stats,
     /// Watches the topics of readiness gates (a thread, started for the first gate).
     pub(super) gate_monitor: crate::trigger::kafka::GateMonitor,
+    /// `var.<name>` of templates, read from the environment at start.
+    pub(super) variables: BTreeMap<String, serde_json::Value>,
     /// Runs that succeeded with late data pending: cleared next iteration.
     pub(super) late_reprocess: Vec<(String, String)>,
     /// The latest view of each watched topic and group.
@@ -253,6 +255,7 @@ impl Engine {
             gate_monitor,
             gate_views: HashMap::new(),
             late_reprocess: Vec::new(),
+            variables: crate::template::variables_from_env(),
             shutdown_at: None,
             last_reload: Instant::now(),
             folder_seen: None,

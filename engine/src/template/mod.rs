@@ -117,9 +117,35 @@ pub struct RunContext {
     pub params: serde_json::Map<String, serde_json::Value>,
     /// Non-secret connection fields by connection name.
     pub conn: BTreeMap<String, serde_json::Value>,
+    /// Variables: `SLUICE_VAR_<NAME>` from the environment (see [`variables_from_env`]).
     pub var: BTreeMap<String, serde_json::Value>,
     /// Upstream tasks' JSON outputs by task id.
     pub outputs: BTreeMap<String, serde_json::Value>,
+}
+
+/// Prefix of the environment variables that become `var.<name>` (Airflow's
+/// `AIRFLOW_VAR_<NAME>`): `SLUICE_VAR_WAREHOUSE_READS=file` is `var.warehouse_reads`.
+pub const VAR_PREFIX: &str = "SLUICE_VAR_";
+
+/// Variables from the environment: the name after the prefix, lower-cased; a value that is
+/// JSON (a number, a list, an object) is that JSON, anything else a string.
+pub fn variables_from_env() -> BTreeMap<String, serde_json::Value> {
+    variables_from(std::env::vars())
+}
+
+/// [`variables_from_env`] over any list of (name, value) pairs.
+pub fn variables_from(
+    vars: impl Iterator<Item = (String, String)>,
+) -> BTreeMap<String, serde_json::Value> {
+    vars.filter_map(|(key, value)| {
+        let name = key.strip_prefix(VAR_PREFIX)?.to_ascii_lowercase();
+        let parsed = serde_json::from_str::<serde_json::Value>(&value)
+            .ok()
+            .filter(|v| !v.is_string())
+            .unwrap_or(serde_json::Value::String(value));
+        Some((name, parsed))
+    })
+    .collect()
 }
 
 impl RunContext {

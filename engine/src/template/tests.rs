@@ -108,3 +108,36 @@ fn plain_text_is_left_alone() {
         Ok("SELECT '{' || x || '}'")
     );
 }
+
+#[test]
+fn variables_come_from_sluice_var_environment_names() {
+    let vars = crate::template::variables_from(
+        [
+            ("SLUICE_VAR_WAREHOUSE_READS", "file"),
+            ("SLUICE_VAR_LIMITS", "{\"rows\": 5}"),
+            ("SLUICE_VAR_QUOTED", "\"x\""),
+            ("PATH", "/usr/bin"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    assert_eq!(
+        vars,
+        [
+            ("limits".to_owned(), serde_json::json!({"rows": 5})),
+            ("quoted".to_owned(), serde_json::json!("\"x\"")),
+            ("warehouse_reads".to_owned(), serde_json::json!("file")),
+        ]
+        .into_iter()
+        .collect()
+    );
+}
+
+#[test]
+fn an_undefined_variable_can_fall_back_with_default() {
+    assert_eq!(
+        render("{{ var.warehouse_reads | default('s3') }}").as_deref(),
+        Ok("s3")
+    );
+    assert!(render("{{ var.warehouse_reads }}").is_err());
+}
