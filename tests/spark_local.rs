@@ -178,6 +178,11 @@ tasks:
     for (start_minute, label) in [(0u32, "20250901T1000"), (15, "20250901T1015")] {
         let (rows, parts) = read_output(&out.join(format!("window_start={label}")))?;
         assert_eq!(parts, 1, "one part file per interval");
+        let partition = out.join(format!("window_start={label}"));
+        assert!(
+            partition.join("data.json").is_file(),
+            "the one file has a fixed name for loaders that cannot list files"
+        );
         let inside: Vec<&Event> = all
             .iter()
             .filter(|e| e.minute >= start_minute && e.minute < start_minute + 15)

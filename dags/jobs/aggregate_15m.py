@@ -6,7 +6,7 @@ in [start, end), and computes, for every combination of the dimensions and their
 (CUBE; a rolled-up dimension reads "ALL"): event count, distinct users, sum of value, and
 latency percentiles. Writes the interval's rows to <output> (the interval's own partition,
 e.g. .../window_start=20250901T1015), replacing that partition only: running an interval
-twice gives the same rows.
+twice gives the same rows. With --format json the rows are one file, <output>/data.json.
 
 Exit codes: 0 done; 2 bad arguments (fatal for Sluice); anything else is worth a retry.
 """
@@ -31,6 +31,21 @@ def hour_partitions(input_root, start, end):
         paths.append(f"{input_root}/event_date={hour:%Y-%m-%d}/event_hour={hour:%H}")
         hour += timedelta(hours=1)
     return paths
+
+
+def name_the_single_file(hadoop, conf, output, name):
+    """Gives the one JSON part file a fixed name (an empty one when the interval had no
+    events): a warehouse that cannot list files, such as ClickHouse's file() table
+    function before globs, loads <output>/data.json by name."""
+    root = hadoop.Path(output)
+    fs = root.getFileSystem(conf)
+    parts = [s.getPath() for s in fs.listStatus(root)
+             if s.getPath().getName().startswith("part-") and s.getPath().getName().endswith(".json")]
+    target = hadoop.Path(f"{output}/{name}")
+    if len(parts) == 1:
+        fs.rename(parts[0], target)
+    elif not parts:
+        fs.create(target, True).close()
 
 
 def main(argv):
@@ -104,6 +119,7 @@ def main(argv):
     writer = cube.coalesce(1).write.mode("overwrite")
     if args.format == "json":
         writer.option("timestampFormat", "yyyy-MM-dd'T'HH:mm:ss'Z'").json(args.output)
+        name_the_single_file(hadoop, conf, args.output, "data.json")
     else:
         writer.parquet(args.output)
     spark.stop()
