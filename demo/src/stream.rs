@@ -64,8 +64,59 @@ pub fn aggregate(events: &[Event]) -> (Vec<MinuteRow>, Vec<String>) {
     (rows, unreadable)
 }
 
+/// The raw events table the stand-in also fills (the platform's ClickHouse ingestion of
+/// the topic): what the batch layer's "sum of counts = raw events" check counts against.
+pub fn create_raw_table(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} (event_id String, event_time DateTime('UTC'), \
+         event_time_ms UInt16, user_id String, country String, device String, \
+         event_type String, value Float64, latency_ms Float64) ENGINE = MergeTree \
+         PARTITION BY toYYYYMMDD(event_time) ORDER BY (event_time, event_id)"
+    )
+}
+
+/// One row of the raw events table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RawRow<'a> {
+    pub event_id: &'a str,
+    pub event_time: String,
+    pub event_time_ms: u16,
+    pub user_id: &'a str,
+    pub country: &'a str,
+    pub device: &'a str,
+    pub event_type: &'a str,
+    pub value: f64,
+    pub latency_ms: f64,
+}
+
+/// Raw rows of events whose time can be read (the others are reported by [`aggregate`]).
+pub fn raw_rows(events: &[Event]) -> Vec<RawRow<'_>> {
+    events
+        .iter()
+        .filter_map(|e| {
+            let t = DateTime::parse_from_rfc3339(&e.event_time)
+                .ok()?
+                .with_timezone(&Utc);
+            Some(RawRow {
+                event_id: &e.event_id,
+                event_time: t.format("%Y-%m-%d %H:%M:%S").to_string(),
+                event_time_ms: u16::try_from(t.timestamp_subsec_millis()).unwrap_or(0),
+                user_id: &e.user_id,
+                country: &e.country,
+                device: &e.device,
+                event_type: &e.event_type,
+                value: e.value,
+                latency_ms: e.latency_ms,
+            })
+        })
+        .collect()
+}
+
 /// The INSERT statement carrying rows inline (JSONEachRow), for one HTTP request.
-pub fn insert_statement(table: &str, rows: &[MinuteRow]) -> Result<String, serde_json::Error> {
+pub fn insert_statement<R: Serialize>(
+    table: &str,
+    rows: &[R],
+) -> Result<String, serde_json::Error> {
     let mut sql = format!("INSERT INTO {table} FORMAT JSONEachRow\n");
     for row in rows {
         sql.push_str(&serde_json::to_string(row)?);

@@ -46,10 +46,11 @@ fn clickhouse(sql: &str) -> Result<String, Error> {
 fn every_generated_event_reaches_kafka_the_raw_zone_and_the_stream_layer() -> Result<(), Error> {
     let bootstrap = env("SLUICE_TEST_KAFKA_BOOTSTRAP");
     let id = std::process::id();
-    let (topic, group, table) = (
+    let (topic, group, table, raw_table) = (
         format!("demo-{id}"),
         format!("stream-{id}"),
         format!("stream_1m_{id}"),
+        format!("raw_{id}"),
     );
     let root = std::env::temp_dir().join(format!("sluice-demo-inputs-{id}"));
     let _ = std::fs::remove_dir_all(&root);
@@ -157,6 +158,8 @@ fn every_generated_event_reaches_kafka_the_raw_zone_and_the_stream_layer() -> Re
             &group,
             "--table",
             &table,
+            "--raw-table",
+            &raw_table,
         ])
         .args([
             "--clickhouse",
@@ -202,7 +205,24 @@ fn every_generated_event_reaches_kafka_the_raw_zone_and_the_stream_layer() -> Re
         committed, in_kafka,
         "the stream layer's group has caught up"
     );
+    // The raw events table has each event id of every interval.
+    let raw = clickhouse(&format!(
+        "SELECT toStartOfFifteenMinutes(event_time) AS w, uniqExact(event_id) FROM {raw_table} GROUP BY w ORDER BY w"
+    ))?;
+    let raw_counts: Vec<u64> = raw
+        .lines()
+        .filter_map(|l| l.split('\t').nth(1)?.parse().ok())
+        .collect();
+    assert_eq!(
+        raw_counts,
+        manifest
+            .intervals
+            .values()
+            .map(|c| c.events)
+            .collect::<Vec<_>>()
+    );
     clickhouse(&format!("DROP TABLE IF EXISTS {table}"))?;
+    clickhouse(&format!("DROP TABLE IF EXISTS {raw_table}"))?;
     let _ = std::fs::remove_dir_all(Path::new(&root));
     Ok(())
 }

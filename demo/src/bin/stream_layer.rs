@@ -11,7 +11,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use sluice_demo::events::Event;
-use sluice_demo::stream::{aggregate, create_table, insert_statement};
+use sluice_demo::stream::{aggregate, create_raw_table, create_table, insert_statement, raw_rows};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +29,9 @@ struct Args {
     /// The 1-minute aggregates table (created if missing).
     #[arg(long, default_value = "stream_agg_1m")]
     table: String,
+    /// The raw events table (created if missing); empty: do not keep raw events.
+    #[arg(long, default_value = "raw_events")]
+    raw_table: String,
     /// ClickHouse HTTP URL.
     #[arg(long, default_value = "http://127.0.0.1:18123")]
     clickhouse: String,
@@ -60,6 +63,13 @@ fn run(args: Args) -> Result<(), Error> {
         .with_url(&args.clickhouse)
         .with_validation(false);
     runtime.block_on(client.query_raw(&create_table(&args.table)).execute())?;
+    if !args.raw_table.is_empty() {
+        runtime.block_on(
+            client
+                .query_raw(&create_raw_table(&args.raw_table))
+                .execute(),
+        )?;
+    }
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &args.bootstrap)
         .set("group.id", &args.group)
@@ -105,14 +115,19 @@ fn run(args: Args) -> Result<(), Error> {
             for id in unreadable {
                 eprintln!("event {id} has no readable event_time: not aggregated");
             }
-            let sql = insert_statement(&args.table, &rows)?;
+            let mut statements = vec![insert_statement(&args.table, &rows)?];
+            if !args.raw_table.is_empty() {
+                statements.push(insert_statement(&args.raw_table, &raw_rows(&batch))?);
+            }
             // An insert that fails is retried with the same batch: nothing is committed
             // before ClickHouse has the rows.
-            let mut pause = Duration::from_millis(200);
-            while let Err(e) = runtime.block_on(client.query_raw(&sql).execute()) {
-                eprintln!("insert into ClickHouse failed ({e}); retrying in {pause:?}");
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(10));
+            for sql in &statements {
+                let mut pause = Duration::from_millis(200);
+                while let Err(e) = runtime.block_on(client.query_raw(sql).execute()) {
+                    eprintln!("insert into ClickHouse failed ({e}); retrying in {pause:?}");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
             }
             consumer.commit_consumer_state(CommitMode::Sync)?;
             total += batch.len() as u64;
