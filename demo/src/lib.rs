@@ -7,8 +7,12 @@
 //!   event time), on the local disk.
 //! - [`manifest`]: the truth of what was generated: events per interval.
 //! - [`stream`]: the stream layer's 1-minute aggregation, for its stand-in.
+//! - [`eventgen`], [`stream_layer`]: the two programs (`sluice-eventgen`,
+//!   `sluice-stream-layer`), callable in-process by tests.
 
+pub mod eventgen;
 pub mod events;
 pub mod manifest;
 pub mod raw_zone;
 pub mod stream;
+pub mod stream_layer;
