@@ -109,8 +109,8 @@ fn the_15_minute_dag_accounts_for_every_event_of_each_interval() -> Result<(), E
     let bootstrap = broker.script("start")?;
     create_topic(&bootstrap)?;
 
-    // 10:00–10:40 of event time: two whole intervals to process, and data past the second
-    // one's end + the gate's 5 minutes of lateness, so the gate opens for both.
+    // 10:00–11:10 of event time: the hour 10:00–11:00 (four intervals) to process, and data
+    // past its end + the gate's 5 minutes of lateness, so the gate opens for all four.
     let raw_zone = root.join("raw");
     let manifest = sluice_demo::eventgen::run(&sluice_demo::eventgen::Args::parse_from([
         "sluice-eventgen",
@@ -125,7 +125,7 @@ fn the_15_minute_dag_accounts_for_every_event_of_each_interval() -> Result<(), E
         "--from",
         "2025-09-01T10:00:00Z",
         "--to",
-        "2025-09-01T10:40:00Z",
+        "2025-09-01T11:10:00Z",
         "--rate",
         "3",
         "--seed",
@@ -189,9 +189,60 @@ fn the_15_minute_dag_accounts_for_every_event_of_each_interval() -> Result<(), E
         "--from",
         "2025-09-01T10:00:00Z",
         "--to",
-        "2025-09-01T10:30:00Z",
+        "2025-09-01T11:00:00Z",
     ]);
     assert_eq!(result.code, 0, "{}\n{}", result.stdout, result.stderr);
+    // The hour's reconciliation of the stream layer against the batch layer: its run of
+    // [10:45, 11:45) checks 10:00–11:00.
+    let reconciled = sluice(&[
+        "--dags",
+        &repo_root().join("dags").display().to_string(),
+        "--state",
+        &state.display().to_string(),
+        "--plugins",
+        &plugins.display().to_string(),
+        "backfill",
+        "cross_layer_validation",
+        "--from",
+        "2025-09-01T10:45:00Z",
+        "--to",
+        "2025-09-01T11:45:00Z",
+    ]);
+    if reconciled.code != 0 {
+        let store = sluice::store::Store::open(&state)?;
+        let errors: Vec<String> = store
+            .attempts_of_run("cross_layer_validation", "2025-09-01T10:45:00Z".parse()?)?
+            .into_iter()
+            .map(|a| {
+                let log = std::fs::read_to_string(&a.log).unwrap_or_default();
+                format!(
+                    "{} try {}: {}\n{log}",
+                    a.task,
+                    a.try_number,
+                    a.error.unwrap_or_default()
+                )
+            })
+            .collect();
+        panic!(
+            "{}\n{}\n{}",
+            reconciled.stdout,
+            reconciled.stderr,
+            errors.join("\n")
+        );
+    }
+    let audit = sluice(&[
+        "--dags",
+        &repo_root().join("dags").display().to_string(),
+        "--state",
+        &state.display().to_string(),
+        "audit",
+        "events_aggregation_15m",
+        "--from",
+        "2025-09-01T10:00:00Z",
+        "--to",
+        "2025-09-01T11:00:00Z",
+    ]);
+    assert_eq!(audit.code, 0, "{}\n{}", audit.stdout, audit.stderr);
 
     // Per interval: produced = in the batch aggregates (finest grain) = raw events seen by
     // the stream layer, and the dq_checks report passed.
@@ -208,7 +259,7 @@ fn the_15_minute_dag_accounts_for_every_event_of_each_interval() -> Result<(), E
         .collect();
     let store = sluice::store::Store::open(&state)?;
     println!("interval              produced  batch  validated");
-    for (start, counts) in manifest.intervals.iter().take(2) {
+    for (start, counts) in manifest.intervals.iter().take(4) {
         let key = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let report = store
             .output("events_aggregation_15m", *start, "validate")?
@@ -226,6 +277,15 @@ fn the_15_minute_dag_accounts_for_every_event_of_each_interval() -> Result<(), E
         );
         assert_eq!(report["passed"], true, "{report}");
     }
+    let comparison = store
+        .output(
+            "cross_layer_validation",
+            "2025-09-01T10:45:00Z".parse()?,
+            "compare",
+        )?
+        .ok_or("no reconciliation report")?;
+    assert_eq!(comparison["passed"], true, "{comparison}");
+    println!("{}", audit.stdout.trim_end());
     let _ = std::fs::remove_dir_all(user_files.join(format!("pipeline-{id}")));
     clickhouse(&warehouse, &format!("DROP DATABASE IF EXISTS {database}"))?;
     let _ = std::fs::remove_dir_all(Path::new(&root));

@@ -209,7 +209,16 @@ impl Engine {
                 }
             }
             Input::Report { attempt, report } => self.apply_report(attempt, report, now),
-            Input::GateView { source, look } => self.apply_gate_view(source, look),
+            Input::GateView {
+                source,
+                look,
+                remember,
+            } => {
+                if let Some(memory) = remember {
+                    self.remember_gate_source(&source, &memory);
+                }
+                self.apply_gate_view(source, look)
+            }
             Input::Control { command, reply } => {
                 let result = self.control(command).map_err(|e| match e {
                     super::ControlError::Refused { message, hint } => (message, hint),

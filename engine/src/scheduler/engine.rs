@@ -180,6 +180,8 @@ pub struct Engine {
     pub(super) stats: Stats,
     /// Watches the topics of readiness gates (a thread, started for the first gate).
     pub(super) gate_monitor: crate::trigger::kafka::GateMonitor,
+    /// Something was written to the store outside the runs since the last flush.
+    pub(super) side_writes: bool,
     /// `var.<name>` of templates, read from the environment at start.
     pub(super) variables: BTreeMap<String, serde_json::Value>,
     /// Runs that succeeded with late data pending: cleared next iteration.
@@ -208,8 +210,7 @@ impl Engine {
         let (sender, inbox) = mpsc::channel();
         let admission = Admission::new(config.pools.clone());
         let command = Arc::new(CommandExecutor::new(runtime.handle().clone()));
-        let gate_monitor =
-            crate::trigger::kafka::GateMonitor::new(sender.clone(), store.gate_memory());
+        let gate_monitor = crate::trigger::kafka::GateMonitor::new(sender.clone());
         let mut engine = Engine {
             executors: Executors {
                 noop: NoopExecutor,
@@ -255,6 +256,7 @@ impl Engine {
             gate_monitor,
             gate_views: HashMap::new(),
             late_reprocess: Vec::new(),
+            side_writes: false,
             variables: crate::template::variables_from_env(),
             shutdown_at: None,
             last_reload: Instant::now(),

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use super::engine::{Engine, RunKey};
 use crate::core::gate::{GateDecision, GateRule};
 use crate::store::{GateRecord, GateStatus};
-use crate::trigger::kafka::observer::Look;
-use crate::trigger::kafka::{GateSource, Watchlist};
+use crate::trigger::kafka::observer::{Look, SourceMemory};
+use crate::trigger::kafka::{GateSource, Watch, Watchlist};
 
 /// What the loop does with a run's tasks this evaluation.
 pub(super) enum GateVerdict {
@@ -57,11 +57,38 @@ impl Engine {
             .chain(self.runs.values().filter_map(|r| r.dag.gate.as_ref()));
         for gate in gates {
             let every = gate.kafka.poll_interval.as_std();
-            list.entry(GateSource::of(&gate.kafka))
-                .and_modify(|e| *e = (*e).min(every))
-                .or_insert(every);
+            let source = GateSource::of(&gate.kafka);
+            if let Some(watch) = list.get_mut(&source) {
+                watch.every = watch.every.min(every);
+                continue;
+            }
+            let remembered = self.recall_gate_source(&source);
+            list.insert(source, Watch { every, remembered });
         }
         self.gate_monitor.watch(list);
+    }
+
+    /// What the state folder remembers of a watched source (nothing when unreadable: the
+    /// first look then starts afresh).
+    fn recall_gate_source(&self, source: &GateSource) -> SourceMemory {
+        self.store
+            .gate_memory()
+            .get(&source.key())
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Keeps what the monitor learnt of a source; durable with the iteration's flush.
+    pub(super) fn remember_gate_source(&mut self, source: &GateSource, memory: &SourceMemory) {
+        let Ok(bytes) = serde_json::to_vec(memory) else {
+            return;
+        };
+        match self.store.gate_memory().put(&source.key(), &bytes) {
+            Ok(()) => self.side_writes = true,
+            Err(e) => eprintln!("gate {source}: cannot keep what was seen of the topic: {e}"),
+        }
     }
 
     /// A look from the monitor: its arrivals are checked for late data, its view kept

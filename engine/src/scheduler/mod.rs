@@ -51,6 +51,8 @@ pub enum Input {
     GateView {
         source: crate::trigger::kafka::GateSource,
         look: Result<crate::trigger::kafka::observer::Look, String>,
+        /// What the monitor now knows of the source, to keep in the state folder.
+        remember: Option<crate::trigger::kafka::observer::SourceMemory>,
     },
 }
 

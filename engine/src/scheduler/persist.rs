@@ -93,7 +93,8 @@ impl Engine {
     /// anything was written.
     pub(super) fn persist_and_flush(&mut self) -> Result<bool, EngineError> {
         let now = Utc::now();
-        let mut wrote = false;
+        // Writes made outside the runs (the gate monitor's memory) need the flush too.
+        let mut wrote = std::mem::take(&mut self.side_writes);
         let mut finished: Vec<RunKey> = Vec::new();
         let mut ledger_moves = Vec::new();
         let mut events = Vec::new();

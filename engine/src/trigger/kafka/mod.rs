@@ -9,7 +9,7 @@ pub mod client;
 pub mod monitor;
 pub mod observer;
 
-pub use monitor::{GateMonitor, Watchlist};
+pub use monitor::{GateMonitor, Watch, Watchlist};
 
 /// A watched topic and consumer group on a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -14,27 +14,34 @@ use super::GateSource;
 use super::client::KafkaLink;
 use super::observer::{Look, SourceMemory, observe};
 use crate::scheduler::Input;
-use crate::store::GateMemoryStore;
 
-/// What to watch: each source with how often to look.
-pub type Watchlist = BTreeMap<GateSource, Duration>;
+/// What to watch: each source with how often to look, and what the state folder
+/// remembers of it (used the first time the monitor looks at it).
+pub type Watchlist = BTreeMap<GateSource, Watch>;
 
+#[derive(Debug, Clone)]
+pub struct Watch {
+    pub every: Duration,
+    pub remembered: SourceMemory,
+}
+
+/// The monitor owns no store: what it learns goes back to the loop with each look, and the
+/// loop writes it in its group commit. (A thread holding the database would keep its lock
+/// after the engine is gone.)
 pub struct GateMonitor {
     watchlist: Arc<Mutex<Watchlist>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     sink: mpsc::Sender<Input>,
-    memory: GateMemoryStore,
 }
 
 impl GateMonitor {
-    pub fn new(sink: mpsc::Sender<Input>, memory: GateMemoryStore) -> Self {
+    pub fn new(sink: mpsc::Sender<Input>) -> Self {
         GateMonitor {
             watchlist: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
             thread: None,
             sink,
-            memory,
         }
     }
 
@@ -48,10 +55,10 @@ impl GateMonitor {
             return;
         }
         let (watchlist, stop) = (Arc::clone(&self.watchlist), Arc::clone(&self.stop));
-        let (sink, memory) = (self.sink.clone(), self.memory.clone());
+        let sink = self.sink.clone();
         self.thread = std::thread::Builder::new()
             .name("sluice-gates".into())
-            .spawn(move || run(&watchlist, &stop, &sink, &memory))
+            .spawn(move || run(&watchlist, &stop, &sink))
             .ok();
     }
 
@@ -70,35 +77,29 @@ impl Drop for GateMonitor {
     }
 }
 
-fn run(
-    watchlist: &Mutex<Watchlist>,
-    stop: &AtomicBool,
-    sink: &mpsc::Sender<Input>,
-    memory_store: &GateMemoryStore,
-) {
+fn run(watchlist: &Mutex<Watchlist>, stop: &AtomicBool, sink: &mpsc::Sender<Input>) {
     let mut links: HashMap<String, KafkaLink> = HashMap::new();
     let mut memories: HashMap<GateSource, SourceMemory> = HashMap::new();
     let mut next_look: HashMap<GateSource, Instant> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         let list = watchlist.lock().map(|l| l.clone()).unwrap_or_default();
         let now = Instant::now();
-        for (source, every) in &list {
+        for (source, watch) in &list {
             if next_look.get(source).is_some_and(|at| *at > now) || stop.load(Ordering::Relaxed) {
                 continue;
             }
-            next_look.insert(source.clone(), now + *every);
+            next_look.insert(source.clone(), now + watch.every);
             let memory = memories
                 .entry(source.clone())
-                .or_insert_with(|| recall(memory_store, source));
-            let seen = look(&mut links, source, memory);
+                .or_insert_with(|| watch.remembered.clone());
             // A failed look keeps its link: the client reconnects by itself.
-            if seen.is_ok() {
-                remember(memory_store, source, memory);
-            }
+            let seen = look(&mut links, source, memory);
+            let remember = seen.is_ok().then(|| memory.clone());
             if sink
                 .send(Input::GateView {
                     source: source.clone(),
                     look: seen,
+                    remember,
                 })
                 .is_err()
             {
@@ -123,20 +124,4 @@ pub fn look(
         .get_mut(&source.connection)
         .ok_or_else(|| format!("no link for connection `{}`", source.connection))?;
     observe(link, &source.topic, &source.group, memory, Utc::now())
-}
-
-fn recall(store: &GateMemoryStore, source: &GateSource) -> SourceMemory {
-    store
-        .get(&source.key())
-        .ok()
-        .flatten()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
-}
-
-fn remember(store: &GateMemoryStore, source: &GateSource, memory: &SourceMemory) {
-    if let Ok(bytes) = serde_json::to_vec(memory) {
-        // Losing a write only costs the next start one window of history.
-        let _ = store.put(&source.key(), &bytes);
-    }
 }
