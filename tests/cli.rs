@@ -150,7 +150,7 @@ fn show_prints_settings_tasks_in_dependency_order_and_graphs() {
         "cross_layer_validation",
     ]);
     let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap_or_default();
-    assert_eq!(value["schedule"], "5 * * * *");
+    assert_eq!(value["schedule"], "45 * * * *");
     assert_eq!(value["tasks"]["record_result"]["trigger_rule"], "all_done");
     assert_eq!(value["tasks"]["compare"]["type"], "wasm");
 }
@@ -193,8 +193,8 @@ fn next_prints_intervals_as_start_end_lines_and_json() {
     assert_eq!(
         value,
         serde_json::json!([
-            {"start": "2025-09-01T00:05:00Z", "end": "2025-09-01T01:05:00Z"},
-            {"start": "2025-09-01T01:05:00Z", "end": "2025-09-01T02:05:00Z"}
+            {"start": "2025-09-01T00:45:00Z", "end": "2025-09-01T01:45:00Z"},
+            {"start": "2025-09-01T01:45:00Z", "end": "2025-09-01T02:45:00Z"}
         ])
     );
 }

@@ -3,7 +3,8 @@
 //! restarted scheduler is not blind: Burrow's rules need a window of history, and an idle
 //! partition must stay idle across a restart.
 //!
-//! Written from the monitor's thread; made durable by the scheduler's next flush.
+//! Written by the scheduler loop with what each look sends back (the monitor thread holds
+//! no store); made durable by the loop's next flush.
 
 use super::Result;
 
