@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use clap::Parser;
+use sluice_demo::services::{OwnBroker, clickhouse_text as clickhouse, create_topic};
 use sluice_tests::{repo_root, sluice};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -20,63 +20,6 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: scripts/test starts the services and sets it")
     })
-}
-
-/// A broker of this test's own: the DAG watches the topic `events`, which must start empty.
-struct Broker {
-    port: String,
-}
-
-impl Broker {
-    fn script(&self, action: &str) -> Result<String, Error> {
-        let out = Command::new(repo_root().join("scripts/services/kafka"))
-            .arg(action)
-            .env("SLUICE_KAFKA_PORT", &self.port)
-            .output()?;
-        if !out.status.success() {
-            return Err(format!("kafka {action}: {}", String::from_utf8_lossy(&out.stderr)).into());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.script("stop");
-    }
-}
-
-fn clickhouse(client: &clickhouse::Client, sql: &str) -> Result<String, Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let bytes = runtime.block_on(async {
-        let mut cursor = client.query_raw(sql).fetch_bytes("TSV")?;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = cursor.next().await? {
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok::<_, clickhouse::error::Error>(bytes)
-    })?;
-    Ok(String::from_utf8(bytes)?)
-}
-
-fn create_topic(bootstrap: &str) -> Result<(), Error> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-        rdkafka::config::ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .create()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    for result in runtime.block_on(admin.create_topics(
-        &[NewTopic::new("events", 4, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ))? {
-        result.map_err(|(t, e)| format!("creating {t}: {e}"))?;
-    }
-    Ok(())
 }
 
 #[test]
@@ -103,11 +46,10 @@ fn the_15_minute_dag_accounts_for_every_event_of_each_interval() -> Result<(), E
         clickhouse(&warehouse, &statement)?;
     }
 
-    let broker = Broker {
-        port: (19900 + id % 90).to_string(),
-    };
-    let bootstrap = broker.script("start")?;
-    create_topic(&bootstrap)?;
+    // A broker of this test's own: the DAG watches the topic `events`, which must start empty.
+    let broker = OwnBroker::start(19900 + u16::try_from(id % 90)?)?;
+    let bootstrap = broker.bootstrap.clone();
+    create_topic(&bootstrap, "events", 4)?;
 
     // 10:00–11:10 of event time: the hour 10:00–11:00 (four intervals) to process, and data
     // past its end + the gate's 5 minutes of lateness, so the gate opens for all four.
@@ -177,13 +119,20 @@ fn the_15_minute_dag_accounts_for_every_event_of_each_interval() -> Result<(), E
         unsafe { std::env::set_var(name, value) };
     }
     let state = root.join("state");
-    let result = sluice(&[
-        "--dags",
-        &repo_root().join("dags").display().to_string(),
-        "--state",
-        &state.display().to_string(),
-        "--plugins",
-        &plugins.display().to_string(),
+    // `sluice` on the platform's DAG folder, this test's state and plugins.
+    let on_platform = |args: &[&str]| {
+        let mut argv = vec![
+            "--dags".to_owned(),
+            repo_root().join("dags").display().to_string(),
+            "--state".to_owned(),
+            state.display().to_string(),
+            "--plugins".to_owned(),
+            plugins.display().to_string(),
+        ];
+        argv.extend(args.iter().map(|a| (*a).to_owned()));
+        sluice(&argv.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let result = on_platform(&[
         "backfill",
         "events_aggregation_15m",
         "--from",
@@ -194,13 +143,7 @@ fn the_15_minute_dag_accounts_for_every_event_of_each_interval() -> Result<(), E
     assert_eq!(result.code, 0, "{}\n{}", result.stdout, result.stderr);
     // The hour's reconciliation of the stream layer against the batch layer: its run of
     // [10:45, 11:45) checks 10:00–11:00.
-    let reconciled = sluice(&[
-        "--dags",
-        &repo_root().join("dags").display().to_string(),
-        "--state",
-        &state.display().to_string(),
-        "--plugins",
-        &plugins.display().to_string(),
+    let reconciled = on_platform(&[
         "backfill",
         "cross_layer_validation",
         "--from",
@@ -230,11 +173,7 @@ fn the_15_minute_dag_accounts_for_every_event_of_each_interval() -> Result<(), E
             errors.join("\n")
         );
     }
-    let audit = sluice(&[
-        "--dags",
-        &repo_root().join("dags").display().to_string(),
-        "--state",
-        &state.display().to_string(),
+    let audit = on_platform(&[
         "audit",
         "events_aggregation_15m",
         "--from",

@@ -9,10 +9,12 @@
 //! - [`stream`]: the stream layer's 1-minute aggregation, for its stand-in.
 //! - [`eventgen`], [`stream_layer`]: the two programs (`sluice-eventgen`,
 //!   `sluice-stream-layer`), callable in-process by tests.
+//! - [`services`]: a broker of one's own, topics, ClickHouse answers as text (for tests).
 
 pub mod eventgen;
 pub mod events;
 pub mod manifest;
 pub mod raw_zone;
+pub mod services;
 pub mod stream;
 pub mod stream_layer;

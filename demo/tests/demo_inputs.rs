@@ -8,14 +8,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_demo::manifest::Manifest;
 
-type Error = Box<dyn std::error::Error>;
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -28,18 +26,7 @@ fn clickhouse(sql: &str) -> Result<String, Error> {
     let client = clickhouse::Client::default()
         .with_url(env("SLUICE_TEST_CLICKHOUSE_URL"))
         .with_validation(false);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let bytes = runtime.block_on(async {
-        let mut cursor = client.query_raw(sql).fetch_bytes("TSV")?;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = cursor.next().await? {
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok::<_, clickhouse::error::Error>(bytes)
-    })?;
-    Ok(String::from_utf8(bytes)?)
+    sluice_demo::services::clickhouse_text(&client, sql)
 }
 
 #[test]
@@ -55,18 +42,7 @@ fn every_generated_event_reaches_kafka_the_raw_zone_and_the_stream_layer() -> Re
     let root = std::env::temp_dir().join(format!("sluice-demo-inputs-{id}"));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root)?;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    for result in runtime.block_on(admin.create_topics(
-        &[NewTopic::new(&topic, 4, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ))? {
-        result.map_err(|(t, e)| format!("creating {t}: {e}"))?;
-    }
+    sluice_demo::services::create_topic(&bootstrap, &topic, 4)?;
 
     // 45 minutes of event time at 4 events/s (20/s in each interval's first minute), 5 %
     // out of order, 1 % arriving 20 minutes late.

@@ -8,8 +8,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -61,22 +59,8 @@ fn main() -> Result<(), Error> {
     };
     let topic = format!("bench-gate-{}", std::process::id());
     let group = "bench-aggregator";
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    for result in runtime.block_on(admin.create_topics(
-        &[NewTopic::new(
-            &topic,
-            PARTITIONS,
-            TopicReplication::Fixed(1),
-        )],
-        &AdminOptions::new(),
-    ))? {
-        result.map_err(|(t, e)| format!("creating {t}: {e}"))?;
-    }
+    sluice_demo::services::create_topic(&bootstrap, &topic, PARTITIONS)
+        .map_err(|e| e.to_string())?;
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("compression.type", "lz4")

@@ -13,9 +13,10 @@ use sluice::core::lag::LagStatus;
 use sluice::trigger::kafka::GateSource;
 use sluice::trigger::kafka::monitor::look;
 use sluice::trigger::kafka::observer::SourceMemory;
+use sluice_demo::services::OwnBroker;
 use support::kafka::{bootstrap, commit, connection, create_topic, ms, produce, producer};
 
-type Error = Box<dyn std::error::Error>;
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn unique(name: &str) -> String {
     format!("{name}-{}", std::process::id())
@@ -440,49 +441,22 @@ fn a_gate_still_closed_after_its_timeout_fails_the_run_with_the_reason() -> Resu
     Ok(())
 }
 
-/// A broker of this test's own (the others share one), stopped when the test ends.
-struct OwnBroker {
-    script: std::path::PathBuf,
-    port: String,
-}
-
-impl OwnBroker {
-    fn run(&self, action: &str) -> Result<String, Error> {
-        let out = std::process::Command::new(&self.script)
-            .arg(action)
-            .env("SLUICE_KAFKA_PORT", &self.port)
-            .output()?;
-        if !out.status.success() {
-            return Err(format!("kafka {action}: {}", String::from_utf8_lossy(&out.stderr)).into());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let _ = self.run("stop");
-    }
-}
-
 #[test]
 fn the_broker_going_down_and_up_keeps_gates_closed_and_the_scheduler_up() -> Result<(), Error> {
-    let broker = OwnBroker {
-        script: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services/kafka"),
-        port: (19100 + std::process::id() % 800).to_string(),
-    };
-    let b = broker.run("start")?;
+    // A broker of this test's own (the others share one), stopped when the test ends.
+    let broker = OwnBroker::start(19100 + u16::try_from(std::process::id() % 800)?)?;
+    let b = broker.bootstrap.clone();
     let (topic, group) = (unique("restart"), unique("restart-group"));
     create_topic(&b, &topic, 1)?;
     produce(&producer(&b)?, &topic, 0, &[ms("2025-09-01T10:14:00Z")])?;
     let mut scheduler = Scheduler::start("restart", &gated_dag(&topic, &group, ""), &b)?;
     let second = std::time::Duration::from_secs(1);
     scheduler.wait_for(&format!("{RUN} waiting on its gate"), 20 * second)?;
-    broker.run("stop")?;
+    broker.script("stop")?;
     scheduler.wait_for("cannot see the topic", 30 * second)?;
     std::thread::sleep(2 * second);
     assert!(!scheduler.saw("gate open"), "{}", scheduler.output());
-    broker.run("restart")?;
+    broker.script("restart")?;
     scheduler.wait_for("the topic is visible again", 60 * second)?;
     produce(&producer(&b)?, &topic, 0, &[ms("2025-09-01T10:15:00Z")])?;
     scheduler.wait_for(&format!("{RUN} gate open"), 30 * second)?;

@@ -5,14 +5,12 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-type Error = Box<dyn std::error::Error>;
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
 pub fn bootstrap() -> String {
     match std::env::var("SLUICE_TEST_KAFKA_BOOTSTRAP") {
@@ -29,20 +27,7 @@ pub fn connection(bootstrap: &str) -> String {
 }
 
 pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<(), Error> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let results = runtime.block_on(admin.create_topics(
-        &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-    ))?;
-    for result in results {
-        result.map_err(|(topic, e)| format!("creating topic {topic}: {e}"))?;
-    }
-    Ok(())
+    sluice_demo::services::create_topic(bootstrap, name, partitions)
 }
 
 /// A producer that compresses with lz4 (the broker mishandles snappy batches).

@@ -1,0 +1,90 @@
+//! The real services of the demo and the tests, as code: a broker instance of one's own
+//! (through `scripts/services/kafka`), topics, and ClickHouse queries answered as text.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A tansu broker on its own port, started fresh and stopped when dropped.
+pub struct OwnBroker {
+    script: PathBuf,
+    port: String,
+    /// `127.0.0.1:PORT`.
+    pub bootstrap: String,
+}
+
+impl OwnBroker {
+    /// Starts an empty broker on `port` with the project's script (which builds tansu on
+    /// first use).
+    pub fn start(port: u16) -> Result<OwnBroker, Error> {
+        let mut broker = OwnBroker {
+            script: repo_root().join("scripts/services/kafka"),
+            port: port.to_string(),
+            bootstrap: String::new(),
+        };
+        broker.bootstrap = broker.script("start")?;
+        Ok(broker)
+    }
+
+    /// Runs `scripts/services/kafka ACTION` for this broker (`stop`, `restart`).
+    pub fn script(&self, action: &str) -> Result<String, Error> {
+        let out = std::process::Command::new(&self.script)
+            .arg(action)
+            .env("SLUICE_KAFKA_PORT", &self.port)
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("kafka {action}: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.script("stop");
+    }
+}
+
+/// The repository root (this crate lives in `demo/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// Creates a topic (topics are not created on first use by the broker).
+pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<(), Error> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for result in runtime.block_on(admin.create_topics(
+        &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+    ))? {
+        result.map_err(|(t, e)| format!("creating topic {t}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Runs a statement; its answer as TSV text.
+pub fn clickhouse_text(client: &clickhouse::Client, sql: &str) -> Result<String, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let bytes = runtime.block_on(async {
+        let mut cursor = client.query_raw(sql).fetch_bytes("TSV")?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = cursor.next().await? {
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok::<_, clickhouse::error::Error>(bytes)
+    })?;
+    Ok(String::from_utf8(bytes)?)
+}
