@@ -29,6 +29,14 @@ fn clickhouse(sql: &str) -> Result<String, Error> {
     sluice_demo::services::clickhouse_text(&client, sql)
 }
 
+/// The counts of a `SELECT window, count … ORDER BY window`, in window order.
+fn counts_per_window(sql: &str) -> Result<Vec<u64>, Error> {
+    Ok(clickhouse(sql)?
+        .lines()
+        .filter_map(|l| l.split('\t').nth(1)?.parse().ok())
+        .collect())
+}
+
 #[test]
 fn every_generated_event_reaches_kafka_the_raw_zone_and_the_stream_layer() -> Result<(), Error> {
     let bootstrap = env("SLUICE_TEST_KAFKA_BOOTSTRAP");
@@ -149,20 +157,12 @@ fn every_generated_event_reaches_kafka_the_raw_zone_and_the_stream_layer() -> Re
         "{}",
         String::from_utf8_lossy(&streamed.stderr)
     );
-    let rows = clickhouse(&format!(
-        "SELECT toStartOfFifteenMinutes(minute) AS w, sum(event_count) FROM {table} GROUP BY w ORDER BY w"
-    ))?;
-    let streamed_counts: Vec<u64> = rows
-        .lines()
-        .filter_map(|l| l.split('\t').nth(1)?.parse().ok())
-        .collect();
+    let produced: Vec<u64> = manifest.intervals.values().map(|c| c.events).collect();
     assert_eq!(
-        streamed_counts,
-        manifest
-            .intervals
-            .values()
-            .map(|c| c.events)
-            .collect::<Vec<_>>()
+        counts_per_window(&format!(
+            "SELECT toStartOfFifteenMinutes(minute) AS w, sum(event_count) FROM {table} GROUP BY w ORDER BY w"
+        ))?,
+        produced
     );
     let mut tpl = TopicPartitionList::new();
     for p in 0..4 {
@@ -182,20 +182,11 @@ fn every_generated_event_reaches_kafka_the_raw_zone_and_the_stream_layer() -> Re
         "the stream layer's group has caught up"
     );
     // The raw events table has each event id of every interval.
-    let raw = clickhouse(&format!(
-        "SELECT toStartOfFifteenMinutes(event_time) AS w, uniqExact(event_id) FROM {raw_table} GROUP BY w ORDER BY w"
-    ))?;
-    let raw_counts: Vec<u64> = raw
-        .lines()
-        .filter_map(|l| l.split('\t').nth(1)?.parse().ok())
-        .collect();
     assert_eq!(
-        raw_counts,
-        manifest
-            .intervals
-            .values()
-            .map(|c| c.events)
-            .collect::<Vec<_>>()
+        counts_per_window(&format!(
+            "SELECT toStartOfFifteenMinutes(event_time) AS w, uniqExact(event_id) FROM {raw_table} GROUP BY w ORDER BY w"
+        ))?,
+        produced
     );
     clickhouse(&format!("DROP TABLE IF EXISTS {table}"))?;
     clickhouse(&format!("DROP TABLE IF EXISTS {raw_table}"))?;

@@ -57,20 +57,31 @@ pub fn client_for(conn: &ClickhouseConnection) -> Result<::clickhouse::Client, S
     Ok(client)
 }
 
+/// A statement's answer in `format`, reading stops once past `max_bytes` (the caller tells
+/// a cut answer by its length).
+pub async fn fetch(
+    client: &::clickhouse::Client,
+    sql: &str,
+    format: &str,
+    max_bytes: usize,
+) -> Result<Vec<u8>, ::clickhouse::error::Error> {
+    let mut cursor = client.query_raw(sql).fetch_bytes(format)?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = cursor.next().await? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > max_bytes {
+            break;
+        }
+    }
+    Ok(bytes)
+}
+
 impl QueryService for ClickhouseQueries {
     fn query(&self, connection: &str, sql: &str) -> Result<Vec<serde_json::Value>, HostCallError> {
         let client = self.client(connection)?;
-        let fetched = self.runtime.block_on(async {
-            let mut cursor = client.query_raw(sql).fetch_bytes("JSONEachRow")?;
-            let mut bytes = Vec::new();
-            while let Some(chunk) = cursor.next().await? {
-                bytes.extend_from_slice(&chunk);
-                if bytes.len() > MAX_BYTES {
-                    break;
-                }
-            }
-            Ok::<_, ::clickhouse::error::Error>(bytes)
-        });
+        let fetched = self
+            .runtime
+            .block_on(fetch(&client, sql, "JSONEachRow", MAX_BYTES));
         let bytes = fetched.map_err(|e| HostCallError {
             retryable: super::errors::is_retryable(&e),
             message: format!("ClickHouse ({connection}): {e}"),

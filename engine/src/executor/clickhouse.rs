@@ -292,11 +292,7 @@ async fn wait_for_mutations(
     );
     let mut pause = std::time::Duration::from_millis(50);
     loop {
-        let mut cursor = client.query_raw(&sql).fetch_bytes("TSV")?;
-        let mut answer = Vec::new();
-        while let Some(chunk) = cursor.next().await? {
-            answer.extend_from_slice(&chunk);
-        }
+        let answer = crate::clickhouse::queries::fetch(client, &sql, "TSV", 64).await?;
         if String::from_utf8_lossy(&answer).trim() == "0" {
             return Ok(());
         }

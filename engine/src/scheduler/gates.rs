@@ -203,35 +203,33 @@ impl Engine {
         let changed = run.record.gate.as_ref().is_none_or(|g| {
             g.status != record.status || g.reason != record.reason || g.figures != record.figures
         });
-        if changed {
-            if status != GateStatus::Waiting || run.record.gate.is_none() {
-                let what = match status {
-                    GateStatus::Open => "gate open".to_owned(),
-                    GateStatus::Waiting => "waiting on its gate".to_owned(),
-                    GateStatus::TimedOut => "gate timed out".to_owned(),
-                };
-                let message = format!(
-                    "{} {} {what}{}",
-                    run.record.state.dag_id,
-                    run.record.state.run_id,
-                    record
-                        .reason
-                        .as_ref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                );
-                run.record.gate = Some(record);
-                run.record_touched = true;
-                if matches!(self.config.mode, super::Mode::Test { .. }) {
-                    // `dags test` prints no transitions, but a wait must not be silent.
-                    eprintln!("{message}");
-                } else {
-                    self.log(message);
-                }
-            } else {
-                run.record.gate = Some(record);
-                run.record_touched = true;
-            }
+        if !changed {
+            return verdict;
+        }
+        // Announced: the first decision and every change to open or timed out (not each
+        // new look while it waits).
+        let announce = status != GateStatus::Waiting || run.record.gate.is_none();
+        let message = announce.then(|| {
+            let what = match status {
+                GateStatus::Open => "gate open",
+                GateStatus::Waiting => "waiting on its gate",
+                GateStatus::TimedOut => "gate timed out",
+            };
+            let reason = record.reason.as_ref().map(|r| format!(": {r}"));
+            format!(
+                "{} {} {what}{}",
+                run.record.state.dag_id,
+                run.record.state.run_id,
+                reason.unwrap_or_default()
+            )
+        });
+        run.record.gate = Some(record);
+        run.record_touched = true;
+        match message {
+            // `dags test` prints no transitions, but a wait must not be silent.
+            Some(m) if matches!(self.config.mode, super::Mode::Test { .. }) => eprintln!("{m}"),
+            Some(m) => self.log(m),
+            None => {}
         }
         verdict
     }

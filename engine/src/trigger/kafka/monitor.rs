@@ -61,11 +61,6 @@ impl GateMonitor {
             .spawn(move || run(&watchlist, &stop, &sink))
             .ok();
     }
-
-    /// Whether the monitor's thread is up (it is only started for DAGs with a gate).
-    pub fn is_running(&self) -> bool {
-        self.thread.is_some()
-    }
 }
 
 impl Drop for GateMonitor {
