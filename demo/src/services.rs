@@ -1,5 +1,6 @@
-//! The real services of the demo and the tests, as code: a broker instance of one's own
-//! (through `scripts/services/kafka`), topics, and ClickHouse queries answered as text.
+//! The real services of the demo and the tests, as code: a broker and a ClickHouse server
+//! of one's own (through `scripts/services/kafka` and `scripts/services/clickhouse`), topics,
+//! and ClickHouse queries answered as text.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,6 +42,55 @@ impl OwnBroker {
 }
 
 impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.script("stop");
+    }
+}
+
+/// A ClickHouse server on its own ports and data folder, stopped when dropped: a test can
+/// take it down and bring it back (its data persists) without touching anyone else's.
+pub struct OwnClickHouse {
+    script: PathBuf,
+    port: String,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The folder its `file()` table function reads from.
+    pub user_files: PathBuf,
+}
+
+impl OwnClickHouse {
+    /// Starts the server on HTTP `port` (native TCP on `port + 1`) with the project's script
+    /// (which installs the server on first use); its earlier data, if any, is kept.
+    pub fn start(port: u16) -> Result<OwnClickHouse, Error> {
+        let mut server = OwnClickHouse {
+            script: repo_root().join("scripts/services/clickhouse"),
+            port: port.to_string(),
+            url: String::new(),
+            user_files: PathBuf::new(),
+        };
+        server.url = server.script("start")?;
+        server.user_files = PathBuf::from(server.script("user-files")?);
+        Ok(server)
+    }
+
+    /// Runs `scripts/services/clickhouse ACTION` for this server (`stop`, `start`).
+    pub fn script(&self, action: &str) -> Result<String, Error> {
+        let out = std::process::Command::new(&self.script)
+            .arg(action)
+            .env("SLUICE_CLICKHOUSE_PORT", &self.port)
+            .output()?;
+        if !out.status.success() {
+            return Err(format!(
+                "clickhouse {action}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for OwnClickHouse {
     fn drop(&mut self) {
         let _ = self.script("stop");
     }

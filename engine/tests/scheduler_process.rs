@@ -169,3 +169,73 @@ fn a_command_against_a_state_held_by_another_process_says_so()
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }
+
+#[test]
+fn not_before_keeps_a_long_catchup_to_the_recent_intervals()
+-> Result<(), Box<dyn std::error::Error>> {
+    let root = std::env::temp_dir().join(format!("sluice-not-before-{}", std::process::id()));
+    let dags = root.join("dags");
+    let state = root.join("state");
+    std::fs::create_dir_all(&dags)?;
+    let effects = root.join("effects.txt");
+    // A DAG that starts a year ago with catchup: half a million one-minute intervals.
+    let floor = (Utc::now() - chrono::TimeDelta::minutes(3))
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .ok_or("time")?;
+    let floor_text = floor.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::fs::write(
+        dags.join("minutely.yaml"),
+        format!(
+            "dag: minutely\nschedule: \"* * * * *\"\nstart: 2025-11-01T00:00:00Z\ncatchup: true\ntasks:\n  \
+             record: {{ type: command, command: 'echo $SLUICE_LOGICAL_DATE >> {}' }}\n",
+            effects.display()
+        ),
+    )?;
+    let mut scheduler = sluice(&dags, &state)
+        .args(["scheduler", "--grace", "5", "--not-before", &floor_text])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let dates = || -> Vec<chrono::DateTime<Utc>> {
+        std::fs::read_to_string(&effects)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    wait_for("the recent intervals", Duration::from_secs(60), || {
+        dates().len() >= 3
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(scheduler.id())?),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    scheduler.wait()?;
+    let mut ran = dates();
+    ran.sort();
+    // From the floor on, each closed interval once; nothing before it.
+    assert_eq!(ran.first(), Some(&floor), "{ran:?}");
+    assert!(
+        ran.windows(2)
+            .all(|w| w[1] - w[0] == chrono::TimeDelta::minutes(1)),
+        "{ran:?}"
+    );
+    assert!((3..=5).contains(&ran.len()), "{ran:?}");
+    // The intervals before it were never processed, and the audit says so.
+    let before =
+        (floor - chrono::TimeDelta::minutes(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let audit = sluice(&dags, &state)
+        .args(["audit", "minutely", "--from", &before, "--to", &floor_text])
+        .output()?;
+    assert_eq!(audit.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&audit.stdout).contains("2 interval(s), 0 processed, 2 gap(s)"),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}

@@ -89,6 +89,11 @@ pub enum Command {
         /// Seconds shutdown waits for running attempts before stopping them.
         #[arg(long, default_value_t = 30)]
         grace: u64,
+        /// Create no scheduled run for an interval starting before this instant (RFC 3339),
+        /// even with catchup: a new deployment of DAGs whose `start` is long past. Earlier
+        /// intervals stay unprocessed (`sluice audit` shows them) until backfilled.
+        #[arg(long, env = "SLUICE_NOT_BEFORE")]
+        not_before: Option<String>,
     },
     /// Run a DAG over a range of intervals (in this process when no scheduler runs).
     Backfill {
@@ -228,7 +233,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
     let result = match &cli.command {
         Command::Dags { command } => dags::run(&cli, command, streams),
         Command::Schema => streams.print(&crate::spec::schema::dag_schema_json()),
-        Command::Scheduler { grace } => runs::scheduler(&cli, *grace, streams),
+        Command::Scheduler { grace, not_before } => {
+            runs::scheduler(&cli, *grace, not_before.as_deref(), streams)
+        }
         Command::Backfill {
             dag,
             from,

@@ -176,10 +176,19 @@ fn forward_signals(sender: std::sync::mpsc::Sender<Input>) {
 }
 
 /// `sluice scheduler`
-pub fn scheduler(cli: &Cli, grace: u64, streams: &mut Streams<'_>) -> Result<i32, CliError> {
+pub fn scheduler(
+    cli: &Cli,
+    grace: u64,
+    not_before: Option<&str>,
+    streams: &mut Streams<'_>,
+) -> Result<i32, CliError> {
+    let not_before = not_before
+        .map(|text| time_arg("--not-before", text))
+        .transpose()?;
     let store = Store::open(&cli.state)?;
     let mut config = cli.engine_config(Mode::Scheduler);
     config.verbose = true;
+    config.not_before = not_before;
     config.shutdown_grace = std::time::Duration::from_secs(grace);
     let mut engine = Engine::new(store, config)?;
     writeln!(

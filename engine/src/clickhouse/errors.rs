@@ -3,8 +3,10 @@
 /// Server error codes that are about load, time or the network, not the statement:
 /// TIMEOUT_EXCEEDED, TOO_MANY_SIMULTANEOUS_QUERIES, SOCKET_TIMEOUT, NETWORK_ERROR,
 /// MEMORY_LIMIT_EXCEEDED, TABLE_IS_READ_ONLY, TOO_MANY_PARTS, UNKNOWN_STATUS_OF_INSERT,
-/// ALL_CONNECTION_TRIES_FAILED, KEEPER_EXCEPTION.
-const RETRYABLE_CODES: [u32; 10] = [159, 202, 209, 210, 241, 242, 252, 319, 279, 999];
+/// ALL_CONNECTION_TRIES_FAILED, KEEPER_EXCEPTION; and FUNCTION_THROW_IF_VALUE_IS_NON_ZERO:
+/// `SELECT throwIf(<data not ready>)` is how a ClickHouse task waits for data (a sensor,
+/// through its retries): the data can change, so another try can pass.
+const RETRYABLE_CODES: [u32; 11] = [159, 202, 209, 210, 241, 242, 252, 319, 279, 999, 395];
 
 /// The server's error code in a ClickHouse error text (`Code: 62, e.displayText() = …`).
 pub fn code(text: &str) -> Option<u32> {
@@ -48,5 +50,8 @@ mod tests {
             "Code: 241, memory".into()
         )));
         assert!(is_retryable(&::clickhouse::error::Error::TimedOut));
+        assert!(is_retryable(&::clickhouse::error::Error::BadResponse(
+            "Code: 395, e.displayText() = DB::Exception: Value passed to 'throwIf' function is non zero".into()
+        )));
     }
 }

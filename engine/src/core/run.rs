@@ -108,7 +108,13 @@ impl RunState {
     }
 
     /// The instant by which the run must have succeeded (`interval end + sla.deadline`).
+    /// Only scheduled runs have one: a backfill or manual run reprocesses history whose
+    /// deadline passed long ago, and must keep its retries (as Airflow keeps SLAs to
+    /// scheduled runs).
     pub fn deadline(&self, plan: &DagPlan) -> Option<DateTime<Utc>> {
+        if self.kind != RunKind::Scheduled {
+            return None;
+        }
         plan.sla_deadline
             .and_then(|d| self.interval.end.checked_add_signed(d))
     }

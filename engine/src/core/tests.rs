@@ -460,6 +460,28 @@ fn a_retry_that_would_start_after_the_sla_deadline_is_not_started() {
 }
 
 #[test]
+fn a_backfill_run_keeps_its_retries_past_the_sla_deadline() {
+    // The same failure as above, an hour after the deadline, in a backfill of the interval.
+    let plan = chain(3, Some(10));
+    let mut run = RunState::new(&plan, RunKind::Backfill, interval());
+    run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
+    run.start(0, TaskState::Running, t0());
+    let now = t0() + TimeDelta::minutes(85);
+    run.finish(
+        &plan,
+        0,
+        1,
+        &Outcome::Failed {
+            retryable: true,
+            reason: "EMR step failed".into(),
+        },
+        now,
+    );
+    assert_eq!(run.tasks[0].state, TaskState::UpForRetry);
+    assert!(run.next_retry_at().is_some_and(|at| at > now));
+}
+
+#[test]
 fn clearing_reruns_a_task_and_its_downstream_with_fresh_retries() {
     let plan = chain(0, None);
     let mut run = RunState::new(&plan, RunKind::Scheduled, interval());

@@ -44,6 +44,8 @@ pub struct EngineConfig {
     pub verbose: bool,
     /// Treat every readiness gate as open (`dags test --ignore-gate`).
     pub ignore_gates: bool,
+    /// No scheduled run for an interval starting before this (`scheduler --not-before`).
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 impl EngineConfig {
@@ -61,6 +63,7 @@ impl EngineConfig {
             measure_latency: false,
             verbose: false,
             ignore_gates: false,
+            not_before: None,
         }
     }
 }
@@ -396,7 +399,7 @@ impl Engine {
             .min();
         if self.config.mode == Mode::Scheduler {
             for entry in self.dags.values().filter(|e| !e.record.paused) {
-                if let Some(next) = entry.next_due(now) {
+                if let Some(next) = entry.next_due(now, self.config.not_before) {
                     wake = Some(wake.map_or(next, |w| w.min(next)));
                 }
             }

@@ -36,12 +36,25 @@ impl DagEntry {
         }
     }
 
+    /// Where scheduled runs continue: after the last one created, never before the DAG's
+    /// `start` nor the scheduler's `--not-before` (`None`: from `start`).
+    pub fn next_start(&self, not_before: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        match (self.record.next_start, not_before) {
+            (Some(next), Some(floor)) => Some(next.max(floor)),
+            (next, floor) => next.or(floor),
+        }
+    }
+
     /// When the next scheduled interval closes (the loop's timer for run creation).
-    pub fn next_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub fn next_due(
+        &self,
+        now: DateTime<Utc>,
+        not_before: Option<DateTime<Utc>>,
+    ) -> Option<DateTime<Utc>> {
         let schedule = self.dag.schedule.as_ref()?;
         let start = self.dag.start?;
         let tz = self.dag.timezone.tz();
-        let from = self.record.next_start.unwrap_or(start).max(start);
+        let from = self.next_start(not_before).unwrap_or(start).max(start);
         let first = schedule.intervals(tz, from).next()?;
         let due = if first.end > now {
             first.end

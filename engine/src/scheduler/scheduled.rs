@@ -25,7 +25,7 @@ impl Engine {
             }
             let due = due_intervals(
                 &entry.dag,
-                entry.record.next_start,
+                entry.next_start(self.config.not_before),
                 now,
                 CREATE_PER_ITERATION,
             );

@@ -15,6 +15,9 @@ pub struct CheckResult {
     pub passed: bool,
     pub observed: Value,
     pub expected: Value,
+    /// For a failed comparison, one line for people (the report's figures are in `observed`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub summary: String,
 }
 
 pub fn evaluate(check: &Check, rows: &[Row], ctx: &TaskContext) -> Result<CheckResult, TaskError> {
@@ -22,6 +25,7 @@ pub fn evaluate(check: &Check, rows: &[Row], ctx: &TaskContext) -> Result<CheckR
         .name
         .clone()
         .unwrap_or_else(|| check.rule.kind().to_owned());
+    let mut summary = String::new();
     let (passed, observed, expected) = match &check.rule {
         Rule::RowCount { min, max } => {
             let n = rows.len() as u64;
@@ -116,6 +120,9 @@ pub fn evaluate(check: &Check, rows: &[Row], ctx: &TaskContext) -> Result<CheckR
             let other = rows::fetch(ctx, with)?;
             let report = compare::compare(&left, &other, key, values, *tolerance);
             let passed = report.is_clean();
+            if !passed {
+                summary = report.summary(key);
+            }
             (
                 passed,
                 serde_json::to_value(&report)?,
@@ -128,6 +135,7 @@ pub fn evaluate(check: &Check, rows: &[Row], ctx: &TaskContext) -> Result<CheckR
         passed,
         observed,
         expected,
+        summary,
     })
 }
 
@@ -229,6 +237,25 @@ mod tests {
         let values = vec!["events".to_owned()];
         assert!(!compare::compare(&rows(), &other, &key, &values, 0.0).is_clean());
         assert!(compare::compare(&rows(), &other, &key, &values, 0.05).is_clean());
+    }
+
+    #[test]
+    fn a_failed_comparison_says_in_one_line_where_the_sides_differ() {
+        let other = rows::to_rows(json!([
+            {"country": "DE", "device": "ios", "events": 9},
+            {"country": "DE", "device": "web", "events": 1},
+            {"country": "FR", "device": "ios", "events": 20}
+        ]))
+        .unwrap_or_default();
+        let key = vec!["country".to_owned(), "device".to_owned()];
+        let values = vec!["events".to_owned()];
+        let report = compare::compare(&rows(), &other, &key, &values, 0.0);
+        assert_eq!(
+            report.summary(&key),
+            "3 of 4 keys differ, 1 only left, 1 only right; by country: DE (2), null (1)"
+        );
+        let totals = compare::compare(&rows()[..1], &other[..1], &[], &values, 0.0);
+        assert_eq!(totals.summary(&[]), "events 10 vs 9");
     }
 
     #[test]

@@ -30,6 +30,61 @@ impl Report {
     pub fn is_clean(&self) -> bool {
         self.only_left.is_empty() && self.only_right.is_empty() && self.mismatches.is_empty()
     }
+
+    /// One line for people: how many keys differ and, grouped by the key's first column
+    /// (a reconciliation's window), where; or, without a key, the values side by side.
+    pub fn summary(&self, key: &[String]) -> String {
+        if key.is_empty() {
+            let values: Vec<String> = self
+                .mismatches
+                .iter()
+                .map(|m| format!("{} {} vs {}", m.column, shown(m.left), shown(m.right)))
+                .collect();
+            return values.join(", ");
+        }
+        let mut differing: BTreeMap<String, usize> = BTreeMap::new();
+        let mut keys: Vec<&Vec<Value>> = self.mismatches.iter().map(|m| &m.key).collect();
+        keys.dedup();
+        let total = keys.len() + self.only_left.len() + self.only_right.len();
+        for k in keys
+            .into_iter()
+            .chain(&self.only_left)
+            .chain(&self.only_right)
+        {
+            let first = match k.first() {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            *differing.entry(first).or_default() += 1;
+        }
+        let mut groups: Vec<String> = differing
+            .iter()
+            .take(5)
+            .map(|(value, n)| format!("{value} ({n})"))
+            .collect();
+        if differing.len() > 5 {
+            groups.push(format!("and {} more", differing.len() - 5));
+        }
+        let mut one_side = String::new();
+        if !self.only_left.is_empty() || !self.only_right.is_empty() {
+            one_side = format!(
+                ", {} only left, {} only right",
+                self.only_left.len(),
+                self.only_right.len()
+            );
+        }
+        format!(
+            "{total} of {} keys differ{one_side}; by {}: {}",
+            self.compared + self.only_left.len() + self.only_right.len(),
+            key[0],
+            groups.join(", ")
+        )
+    }
+}
+
+fn shown(value: Option<f64>) -> String {
+    value.map_or_else(|| "null".to_owned(), |v| v.to_string())
 }
 
 /// Compares `left` with `right` on `key`; each `values` column must agree within

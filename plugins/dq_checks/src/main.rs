@@ -37,12 +37,21 @@ fn evaluate(ctx: &TaskContext) -> Result<serde_json::Value, TaskError> {
         sluice_sdk::info!("{} checks passed on {} rows", results.len(), rows.len());
         return Ok(report);
     }
-    let names: Vec<String> = failed.iter().map(|r| r.name.clone()).collect();
+    let names: Vec<String> = failed
+        .iter()
+        .map(|r| {
+            if r.summary.is_empty() {
+                r.name.clone()
+            } else {
+                format!("{} ({})", r.name, r.summary)
+            }
+        })
+        .collect();
     Err(TaskError::fatal(format!(
         "{} of {} data-quality checks failed: {}",
         failed.len(),
         results.len(),
-        names.join(", ")
+        names.join("; ")
     ))
     .with_details(report))
 }
