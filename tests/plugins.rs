@@ -218,7 +218,7 @@ fn a_failed_data_quality_check_fails_the_task_fatally_with_the_report_in_the_log
         sluice::core::Outcome::Failed { retryable, reason } => {
             assert!(!retryable);
             assert!(
-                reason.contains("2 of 3 data-quality checks failed: unique, events_non_negative"),
+                reason.contains("2 of 3 data-quality checks failed: unique; events_non_negative"),
                 "{reason}"
             );
         }

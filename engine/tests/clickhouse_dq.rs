@@ -107,7 +107,7 @@ tasks:
     assert_eq!(attempts.len(), 1, "a failed check is fatal: no retry");
     let error = attempts[0].error.clone().unwrap_or_default();
     assert!(
-        error.contains("2 of 4 data-quality checks failed: unique, country_present"),
+        error.contains("2 of 4 data-quality checks failed: unique; country_present"),
         "{error}"
     );
     let log = std::fs::read_to_string(&attempts[0].log)?;
