@@ -91,8 +91,14 @@ impl OwnClickHouse {
 }
 
 impl Drop for OwnClickHouse {
+    /// Stops the server and removes its folder (data, logs, user files): an instance of
+    /// one's own leaves nothing behind.
     fn drop(&mut self) {
         let _ = self.script("stop");
+        let home = self.user_files.parent();
+        if let Some(home) = home.filter(|h| h.ends_with(format!("clickhouse-{}", self.port))) {
+            let _ = std::fs::remove_dir_all(home);
+        }
     }
 }
 
