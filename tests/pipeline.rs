@@ -52,6 +52,17 @@ const RECONCILE_FROM: &str = "2025-09-01T10:45:00Z";
 const RECONCILE_TO: &str = "2025-09-01T12:45:00Z";
 /// Act 2 reprocesses the first hour.
 const HOUR_END: &str = "2025-09-01T11:00:00Z";
+/// The first hour's reconciliation run again, after the damage and after the repair.
+const RECONCILE_FIRST_HOUR_AGAIN: [&str; 8] = [
+    "backfill",
+    "cross_layer_validation",
+    "--from",
+    RECONCILE_FROM,
+    "--to",
+    "2025-09-01T11:45:00Z",
+    "--reprocess",
+    "completed",
+];
 
 /// Everything a run of the platform needs, on this test's own services.
 struct Platform {
@@ -455,16 +466,7 @@ fn damaged_interval_fails_validation_until_repaired(platform: &Platform) -> Resu
     drop(store);
 
     // The reconciliation of that hour names exactly the damaged window.
-    let reconciled = platform.sluice(&[
-        "backfill",
-        "cross_layer_validation",
-        "--from",
-        RECONCILE_FROM,
-        "--to",
-        "2025-09-01T11:45:00Z",
-        "--reprocess",
-        "completed",
-    ]);
+    let reconciled = platform.sluice(&RECONCILE_FIRST_HOUR_AGAIN);
     assert_ne!(reconciled.code, 0, "{}", reconciled.stdout);
     let store = Store::open(&platform.state)?;
     let compare = figures::attempts(&store, "cross_layer_validation", at(RECONCILE_FROM))?
@@ -499,16 +501,7 @@ fn damaged_interval_fails_validation_until_repaired(platform: &Platform) -> Resu
         "--reprocess",
         "completed",
     ])?;
-    platform.must(&[
-        "backfill",
-        "cross_layer_validation",
-        "--from",
-        RECONCILE_FROM,
-        "--to",
-        "2025-09-01T11:45:00Z",
-        "--reprocess",
-        "completed",
-    ])?;
+    platform.must(&RECONCILE_FIRST_HOUR_AGAIN)?;
     let batch = platform.batch_counts()?;
     for start in platform.intervals() {
         assert_eq!(

@@ -30,14 +30,7 @@ impl OwnBroker {
 
     /// Runs `scripts/services/kafka ACTION` for this broker (`stop`, `restart`).
     pub fn script(&self, action: &str) -> Result<String, Error> {
-        let out = std::process::Command::new(&self.script)
-            .arg(action)
-            .env("SLUICE_KAFKA_PORT", &self.port)
-            .output()?;
-        if !out.status.success() {
-            return Err(format!("kafka {action}: {}", String::from_utf8_lossy(&out.stderr)).into());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        run_script(&self.script, "SLUICE_KAFKA_PORT", &self.port, action)
     }
 }
 
@@ -75,18 +68,7 @@ impl OwnClickHouse {
 
     /// Runs `scripts/services/clickhouse ACTION` for this server (`stop`, `start`).
     pub fn script(&self, action: &str) -> Result<String, Error> {
-        let out = std::process::Command::new(&self.script)
-            .arg(action)
-            .env("SLUICE_CLICKHOUSE_PORT", &self.port)
-            .output()?;
-        if !out.status.success() {
-            return Err(format!(
-                "clickhouse {action}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-            .into());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        run_script(&self.script, "SLUICE_CLICKHOUSE_PORT", &self.port, action)
     }
 }
 
@@ -100,6 +82,29 @@ impl Drop for OwnClickHouse {
             let _ = std::fs::remove_dir_all(home);
         }
     }
+}
+
+/// Runs a `scripts/services/<name> ACTION` for the instance on `port` (told through
+/// `port_variable`); what it printed, trimmed (an address, a folder).
+fn run_script(
+    script: &Path,
+    port_variable: &str,
+    port: &str,
+    action: &str,
+) -> Result<String, Error> {
+    let out = std::process::Command::new(script)
+        .arg(action)
+        .env(port_variable, port)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} {action}: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// The repository root (this crate lives in `demo/`).

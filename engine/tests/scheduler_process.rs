@@ -22,6 +22,15 @@ fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// SIGTERM, as ops stop the scheduler.
+fn terminate(child: &std::process::Child) -> Result<(), Box<dyn std::error::Error>> {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id())?),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    Ok(())
+}
+
 #[test]
 fn the_scheduler_catches_up_keeps_good_dags_and_stops_gracefully()
 -> Result<(), Box<dyn std::error::Error>> {
@@ -109,10 +118,7 @@ fn the_scheduler_catches_up_keeps_good_dags_and_stops_gracefully()
     );
 
     // SIGTERM: graceful stop, exit 0.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(scheduler.id())?),
-        nix::sys::signal::Signal::SIGTERM,
-    )?;
+    terminate(&scheduler)?;
     let stopped = Instant::now();
     let status = scheduler.wait()?;
     assert!(status.success(), "{status}");
@@ -209,10 +215,7 @@ fn not_before_keeps_a_long_catchup_to_the_recent_intervals()
         dates().len() >= 3
     });
     std::thread::sleep(Duration::from_secs(2));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(scheduler.id())?),
-        nix::sys::signal::Signal::SIGTERM,
-    )?;
+    terminate(&scheduler)?;
     scheduler.wait()?;
     let mut ran = dates();
     ran.sort();

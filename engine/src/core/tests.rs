@@ -433,14 +433,13 @@ fn a_retryable_error_waits_then_runs_the_next_try() {
     assert_eq!(run.tasks[0].state, TaskState::Failed, "retries used up");
 }
 
-#[test]
-fn a_retry_that_would_start_after_the_sla_deadline_is_not_started() {
-    // Interval ends at 00:15, deadline 10 minutes later; the retry would start at 00:26.
+/// A run of `kind` over `interval()` (deadline: 10 minutes after its end) whose first task's
+/// first try fails retryably `minutes` after `t0()`.
+fn first_try_failed_at(kind: RunKind, minutes: i64) -> RunState {
     let plan = chain(3, Some(10));
-    let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
+    let mut run = RunState::new(&plan, kind, interval());
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
     run.start(0, TaskState::Running, t0());
-    let now = t0() + TimeDelta::minutes(25);
     run.finish(
         &plan,
         0,
@@ -449,8 +448,15 @@ fn a_retry_that_would_start_after_the_sla_deadline_is_not_started() {
             retryable: true,
             reason: "EMR step failed".into(),
         },
-        now,
+        t0() + TimeDelta::minutes(minutes),
     );
+    run
+}
+
+#[test]
+fn a_retry_that_would_start_after_the_sla_deadline_is_not_started() {
+    // Interval ends at 00:15, deadline 10 minutes later; the retry would start at 00:26.
+    let run = first_try_failed_at(RunKind::Scheduled, 25);
     assert_eq!(run.tasks[0].state, TaskState::Failed);
     let reason = run.tasks[0].reason.clone().unwrap_or_default();
     assert!(
@@ -461,24 +467,13 @@ fn a_retry_that_would_start_after_the_sla_deadline_is_not_started() {
 
 #[test]
 fn a_backfill_run_keeps_its_retries_past_the_sla_deadline() {
-    // The same failure as above, an hour after the deadline, in a backfill of the interval.
-    let plan = chain(3, Some(10));
-    let mut run = RunState::new(&plan, RunKind::Backfill, interval());
-    run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
-    run.start(0, TaskState::Running, t0());
-    let now = t0() + TimeDelta::minutes(85);
-    run.finish(
-        &plan,
-        0,
-        1,
-        &Outcome::Failed {
-            retryable: true,
-            reason: "EMR step failed".into(),
-        },
-        now,
-    );
+    // The same failure, an hour after the deadline, in a backfill of the interval.
+    let run = first_try_failed_at(RunKind::Backfill, 85);
     assert_eq!(run.tasks[0].state, TaskState::UpForRetry);
-    assert!(run.next_retry_at().is_some_and(|at| at > now));
+    assert!(
+        run.next_retry_at()
+            .is_some_and(|at| at > t0() + TimeDelta::minutes(85))
+    );
 }
 
 #[test]
