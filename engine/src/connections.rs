@@ -1,6 +1,6 @@
-//! Connections to external systems, by name. Until the configuration file lands (issue 8),
-//! a connection comes from the environment variable `SLUICE_CONN_<NAME>` (the name upper-
-//! cased, `-` and `.` as `_`) holding a JSON object with a `type`, as Airflow's
+//! Connections to external systems, by name: a `[connections.<name>]` table of
+//! `sluice.toml`, or (overriding it) the environment variable `SLUICE_CONN_<NAME>` (the name
+//! upper-cased, `-` and `.` as `_`) holding a JSON object with a `type`, as Airflow's
 //! `AIRFLOW_CONN_<NAME>` JSON form:
 //!
 //! ```text
@@ -10,11 +10,15 @@
 //! Credentials are never part of a connection: AWS ones come from the standard chain
 //! (environment, profile, instance role).
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConnectionError {
-    #[error("no connection `{name}`: set {var} to a JSON object, e.g. {example}")]
+    #[error(
+        "no connection `{name}`: add [connections.{name}] to sluice.toml or set {var} to a JSON object, e.g. {example}"
+    )]
     Missing {
         name: String,
         var: String,
@@ -134,20 +138,50 @@ pub fn variable(name: &str) -> String {
     )
 }
 
+/// Connections from the configuration file, by name (the environment overrides them).
+static CONFIGURED: std::sync::RwLock<BTreeMap<String, serde_json::Value>> =
+    std::sync::RwLock::new(BTreeMap::new());
+
+/// Makes the configuration file's connections known to this process.
+pub fn install(connections: BTreeMap<String, serde_json::Value>) {
+    if let Ok(mut configured) = CONFIGURED.write() {
+        *configured = connections;
+    }
+}
+
+/// Whether a connection's fields are valid for its type (for `sluice config check`).
+pub fn check_value(value: &serde_json::Value) -> Result<(), String> {
+    Connection::deserialize(value)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 fn read(name: &str, example: &'static str) -> Result<(String, Connection), ConnectionError> {
     let var = variable(name);
-    let text = std::env::var(&var).map_err(|_| ConnectionError::Missing {
+    let invalid = |var: String, e: serde_json::Error| ConnectionError::Invalid {
         name: name.to_owned(),
-        var: var.clone(),
-        example,
-    })?;
-    serde_json::from_str::<Connection>(&text)
-        .map(|c| (var.clone(), c))
-        .map_err(|e| ConnectionError::Invalid {
+        var,
+        detail: e.to_string(),
+    };
+    if let Ok(text) = std::env::var(&var) {
+        return serde_json::from_str::<Connection>(&text)
+            .map(|c| (var.clone(), c))
+            .map_err(|e| invalid(var, e));
+    }
+    let configured = CONFIGURED.read().ok().and_then(|c| c.get(name).cloned());
+    match configured {
+        Some(value) => {
+            let place = format!("[connections.{name}] in the configuration file");
+            Connection::deserialize(&value)
+                .map(|c| (place.clone(), c))
+                .map_err(|e| invalid(place, e))
+        }
+        None => Err(ConnectionError::Missing {
             name: name.to_owned(),
             var,
-            detail: e.to_string(),
-        })
+            example,
+        }),
+    }
 }
 
 fn wrong_type(name: &str, var: String, wanted: &str) -> ConnectionError {
@@ -196,6 +230,33 @@ mod tests {
     fn variable_names_follow_airflow() {
         assert_eq!(variable("analytics-emr"), "SLUICE_CONN_ANALYTICS_EMR");
         assert_eq!(variable("emr.eu"), "SLUICE_CONN_EMR_EU");
+    }
+
+    #[test]
+    fn a_connection_from_the_configuration_file_is_found_and_checked() {
+        install(BTreeMap::from([
+            (
+                "file_wh".to_owned(),
+                serde_json::json!({"type": "clickhouse", "url": "http://127.0.0.1:8123"}),
+            ),
+            (
+                "file_broken".to_owned(),
+                serde_json::json!({"type": "kafka", "bootstrap": "x"}),
+            ),
+        ]));
+        assert_eq!(
+            clickhouse("file_wh").map(|c| c.url),
+            Ok("http://127.0.0.1:8123".to_owned())
+        );
+        let err = kafka("file_broken")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("[connections.file_broken]") && err.contains("bootstrap"),
+            "{err}"
+        );
+        assert!(check_value(&serde_json::json!({"type": "emr"})).is_err());
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! See ARCHITECTURE.md at the repository root for where each concept lives.
 
+pub mod api;
 pub mod cli;
 pub mod clickhouse;
+pub mod config;
 pub mod connections;
 pub mod core;
 pub mod executor;

@@ -656,7 +656,7 @@ fn clearing_a_running_attempt_cancels_its_step() -> Result<(), Error> {
     std::fs::write(case.root.join("dags/emr.yaml"), yaml)?;
     let mut scheduler = case
         .sluice()
-        .arg("scheduler")
+        .args(["scheduler", "--listen", "off"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()?;

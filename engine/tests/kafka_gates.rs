@@ -213,7 +213,7 @@ impl Scheduler {
             .arg(root.join("dags"))
             .arg("--state")
             .arg(root.join("state"))
-            .args(["scheduler", "--grace", "5"])
+            .args(["scheduler", "--grace", "5", "--listen", "off"])
             .env("SLUICE_CONN_TEST_BROKER", connection(bootstrap))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

@@ -55,7 +55,7 @@ fn the_scheduler_catches_up_keeps_good_dags_and_stops_gracefully()
         ),
     )?;
     let mut scheduler = sluice(&dags, &state)
-        .args(["scheduler", "--grace", "5"])
+        .args(["scheduler", "--grace", "5", "--listen", "off"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -199,7 +199,15 @@ fn not_before_keeps_a_long_catchup_to_the_recent_intervals()
         ),
     )?;
     let mut scheduler = sluice(&dags, &state)
-        .args(["scheduler", "--grace", "5", "--not-before", &floor_text])
+        .args([
+            "scheduler",
+            "--grace",
+            "5",
+            "--listen",
+            "off",
+            "--not-before",
+            &floor_text,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

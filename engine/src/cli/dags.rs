@@ -105,7 +105,7 @@ pub fn run(cli: &Cli, command: &DagsCommand, streams: &mut Streams<'_>) -> Resul
     match command {
         DagsCommand::Validate { paths } => {
             let paths = if paths.is_empty() {
-                vec![cli.dags.clone()]
+                vec![cli.settings.dags.clone()]
             } else {
                 paths.clone()
             };
@@ -193,7 +193,7 @@ pub(super) fn find_dag(
     dag_id: &str,
     streams: &mut Streams<'_>,
 ) -> Result<LoadedDag, CliError> {
-    let set = load(std::slice::from_ref(&cli.dags))?;
+    let set = load(std::slice::from_ref(&cli.settings.dags))?;
     if let Some(found) = set.get(dag_id) {
         return Ok(found.clone());
     }
@@ -218,7 +218,7 @@ pub(super) fn find_dag(
     }
     Err(CliError::UnknownDag {
         dag: dag_id.to_owned(),
-        folder: cli.dags.clone(),
+        folder: cli.settings.dags.clone(),
         known: set.dags.iter().map(|d| d.dag.dag.clone()).collect(),
     })
 }
@@ -278,7 +278,7 @@ fn now() -> DateTime<Utc> {
 }
 
 fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
-    let set = load(std::slice::from_ref(&cli.dags))?;
+    let set = load(std::slice::from_ref(&cli.settings.dags))?;
     let mut dags: Vec<&LoadedDag> = set.dags.iter().collect();
     dags.sort_by(|a, b| a.dag.dag.cmp(&b.dag.dag));
     let now = now();
@@ -339,7 +339,7 @@ fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
             streams.err,
             "{} file(s) in {} did not load; `sluice dags validate` shows why",
             set.failures.len(),
-            cli.dags.display()
+            cli.dags().display()
         )?;
     }
     Ok(0)

@@ -1,6 +1,7 @@
 //! The `sluice` command line. Each command writes to the given streams and returns the
 //! process exit code, so tests run commands in-process.
 
+mod config;
 mod dags;
 mod output;
 pub mod plugin_build;
@@ -30,15 +31,24 @@ pub const EXIT_USAGE: i32 = 2;
     max_term_width = 100
 )]
 pub struct Cli {
-    /// Folder of DAG files.
-    #[arg(long, global = true, env = "SLUICE_DAGS", default_value = "./dags")]
-    pub dags: PathBuf,
-    /// Folder of the scheduler's state (embedded database, logs).
-    #[arg(long, global = true, env = "SLUICE_STATE", default_value = "./.sluice")]
-    pub state: PathBuf,
+    /// Configuration file (default: ./sluice.toml when there is one).
+    #[arg(long, global = true, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Folder of DAG files [default: ./dags].
+    #[arg(long = "dags", global = true, env = "SLUICE_DAGS")]
+    pub dags_arg: Option<PathBuf>,
+    /// Folder of the scheduler's state (embedded database, logs) [default: ./.sluice].
+    #[arg(long = "state", global = true, env = "SLUICE_STATE")]
+    pub state_arg: Option<PathBuf>,
     /// Folder of built plugins (`<name>.wasm`); default: `plugins` beside the DAG folder.
-    #[arg(long, global = true, env = "SLUICE_PLUGINS")]
-    pub plugins: Option<PathBuf>,
+    #[arg(long = "plugins", global = true, env = "SLUICE_PLUGINS")]
+    pub plugins_arg: Option<PathBuf>,
+    /// Log lines as text for people or JSON for log shippers.
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<crate::config::LogFormat>,
+    /// The settings from the configuration file, the environment and these flags.
+    #[arg(skip = crate::config::Settings::defaults())]
+    pub settings: crate::config::Settings,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -49,11 +59,50 @@ pub struct Cli {
 impl Cli {
     /// The engine configuration for this command line.
     pub fn engine_config(&self, mode: crate::scheduler::Mode) -> crate::scheduler::EngineConfig {
-        let mut config = crate::scheduler::EngineConfig::new(self.dags.clone(), mode);
-        if let Some(plugins) = &self.plugins {
+        let settings = &self.settings;
+        let mut config = crate::scheduler::EngineConfig::new(settings.dags.clone(), mode);
+        if let Some(plugins) = &settings.plugins {
             config.plugins_dir = plugins.clone();
         }
+        config.shutdown_grace = settings.shutdown_grace;
+        config.reload_every = settings.reload_every;
+        config.not_before = settings.not_before;
+        config.pools = settings
+            .pools
+            .iter()
+            .map(|(name, size)| (name.clone(), *size))
+            .collect();
         config
+    }
+
+    /// Folder of DAG files.
+    pub fn dags(&self) -> &std::path::Path {
+        &self.settings.dags
+    }
+
+    /// Folder of the state.
+    pub fn state(&self) -> &std::path::Path {
+        &self.settings.state
+    }
+
+    /// Resolves the settings from the configuration file, the environment and the flags.
+    pub(crate) fn load_settings(&mut self) -> Result<(), crate::config::ConfigError> {
+        let listen = match &self.command {
+            Command::Scheduler { listen, .. } => listen.clone(),
+            // clap reads it for the scheduler; `config check` shows what it would use.
+            _ => std::env::var("SLUICE_LISTEN").ok(),
+        };
+        self.settings = crate::config::Settings::load(&crate::config::Overrides {
+            config: self.config.clone(),
+            dags: self.dags_arg.clone(),
+            state: self.state_arg.clone(),
+            plugins: self.plugins_arg.clone(),
+            listen,
+            api_token: std::env::var("SLUICE_API_TOKEN").ok(),
+            log_format: self.log_format,
+        })?;
+        crate::connections::install(self.settings.connections.clone());
+        Ok(())
     }
 
     /// Where built plugins live.
@@ -66,6 +115,19 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
     /// Check the store's consistency; exit 1 on any problem.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiCommand {
+    /// Print the OpenAPI document the scheduler serves at /api/v1/openapi.json.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration file (every problem with file:line:col) and print the
+    /// settings it resolves to, secrets redacted; exit 1 on any problem.
     Check,
 }
 
@@ -84,11 +146,16 @@ pub enum Command {
         #[command(subcommand)]
         command: dags::DagsCommand,
     },
-    /// Run the scheduler until SIGINT/SIGTERM: scheduled runs, backfills, retries.
+    /// Run the scheduler until SIGINT/SIGTERM: scheduled runs, backfills, retries, and the
+    /// API and web UI.
     Scheduler {
-        /// Seconds shutdown waits for running attempts before stopping them.
-        #[arg(long, default_value_t = 30)]
-        grace: u64,
+        /// Seconds shutdown waits for running attempts before stopping them [default: the
+        /// configuration's `scheduler.shutdown_grace`, 30 s].
+        #[arg(long)]
+        grace: Option<u64>,
+        /// Address of the API and web UI (HOST:PORT, or `off`) [default: 127.0.0.1:8080].
+        #[arg(long, env = "SLUICE_LISTEN")]
+        listen: Option<String>,
         /// Create no scheduled run for an interval starting before this instant (RFC 3339),
         /// even with catchup: a new deployment of DAGs whose `start` is long past. Earlier
         /// intervals stay unprocessed (`sluice audit` shows them) until backfilled.
@@ -152,6 +219,11 @@ pub enum Command {
         #[command(subcommand)]
         command: plugins::PluginsCommand,
     },
+    /// Check the configuration file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Inspect the state directory.
     State {
         #[command(subcommand)]
@@ -159,6 +231,11 @@ pub enum Command {
     },
     /// Print the JSON Schema of DAG files (for editors' autocompletion).
     Schema,
+    /// The REST API's description.
+    Api {
+        #[command(subcommand)]
+        command: ApiCommand,
+    },
     /// Print a shell completion script, e.g. `sluice completions bash > /etc/bash_completion.d/sluice`.
     Completions {
         #[arg(value_enum)]
@@ -179,7 +256,9 @@ impl Command {
             Command::Dags { command } => command.needs_state(),
             Command::Scheduler { .. }
             | Command::Schema
+            | Command::Api { .. }
             | Command::Completions { .. }
+            | Command::Config { .. }
             | Command::Plugins { .. } => false,
         }
     }
@@ -202,7 +281,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
 /// Runs the command line against any streams.
 pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) -> i32 {
     let args: Vec<OsString> = args.into_iter().collect();
-    let cli = match Cli::try_parse_from(&args) {
+    let mut cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let text = if streams.color {
@@ -220,12 +299,21 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
             return code;
         }
     };
+    if let Command::Config {
+        command: ConfigCommand::Check,
+    } = &cli.command
+    {
+        return config::check(&mut cli, streams);
+    }
+    if let Err(e) = cli.load_settings() {
+        return config::report_error(&e, streams);
+    }
     // A scheduler holding the state answers the commands that need it.
     if streams.remote.is_none() && cli.command.needs_state() {
         let text: Option<Vec<String>> =
             args.iter().map(|a| a.to_str().map(str::to_owned)).collect();
         if let Some(text) = text
-            && let Some(code) = remote::forward(&cli.state, &text, streams)
+            && let Some(code) = remote::forward(cli.state(), &text, streams)
         {
             return code;
         }
@@ -233,9 +321,13 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
     let result = match &cli.command {
         Command::Dags { command } => dags::run(&cli, command, streams),
         Command::Schema => streams.print(&crate::spec::schema::dag_schema_json()),
-        Command::Scheduler { grace, not_before } => {
-            runs::scheduler(&cli, *grace, not_before.as_deref(), streams)
-        }
+        Command::Api {
+            command: ApiCommand::Openapi,
+        } => streams.json(&crate::api::openapi::document()).map(|()| 0),
+        Command::Scheduler {
+            grace, not_before, ..
+        } => runs::scheduler(&cli, *grace, not_before.as_deref(), streams),
+        Command::Config { .. } => Ok(0),
         Command::Backfill {
             dag,
             from,

@@ -111,7 +111,7 @@ impl From<ControlError> for CliError {
 pub fn open_store(cli: &Cli, streams: &Streams<'_>) -> Result<Store, CliError> {
     match &streams.remote {
         Some(remote) => Ok(remote.store.clone()),
-        None => Ok(Store::open(&cli.state)?),
+        None => Ok(Store::open(cli.state())?),
     }
 }
 
@@ -138,7 +138,7 @@ fn ask(
 }
 
 fn engine(cli: &Cli, mode: Mode, verbose: bool) -> Result<Engine, CliError> {
-    let store = Store::open(&cli.state)?;
+    let store = Store::open(cli.state())?;
     let mut config = cli.engine_config(mode);
     config.verbose = verbose;
     Ok(Engine::new(store, config)?)
@@ -178,37 +178,73 @@ fn forward_signals(sender: std::sync::mpsc::Sender<Input>) {
 /// `sluice scheduler`
 pub fn scheduler(
     cli: &Cli,
-    grace: u64,
+    grace: Option<u64>,
     not_before: Option<&str>,
     streams: &mut Streams<'_>,
 ) -> Result<i32, CliError> {
     let not_before = not_before
         .map(|text| time_arg("--not-before", text))
         .transpose()?;
-    let store = Store::open(&cli.state)?;
+    let store = Store::open(cli.state())?;
     let mut config = cli.engine_config(Mode::Scheduler);
     config.verbose = true;
-    config.not_before = not_before;
-    config.shutdown_grace = std::time::Duration::from_secs(grace);
+    config.not_before = not_before.or(config.not_before);
+    if let Some(grace) = grace {
+        config.shutdown_grace = std::time::Duration::from_secs(grace);
+    }
     let mut engine = Engine::new(store, config)?;
     writeln!(
         streams.err,
         "sluice scheduler: DAGs from {}, state in {} (Ctrl-C stops gracefully)",
-        cli.dags.display(),
-        cli.state.display()
+        cli.dags().display(),
+        cli.state().display()
     )?;
     forward_signals(engine.sender());
     let socket = super::remote::serve(
-        &cli.state,
+        cli.state(),
         super::remote::Remote {
             store: engine.store().clone(),
             sender: engine.sender(),
         },
     )
     .map_err(|source| CliError::Io {
-        path: super::remote::socket_path(&cli.state),
+        path: super::remote::socket_path(cli.state()),
         source,
     })?;
+    // Serves until the process ends (after the loop's graceful stop).
+    let _api = match cli.settings.listen {
+        Some(address) => {
+            let server = crate::api::serve(
+                address,
+                crate::api::Api {
+                    store: engine.store().clone(),
+                    sender: engine.sender(),
+                    token: cli.settings.api_token.clone(),
+                    token_for_reads: cli.settings.token_for_reads,
+                    log: crate::api::stderr_log(),
+                },
+            )
+            .map_err(|e| CliError::Invalid {
+                message: format!("cannot listen on {address}: {e}"),
+                hint: Some(
+                    "set another address with --listen, SLUICE_LISTEN or `listen` in sluice.toml (`off` for none)"
+                        .into(),
+                ),
+            })?;
+            writeln!(
+                streams.err,
+                "sluice scheduler: API and web UI on http://{}/{}",
+                server.address,
+                if cli.settings.api_token.is_none() {
+                    " (read-only: no API token configured)"
+                } else {
+                    ""
+                }
+            )?;
+            Some(server)
+        }
+        None => None,
+    };
     engine.run()?;
     drop(socket);
     writeln!(
@@ -379,7 +415,7 @@ fn backfill_in_scheduler(
                 message: "the backfill vanished".into(),
                 hint: None,
             })?;
-        if record.status != crate::store::BackfillStatus::Running {
+        if !record.status.is_open() {
             break record;
         }
         std::thread::sleep(std::time::Duration::from_millis(250));

@@ -73,7 +73,7 @@ impl Engine {
         }
         let intervals = self.backfill_intervals(dag, from, to)?;
         if let Some(existing) = self.store.backfill(dag)?
-            && existing.status == BackfillStatus::Running
+            && existing.status.is_open()
         {
             if existing.from == from && existing.to == to && existing.reprocess == reprocess {
                 self.backfills.insert(dag.to_owned(), existing.clone());
@@ -81,7 +81,12 @@ impl Engine {
                 return Ok(existing);
             }
             return Err(EngineError::Invalid(format!(
-                "DAG `{dag}` already has a backfill running ({} to {}); finish or cancel it first",
+                "DAG `{dag}` already has a backfill {} ({} to {}); let it finish or cancel it first",
+                if existing.status == BackfillStatus::Paused {
+                    "paused"
+                } else {
+                    "running"
+                },
                 crate::spec::instant::format_instant(existing.from),
                 crate::spec::instant::format_instant(existing.to)
             )));
@@ -259,5 +264,69 @@ impl Engine {
 
     pub fn backfill(&self, dag: &str) -> Option<&BackfillRecord> {
         self.backfills.get(dag)
+    }
+
+    /// Pauses, resumes or cancels a DAG's open backfill. Runs already created go on either
+    /// way: a pause or cancel only stops new ones (Airflow's backfill pause does the same).
+    pub(super) fn change_backfill(
+        &mut self,
+        dag: &str,
+        action: BackfillAction,
+    ) -> Result<String, super::ControlError> {
+        let refused = |message: String| super::ControlError::Refused {
+            message,
+            hint: Some("`GET /api/v1/backfills` lists backfills and their state".into()),
+        };
+        let Some(mut record) = self.backfills.get(dag).cloned() else {
+            return Err(refused(format!("DAG `{dag}` has no open backfill")));
+        };
+        let (from, to) = (record.status, action.target());
+        let allowed = match action {
+            BackfillAction::Pause => from == BackfillStatus::Running,
+            BackfillAction::Resume => from == BackfillStatus::Paused,
+            BackfillAction::Cancel => from.is_open(),
+        };
+        if !allowed {
+            return Err(refused(format!(
+                "the backfill of `{dag}` is {from:?}, it cannot be {}",
+                action.past_tense()
+            )));
+        }
+        record.status = to;
+        self.store.put_backfill(&record)?;
+        if to.is_open() {
+            self.backfills.insert(dag.to_owned(), record);
+        } else {
+            self.backfills.remove(dag);
+        }
+        let message = format!("backfill of `{dag}` {}", action.past_tense());
+        self.log(message.clone());
+        Ok(message)
+    }
+}
+
+/// What an operator does to a backfill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackfillAction {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+impl BackfillAction {
+    fn target(self) -> BackfillStatus {
+        match self {
+            BackfillAction::Pause => BackfillStatus::Paused,
+            BackfillAction::Resume => BackfillStatus::Running,
+            BackfillAction::Cancel => BackfillStatus::Cancelled,
+        }
+    }
+
+    fn past_tense(self) -> &'static str {
+        match self {
+            BackfillAction::Pause => "paused",
+            BackfillAction::Resume => "resumed",
+            BackfillAction::Cancel => "cancelled",
+        }
     }
 }

@@ -37,6 +37,11 @@ pub enum Control {
         task: String,
         state: TaskState,
     },
+    /// Pause, resume or cancel a DAG's backfill.
+    Backfill {
+        dag: String,
+        action: super::backfill::BackfillAction,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +107,7 @@ impl Engine {
                 task,
                 state,
             } => self.mark(&dag, &run_id, &task, state)?,
+            Control::Backfill { dag, action } => self.change_backfill(&dag, action)?,
         };
         self.persist_and_flush()?;
         Ok(message)

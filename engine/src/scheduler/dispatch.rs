@@ -209,6 +209,13 @@ impl Engine {
                 }
             }
             Input::Report { attempt, report } => self.apply_report(attempt, report, now),
+            Input::Ping { reply } => {
+                let answer = match self.shutdown_at {
+                    None => Ok("ready".to_owned()),
+                    Some(_) => Err(("shutting down".to_owned(), None)),
+                };
+                let _ = reply.send(answer);
+            }
             Input::GateView {
                 source,
                 look,

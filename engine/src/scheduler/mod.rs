@@ -18,7 +18,7 @@ mod recovery;
 mod registry;
 mod scheduled;
 
-pub use backfill::BackfillProgress;
+pub use backfill::{BackfillAction, BackfillProgress};
 pub use control::{Control, ControlError};
 pub use engine::{Engine, EngineConfig, EngineError, Mode, Stats};
 
@@ -45,6 +45,11 @@ pub enum Input {
         to: chrono::DateTime<chrono::Utc>,
         reprocess: crate::store::Reprocess,
         max_active_runs: Option<usize>,
+        reply: std::sync::mpsc::Sender<Reply>,
+    },
+    /// Is the loop alive and taking work? (`/readyz`) Answered with an error while shutting
+    /// down.
+    Ping {
         reply: std::sync::mpsc::Sender<Reply>,
     },
     /// What the gate monitor saw of a watched topic and group, or why it saw nothing.

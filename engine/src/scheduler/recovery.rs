@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::engine::{Engine, EngineError, Mode};
 use crate::core::Outcome;
-use crate::store::{AttemptRecord, AttemptResult, BackfillStatus};
+use crate::store::{AttemptRecord, AttemptResult};
 
 pub const CRASH_REASON: &str =
     "failed by crash: the scheduler stopped while this attempt was running";
@@ -21,7 +21,7 @@ impl Engine {
         };
         for dag in self.dags.keys().cloned().collect::<Vec<_>>() {
             if let Some(record) = self.store.backfill(&dag)?
-                && record.status == BackfillStatus::Running
+                && record.status.is_open()
             {
                 self.backfills.insert(dag, record);
             }

@@ -151,7 +151,9 @@ pub struct KafkaGate {
 
 /// Retry, timeout and pool settings; on `defaults` and on each task.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+// Flattened into `Task`: no serde `deny_unknown_fields` (see `CommandTask`); the schema
+// still refuses unknown keys under `defaults`.
+#[schemars(deny_unknown_fields)]
 pub struct TaskPolicy {
     /// Extra attempts after a retryable failure. Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -266,7 +268,8 @@ impl TaskKind {
 
 /// `type: command` — a local process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+// No `deny_unknown_fields`: flattened into `Task`, it would refuse the task's other
+// fields when a stored DAG version is read back (YAML is checked by the decoder, not serde).
 pub struct CommandTask {
     /// A string runs through `sh -c`; a list is the program and its arguments. Templated.
     pub command: CommandLine,
@@ -293,7 +296,8 @@ pub enum CommandLine {
 
 /// `type: spark` — one Spark application.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+// No `deny_unknown_fields`: flattened into `Task`, it would refuse the task's other
+// fields when a stored DAG version is read back (YAML is checked by the decoder, not serde).
 pub struct SparkTask {
     /// `emr` (a step on an EMR cluster) or `local` (`spark-submit --master local[*]`).
     /// Default `local`; the configuration may override it per environment.
@@ -417,7 +421,7 @@ pub struct ManagedScaling {
 
 /// `type: clickhouse` — SQL statements run in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+// Flattened into `Task`: no `deny_unknown_fields` (see `CommandTask`).
 pub struct ClickhouseTask {
     /// ClickHouse connection name from the configuration.
     pub connection: String,
@@ -438,7 +442,7 @@ pub struct ClickhouseTask {
 
 /// `type: wasm` — a WebAssembly plugin run in a sandbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+// Flattened into `Task`: no `deny_unknown_fields` (see `CommandTask`).
 pub struct WasmTask {
     /// Plugin name (`plugins/<name>.wasm`) or a path to a `.wasm` file.
     pub plugin: String,

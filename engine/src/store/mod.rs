@@ -349,7 +349,7 @@ impl Store {
         dag: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> impl Iterator<Item = Result<RunRecord>> + use<> {
+    ) -> impl DoubleEndedIterator<Item = Result<RunRecord>> + use<> {
         self.runs
             .range(keys::dag_time(dag, from)..keys::dag_time(dag, to))
             .values()
@@ -357,7 +357,7 @@ impl Store {
     }
 
     /// Every run of a DAG, oldest first.
-    pub fn runs_of(&self, dag: &str) -> impl Iterator<Item = Result<RunRecord>> + use<> {
+    pub fn runs_of(&self, dag: &str) -> impl DoubleEndedIterator<Item = Result<RunRecord>> + use<> {
         self.runs
             .scan_prefix(keys::dag_prefix(dag))
             .values()

@@ -141,8 +141,17 @@ pub enum Reprocess {
 #[serde(rename_all = "snake_case")]
 pub enum BackfillStatus {
     Running,
+    /// Creates no new runs until resumed; runs already started go on.
+    Paused,
     Done,
     Cancelled,
+}
+
+impl BackfillStatus {
+    /// Running or paused: the DAG's one backfill, which a new one must wait for.
+    pub fn is_open(self) -> bool {
+        matches!(self, BackfillStatus::Running | BackfillStatus::Paused)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

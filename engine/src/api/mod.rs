@@ -1,0 +1,186 @@
+//! The REST API (`/api/v1`), health probes and the OpenAPI document, served by the scheduler
+//! process (axum on a small tokio runtime of its own, so a slow client never touches the
+//! scheduling loop).
+//!
+//! Reads go straight to the scheduler's open store (sled is safe across threads); changes
+//! go through the loop as `Input::Control`/`Input::Backfill`, exactly as the CLI's, so the
+//! loop stays the only writer of scheduling state.
+
+mod auth;
+mod backfills;
+mod dags;
+pub mod error;
+mod health;
+pub mod openapi;
+mod runs;
+mod tasks;
+pub mod views;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::config::Secret;
+use crate::core::DagPlan;
+use crate::scheduler::{Input, Reply};
+use crate::spec::Dag;
+use crate::store::{RunRecord, Store};
+use error::{ApiError, ApiResult};
+
+/// How long a change waits for the loop's answer before the caller gets a 503.
+const LOOP_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct Api {
+    pub store: Store,
+    pub sender: mpsc::Sender<Input>,
+    pub token: Option<Secret>,
+    pub token_for_reads: bool,
+    /// Where refusals and server errors are logged (the scheduler's log).
+    pub log: LogSink,
+}
+
+/// A line logger shared by the handlers.
+pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Logs to stderr, as the rest of the scheduler does.
+pub fn stderr_log() -> LogSink {
+    Arc::new(|line| eprintln!("{line}"))
+}
+
+impl Api {
+    fn log(&self, line: &str) {
+        (self.log)(line);
+    }
+
+    /// Sends a change to the loop and waits (off the async runtime) for its answer.
+    async fn ask(&self, make: impl FnOnce(mpsc::Sender<Reply>) -> Input) -> ApiResult<String> {
+        let (reply, answer) = mpsc::channel();
+        self.sender
+            .send(make(reply))
+            .map_err(|_| ApiError::unavailable("the scheduler is shutting down"))?;
+        let answer = tokio::task::spawn_blocking(move || answer.recv_timeout(LOOP_ANSWER_TIMEOUT))
+            .await
+            .map_err(|_| ApiError::unavailable("the scheduler stopped before answering"))?;
+        match answer {
+            Ok(Ok(message)) => Ok(message),
+            Ok(Err((message, hint))) => {
+                let error = ApiError::conflict(message);
+                Err(match hint {
+                    Some(hint) => error.hint(hint),
+                    None => error,
+                })
+            }
+            Err(_) => Err(ApiError::unavailable(
+                "the scheduler did not answer in time; try again",
+            )),
+        }
+    }
+
+    /// The DAG version the scheduler runs now, or 404.
+    fn current_dag(&self, dag_id: &str) -> ApiResult<(crate::store::DagRecord, Arc<Dag>)> {
+        let not_found = || {
+            ApiError::not_found(format!("no DAG `{dag_id}`"))
+                .hint("GET /api/v1/dags lists the DAGs the scheduler has loaded")
+        };
+        let record = self.store.dag(dag_id)?.ok_or_else(not_found)?;
+        let dag = self
+            .store
+            .version(dag_id, &record.version)?
+            .ok_or_else(not_found)?;
+        Ok((record, Arc::new(dag)))
+    }
+
+    /// A run by id, or 404; with the plan of the DAG version it ran.
+    fn run(&self, dag_id: &str, run_id: &str) -> ApiResult<(RunRecord, DagPlan)> {
+        let not_found = || {
+            ApiError::not_found(format!("DAG `{dag_id}` has no run `{run_id}`"))
+                .hint(format!("GET /api/v1/dags/{dag_id}/runs lists its runs"))
+        };
+        self.current_dag(dag_id)?;
+        let logical = crate::scheduler::control::logical_date_of(run_id).ok_or_else(not_found)?;
+        let record = self
+            .store
+            .run(dag_id, logical)?
+            .filter(|r| r.state.run_id == run_id)
+            .ok_or_else(not_found)?;
+        let dag = self
+            .store
+            .version(dag_id, &record.dag_version)?
+            .ok_or_else(not_found)?;
+        Ok((record, DagPlan::new(&dag)))
+    }
+}
+
+/// Every route, with the token check in front.
+pub fn router(api: Api) -> Router {
+    let v1 = Router::new()
+        .route("/dags", get(dags::list))
+        .route("/dags/{dag_id}", get(dags::detail).patch(dags::update))
+        .route("/dags/{dag_id}/runs", get(runs::list).post(runs::trigger))
+        .route("/dags/{dag_id}/runs/{run_id}", get(runs::detail))
+        .route("/dags/{dag_id}/runs/{run_id}/clear", post(runs::clear))
+        .route("/dags/{dag_id}/runs/{run_id}/tasks", get(tasks::list))
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
+            get(tasks::detail),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
+            post(tasks::mark),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs",
+            get(tasks::logs),
+        )
+        .route("/dags/{dag_id}/audit", get(runs::audit))
+        .route("/dags/{dag_id}/backfills", post(backfills::create))
+        .route("/dags/{dag_id}/backfills/{action}", post(backfills::change))
+        .route("/backfills", get(backfills::list))
+        .route("/openapi.json", get(openapi::serve));
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .fallback(health::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            auth::require_token,
+        ))
+        .with_state(api)
+}
+
+/// The API server running in the background; stops with the process.
+pub struct Server {
+    pub address: SocketAddr,
+}
+
+/// Binds `address` (port 0 picks a free one) and serves the API on a thread of its own.
+pub fn serve(address: SocketAddr, api: Api) -> std::io::Result<Server> {
+    let listener = std::net::TcpListener::bind(address)?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sluice-api")
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("sluice-api".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                let log = Arc::clone(&api.log);
+                if let Err(e) = axum::serve(listener, router(api)).await {
+                    log(&format!("api: server stopped: {e}"));
+                }
+            });
+        })?;
+    Ok(Server { address: bound })
+}
