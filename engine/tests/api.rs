@@ -25,33 +25,14 @@ const TOKEN: &str = "t0ken-for-tests";
 struct Fixture {
     store: Store,
     sender: mpsc::Sender<Input>,
+    metrics: Arc<sluice::metrics::Metrics>,
     logged: Arc<Mutex<Vec<String>>>,
 }
 
-const PIPELINE: &str = r#"dag: pipeline
-description: three intervals, three outcomes
-schedule: "@hourly"
-start: 2025-01-01T00:00:00Z
-end: 2025-01-01T03:00:00Z
-catchup: true
-max_active_runs: 3
-tasks:
-  extract: { type: noop }
-  work:
-    type: command
-    depends_on: [extract]
-    retries: 0
-    command: 'echo "working on {{ ts }}"; case "{{ ts }}" in *T01:*) echo boom >&2; exit 1;; *T02:*) exec sleep 600;; esac'
-  publish: { type: noop, depends_on: [work] }
-"#;
+/// The fixture DAGs, shared with the browser test (`ui_browser.rs`).
+const PIPELINE: &str = include_str!("fixtures/ui/pipeline.yaml");
 
-const PLAYGROUND: &str = r#"dag: playground
-schedule: "@daily"
-start: 2030-01-01T00:00:00Z
-tasks:
-  a: { type: noop }
-  b: { type: noop, depends_on: [a] }
-"#;
+const PLAYGROUND: &str = include_str!("fixtures/ui/playground.yaml");
 
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
@@ -76,7 +57,11 @@ fn start() -> Result<Fixture, Box<dyn std::error::Error>> {
             });
         match made {
             Ok(mut engine) => {
-                let _ = handles.send(Ok((engine.store().clone(), engine.sender())));
+                let _ = handles.send(Ok((
+                    engine.store().clone(),
+                    engine.sender(),
+                    engine.metrics(),
+                )));
                 let _ = engine.run();
             }
             Err(e) => {
@@ -84,11 +69,12 @@ fn start() -> Result<Fixture, Box<dyn std::error::Error>> {
             }
         }
     });
-    let (store, sender) = received.recv()??;
+    let (store, sender, metrics) = received.recv()??;
     let logged = Arc::new(Mutex::new(Vec::new()));
     let fixture = Fixture {
         store,
         sender,
+        metrics,
         logged,
     };
     // Wait for the three outcomes.
@@ -127,6 +113,7 @@ fn api(token: Option<&str>, token_for_reads: bool) -> axum::Router {
         token: token.map(Secret::new),
         token_for_reads,
         log: Arc::new(move |line| logged.lock().unwrap().push(line.to_owned())),
+        metrics: Arc::clone(&f.metrics),
     })
 }
 
@@ -486,6 +473,22 @@ async fn a_triggered_run_is_created_and_runs_to_success() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Off the schedule: the run is the last interval closed at that time, and the answer
+    // names it.
+    let off = send(
+        Method::POST,
+        "/api/v1/dags/playground/runs",
+        Some(r#"{"logical_date": "2031-06-01T13:45:10Z"}"#),
+    )
+    .await;
+    assert_eq!(off.status, StatusCode::CREATED, "{}", off.body);
+    assert_eq!(off.body["run_id"], "manual__2031-05-31T00:00:00Z");
+    assert_eq!(
+        get("/api/v1/dags/playground/runs/manual__2031-05-31T00:00:00Z")
+            .await
+            .status,
+        StatusCode::OK
+    );
     // The same logical date again is refused by the scheduler: 409 with its reason.
     let again = send(
         Method::POST,
@@ -785,6 +788,8 @@ async fn the_served_openapi_document_is_the_committed_one_and_lists_every_route(
             &["get"],
         ),
         ("/api/v1/dags/{dag_id}/audit", &["get"]),
+        ("/api/v1/dags/{dag_id}/sla", &["get"]),
+        ("/metrics", &["get"]),
         ("/api/v1/dags/{dag_id}/backfills", &["post"]),
         ("/api/v1/dags/{dag_id}/backfills/{action}", &["post"]),
         ("/api/v1/backfills", &["get"]),
@@ -822,4 +827,119 @@ fn the_openapi_document_validates() {
         "openapi-spec-validator is missing: run scripts/test, or put its virtualenv's bin on PATH ({said})"
     );
     assert!(output.status.success() && said.contains("OK"), "{said}");
+}
+
+/// `/metrics` parsed by a Prometheus text-format parser: every name prefixed `sluice_`, and
+/// the figures of the fixture's runs.
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text_and_count_what_happened() {
+    fixture();
+    // The gauges are recounted once a second.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let request = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
+    let response = api(Some(TOKEN), false).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    assert!(!scrape.samples.is_empty());
+    for sample in &scrape.samples {
+        assert!(sample.metric.starts_with("sluice_"), "{}", sample.metric);
+    }
+    for family in sluice::metrics::FAMILIES {
+        assert!(
+            scrape.docs.contains_key(family.name),
+            "{} has no HELP",
+            family.name
+        );
+    }
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match &s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => *v,
+                prometheus_parse::Value::Histogram(buckets) => {
+                    buckets.last().map_or(0.0, |b| b.count)
+                }
+                prometheus_parse::Value::Summary(_) => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+    };
+    let pipeline = [("dag", "pipeline")];
+    assert_eq!(
+        value(
+            "sluice_runs_finished_total",
+            &[("dag", "pipeline"), ("state", "success")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "sluice_runs_finished_total",
+            &[("dag", "pipeline"), ("state", "failed")]
+        ),
+        1.0
+    );
+    // extract ×3, work ×3, publish ×1.
+    assert!(value("sluice_task_attempts_total", &pipeline) >= 7.0);
+    assert!(
+        value(
+            "sluice_task_transitions_total",
+            &[("dag", "pipeline"), ("state", "failed")]
+        ) >= 1.0
+    );
+    assert!(value("sluice_task_instances", &[("state", "running")]) >= 1.0);
+    assert!(value("sluice_active_runs", &pipeline) >= 1.0);
+    assert_eq!(value("sluice_run_duration_seconds", &pipeline), 2.0);
+    assert!(value("sluice_scheduler_iteration_seconds", &[]) > 0.0);
+    assert!(value("sluice_dispatch_latency_seconds", &[]) > 0.0);
+    assert_eq!(
+        value(
+            "sluice_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn the_sla_report_gives_latency_percentiles_and_refuses_bad_ranges() {
+    let report =
+        get("/api/v1/dags/pipeline/sla?from=2025-01-01T00:00:00Z&to=2025-01-02T00:00:00Z").await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    // One scheduled run succeeded (00:00), long after its 2025 interval ended.
+    assert_eq!(report.body["latency"]["runs"], 1);
+    assert!(
+        report.body["latency"]["p50_seconds"]
+            .as_f64()
+            .is_some_and(|s| s > 86_400.0)
+    );
+    assert_eq!(
+        report.body["latency"]["p95_seconds"],
+        report.body["latency"]["max_seconds"]
+    );
+    assert_eq!(report.body["breaches"], 0);
+    assert_refused(
+        &get("/api/v1/dags/pipeline/sla?from=2025-01-02T00:00:00Z&to=2025-01-01T00:00:00Z").await,
+        StatusCode::BAD_REQUEST,
+        "must be before",
+    );
+    assert_refused(
+        &get("/api/v1/dags/nope/sla").await,
+        StatusCode::NOT_FOUND,
+        "no DAG",
+    );
 }

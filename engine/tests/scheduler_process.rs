@@ -250,3 +250,79 @@ fn not_before_keeps_a_long_catchup_to_the_recent_intervals()
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }
+
+/// `--log-format json`: every line the scheduler writes is one JSON object, and the lines
+/// about a task carry its DAG, run, task and try as fields.
+#[test]
+fn json_logs_are_one_object_per_line_with_task_fields() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::env::temp_dir().join(format!("sluice-json-logs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let dags = root.join("dags");
+    std::fs::create_dir_all(&dags)?;
+    let done = root.join("done");
+    let start = (Utc::now() - chrono::TimeDelta::minutes(2))
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .ok_or("time")?
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::fs::write(
+        dags.join("d.yaml"),
+        format!(
+            "dag: logged\nschedule: \"* * * * *\"\nstart: {start}\ncatchup: true\ntasks:\n  \
+             work: {{ type: command, command: 'touch {}' }}\n",
+            done.display()
+        ),
+    )?;
+    let mut scheduler = sluice(&dags, &root.join("state"))
+        .args([
+            "--log-format",
+            "json",
+            "scheduler",
+            "--grace",
+            "5",
+            "--listen",
+            "off",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    wait_for("a task", Duration::from_secs(30), || done.exists());
+    std::thread::sleep(Duration::from_millis(500));
+    terminate(&scheduler)?;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(scheduler.stderr.as_mut().ok_or("stderr")?, &mut stderr)?;
+    scheduler.wait()?;
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("not JSON: {l}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let success = lines
+        .iter()
+        .find(|l| {
+            l["task"] == "work"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.ends_with("→ success"))
+        })
+        .ok_or_else(|| format!("no task line in:\n{stderr}"))?;
+    assert_eq!(success["dag"], "logged");
+    assert!(
+        success["run"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("scheduled__")),
+        "{success}"
+    );
+    assert_eq!(success["try"], 1);
+    assert_eq!(success["level"], "INFO");
+    assert!(success["timestamp"].is_string());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "sluice scheduler: stopped; state is consistent"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}

@@ -31,7 +31,11 @@ pub async fn require_token(State(api): State<Api>, request: Request, next: Next)
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.strip_prefix("Bearer "))
+        // The UI's pages are plain navigations: for reads only, the token may come as the
+        // `sluice_token` cookie the UI sets (never for changes, so no cross-site request
+        // can change anything).
+        .or_else(|| reading.then(|| cookie_token(&request)).flatten());
     match offered {
         Some(offered) if token.matches(offered.trim()) => next.run(request).await,
         other => {
@@ -58,4 +62,14 @@ pub async fn require_token(State(api): State<Api>, request: Request, next: Next)
             response
         }
     }
+}
+
+fn cookie_token(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix("sluice_token="))
 }

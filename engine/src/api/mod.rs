@@ -42,14 +42,16 @@ pub struct Api {
     pub token_for_reads: bool,
     /// Where refusals and server errors are logged (the scheduler's log).
     pub log: LogSink,
+    /// The scheduler's metrics, rendered at `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A line logger shared by the handlers.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// Logs to stderr, as the rest of the scheduler does.
+/// Logs through the scheduler's log (tracing).
 pub fn stderr_log() -> LogSink {
-    Arc::new(|line| eprintln!("{line}"))
+    Arc::new(|line| tracing::warn!("{line}"))
 }
 
 impl Api {
@@ -82,7 +84,10 @@ impl Api {
     }
 
     /// The DAG version the scheduler runs now, or 404.
-    fn current_dag(&self, dag_id: &str) -> ApiResult<(crate::store::DagRecord, Arc<Dag>)> {
+    pub(crate) fn current_dag(
+        &self,
+        dag_id: &str,
+    ) -> ApiResult<(crate::store::DagRecord, Arc<Dag>)> {
         let not_found = || {
             ApiError::not_found(format!("no DAG `{dag_id}`"))
                 .hint("GET /api/v1/dags lists the DAGs the scheduler has loaded")
@@ -96,7 +101,7 @@ impl Api {
     }
 
     /// A run by id, or 404; with the plan of the DAG version it ran.
-    fn run(&self, dag_id: &str, run_id: &str) -> ApiResult<(RunRecord, DagPlan)> {
+    pub(crate) fn run(&self, dag_id: &str, run_id: &str) -> ApiResult<(RunRecord, DagPlan)> {
         let not_found = || {
             ApiError::not_found(format!("DAG `{dag_id}` has no run `{run_id}`"))
                 .hint(format!("GET /api/v1/dags/{dag_id}/runs lists its runs"))
@@ -138,6 +143,7 @@ pub fn router(api: Api) -> Router {
             get(tasks::logs),
         )
         .route("/dags/{dag_id}/audit", get(runs::audit))
+        .route("/dags/{dag_id}/sla", get(runs::sla))
         .route("/dags/{dag_id}/backfills", post(backfills::create))
         .route("/dags/{dag_id}/backfills/{action}", post(backfills::change))
         .route("/backfills", get(backfills::list))
@@ -146,6 +152,8 @@ pub fn router(api: Api) -> Router {
         .nest("/api/v1", v1)
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .merge(crate::ui::router())
         .fallback(health::not_found)
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),

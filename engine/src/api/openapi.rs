@@ -16,9 +16,9 @@ use super::{backfills, dags, health, runs, tasks};
         license(name = "Apache-2.0")
     ),
     paths(
-        health::live, health::ready,
+        health::live, health::ready, health::metrics,
         dags::list, dags::detail, dags::update,
-        runs::list, runs::detail, runs::trigger, runs::clear, runs::audit,
+        runs::list, runs::detail, runs::trigger, runs::clear, runs::audit, runs::sla,
         tasks::list, tasks::detail, tasks::mark, tasks::logs,
         backfills::create, backfills::list, backfills::change,
         serve,

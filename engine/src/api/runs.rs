@@ -150,7 +150,8 @@ pub async fn detail(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerRequest {
-    /// The run's logical date (default: now).
+    /// When to run (default: now). A date on the schedule runs the interval starting there;
+    /// any other instant, the last interval closed at that time (Airflow's manual runs).
     pub logical_date: Option<DateTime<Utc>>,
     /// Parameters for the run's templates (`{{ dag_run.conf }}`): a JSON object.
     #[schema(value_type = Option<Object>)]
@@ -188,10 +189,14 @@ pub async fn trigger(
             reply,
         })
         .await?;
+    // The run's interval follows the schedule: the answer names the run created.
+    let run_id = crate::scheduler::control::triggered_run_id(&message)
+        .map_or_else(|| RunKind::Manual.run_id(logical_date), str::to_owned);
+    let logical_date = crate::scheduler::control::logical_date_of(&run_id).unwrap_or(logical_date);
     Ok((
         StatusCode::CREATED,
         Json(Triggered {
-            run_id: RunKind::Manual.run_id(logical_date),
+            run_id,
             dag_id,
             logical_date,
             message,
@@ -313,4 +318,37 @@ pub async fn audit(
         gaps: entries.iter().filter(|e| e.gap).count(),
         entries,
     }))
+}
+
+/// The range of an SLA report (default: the last 24 hours).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SlaQuery {
+    /// Runs with logical dates from this instant (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// … to this one.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Processing latency (interval end → success) of the DAG's scheduled runs as p50/p95/max,
+/// and the SLA warnings and breaches raised, with their notifications' delivery.
+#[utoipa::path(get, path = "/api/v1/dags/{dag_id}/sla", operation_id = "sla_report", tag = "runs",
+    params(("dag_id" = String, Path), SlaQuery),
+    responses((status = 200, body = crate::reports::SlaReport), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn sla(
+    State(api): State<Api>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<SlaQuery>, QueryRejection>,
+) -> ApiResult<Json<crate::reports::SlaReport>> {
+    let Path(dag_id) = path?;
+    let Query(range) = query?;
+    api.current_dag(&dag_id)?;
+    let to = range.to.unwrap_or_else(Utc::now);
+    let from = range.from.unwrap_or(to - chrono::TimeDelta::days(1));
+    let (from, to) = time_range(Some(from), Some(to))?;
+    Ok(Json(crate::reports::sla_report(
+        &api.store, &dag_id, from, to,
+    )?))
 }

@@ -8,6 +8,7 @@ pub mod plugin_build;
 mod plugins;
 pub mod remote;
 mod runs;
+mod sla;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -67,6 +68,7 @@ impl Cli {
         config.shutdown_grace = settings.shutdown_grace;
         config.reload_every = settings.reload_every;
         config.not_before = settings.not_before;
+        config.webhooks = settings.webhooks.clone();
         config.pools = settings
             .pools
             .iter()
@@ -116,6 +118,21 @@ impl Cli {
 pub enum StateCommand {
     /// Check the store's consistency; exit 1 on any problem.
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlaCommand {
+    /// Latency (interval end → success) p50/p95/max of the DAG's scheduled runs, and the
+    /// warnings and breaches raised with their notifications.
+    Report {
+        dag: String,
+        /// First logical date (RFC 3339; default: 24 hours before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the range (RFC 3339; default: now).
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +231,11 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Processing-latency SLA reports.
+    Sla {
+        #[command(subcommand)]
+        command: SlaCommand,
+    },
     /// Try WebAssembly plugins locally.
     Plugins {
         #[command(subcommand)]
@@ -252,6 +274,7 @@ impl Command {
             | Command::Tasks { .. }
             | Command::Clear { .. }
             | Command::Audit { .. }
+            | Command::Sla { .. }
             | Command::State { .. } => true,
             Command::Dags { command } => command.needs_state(),
             Command::Scheduler { .. }
@@ -267,11 +290,13 @@ impl Command {
 /// Runs the command line against the process's stdout and stderr.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
+    // Unlocked handles: a long-running command (the scheduler) must not hold the stderr lock
+    // that its other threads (the API's, the notifier's) log through.
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
     let mut streams = Streams {
-        out: &mut stdout.lock(),
-        err: &mut stderr.lock(),
+        out: &mut stdout,
+        err: &mut stderr,
         color,
         remote: None,
     };
@@ -365,6 +390,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
             streams,
         ),
         Command::Audit { dag, from, to } => runs::audit(&cli, dag, from, to, streams),
+        Command::Sla {
+            command: SlaCommand::Report { dag, from, to },
+        } => sla::report(&cli, dag, from.as_deref(), to.as_deref(), streams),
         Command::State {
             command: StateCommand::Check,
         } => runs::check(&cli, streams),

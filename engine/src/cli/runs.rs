@@ -185,6 +185,7 @@ pub fn scheduler(
     let not_before = not_before
         .map(|text| time_arg("--not-before", text))
         .transpose()?;
+    crate::logging::init(cli.settings.log_format, streams.color);
     let store = Store::open(cli.state())?;
     let mut config = cli.engine_config(Mode::Scheduler);
     config.verbose = true;
@@ -193,12 +194,11 @@ pub fn scheduler(
         config.shutdown_grace = std::time::Duration::from_secs(grace);
     }
     let mut engine = Engine::new(store, config)?;
-    writeln!(
-        streams.err,
+    tracing::info!(
         "sluice scheduler: DAGs from {}, state in {} (Ctrl-C stops gracefully)",
         cli.dags().display(),
         cli.state().display()
-    )?;
+    );
     forward_signals(engine.sender());
     let socket = super::remote::serve(
         cli.state(),
@@ -222,6 +222,7 @@ pub fn scheduler(
                     token: cli.settings.api_token.clone(),
                     token_for_reads: cli.settings.token_for_reads,
                     log: crate::api::stderr_log(),
+                    metrics: engine.metrics(),
                 },
             )
             .map_err(|e| CliError::Invalid {
@@ -231,8 +232,7 @@ pub fn scheduler(
                         .into(),
                 ),
             })?;
-            writeln!(
-                streams.err,
+            tracing::info!(
                 "sluice scheduler: API and web UI on http://{}/{}",
                 server.address,
                 if cli.settings.api_token.is_none() {
@@ -240,17 +240,14 @@ pub fn scheduler(
                 } else {
                     ""
                 }
-            )?;
+            );
             Some(server)
         }
         None => None,
     };
     engine.run()?;
     drop(socket);
-    writeln!(
-        streams.err,
-        "sluice scheduler: stopped; state is consistent"
-    )?;
+    tracing::info!("sluice scheduler: stopped; state is consistent");
     Ok(0)
 }
 

@@ -13,6 +13,7 @@
 //! - `intervals`: which scheduled runs to create (catchup, start/end).
 //! - `lag`: Kafka consumer lag over a window, with Burrow's rules (for readiness gates).
 //! - `gate`: event-time watermark and the open/closed/timed-out decision of a gate.
+//! - `sla`: when a run's processing-latency warning and breach are due.
 
 pub mod admission;
 pub mod gate;
@@ -21,6 +22,7 @@ pub mod lag;
 pub mod plan;
 pub mod retry;
 pub mod run;
+pub mod sla;
 pub mod state;
 pub mod trigger;
 

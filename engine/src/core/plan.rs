@@ -23,6 +23,8 @@ pub struct DagPlan {
     pub max_active_tasks: usize,
     /// `sla.deadline`: a run must succeed within this after its interval ends.
     pub sla_deadline: Option<chrono::TimeDelta>,
+    /// `sla.warn_after` and `sla.deadline`.
+    pub sla: super::sla::SlaPolicy,
     index: HashMap<String, usize>,
 }
 
@@ -77,6 +79,18 @@ impl DagPlan {
                 .as_ref()
                 .and_then(|s| s.deadline)
                 .map(|d| d.as_chrono()),
+            sla: super::sla::SlaPolicy {
+                warn_after: dag
+                    .sla
+                    .as_ref()
+                    .and_then(|s| s.warn_after)
+                    .map(|d| d.as_chrono()),
+                deadline: dag
+                    .sla
+                    .as_ref()
+                    .and_then(|s| s.deadline)
+                    .map(|d| d.as_chrono()),
+            },
             index,
         }
     }

@@ -68,6 +68,14 @@ fn refused(message: impl Into<String>, hint: Option<&str>) -> ControlError {
     }
 }
 
+const TRIGGERED: &str = "triggered ";
+
+/// The run a trigger's answer names (`triggered manual__… for …`): an off-schedule date
+/// gets the interval closed at that time, so the caller cannot know the id in advance.
+pub fn triggered_run_id(answer: &str) -> Option<&str> {
+    answer.strip_prefix(TRIGGERED)?.split_whitespace().next()
+}
+
 /// The logical date a run id names (`scheduled__2025-09-01T00:00:00Z`).
 pub fn logical_date_of(run_id: &str) -> Option<DateTime<Utc>> {
     let (_, date) = run_id.split_once("__")?;
@@ -172,7 +180,7 @@ impl Engine {
             ));
         }
         Ok(format!(
-            "triggered {} for {} → {}",
+            "{TRIGGERED}{} for {} → {}",
             RunKind::Manual.run_id(interval.start),
             format_instant(interval.start),
             format_instant(interval.end)

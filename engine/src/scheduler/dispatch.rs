@@ -84,6 +84,8 @@ impl Engine {
                 // something to add (a pid, the end). Remote executors write it up front.
                 run.attempts.insert((task, try_number), attempt);
                 self.stats.attempts_started += 1;
+                self.metrics
+                    .inc("sluice_task_attempts_total", &[("dag", &key.0)]);
                 granted.push(Dispatch {
                     key: key.clone(),
                     task,

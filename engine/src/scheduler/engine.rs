@@ -46,6 +46,10 @@ pub struct EngineConfig {
     pub ignore_gates: bool,
     /// No scheduled run for an interval starting before this (`scheduler --not-before`).
     pub not_before: Option<DateTime<Utc>>,
+    /// Where SLA events are posted (scheduler mode).
+    pub webhooks: Vec<crate::config::Webhook>,
+    /// The first wait before a webhook delivery is retried (doubles per retry).
+    pub webhook_backoff: std::time::Duration,
 }
 
 impl EngineConfig {
@@ -64,6 +68,8 @@ impl EngineConfig {
             verbose: false,
             ignore_gates: false,
             not_before: None,
+            webhooks: Vec::new(),
+            webhook_backoff: std::time::Duration::from_secs(2),
         }
     }
 }
@@ -198,6 +204,12 @@ pub struct Engine {
     pub(super) folder_seen: Option<Vec<(PathBuf, u64, std::time::SystemTime)>>,
     /// Keeps the executors' tokio runtime alive as long as the engine.
     pub(super) _runtime: Option<tokio::runtime::Runtime>,
+    /// What `/metrics` shows.
+    pub(super) metrics: Arc<crate::metrics::Metrics>,
+    pub(super) gauges_refreshed: Option<Instant>,
+    /// SLA events raised this iteration: written with it, then sent to the notifier.
+    pub(super) sla_raised: Vec<crate::store::SlaEventRecord>,
+    pub(super) notifier: Option<crate::notify::Notifier>,
 }
 
 impl Engine {
@@ -211,6 +223,7 @@ impl Engine {
             .build()
             .map_err(EngineError::Runtime)?;
         let (sender, inbox) = mpsc::channel();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let admission = Admission::new(config.pools.clone());
         let command = Arc::new(CommandExecutor::new(runtime.handle().clone()));
         let gate_monitor = crate::trigger::kafka::GateMonitor::new(sender.clone());
@@ -231,6 +244,7 @@ impl Engine {
                     config.plugins_dir.clone(),
                     crate::executor::wasm::RunnerConfig {
                         cache_dir: Some(store.root().join("plugin-cache")),
+                        metrics: Some(Arc::clone(&metrics)),
                         kv: Some(store.kv()),
                         queries: Some(Arc::new(crate::clickhouse::ClickhouseQueries::new(
                             runtime.handle().clone(),
@@ -264,7 +278,22 @@ impl Engine {
             shutdown_at: None,
             last_reload: Instant::now(),
             folder_seen: None,
+            metrics,
+            gauges_refreshed: None,
+            sla_raised: Vec::new(),
+            notifier: None,
         };
+        if engine.config.mode == Mode::Scheduler && !engine.config.webhooks.is_empty() {
+            engine.notifier = Some(
+                crate::notify::Notifier::start(
+                    engine.store.clone(),
+                    engine.config.webhooks.clone(),
+                    engine.config.webhook_backoff,
+                    engine.config.verbose,
+                )
+                .map_err(EngineError::Runtime)?,
+            );
+        }
         engine.folder_seen = super::registry::folder_fingerprint(&engine.config.dags_dir);
         engine.load_dags()?;
         engine.recover(Utc::now())?;
@@ -286,13 +315,21 @@ impl Engine {
         &self.stats
     }
 
+    /// The metrics registry this engine updates (served at `/metrics`).
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
     pub(super) fn log(&self, message: impl AsRef<str>) {
         if self.config.verbose {
-            eprintln!(
-                "[{}] {}",
-                Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                message.as_ref()
-            );
+            tracing::info!("{}", message.as_ref());
+        }
+    }
+
+    /// A line about one run (`dag` and `run` as fields).
+    pub(super) fn log_run(&self, dag: &str, run: &str, message: impl AsRef<str>) {
+        if self.config.verbose {
+            tracing::info!(dag, run, "{}", message.as_ref());
         }
     }
 
@@ -306,6 +343,7 @@ impl Engine {
     pub fn run_with(&mut self, tick: &mut dyn FnMut(&Engine)) -> Result<(), EngineError> {
         loop {
             let now = Utc::now();
+            let iteration_started = Instant::now();
             self.stats.iterations += 1;
             let mut busy = false;
             while let Some(input) = self
@@ -330,20 +368,33 @@ impl Engine {
             } else {
                 self.wind_down(now);
             }
+            self.check_slas(now);
             let changed = self.persist_and_flush()?;
+            let raised = std::mem::take(&mut self.sla_raised);
+            self.send_sla_events(raised);
             busy |= changed || !dispatches.is_empty();
             let flushed_at = Instant::now();
-            if self.config.measure_latency {
-                for d in &dispatches {
-                    if let Some(enabled) = d.enabled_at {
-                        self.stats
-                            .latencies
-                            .push(flushed_at.duration_since(enabled));
+            for d in &dispatches {
+                if let Some(enabled) = d.enabled_at {
+                    let latency = flushed_at.duration_since(enabled);
+                    self.metrics.observe(
+                        "sluice_dispatch_latency_seconds",
+                        &[],
+                        latency.as_secs_f64(),
+                    );
+                    if self.config.measure_latency {
+                        self.stats.latencies.push(latency);
                     }
                 }
             }
             self.dispatch(dispatches);
+            self.refresh_gauges();
             if busy {
+                self.metrics.observe(
+                    "sluice_scheduler_iteration_seconds",
+                    &[],
+                    iteration_started.elapsed().as_secs_f64(),
+                );
                 tick(self);
             }
             if self.done() {
@@ -397,6 +448,9 @@ impl Engine {
             .values()
             .filter_map(|r| r.record.state.next_retry_at())
             .min();
+        if let Some(next) = self.next_sla_due() {
+            wake = Some(wake.map_or(next, |w| w.min(next)));
+        }
         if self.config.mode == Mode::Scheduler {
             for entry in self.dags.values().filter(|e| !e.record.paused) {
                 if let Some(next) = entry.next_due(now, self.config.not_before) {

@@ -189,6 +189,18 @@ impl Engine {
                 GateVerdict::TimedOut(reason),
             ),
         };
+        if let Some(f) = &figures {
+            let dag = [("dag", run.record.state.dag_id.as_str())];
+            self.metrics
+                .set("sluice_gate_consumer_lag_messages", &dag, f.lag as f64);
+            if let Some(watermark) = f.watermark {
+                self.metrics.set(
+                    "sluice_gate_watermark_delay_seconds",
+                    &dag,
+                    super::observe::seconds(f.observed_at - watermark),
+                );
+            }
+        }
         let late_events = run.record.gate.as_ref().map_or(0, |g| g.late_events);
         let late_pending = run.record.gate.as_ref().is_some_and(|g| g.late_pending);
         let record = GateRecord {

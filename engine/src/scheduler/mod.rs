@@ -13,10 +13,12 @@ mod dispatch;
 mod engine;
 mod gates;
 mod late_data;
+mod observe;
 mod persist;
 mod recovery;
 mod registry;
 mod scheduled;
+mod sla;
 
 pub use backfill::{BackfillAction, BackfillProgress};
 pub use control::{Control, ControlError};

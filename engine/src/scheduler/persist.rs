@@ -32,7 +32,11 @@ impl Engine {
             return Ok(false);
         }
         let state = RunState::new(&plan, kind, interval);
-        self.log(format!("{} {} created", state.dag_id, state.run_id));
+        self.log_run(
+            &state.dag_id,
+            &state.run_id,
+            format!("{} {} created", state.dag_id, state.run_id),
+        );
         let tasks = plan.tasks.len();
         let record = RunRecord {
             state,
@@ -42,6 +46,7 @@ impl Engine {
             dag_version: version,
             conf,
             gate: None,
+            sla: Default::default(),
         };
         self.runs.insert(
             key,
@@ -131,6 +136,28 @@ impl Engine {
                         try_number,
                     } => {
                         self.stats.transitions += 1;
+                        self.metrics.inc(
+                            "sluice_task_transitions_total",
+                            &[("dag", &state.dag_id), ("state", to.name())],
+                        );
+                        if self.config.verbose {
+                            let task = &run.plan.tasks[*index].id;
+                            let reason = state.tasks[*index].reason.as_deref().unwrap_or("");
+                            tracing::info!(
+                                dag = %state.dag_id,
+                                run = %state.run_id,
+                                task = %task,
+                                "try" = *try_number,
+                                reason,
+                                "task {task} {} → {}",
+                                from.name(),
+                                to.name()
+                            );
+                        }
+                        if *to == crate::core::TaskState::UpForRetry {
+                            self.metrics
+                                .inc("sluice_task_retries_total", &[("dag", &state.dag_id)]);
+                        }
                         EventRecord {
                             at: now,
                             dag: state.dag_id.clone(),
@@ -212,6 +239,11 @@ impl Engine {
                 writes.put_backfill(record);
             }
         }
+        // Kept until the loop hands them to the notifier after this flush.
+        for event in &self.sla_raised {
+            wrote = true;
+            writes.put_sla_event(event);
+        }
         for (dag, logical, task, output) in self.output_writes.drain(..) {
             writes.put_output(&dag, logical, &task, &output);
         }
@@ -225,6 +257,7 @@ impl Engine {
         for key in finished {
             if let Some(run) = self.runs.remove(&key) {
                 self.stats.runs_finished += 1;
+                self.observe_finished(&run);
                 if run.record.state.status == RunStatus::Success
                     && run.record.gate.as_ref().is_some_and(|g| g.late_pending)
                 {
@@ -232,10 +265,14 @@ impl Engine {
                         .push((key.0.clone(), run.record.state.run_id.clone()));
                 }
                 self.executors.spark.run_ended(&run.dag, key.1);
-                self.log(format!(
-                    "{} {} {}",
-                    run.record.state.dag_id, run.record.state.run_id, run.record.state.status
-                ));
+                self.log_run(
+                    &run.record.state.dag_id,
+                    &run.record.state.run_id,
+                    format!(
+                        "{} {} {}",
+                        run.record.state.dag_id, run.record.state.run_id, run.record.state.status
+                    ),
+                );
                 // The next run of the DAG may wait on this one (`depends_on_past`).
                 if let Some((_, next)) = self
                     .runs

@@ -10,6 +10,7 @@ pub mod gates;
 pub mod keys;
 pub mod kv;
 pub mod records;
+pub mod sla;
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,7 @@ use serde::de::DeserializeOwned;
 pub use gates::GateMemoryStore;
 pub use kv::KvStore;
 pub use records::*;
+pub use sla::{Delivery, SlaEventRecord};
 
 use crate::spec::Dag;
 
@@ -80,6 +82,7 @@ pub struct Store {
     backfills: sled::Tree,
     kv: sled::Tree,
     gate_memory: sled::Tree,
+    sla_events: sled::Tree,
     root: PathBuf,
 }
 
@@ -159,6 +162,7 @@ impl Store {
             backfills: db.open_tree("backfills")?,
             kv: db.open_tree("kv")?,
             gate_memory: db.open_tree("gate_memory")?,
+            sla_events: db.open_tree("sla_events")?,
             db,
             root,
         };
@@ -249,9 +253,10 @@ impl Store {
             &self.dags,
             &self.backfills,
             &self.events,
+            &self.sla_events,
         )
             .transaction(
-                |(active, runs, attempts, outputs, ledger, dags, backfills, log)| {
+                |(active, runs, attempts, outputs, ledger, dags, backfills, log, sla)| {
                     active.apply_batch(&writes.active)?;
                     runs.apply_batch(&writes.runs)?;
                     attempts.apply_batch(&writes.attempts)?;
@@ -259,6 +264,7 @@ impl Store {
                     ledger.apply_batch(&writes.ledger)?;
                     dags.apply_batch(&writes.dags)?;
                     backfills.apply_batch(&writes.backfills)?;
+                    sla.apply_batch(&writes.sla_events)?;
                     if let Some(events) = &events {
                         let seq = log.generate_id()?;
                         log.insert(&seq.to_be_bytes(), events.as_slice())?;
@@ -541,6 +547,7 @@ pub struct Writes {
     ledger: sled::Batch,
     dags: sled::Batch,
     backfills: sled::Batch,
+    sla_events: sled::Batch,
     events: Vec<EventRecord>,
 }
 
@@ -586,6 +593,10 @@ impl Writes {
 
     pub fn put_backfill(&mut self, record: &BackfillRecord) {
         self.backfills.insert(record.dag.as_bytes(), encode(record));
+    }
+
+    pub fn put_sla_event(&mut self, record: &sla::SlaEventRecord) {
+        self.sla_events.insert(sla::key(record), encode(record));
     }
 
     /// The event log entry of this group commit: one record for all its transitions.

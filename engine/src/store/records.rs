@@ -32,6 +32,9 @@ pub struct RunRecord {
     /// The DAG's readiness gate for this run: its state and the figures it was decided on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<GateRecord>,
+    /// SLA events raised for this run (each once).
+    #[serde(default, skip_serializing_if = "crate::core::sla::SlaMarks::is_empty")]
+    pub sla: crate::core::sla::SlaMarks,
 }
 
 /// Where a run's gate stands.

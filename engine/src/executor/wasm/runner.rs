@@ -165,6 +165,8 @@ pub struct RunnerConfig {
     pub kv: Option<KvStore>,
     /// Backs `clickhouse_query`.
     pub queries: Option<Arc<dyn QueryService>>,
+    /// Counts module look-ups by where the module came from.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for RunnerConfig {
@@ -174,6 +176,7 @@ impl Default for RunnerConfig {
             cache_dir: None,
             kv: None,
             queries: None,
+            metrics: None,
         }
     }
 }
@@ -321,7 +324,17 @@ impl WasmRunner {
     pub fn invoke(&self, plugin: &Plugin, call: Invocation) -> RunResult {
         let limits = call.limits;
         let pre = match self.ready_module(plugin, plugin.link_set(&call.grants)) {
-            Ok((pre, _)) => pre,
+            Ok((pre, how)) => {
+                if let Some(metrics) = &self.config.metrics {
+                    let outcome = match how {
+                        Prepared::Memory => "memory",
+                        Prepared::Disk => "disk",
+                        Prepared::Compiled => "compiled",
+                    };
+                    metrics.inc("sluice_wasm_modules_total", &[("outcome", outcome)]);
+                }
+                pre
+            }
             Err(reason) => return failed(reason, String::new()),
         };
         // One byte over the bound, so that a full pipe means "too much", not "exactly enough".

@@ -1,0 +1,149 @@
+// Sluice UI: the buttons call the REST API with the token saved in this browser; the log
+// of a task attempt follows while the attempt runs.
+"use strict";
+
+const TOKEN_KEY = "sluice.api-token";
+
+function token() {
+  return localStorage.getItem(TOKEN_KEY) || "";
+}
+
+function toast(text, isError) {
+  const box = document.getElementById("toast");
+  box.textContent = text;
+  box.className = isError ? "error" : "";
+  box.hidden = false;
+  clearTimeout(box.timer);
+  box.timer = setTimeout(() => { box.hidden = true; }, isError ? 9000 : 3500);
+}
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (token()) headers["Authorization"] = "Bearer " + token();
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let data = null;
+  try { data = await response.json(); } catch (_) { /* not JSON */ }
+  if (!response.ok) {
+    const message = (data && data.error) || response.statusText;
+    const hint = data && data.hint ? " — " + data.hint : "";
+    throw new Error(response.status + ": " + message + hint);
+  }
+  return data;
+}
+
+const enc = encodeURIComponent;
+const runPath = (b) => "/api/v1/dags/" + enc(b.dag) + "/runs/" + enc(b.run);
+
+const actions = {
+  trigger: (b) => api("POST", "/api/v1/dags/" + enc(b.dag) + "/runs", {})
+    .then((r) => { toast("Triggered " + r.run_id); return "/ui/dags/" + enc(b.dag) + "/runs/" + enc(r.run_id); }),
+  pause: (b) => api("PATCH", "/api/v1/dags/" + enc(b.dag), { is_paused: b.paused !== "true" })
+    .then((d) => toast(b.dag + (d.is_paused ? " paused" : " unpaused"))),
+  "clear-run": (b) => api("POST", runPath(b) + "/clear", {}).then(() => toast("Cleared the run")),
+  "clear-failed": (b) => api("POST", runPath(b) + "/clear", { failed_only: true }).then(() => toast("Cleared failed tasks")),
+  "clear-task": (b) => api("POST", runPath(b) + "/clear", { tasks: [b.task] }).then(() => toast("Cleared " + b.task)),
+  "clear-downstream": (b) => api("POST", runPath(b) + "/clear", { tasks: [b.task], downstream: true })
+    .then(() => toast("Cleared " + b.task + " and downstream")),
+  mark: (b) => api("POST", runPath(b) + "/tasks/" + enc(b.task) + "/mark", { state: b.state })
+    .then(() => toast("Marked " + b.task + " " + b.state)),
+  "backfill-pause": (b) => api("POST", "/api/v1/dags/" + enc(b.dag) + "/backfills/pause").then(() => toast("Backfill paused")),
+  "backfill-resume": (b) => api("POST", "/api/v1/dags/" + enc(b.dag) + "/backfills/resume").then(() => toast("Backfill resumed")),
+  "backfill-cancel": (b) => api("POST", "/api/v1/dags/" + enc(b.dag) + "/backfills/cancel").then(() => toast("Backfill cancelled")),
+};
+
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("button[data-action], a[data-action]");
+  if (!button) return;
+  const name = button.dataset.action;
+  if (name === "show-log") {
+    event.preventDefault();
+    followLog(button.dataset.try);
+    return;
+  }
+  const action = actions[name];
+  if (!action) return;
+  event.preventDefault();
+  button.disabled = true;
+  try {
+    const next = await action(button.dataset);
+    setTimeout(() => { if (next) location.href = next; else location.reload(); }, 700);
+  } catch (error) {
+    toast(error.message, true);
+    button.disabled = false;
+  }
+});
+
+document.addEventListener("submit", async (event) => {
+  const form = event.target;
+  if (form.id === "token-form") {
+    event.preventDefault();
+    const value = document.getElementById("token").value.trim();
+    if (value) localStorage.setItem(TOKEN_KEY, value); else localStorage.removeItem(TOKEN_KEY);
+    // For servers that want the token for reads too: pages are plain navigations.
+    document.cookie = "sluice_token=" + value + "; path=/; SameSite=Strict" + (value ? "" : "; max-age=0");
+    document.getElementById("token").value = "";
+    showTokenState();
+    toast(value ? "Token saved in this browser" : "Token removed");
+    return;
+  }
+  if (form.id === "backfill-form") {
+    event.preventDefault();
+    const data = new FormData(form);
+    const body = { from: data.get("from"), to: data.get("to"), reprocess: data.get("reprocess") };
+    if (data.get("max_active_runs")) body.max_active_runs = Number(data.get("max_active_runs"));
+    try {
+      const b = await api("POST", "/api/v1/dags/" + enc(form.dataset.dag) + "/backfills", body);
+      toast("Backfill started: " + b.total + " interval(s)");
+      setTimeout(() => location.reload(), 700);
+    } catch (error) {
+      toast(error.message, true);
+    }
+  }
+});
+
+function showTokenState() {
+  const state = document.getElementById("token-state");
+  if (state) state.textContent = token() ? "token set" : "read-only";
+}
+
+// Follows a task attempt's log: appends what is new every second until the attempt ends.
+let following = 0;
+async function followLog(tryNumber) {
+  const pre = document.getElementById("log");
+  if (!pre) return;
+  const me = ++following;
+  pre.textContent = "";
+  document.getElementById("log-try").textContent = tryNumber;
+  const status = document.getElementById("log-follow");
+  let offset = 0;
+  for (;;) {
+    if (me !== following) return;
+    let chunk;
+    try {
+      chunk = await api("GET", pre.dataset.base + "?try=" + enc(tryNumber) + "&offset=" + offset);
+    } catch (error) {
+      status.textContent = "(" + error.message + ")";
+      return;
+    }
+    if (chunk.text) {
+      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.textContent += chunk.text;
+      if (atBottom) pre.scrollTop = pre.scrollHeight;
+    }
+    offset = chunk.next_offset;
+    if (chunk.complete) {
+      status.textContent = "(complete)";
+      pre.dataset.complete = "true";
+      return;
+    }
+    status.textContent = "(following…)";
+    if (chunk.next_offset >= chunk.size) await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  showTokenState();
+  const pre = document.getElementById("log");
+  if (pre) followLog(pre.dataset.try);
+});

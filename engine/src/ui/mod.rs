@@ -1,0 +1,117 @@
+//! The web UI: server-rendered pages (minijinja templates and one stylesheet and script,
+//! all embedded in the binary) over the same store the API reads. Pages only read; every
+//! button calls the REST API from the browser with the token the user typed (kept in the
+//! browser's local storage), so the UI can do nothing the API would refuse.
+//!
+//! Pages: DAG list; a DAG's grid (runs × tasks coloured by state, Airflow's grid view), its
+//! graph and its backfills; a run with its Gantt chart and gate figures; a task instance
+//! with its attempts and a log that follows while the attempt runs.
+
+mod pages;
+mod svg;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use minijinja::Environment;
+
+use crate::api::Api;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("templates/base.html")),
+    ("dags.html", include_str!("templates/dags.html")),
+    ("dag.html", include_str!("templates/dag.html")),
+    ("run.html", include_str!("templates/run.html")),
+    ("task.html", include_str!("templates/task.html")),
+    ("error.html", include_str!("templates/error.html")),
+];
+
+const STYLE: &str = include_str!("assets/style.css");
+const SCRIPT: &str = include_str!("assets/app.js");
+
+fn environment() -> &'static Environment<'static> {
+    static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, source) in TEMPLATES {
+            // The templates are part of the binary and checked by the UI tests.
+            if let Err(e) = env.add_template(name, source) {
+                eprintln!("ui: template {name}: {e}");
+            }
+        }
+        env
+    })
+}
+
+/// Renders a page; a template error is a 500 page that says which.
+fn render(name: &str, context: minijinja::Value) -> Response {
+    match environment()
+        .get_template(name)
+        .and_then(|t| t.render(context))
+    {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            Html(format!(
+                "<h1>Page error</h1><pre>{}</pre>",
+                escape(&e.to_string())
+            )),
+        )
+            .into_response(),
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// An error page with the status of the API's error.
+fn error_page(error: crate::api::error::ApiError) -> Response {
+    let status = error.status;
+    let mut page = render(
+        "error.html",
+        minijinja::context! { title => "Not found", error => error.body.error, hint => error.body.hint },
+    );
+    *page.status_mut() = status;
+    page
+}
+
+pub fn router() -> Router<Api> {
+    Router::new()
+        .route("/", get(pages::dags))
+        .route("/ui/dags/{dag_id}", get(pages::dag))
+        .route("/ui/dags/{dag_id}/runs/{run_id}", get(pages::run))
+        .route(
+            "/ui/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
+            get(pages::task),
+        )
+        .route(
+            "/ui/assets/style.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
+        )
+        .route(
+            "/ui/assets/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    SCRIPT,
+                )
+            }),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_template_parses() {
+        let mut env = minijinja::Environment::new();
+        for (name, source) in super::TEMPLATES {
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}

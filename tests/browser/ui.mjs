@@ -1,0 +1,115 @@
+// Drives Sluice's web UI in Debian's headless Chromium with playwright-core.
+// Usage: node tests/browser/ui.mjs BASE_URL TOKEN SCREENSHOT_DIR
+// The scheduler behind BASE_URL runs engine/tests/fixtures/ui: DAG `pipeline` with a
+// succeeded, a failed and a running interval, and DAG `playground`.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const [base, token, shots] = process.argv.slice(2);
+mkdirSync(shots, { recursive: true });
+
+function check(condition, message) {
+  if (!condition) throw new Error("check failed: " + message);
+  console.log("ok - " + message);
+}
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+});
+// A fresh, empty profile per run (playwright-core's contexts are incognito-like).
+const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+const page = await context.newPage();
+const errors = [];
+page.on("pageerror", (e) => errors.push(e.message));
+const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+
+try {
+  // The DAG list.
+  await page.goto(base + "/");
+  check(await page.locator("#dags tr[data-dag=pipeline]").count() === 1, "the DAG list shows `pipeline`");
+  check(await page.locator("#dags tr[data-dag=playground]").count() === 1, "the DAG list shows `playground`");
+  const dots = await page.locator("#dags tr[data-dag=pipeline] .dot").evaluateAll((els) => els.map((e) => e.dataset.state));
+  check(JSON.stringify(dots) === JSON.stringify(["success", "failed", "running"]), "pipeline's recent runs oldest first: " + dots);
+  await shot("1-dags");
+
+  // The grid: runs × tasks, coloured by state, with counts.
+  await page.click("#dags tr[data-dag=pipeline] a.dag-link");
+  await page.waitForSelector("#grid");
+  const cells = await page.locator("#grid td.cell").evaluateAll((els) =>
+    els.map((e) => ({ state: e.dataset.state, colour: getComputedStyle(e).backgroundColor })));
+  const count = (state) => cells.filter((c) => c.state === state).length;
+  check(cells.length === 9, "the grid has 3 tasks × 3 runs");
+  check(count("success") === 5 && count("failed") === 1 && count("running") === 1 && count("upstream_failed") === 1 && count("none") === 1,
+    "cell states: " + JSON.stringify(cells.map((c) => c.state)));
+  const colour = (state) => cells.find((c) => c.state === state).colour;
+  check(colour("success") === "rgb(45, 164, 78)", "success is green: " + colour("success"));
+  check(colour("failed") === "rgb(215, 58, 73)", "failed is red: " + colour("failed"));
+  check(colour("running") === "rgb(59, 130, 246)", "running is blue: " + colour("running"));
+  check(colour("upstream_failed") === "rgb(240, 140, 46)", "upstream_failed is orange: " + colour("upstream_failed"));
+  const legend = await page.locator("#counts .legend-item").evaluateAll((els) =>
+    Object.fromEntries(els.map((e) => [e.dataset.state, Number(e.querySelector(".count").textContent)])));
+  check(legend.success === 5 && legend.failed === 1 && legend.running === 1, "the legend counts the cells: " + JSON.stringify(legend));
+  check(await page.locator("svg.graph .node").count() === 3, "the graph view draws the 3 tasks");
+  await shot("2-grid");
+
+  // A failed task: its attempt and its log.
+  await page.click("#grid td.cell[data-state=failed] a");
+  await page.waitForSelector("#task-state");
+  check(await page.locator("#task-state").getAttribute("data-state") === "failed", "the failed task's page");
+  await page.waitForFunction(() => document.getElementById("log").dataset.complete === "true", null, { timeout: 15000 });
+  const log = await page.locator("#log").textContent();
+  check(log.includes("working on 2025-01-01T01:00:00") && log.includes("boom"), "its log is shown: " + JSON.stringify(log));
+  check((await page.locator("#attempts tbody tr").count()) === 1, "one attempt listed");
+  await shot("3-failed-task-log");
+
+  // A running task's log follows.
+  await page.goto(base + "/ui/dags/pipeline/runs/scheduled__2025-01-01T02:00:00Z/tasks/work");
+  await page.waitForFunction(() => document.getElementById("log").textContent.includes("working on"), null, { timeout: 15000 });
+  check((await page.locator("#log-follow").textContent()).includes("following"), "a running attempt's log is followed");
+
+  // The run page: Gantt chart and task table.
+  await page.goto(base + "/ui/dags/pipeline/runs/scheduled__2025-01-01T01:00:00Z");
+  check(await page.locator("svg.gantt .bar").count() === 2, "the Gantt chart has a bar per attempt");
+  await shot("4-run-gantt");
+
+  // Buttons need the token: without it the API's refusal is shown.
+  await page.click("#tasks tr[data-task=work] button[data-action=clear-task]");
+  await page.waitForSelector("#toast:not([hidden]).error");
+  check((await page.locator("#toast").textContent()).startsWith("401"), "without a token, the refusal is shown");
+  await page.fill("#token", token);
+  await page.click("#token-form button");
+  await page.waitForFunction(() => document.getElementById("token-state").textContent === "token set");
+
+  // Clear the failed task through its button: it runs again (and fails again).
+  await page.click("#tasks tr[data-task=work] button[data-action=clear-task]");
+  await page.waitForLoadState("load");
+  const tries = async () => (await (await page.request.get(base +
+    "/api/v1/dags/pipeline/runs/scheduled__2025-01-01T01:00:00Z/tasks/work")).json()).attempts.length;
+  for (let i = 0; i < 100 && (await tries()) < 2; i++) await page.waitForTimeout(100);
+  check((await tries()) === 2, "clearing through the button ran the task again");
+  await page.goto(base + "/ui/dags/pipeline/runs/scheduled__2025-01-01T01:00:00Z");
+  await shot("5-after-clear");
+
+  // Trigger a run through the button: the page moves to the new run.
+  await page.goto(base + "/ui/dags/playground");
+  await Promise.all([
+    page.waitForURL(/\/ui\/dags\/playground\/runs\/manual__/),
+    page.click("button[data-action=trigger]"),
+  ]);
+  const runId = decodeURIComponent(page.url().split("/runs/")[1]);
+  check(runId.startsWith("manual__"), "trigger created " + runId);
+  const triggered = await (await page.request.get(base + "/api/v1/dags/playground/runs/" + encodeURIComponent(runId))).json();
+  check(triggered.run_type === "manual", "the triggered run exists in the API");
+  await shot("6-triggered-run");
+
+  check(errors.length === 0, "no JavaScript errors: " + errors.join("; "));
+} catch (error) {
+  await shot("failure").catch(() => {});
+  console.error(error.stack || String(error));
+  await browser.close();
+  process.exit(1);
+}
+await browser.close();
+console.log("all UI checks passed; screenshots in " + shots);
