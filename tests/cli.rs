@@ -274,6 +274,30 @@ fn render_shows_fields_after_templating() {
     );
 }
 
+/// The reconciliation's opt-in reprocessing: off by default (the engine test
+/// `backfill_task.rs` runs it on), with the checked hour as its range.
+#[test]
+fn the_reconciliation_reprocesses_the_checked_hour_only_when_opted_in() {
+    let result = sluice(&[
+        "--dags",
+        &dags(),
+        "--output",
+        "json",
+        "dags",
+        "render",
+        "cross_layer_validation",
+        "reprocess_mismatches",
+        "--logical-date",
+        "2025-09-01T10:45:00Z",
+    ]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let value: serde_json::Value = serde_json::from_str(&result.stdout).unwrap_or_default();
+    assert_eq!(value["fields"]["target"], "historical_backfill");
+    assert_eq!(value["fields"]["from"], "2025-09-01T10:00:00Z");
+    assert_eq!(value["fields"]["to"], "2025-09-01T11:00:00Z");
+    assert_eq!(value["fields"]["enabled"], "False");
+}
+
 #[test]
 fn render_refuses_a_date_off_the_schedule_and_names_the_interval() {
     let result = sluice(&[

@@ -326,3 +326,132 @@ fn json_logs_are_one_object_per_line_with_task_fields() -> Result<(), Box<dyn st
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }
+
+/// With a scheduler serving its API and a token in the environment, the CLI's changes go
+/// through the API: its checks and answers (a wrong token is refused with the API's own
+/// message), trigger, pause, clear, mark and a followed backfill.
+#[test]
+fn state_changing_commands_use_the_running_schedulers_api() -> Result<(), Box<dyn std::error::Error>>
+{
+    let root = std::env::temp_dir().join(format!("sluice-cli-api-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let (dags, state) = (root.join("dags"), root.join("state"));
+    std::fs::create_dir_all(&dags)?;
+    std::fs::write(
+        dags.join("d.yaml"),
+        "dag: hourly\nschedule: \"@hourly\"\nstart: 2030-01-01T00:00:00Z\ntasks:\n  a: { type: noop }\n",
+    )?;
+    let mut scheduler = sluice(&dags, &state)
+        .args(["scheduler", "--grace", "1", "--listen", "127.0.0.1:0"])
+        .env("SLUICE_API_TOKEN", "cli-token")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    wait_for("the API address", Duration::from_secs(30), || {
+        state.join("api.json").exists()
+    });
+    let run = |token: &str, args: &[&str]| {
+        sluice(&dags, &state)
+            .args(args)
+            .env("SLUICE_API_TOKEN", token)
+            .output()
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let refused = run("wrong", &["dags", "pause", "hourly"])?;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused).contains("the request had a wrong token"),
+        "{}",
+        text(&refused)
+    );
+
+    let paused = run("cli-token", &["dags", "pause", "hourly"])?;
+    assert!(
+        text(&paused).contains("DAG `hourly` paused"),
+        "{}",
+        text(&paused)
+    );
+    let unpaused = run("cli-token", &["dags", "unpause", "hourly"])?;
+    assert!(unpaused.status.success(), "{}", text(&unpaused));
+    let triggered = run(
+        "cli-token",
+        &[
+            "dags",
+            "trigger",
+            "hourly",
+            "--logical-date",
+            "2031-01-01T05:00:00Z",
+        ],
+    )?;
+    assert!(
+        text(&triggered).contains("triggered manual__2031-01-01T05:00:00Z"),
+        "{}",
+        text(&triggered)
+    );
+    let backfill = run(
+        "cli-token",
+        &[
+            "backfill",
+            "hourly",
+            "--from",
+            "2030-01-01T00:00:00Z",
+            "--to",
+            "2030-01-01T03:00:00Z",
+        ],
+    )?;
+    assert!(backfill.status.success(), "{}", text(&backfill));
+    assert!(
+        text(&backfill).contains("through its API"),
+        "{}",
+        text(&backfill)
+    );
+    assert!(
+        text(&backfill).contains("backfill hourly: 3 interval(s), 3 succeeded, 0 failed"),
+        "{}",
+        text(&backfill)
+    );
+    let cleared = run(
+        "cli-token",
+        &[
+            "clear",
+            "hourly",
+            "--run",
+            "backfill__2030-01-01T00:00:00Z",
+            "--task",
+            "a",
+        ],
+    )?;
+    assert!(cleared.status.success(), "{}", text(&cleared));
+    let unknown = run(
+        "cli-token",
+        &[
+            "tasks",
+            "mark",
+            "hourly",
+            "backfill__2030-01-01T00:00:00Z",
+            "zzz",
+            "success",
+        ],
+    )?;
+    assert!(
+        text(&unknown).contains("no task `zzz`"),
+        "{}",
+        text(&unknown)
+    );
+
+    terminate(&scheduler)?;
+    scheduler.wait()?;
+    assert!(
+        !state.join("api.json").exists(),
+        "the address file goes with the scheduler"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}

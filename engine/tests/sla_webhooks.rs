@@ -9,9 +9,11 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "support/in_process.rs"]
+mod in_process;
+
+use in_process::Scheduler;
 use sluice::config::{Secret, Webhook};
-use sluice::scheduler::{Engine, EngineConfig, Input, Mode};
-use sluice::store::Store;
 
 /// One request as received.
 #[derive(Debug, Clone)]
@@ -83,61 +85,24 @@ fn receiver(failures: usize) -> (String, Seen) {
     (url, seen)
 }
 
-struct Scheduler {
-    store: Store,
-    sender: std::sync::mpsc::Sender<Input>,
-    metrics: Arc<sluice::metrics::Metrics>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    root: std::path::PathBuf,
-}
-
-impl Drop for Scheduler {
-    fn drop(&mut self) {
-        let _ = self.sender.send(Input::Shutdown);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
 /// A scheduler on one daily DAG without catchup: its one run (yesterday's interval, which
 /// ended at midnight) warns at once (`warn_after: 1s`) and fails after two seconds, long
 /// before its two-day deadline.
 fn scheduler(name: &str, hook: Webhook) -> Scheduler {
-    let root = std::env::temp_dir().join(format!("sluice-sla-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let dags = root.join("dags");
-    std::fs::create_dir_all(&dags).unwrap();
-    std::fs::write(
-        dags.join("d.yaml"),
-        "dag: daily\nschedule: \"@daily\"\nstart: 2025-01-01T00:00:00Z\ncatchup: false\n\
-         sla: { warn_after: 1s, deadline: 2d }\ntasks:\n  \
-         work: { type: command, retries: 0, command: 'sleep 2; exit 1' }\n",
+    in_process::start(
+        &format!("sla-{name}"),
+        &[(
+            "d.yaml",
+            "dag: daily\nschedule: \"@daily\"\nstart: 2025-01-01T00:00:00Z\ncatchup: false\n\
+             sla: { warn_after: 1s, deadline: 2d }\ntasks:\n  \
+             work: { type: command, retries: 0, command: 'sleep 2; exit 1' }\n",
+        )],
+        move |config| {
+            config.webhooks = vec![hook];
+            config.webhook_backoff = Duration::from_millis(200);
+            config.shutdown_grace = Duration::from_secs(1);
+        },
     )
-    .unwrap();
-    let (handles, received) = std::sync::mpsc::channel();
-    let state = root.join("state");
-    let thread = std::thread::spawn(move || {
-        let store = Store::open(&state).unwrap();
-        let mut config = EngineConfig::new(dags, Mode::Scheduler);
-        config.webhooks = vec![hook];
-        config.webhook_backoff = Duration::from_millis(200);
-        config.shutdown_grace = Duration::from_secs(1);
-        let mut engine = Engine::new(store, config).unwrap();
-        handles
-            .send((engine.store().clone(), engine.sender(), engine.metrics()))
-            .unwrap();
-        engine.run().unwrap();
-    });
-    let (store, sender, metrics) = received.recv().unwrap();
-    Scheduler {
-        store,
-        sender,
-        metrics,
-        thread: Some(thread),
-        root,
-    }
 }
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {

@@ -115,6 +115,7 @@ fn kind_name(kind: &crate::spec::TaskKind) -> &'static str {
         TaskKind::Spark(_) => "spark",
         TaskKind::Clickhouse(_) => "clickhouse",
         TaskKind::Wasm(_) => "wasm",
+        TaskKind::Backfill(_) => "backfill",
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `sluice` command line. Each command writes to the given streams and returns the
 //! process exit code, so tests run commands in-process.
 
+pub mod api_client;
 mod config;
 mod dags;
 mod output;
@@ -333,6 +334,15 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
     if let Err(e) = cli.load_settings() {
         return config::report_error(&e, streams);
     }
+    // Changes go through a running scheduler's API when there is a token to call it with.
+    if streams.remote.is_none()
+        && cli.command.needs_state()
+        && let Some(client) =
+            api_client::ApiClient::discover(cli.state(), cli.settings.api_token.as_ref())
+        && let Some(result) = api_client::run(&client, &cli.command, cli.output, streams)
+    {
+        return finish(result, streams);
+    }
     // A scheduler holding the state answers the commands that need it.
     if streams.remote.is_none() && cli.command.needs_state() {
         let text: Option<Vec<String>> =
@@ -403,6 +413,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
             Ok(0)
         }
     };
+    finish(result, streams)
+}
+
+/// The exit code of a command's result, its error printed with what to do.
+fn finish(result: Result<i32, CliError>, streams: &mut Streams<'_>) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -232,6 +232,14 @@ pub fn scheduler(
                         .into(),
                 ),
             })?;
+            let guard = super::api_client::AddressGuard::write(
+                cli.state(),
+                &format!("http://{}", server.address),
+            )
+            .map_err(|source| CliError::Io {
+                path: super::api_client::address_file(cli.state()),
+                source,
+            })?;
             tracing::info!(
                 "sluice scheduler: API and web UI on http://{}/{}",
                 server.address,
@@ -241,7 +249,7 @@ pub fn scheduler(
                     ""
                 }
             );
-            Some(server)
+            Some((server, guard))
         }
         None => None,
     };

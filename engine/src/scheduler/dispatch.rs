@@ -192,6 +192,14 @@ impl Engine {
                 kind,
             };
             match &attempt.kind {
+                TaskKind::Backfill(task) => {
+                    let task = task.clone();
+                    let (outcome, output) = self.run_backfill_task(&attempt, &task);
+                    self.local.push_back(Input::Report {
+                        attempt: id,
+                        report: Report::Finished { outcome, output },
+                    });
+                }
                 TaskKind::Noop => self.executors.noop.start(attempt, reporter),
                 TaskKind::Command(_) => self.executors.command.start(attempt, reporter),
                 TaskKind::Wasm(_) => self.executors.wasm.start(attempt, reporter),

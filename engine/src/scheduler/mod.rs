@@ -8,6 +8,7 @@
 //! boundary, a DAG reload) or the next input: no polling of task instances.
 
 pub mod backfill;
+mod backfill_task;
 pub mod control;
 mod dispatch;
 mod engine;

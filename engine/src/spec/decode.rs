@@ -233,6 +233,7 @@ fn read_task(d: &mut Decoder, node: &Node, path: &str, id: &str) -> Option<Task>
         Some("spark") => read_spark(d, &mut f).map(TaskKind::Spark),
         Some("clickhouse") => read_clickhouse(d, &mut f).map(TaskKind::Clickhouse),
         Some("wasm") => read_wasm(d, &mut f).map(TaskKind::Wasm),
+        Some("backfill") => read_backfill(d, &mut f).map(TaskKind::Backfill),
         _ => None,
     };
     if let Some(type_name) = type_name {
@@ -411,6 +412,30 @@ fn read_clickhouse(d: &mut Decoder, f: &mut Fields<'_>) -> Option<ClickhouseTask
     })
 }
 
+fn read_backfill(d: &mut Decoder, f: &mut Fields<'_>) -> Option<BackfillTask> {
+    use crate::spec::model::defaults;
+    const REPROCESS: [(&str, &str); 3] = [
+        ("none", "none"),
+        ("failed", "failed"),
+        ("completed", "completed"),
+    ];
+    let target = f.read_required(d, "target", Decoder::string);
+    let from = f.read(d, "from", Decoder::string);
+    let to = f.read(d, "to", Decoder::string);
+    let reprocess = f.read(d, "reprocess", |d, n, p| d.choice(n, p, &REPROCESS));
+    let max_active_runs = f.read(d, "max_active_runs", Decoder::unsigned);
+    // `enabled: false` written plainly, or a template that renders to true or false.
+    let enabled = f.read(d, "enabled", Decoder::string);
+    Some(BackfillTask {
+        target: target?,
+        from: from.unwrap_or_else(defaults::backfill_from),
+        to: to.unwrap_or_else(defaults::backfill_to),
+        reprocess: reprocess.map_or_else(defaults::backfill_reprocess, str::to_owned),
+        max_active_runs: max_active_runs.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        enabled: enabled.unwrap_or_else(defaults::backfill_enabled),
+    })
+}
+
 fn read_wasm(d: &mut Decoder, f: &mut Fields<'_>) -> Option<WasmTask> {
     let plugin = f.read_required(d, "plugin", Decoder::string);
     let config = f.read(d, "config", Decoder::json);
@@ -493,6 +518,7 @@ pub fn task_fields(type_name: &str) -> Vec<&'static str> {
         "spark" => drop(read_spark(&mut d, &mut f)),
         "clickhouse" => drop(read_clickhouse(&mut d, &mut f)),
         "wasm" => drop(read_wasm(&mut d, &mut f)),
+        "backfill" => drop(read_backfill(&mut d, &mut f)),
         _ => {}
     }
     f.known().to_vec()

@@ -79,6 +79,22 @@ pub struct Dag {
 pub mod defaults {
     use super::*;
 
+    pub fn backfill_from() -> String {
+        "{{ data_interval_start }}".into()
+    }
+
+    pub fn backfill_to() -> String {
+        "{{ data_interval_end }}".into()
+    }
+
+    pub fn backfill_reprocess() -> String {
+        "completed".into()
+    }
+
+    pub fn backfill_enabled() -> String {
+        "true".into()
+    }
+
     pub fn max_active_runs() -> u32 {
         16
     }
@@ -250,10 +266,13 @@ pub enum TaskKind {
     Clickhouse(ClickhouseTask),
     /// A WebAssembly plugin, sandboxed.
     Wasm(WasmTask),
+    /// Starts a backfill of another DAG on this scheduler (reprocessing on demand).
+    Backfill(BackfillTask),
 }
 
 impl TaskKind {
-    pub const TYPES: [&'static str; 5] = ["noop", "command", "spark", "clickhouse", "wasm"];
+    pub const TYPES: [&'static str; 6] =
+        ["noop", "command", "spark", "clickhouse", "wasm", "backfill"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -262,6 +281,7 @@ impl TaskKind {
             TaskKind::Spark(_) => "spark",
             TaskKind::Clickhouse(_) => "clickhouse",
             TaskKind::Wasm(_) => "wasm",
+            TaskKind::Backfill(_) => "backfill",
         }
     }
 }
@@ -440,6 +460,36 @@ pub struct ClickhouseTask {
     pub wait_for_mutations: bool,
 }
 
+/// `type: backfill` — starts (or resumes) a backfill of another DAG of the same scheduler,
+/// like Airflow's `TriggerDagRunOperator` for a range: a validation that found bad
+/// intervals can have them reprocessed. It succeeds once the backfill is started (the
+/// target DAG's runs and validations report on it); a target with another backfill open
+/// is a retryable failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+// Flattened into `Task`: no `deny_unknown_fields` (see `CommandTask`).
+pub struct BackfillTask {
+    /// The DAG to backfill. Templated.
+    pub target: String,
+    /// First instant of the range, RFC 3339. Templated; default `{{ data_interval_start }}`.
+    #[serde(default = "defaults::backfill_from")]
+    pub from: String,
+    /// End of the range; only whole intervals inside it run. Templated; default
+    /// `{{ data_interval_end }}`.
+    #[serde(default = "defaults::backfill_to")]
+    pub to: String,
+    /// Which intervals that already have a run to run again: `none`, `failed` or
+    /// `completed` (default: `completed`, a reprocessing).
+    #[serde(default = "defaults::backfill_reprocess")]
+    pub reprocess: String,
+    /// Runs of the backfill at once (default: the target DAG's `max_active_runs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_runs: Option<u32>,
+    /// Rendered to `true` or `false`; `false` succeeds without starting anything (an
+    /// opt-in switch such as `{{ params.reprocess_mismatches }}`). Templated; default `true`.
+    #[serde(default = "defaults::backfill_enabled")]
+    pub enabled: String,
+}
+
 /// `type: wasm` — a WebAssembly plugin run in a sandbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 // Flattened into `Task`: no `deny_unknown_fields` (see `CommandTask`).
@@ -570,6 +620,11 @@ impl JsonSchema for Task {
                 "wasm",
                 "A WebAssembly plugin, sandboxed.",
                 Some(WasmTask::json_schema(generator)),
+            ),
+            variant(
+                "backfill",
+                "Starts a backfill of another DAG on this scheduler.",
+                Some(BackfillTask::json_schema(generator)),
             ),
         ];
         schemars::json_schema!({

@@ -31,6 +31,12 @@ impl TaskKind {
             }
             TaskKind::Clickhouse(c) => visit("sql", &mut c.sql),
             TaskKind::Wasm(w) => visit_json("config", &mut w.config, visit),
+            TaskKind::Backfill(b) => {
+                visit("target", &mut b.target);
+                visit("from", &mut b.from);
+                visit("to", &mut b.to);
+                visit("enabled", &mut b.enabled);
+            }
         }
     }
 }
