@@ -172,10 +172,22 @@ enum Series {
     },
 }
 
+/// A family's series. Few per family (DAGs × states), so a linear search that compares
+/// borrowed labels beats a map that would allocate a key for every update on the hot path.
+type FamilySeries = Vec<(Labels, Series)>;
+
 /// The registry.
 #[derive(Default)]
 pub struct Metrics {
-    series: Mutex<BTreeMap<&'static str, BTreeMap<Labels, Series>>>,
+    series: Mutex<BTreeMap<&'static str, FamilySeries>>,
+}
+
+fn same(labels: &Labels, pairs: &[(&'static str, &str)]) -> bool {
+    labels.len() == pairs.len()
+        && labels
+            .iter()
+            .zip(pairs)
+            .all(|((k, v), (pk, pv))| k == pk && v == pv)
 }
 
 impl std::fmt::Debug for Metrics {
@@ -215,19 +227,23 @@ impl Metrics {
         let Ok(mut series) = self.series.lock() else {
             return;
         };
-        let entry = series
-            .entry(declared.name)
-            .or_default()
-            .entry(labels(pairs))
-            .or_insert_with(|| match declared.kind {
-                Kind::Histogram => Series::Histogram {
-                    counts: vec![0; declared.buckets.len()],
-                    sum: 0.0,
-                    count: 0,
-                },
-                Kind::Counter | Kind::Gauge => Series::Value(0.0),
-            });
-        f(entry);
+        let family = series.entry(declared.name).or_default();
+        let index = match family.iter().position(|(l, _)| same(l, pairs)) {
+            Some(index) => index,
+            None => {
+                let fresh = match declared.kind {
+                    Kind::Histogram => Series::Histogram {
+                        counts: vec![0; declared.buckets.len()],
+                        sum: 0.0,
+                        count: 0,
+                    },
+                    Kind::Counter | Kind::Gauge => Series::Value(0.0),
+                };
+                family.push((labels(pairs), fresh));
+                family.len() - 1
+            }
+        };
+        f(&mut family[index].1);
     }
 
     /// Adds to a counter.
@@ -262,11 +278,14 @@ impl Metrics {
             return;
         };
         let family = series.entry(declared.name).or_default();
-        for value in family.values_mut() {
+        for (_, value) in family.iter_mut() {
             *value = Series::Value(0.0);
         }
         for (pairs, value) in values {
-            family.insert(pairs.clone(), Series::Value(*value));
+            match family.iter_mut().find(|(l, _)| l == pairs) {
+                Some((_, series)) => *series = Series::Value(*value),
+                None => family.push((pairs.clone(), Series::Value(*value))),
+            }
         }
     }
 
@@ -291,9 +310,9 @@ impl Metrics {
     /// The value of a counter or gauge series (tests, reports).
     pub fn value(&self, name: &str, pairs: &[(&'static str, &str)]) -> Option<f64> {
         let series = self.series.lock().ok()?;
-        match series.get(name)?.get(&labels(pairs))? {
-            Series::Value(v) => Some(*v),
-            Series::Histogram { .. } => None,
+        match series.get(name)?.iter().find(|(l, _)| same(l, pairs))? {
+            (_, Series::Value(v)) => Some(*v),
+            (_, Series::Histogram { .. }) => None,
         }
     }
 
@@ -314,7 +333,10 @@ impl Metrics {
             let Some(family) = series.get(declared.name) else {
                 continue;
             };
-            for (pairs, value) in family {
+            // Sorted by labels: a stable exposition, whatever order series appeared in.
+            let mut ordered: Vec<&(Labels, Series)> = family.iter().collect();
+            ordered.sort_by(|a, b| a.0.cmp(&b.0));
+            for (pairs, value) in ordered {
                 match value {
                     Series::Value(v) => {
                         let _ = writeln!(
