@@ -10,6 +10,7 @@ mod plugins;
 pub mod remote;
 mod runs;
 mod sla;
+mod state;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -117,8 +118,23 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
-    /// Check the store's consistency; exit 1 on any problem.
+    /// Check the store's consistency (unfinished-run index, ledger, attempts); exit 1 on any
+    /// problem.
     Check,
+    /// Write a consistent backup of the state to a new folder (taken inside a running
+    /// scheduler's loop, between two iterations).
+    Backup {
+        /// A folder that does not exist yet (or is empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into the state folder (`--state`), which no scheduler may hold and
+    /// which must have no database yet; then check it.
+    Restore {
+        /// The backup's folder.
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -275,8 +291,10 @@ impl Command {
             | Command::Tasks { .. }
             | Command::Clear { .. }
             | Command::Audit { .. }
-            | Command::Sla { .. }
-            | Command::State { .. } => true,
+            | Command::Sla { .. } => true,
+            // A restore opens a state no process holds; a backup forwards itself (with its
+            // path made absolute for the scheduler's working directory).
+            Command::State { command } => matches!(command, StateCommand::Check),
             Command::Dags { command } => command.needs_state(),
             Command::Scheduler { .. }
             | Command::Schema
@@ -406,6 +424,12 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
         Command::State {
             command: StateCommand::Check,
         } => runs::check(&cli, streams),
+        Command::State {
+            command: StateCommand::Backup { to },
+        } => state::backup(&cli, to, streams),
+        Command::State {
+            command: StateCommand::Restore { from },
+        } => state::restore(&cli, from, streams),
         Command::Plugins { command } => plugins::run(&cli, command, streams),
         Command::Completions { shell } => {
             let mut command = Cli::command();

@@ -116,7 +116,7 @@ pub fn open_store(cli: &Cli, streams: &Streams<'_>) -> Result<Store, CliError> {
 }
 
 /// Sends a change to the running scheduler's loop and waits for its answer.
-fn ask(
+pub(super) fn ask(
     remote: &super::remote::Remote,
     make: impl FnOnce(std::sync::mpsc::Sender<crate::scheduler::Reply>) -> Input,
 ) -> Result<String, CliError> {

@@ -219,6 +219,22 @@ impl Engine {
                 }
             }
             Input::Report { attempt, report } => self.apply_report(attempt, report, now),
+            Input::Backup { to, reply } => {
+                // Nothing of this iteration is pending: the last flush left the store whole.
+                let answer = self
+                    .store
+                    .backup_to(&to)
+                    .map(|m| {
+                        format!(
+                            "backup of {} run(s) written to {} ({})",
+                            m.runs(),
+                            to.display(),
+                            crate::spec::instant::format_instant(m.created_at)
+                        )
+                    })
+                    .map_err(|e| (e.to_string(), e.hint().map(str::to_owned)));
+                let _ = reply.send(answer);
+            }
             Input::Ping { reply } => {
                 let answer = match self.shutdown_at {
                     None => Ok("ready".to_owned()),

@@ -50,6 +50,11 @@ pub enum Input {
         max_active_runs: Option<usize>,
         reply: std::sync::mpsc::Sender<Reply>,
     },
+    /// Write a backup of the state between two iterations (a consistent moment).
+    Backup {
+        to: std::path::PathBuf,
+        reply: std::sync::mpsc::Sender<Reply>,
+    },
     /// Is the loop alive and taking work? (`/readyz`) Answered with an error while shutting
     /// down.
     Ping {

@@ -6,6 +6,8 @@
 //! iteration, flushes once, then acts on them: nothing leaves the process before the state
 //! that explains it is on disk.
 
+pub mod backup;
+mod check;
 pub mod gates;
 pub mod keys;
 pub mod kv;
@@ -380,39 +382,6 @@ impl Store {
             }
         }
         Ok(runs)
-    }
-
-    /// Consistency problems: unfinished runs missing from the index of unfinished runs,
-    /// index entries without an unfinished run. Empty when the store is sound.
-    pub fn check(&self) -> Result<Vec<String>> {
-        let mut problems = Vec::new();
-        for entry in self.runs.iter() {
-            let (key, value) = entry?;
-            let record: RunRecord = decode("run", &value)?;
-            let indexed = self.active.contains_key(&key)?;
-            if !record.state.status.is_finished() && !indexed {
-                problems.push(format!(
-                    "run {} {} is {} but not in the index of unfinished runs",
-                    record.state.dag_id, record.state.run_id, record.state.status
-                ));
-            }
-        }
-        for key in self.active.iter().keys() {
-            let key = key?;
-            match self.runs.get(&key)? {
-                None => problems.push(format!("index entry {key:?} has no run")),
-                Some(value) => {
-                    let record: RunRecord = decode("run", &value)?;
-                    if record.state.status.is_finished() {
-                        problems.push(format!(
-                            "run {} {} is finished but still indexed as unfinished",
-                            record.state.dag_id, record.state.run_id
-                        ));
-                    }
-                }
-            }
-        }
-        Ok(problems)
     }
 
     // --- attempts and outputs -------------------------------------------------------------
