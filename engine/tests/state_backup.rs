@@ -27,6 +27,16 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// A child process killed when the test ends, passing or not (no stray scheduler).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
@@ -64,30 +74,34 @@ fn a_backup_taken_during_a_backfill_restores_and_the_backfill_finishes()
             .map(|t| t.lines().count())
             .unwrap_or(0)
     };
-    let mut scheduler = sluice(&dags, &state)
-        .args(["scheduler", "--grace", "1", "--listen", "off"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let scheduler = Killed(
+        sluice(&dags, &state)
+            .args(["scheduler", "--grace", "1", "--listen", "off"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
     wait_for("the control socket", Duration::from_secs(30), || {
         state.join("control.sock").exists()
     });
     // 24 intervals, two at a time, handed to the scheduler (the command follows it).
-    let mut backfill = sluice(&dags, &state)
-        .args([
-            "backfill",
-            "hourly",
-            "--from",
-            "2030-01-01T00:00:00Z",
-            "--to",
-            "2030-01-02T00:00:00Z",
-            "--max-active-runs",
-            "2",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let backfill = Killed(
+        sluice(&dags, &state)
+            .args([
+                "backfill",
+                "hourly",
+                "--from",
+                "2030-01-01T00:00:00Z",
+                "--to",
+                "2030-01-02T00:00:00Z",
+                "--max-active-runs",
+                "2",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
     wait_for("a third of the backfill", Duration::from_secs(60), || {
         lines() >= 8
     });
@@ -104,10 +118,8 @@ fn a_backup_taken_during_a_backfill_restores_and_the_backfill_finishes()
     );
 
     // The disk is lost: the scheduler dies with the backfill in flight.
-    scheduler.kill()?;
-    scheduler.wait()?;
-    let _ = backfill.kill();
-    let _ = backfill.wait();
+    drop(scheduler);
+    drop(backfill);
 
     // A restore refuses a folder that has a database, and fills a fresh one.
     let refused = sluice(&dags, &state)
@@ -132,12 +144,14 @@ fn a_backup_taken_during_a_backfill_restores_and_the_backfill_finishes()
     );
 
     // The scheduler on the restored state resumes the backfill and finishes it.
-    let mut scheduler = sluice(&dags, &fresh)
-        .args(["scheduler", "--grace", "1", "--listen", "off"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let scheduler = Killed(
+        sluice(&dags, &fresh)
+            .args(["scheduler", "--grace", "1", "--listen", "off"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
     let audit = || {
         sluice(&dags, &fresh)
             .args([
@@ -161,8 +175,7 @@ fn a_backup_taken_during_a_backfill_restores_and_the_backfill_finishes()
     );
     let check = sluice(&dags, &fresh).args(["state", "check"]).output()?;
     assert!(check.status.success(), "{}", text(&check));
-    scheduler.kill()?;
-    scheduler.wait()?;
+    drop(scheduler);
 
     // The check finds a ledger that disagrees with a run (written here by hand).
     {
