@@ -16,18 +16,23 @@ use crate::store::DagRecord;
 
 const RECENT_RUNS: usize = 10;
 
+/// The next interval a scheduled run will be created for (none past the DAG's `end`).
+pub(crate) fn next_interval(
+    dag: &Dag,
+    record: &DagRecord,
+) -> Option<crate::schedule::DataInterval> {
+    let (schedule, start) = (dag.schedule.as_ref()?, record.next_start?);
+    schedule
+        .intervals(dag.timezone.tz(), start)
+        .next()
+        .filter(|i| dag.end.is_none_or(|end| i.end <= end))
+}
+
 fn summary(api: &Api, record: &DagRecord, dag: &Dag) -> ApiResult<DagSummary> {
-    let next_interval = match (&dag.schedule, record.next_start) {
-        (Some(schedule), Some(start)) => schedule
-            .intervals(dag.timezone.tz(), start)
-            .next()
-            .filter(|i| dag.end.is_none_or(|end| i.end <= end))
-            .map(|i| Interval {
-                start: i.start,
-                end: i.end,
-            }),
-        _ => None,
-    };
+    let next_interval = next_interval(dag, record).map(|i| Interval {
+        start: i.start,
+        end: i.end,
+    });
     let mut recent_runs = Vec::new();
     for run in api.store.runs_of(&dag.dag).rev().take(RECENT_RUNS) {
         let run = run?;
@@ -85,7 +90,7 @@ pub async fn detail(
             kind: dag
                 .tasks
                 .get(&t.id)
-                .map(|spec| kind_name(&spec.kind).to_owned())
+                .map(|spec| spec.kind.type_name().to_owned())
                 .unwrap_or_default(),
             upstream: t
                 .upstream
@@ -105,18 +110,6 @@ pub async fn detail(
         end: dag.end,
         definition: serde_json::to_value(&*dag).unwrap_or_default(),
     }))
-}
-
-fn kind_name(kind: &crate::spec::TaskKind) -> &'static str {
-    use crate::spec::TaskKind;
-    match kind {
-        TaskKind::Noop => "noop",
-        TaskKind::Command(_) => "command",
-        TaskKind::Spark(_) => "spark",
-        TaskKind::Clickhouse(_) => "clickhouse",
-        TaskKind::Wasm(_) => "wasm",
-        TaskKind::Backfill(_) => "backfill",
-    }
 }
 
 /// What `PATCH /dags/{dag_id}` may change.

@@ -8,7 +8,7 @@
 
 mod auth;
 mod backfills;
-mod dags;
+pub(crate) mod dags;
 pub mod error;
 mod health;
 pub mod openapi;

@@ -23,12 +23,7 @@ impl Engine {
 
     /// Raises the SLA events due now; they are written with this iteration.
     pub(super) fn check_slas(&mut self, now: DateTime<Utc>) {
-        let targets: Vec<String> = self
-            .config
-            .webhooks
-            .iter()
-            .map(|w| w.name.clone())
-            .collect();
+        let targets = &self.config.webhooks;
         let mut raised = Vec::new();
         for run in self.runs.values_mut() {
             let policy: SlaPolicy = run.plan.sla;
@@ -57,7 +52,7 @@ impl Engine {
                     deliveries: targets
                         .iter()
                         .map(|target| Delivery {
-                            target: target.clone(),
+                            target: target.name.clone(),
                             attempts: 0,
                             delivered_at: None,
                             last_error: None,

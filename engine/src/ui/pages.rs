@@ -72,14 +72,8 @@ pub async fn dags(State(api): State<Api>) -> Response {
             })
             .collect();
         recent.reverse();
-        let next_interval = match (&dag.schedule, record.next_start) {
-            (Some(schedule), Some(start)) => schedule
-                .intervals(dag.timezone.tz(), start)
-                .next()
-                .filter(|i| dag.end.is_none_or(|end| i.end <= end))
-                .map(|i| format!("{} → {}", short(i.start), short(i.end))),
-            _ => None,
-        };
+        let next_interval = crate::api::dags::next_interval(&dag, &record)
+            .map(|i| format!("{} → {}", short(i.start), short(i.end)));
         let (sla_warnings, sla_breaches) = sla_counts(&api, &dag_id);
         rows.push(DagRow {
             id: dag_id.clone(),
