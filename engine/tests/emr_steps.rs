@@ -7,91 +7,10 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use aws_sdk_emr::types::{InstanceGroupConfig, InstanceRoleType, JobFlowInstancesConfig};
-
 type Error = Box<dyn std::error::Error>;
 
-fn endpoint() -> String {
-    match std::env::var("SLUICE_TEST_EMR_ENDPOINT") {
-        Ok(url) => url,
-        Err(_) => panic!(
-            "SLUICE_TEST_EMR_ENDPOINT is not set: start the EMR test server with `scripts/services/emr start` (scripts/test does)"
-        ),
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => panic!("{e}"),
-    }
-}
-
-async fn client() -> aws_sdk_emr::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint())
-        .credentials_provider(aws_sdk_emr::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
-        .await;
-    aws_sdk_emr::Client::new(&config)
-}
-
-/// A long-running cluster of the test server.
-fn cluster() -> Result<String, Error> {
-    runtime().block_on(async {
-        let group = InstanceGroupConfig::builder()
-            .instance_role(InstanceRoleType::Master)
-            .instance_type("m5.xlarge")
-            .instance_count(1)
-            .build();
-        let out = client()
-            .await
-            .run_job_flow()
-            .name("sluice-test")
-            .release_label("emr-7.5.0")
-            .instances(
-                JobFlowInstancesConfig::builder()
-                    .instance_groups(group)
-                    .keep_job_flow_alive_when_no_steps(true)
-                    .build(),
-            )
-            .job_flow_role("EMR_EC2_DefaultRole")
-            .service_role("EMR_DefaultRole")
-            .send()
-            .await?;
-        Ok(out.job_flow_id().unwrap_or_default().to_owned())
-    })
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct Step {
-    id: String,
-    name: String,
-    state: String,
-    args: Vec<String>,
-}
-
-/// The cluster's steps, oldest first, from the server's control API.
-fn steps(cluster: &str) -> Result<Vec<Step>, Error> {
-    let body = http("GET", &format!("/_sluice/steps?cluster_id={cluster}"), "")?;
-    Ok(serde_json::from_str(&body)?)
-}
-
-fn fault(cluster: &str, operation: &str, status: u16, count: u32) -> Result<(), Error> {
-    let body = serde_json::json!({"operation": operation, "cluster_id": cluster, "status": status, "count": count});
-    http("POST", "/_sluice/faults", &body.to_string()).map(|_| ())
-}
-
-/// An exchange with the test server's control API.
-fn http(method: &str, path: &str, body: &str) -> Result<String, Error> {
-    Ok(support::http(&endpoint(), method, path, body)?.1)
-}
+use aws_sdk_emr::types::{InstanceGroupConfig, InstanceRoleType, JobFlowInstancesConfig};
+use support::emr::{Step, client, cluster, endpoint, fault, http, runtime, steps};
 
 struct Case {
     root: PathBuf,
@@ -277,6 +196,67 @@ fn a_step_over_the_timeout_is_cancelled_and_retried_as_a_new_step() -> Result<()
             "{error}"
         );
     }
+    Ok(())
+}
+
+/// Hostile answers: a state EMR does not have is waited on until the attempt's timeout
+/// (then the step is cancelled), and a failure message of a megabyte is cut to a bound in
+/// the attempt's reason.
+#[test]
+fn an_unknown_step_state_waits_for_the_timeout_and_a_huge_failure_message_is_cut()
+-> Result<(), Error> {
+    let cluster = cluster()?;
+    let case = Case::new(
+        "hostile",
+        &cluster,
+        "    application: s3://jobs/aggregate_15m.py\n    args: [--sluice-test-hang]\n    timeout: 4s\n    retries: 1\n    retry_delay: 0s\n",
+    )?;
+    let mut backfill = case.backfill_command().spawn()?;
+    let set = |try_number: usize, body: serde_json::Value| -> Result<(), Error> {
+        let started = std::time::Instant::now();
+        loop {
+            // Once it runs: the server moves pending steps along by itself.
+            if let Some(step) = steps(&cluster)?
+                .get(try_number - 1)
+                .filter(|s| s.state == "RUNNING")
+            {
+                let mut body = body;
+                body["cluster_id"] = cluster.clone().into();
+                body["step_id"] = step.id.clone().into();
+                http("POST", "/_sluice/step", &body.to_string())?;
+                return Ok(());
+            }
+            if started.elapsed() > std::time::Duration::from_secs(20) {
+                return Err(format!("no step for try {try_number}").into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    set(1, serde_json::json!({"state": "SOMETHING_NEW"}))?;
+    set(
+        2,
+        serde_json::json!({"state": "FAILED", "failure": {
+            "Reason": "r", "Message": "m".repeat(1 << 20), "LogFile": "s3://logs/x"}}),
+    )?;
+    assert_eq!(backfill.wait()?.code(), Some(1));
+    let attempts = case.attempts()?;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert!(
+        attempts[0].2.contains("timed out after 4s"),
+        "{}",
+        attempts[0].2
+    );
+    let huge = &attempts[1].2;
+    assert!(
+        huge.contains("message: mmm") && huge.contains("…(cut)"),
+        "{}",
+        &huge[..200]
+    );
+    assert!(
+        huge.contains("log: s3://logs/x"),
+        "the details after the cut message stay"
+    );
+    assert!(huge.len() < 10_000, "a reason of {} bytes", huge.len());
     Ok(())
 }
 

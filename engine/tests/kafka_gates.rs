@@ -555,3 +555,43 @@ fn late_events_are_counted_per_interval_and_reprocessed_when_the_dag_opts_in() -
     let _ = std::fs::remove_dir_all(root);
     Ok(())
 }
+
+/// Hostile event times — far in the future, not positive, near the epoch — never move a
+/// partition's watermark (a gate would open on data that is not there) and are counted.
+#[test]
+fn hostile_timestamps_do_not_move_the_watermark_and_are_counted() -> Result<(), Error> {
+    let b = bootstrap();
+    let topic = unique("hostile-times");
+    create_topic(&b, &topic, 1)?;
+    let p = producer(&b)?;
+    produce(&p, &topic, 0, &[ms("2025-09-01T10:00:00Z")])?;
+    // SAFETY of the environment: this test binary reads connections from the environment.
+    unsafe { std::env::set_var("SLUICE_CONN_TEST_BROKER", connection(&b)) };
+    let source = GateSource {
+        connection: "test_broker".into(),
+        topic: topic.clone(),
+        group: unique("hostile-group"),
+    };
+    let mut links = HashMap::new();
+    let mut memory = SourceMemory::default();
+    look(&mut links, &source, &mut memory)?;
+
+    let ten_years_ahead = chrono::Utc::now().timestamp_millis() + 10 * 365 * 86_400_000;
+    produce(
+        &p,
+        &topic,
+        0,
+        &[ten_years_ahead, 1, i64::MAX / 2, ms("2025-09-01T10:05:00Z")],
+    )?;
+    let view = look(&mut links, &source, &mut memory)?.view;
+    let at = chrono::DateTime::parse_from_rfc3339("2025-09-01T10:05:00Z")?.to_utc();
+    assert_eq!(view.partitions[0].high_watermark, 5);
+    assert_eq!(view.partitions[0].event_time, Some(at));
+    assert_eq!(watermark(&view, None, view.at).0, Some(at));
+    let rejected = memory.partitions[&0].rejected_timestamps;
+    assert_eq!(
+        rejected, 2,
+        "the two far-future timestamps are not believed"
+    );
+    Ok(())
+}

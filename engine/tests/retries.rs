@@ -223,3 +223,32 @@ fn a_manual_run_of_an_old_interval_keeps_its_retries_past_the_sla_deadline()
     assert!(!reason.contains("SLA deadline"), "{reason}");
     Ok(())
 }
+
+/// A process printing 100 MB: its log stops at the limit and says so, the process is not
+/// blocked (it runs to its end and succeeds), and a background child holding the output
+/// open does not hold up the attempt's end.
+#[test]
+fn a_huge_output_is_cut_at_the_log_limit_and_the_task_still_succeeds()
+-> Result<(), Box<dyn std::error::Error>> {
+    let outcome = run_once(
+        "huge_log",
+        "    type: command\n    command: \"head -c 100000000 /dev/zero | tr '\\\\0' x; echo; (sleep 30 &) ; echo done >&2\"\n",
+        "",
+    )?;
+    assert_eq!(results(&outcome), vec![AttemptResult::Success]);
+    let log = &outcome.logs[0];
+    let limit = usize::try_from(sluice::executor::command::MAX_LOG_BYTES)?;
+    assert!(log.len() <= limit + 4096, "log of {} bytes", log.len());
+    assert!(
+        log.contains("reached its 64 MiB limit"),
+        "{}",
+        &log[log.len() - 300..]
+    );
+    assert!(log.contains("bytes of output dropped"));
+    assert!(
+        outcome.elapsed < Duration::from_secs(25),
+        "{:?}",
+        outcome.elapsed
+    );
+    Ok(())
+}

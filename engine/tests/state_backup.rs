@@ -213,3 +213,78 @@ fn a_backup_taken_during_a_backfill_restores_and_the_backfill_finishes()
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }
+
+/// Retention: compaction removes finished runs with their attempts and logs, keeps the
+/// newest run of the DAG and the whole ledger (the audit stays clean), and leaves history
+/// younger than the cutoff alone.
+#[test]
+fn compaction_removes_old_runs_and_their_logs_and_keeps_the_ledger()
+-> Result<(), Box<dyn std::error::Error>> {
+    let root = std::env::temp_dir().join(format!("sluice-retention-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let (dags, state) = (root.join("dags"), root.join("state"));
+    std::fs::create_dir_all(&dags)?;
+    std::fs::write(
+        dags.join("kept.yaml"),
+        "dag: kept\nschedule: \"@hourly\"\nstart: 2025-01-01T00:00:00Z\ntasks:\n  say:\n    type: command\n    command: echo hello\n",
+    )?;
+    let range = [
+        "--from",
+        "2025-01-01T00:00:00Z",
+        "--to",
+        "2025-01-01T05:00:00Z",
+    ];
+    let backfill = sluice(&dags, &state)
+        .args(["backfill", "kept"])
+        .args(range)
+        .output()?;
+    assert!(backfill.status.success(), "{}", text(&backfill));
+    let logs = state.join("logs").join("kept");
+    assert_eq!(std::fs::read_dir(&logs)?.count(), 5);
+
+    let young = sluice(&dags, &state)
+        .args(["state", "compact", "--older-than", "1h"])
+        .output()?;
+    assert!(young.status.success(), "{}", text(&young));
+    assert!(text(&young).contains(": 0 run(s)"), "{}", text(&young));
+    assert_eq!(std::fs::read_dir(&logs)?.count(), 5);
+
+    let all = sluice(&dags, &state)
+        .args(["state", "compact", "--older-than", "0s"])
+        .output()?;
+    assert!(all.status.success(), "{}", text(&all));
+    assert!(
+        text(&all).contains(": 4 run(s), 4 attempt(s)"),
+        "{}",
+        text(&all)
+    );
+    assert_eq!(
+        std::fs::read_dir(&logs)?.count(),
+        1,
+        "the newest run's logs stay"
+    );
+    let audit = sluice(&dags, &state)
+        .args(["audit", "kept"])
+        .args(range)
+        .output()?;
+    assert!(audit.status.success(), "{}", text(&audit));
+    assert!(
+        text(&audit).contains("5 interval(s), 5 processed, 0 gap(s)"),
+        "{}",
+        text(&audit)
+    );
+    let check = sluice(&dags, &state).args(["state", "check"]).output()?;
+    assert!(check.status.success(), "{}", text(&check));
+
+    let bad = sluice(&dags, &state)
+        .args(["state", "compact", "--older-than", "soon"])
+        .output()?;
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("--older-than `soon`") && text(&bad).contains("help: a duration"),
+        "{}",
+        text(&bad)
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}

@@ -145,6 +145,18 @@ fn importing_an_ungranted_host_function_fails_at_instantiation() {
 }
 
 #[test]
+fn hostile_host_call_arguments_fail_the_plugin_with_the_reason() {
+    let (result, _) = run("bad_host_pointer", Limits::default());
+    let (retryable, why) = reason(&result);
+    assert!(!retryable, "{why}");
+    assert!(why.contains("outside the plugin's memory"), "{why}");
+    let (result, _) = run("bad_host_text", Limits::default());
+    let (retryable, why) = reason(&result);
+    assert!(!retryable, "{why}");
+    assert!(why.contains("not UTF-8"), "{why}");
+}
+
+#[test]
 fn a_wasm_task_runs_inside_a_dag_run_and_its_output_reaches_downstream()
 -> Result<(), Box<dyn std::error::Error>> {
     let plugin = build("echo_context");

@@ -11,7 +11,8 @@ API for tests under /_sluice/:
   POST /_sluice/faults  {"operation": "DescribeStep", "cluster_id": ..., "status": 500 | 400 | 0, "count": N, "delay": S}
        the next N calls of the operation on that cluster fail (500 InternalServerError, or
        400 ThrottlingException), or with status 0 are answered normally after S seconds
-  POST /_sluice/step    {"cluster_id": ..., "step_id": ..., "state": "FAILED" | ...}
+  POST /_sluice/step    {"cluster_id": ..., "step_id": ..., "state": "FAILED" | ..., "failure": {...}}
+       sets a step's state (any text, even one EMR does not have) and its FailureDetails
   GET  /_sluice/steps?cluster_id=...   every step with name, state and arguments
   GET  /_sluice/calls   how many calls of each operation were made
 
@@ -122,6 +123,8 @@ def make_app(emulator):
                 if step is None:
                     return error(404, "NotFound", "no such step")
                 step.state = body["state"]
+                if "failure" in body:
+                    step.failure = body["failure"]
             return Response("{}", content_type="application/json")
         if path == "/_sluice/steps":
             with emulator.lock:

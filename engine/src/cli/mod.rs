@@ -70,6 +70,7 @@ impl Cli {
         config.shutdown_grace = settings.shutdown_grace;
         config.reload_every = settings.reload_every;
         config.not_before = settings.not_before;
+        config.retention = settings.retention;
         config.webhooks = settings.webhooks.clone();
         config.pools = settings
             .pools
@@ -134,6 +135,14 @@ pub enum StateCommand {
         /// The backup's folder.
         #[arg(long)]
         from: PathBuf,
+    },
+    /// Remove the runs (attempts, outputs, logs) that ended longer ago than a duration; the
+    /// interval ledger stays. A running scheduler does this itself with
+    /// `scheduler.retention` in sluice.toml; by hand, with no scheduler holding the state.
+    Compact {
+        /// How much history to keep, e.g. `90d`.
+        #[arg(long)]
+        older_than: String,
     },
 }
 
@@ -430,6 +439,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
         Command::State {
             command: StateCommand::Restore { from },
         } => state::restore(&cli, from, streams),
+        Command::State {
+            command: StateCommand::Compact { older_than },
+        } => state::compact(&cli, older_than, streams),
         Command::Plugins { command } => plugins::run(&cli, command, streams),
         Command::Completions { shell } => {
             let mut command = Cli::command();

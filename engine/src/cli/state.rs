@@ -1,5 +1,6 @@
-//! `sluice state backup|restore`: a consistent copy of the state while the scheduler runs,
-//! and a restore into a fresh state folder (docs/operations.md, "Recovering a lost disk").
+//! `sluice state backup|restore|compact`: a consistent copy of the state while the
+//! scheduler runs, a restore into a fresh state folder (docs/operations.md, "Recovering a
+//! lost disk"), and the retention setting applied by hand.
 
 use std::path::Path;
 
@@ -50,6 +51,24 @@ pub fn backup(cli: &Cli, to: &Path, streams: &mut Streams<'_>) -> Result<i32, Cl
         }
     };
     say(cli, streams, &message)?;
+    Ok(0)
+}
+
+pub fn compact(cli: &Cli, older_than: &str, streams: &mut Streams<'_>) -> Result<i32, CliError> {
+    let keep: crate::spec::Duration = older_than.parse().map_err(|e| CliError::Invalid {
+        message: format!("--older-than `{older_than}`: {e}"),
+        hint: Some("a duration such as `90d` or `36h`".into()),
+    })?;
+    let cutoff = chrono::Utc::now() - keep.as_chrono();
+    let compacted = Store::open(cli.state())?.compact(cutoff)?;
+    say(
+        cli,
+        streams,
+        &format!(
+            "compacted the history that ended before {}: {compacted}; the interval ledger is kept",
+            crate::spec::instant::format_instant(cutoff)
+        ),
+    )?;
     Ok(0)
 }
 

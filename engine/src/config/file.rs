@@ -62,6 +62,10 @@ pub struct SchedulerSection {
     /// No scheduled run for intervals starting before this instant.
     #[serde(default, deserialize_with = "defaults::instant")]
     pub not_before: Option<Spanned<chrono::DateTime<chrono::Utc>>>,
+    /// Runs (with their attempts, outputs and logs) that ended longer ago than this are
+    /// compacted away; the interval ledger is kept. None: keep everything.
+    #[serde(default)]
+    pub retention: Option<Duration>,
 }
 
 impl Default for SchedulerSection {
@@ -70,6 +74,7 @@ impl Default for SchedulerSection {
             shutdown_grace: defaults::shutdown_grace(),
             reload_every: defaults::reload_every(),
             not_before: None,
+            retention: None,
         }
     }
 }
@@ -140,6 +145,12 @@ pub fn load_file(path: &Path) -> Result<(Option<ConfigFile>, FileReport), Config
         path: path.to_path_buf(),
         source,
     })?;
+    Ok(parse_text(path, text))
+}
+
+/// Checks configuration text already in memory; `path` names it in diagnostics and its
+/// folder is where relative secret files are looked up.
+pub fn parse_text(path: &Path, text: String) -> (Option<ConfigFile>, FileReport) {
     let source = Arc::new(SourceText::new(path, text));
     let base = path.parent().unwrap_or(Path::new(""));
     let (file, diagnostics) = match toml::from_str::<ConfigFile>(source.text()) {
@@ -155,13 +166,13 @@ pub fn load_file(path: &Path) -> Result<(Option<ConfigFile>, FileReport), Config
             (None, vec![diagnostic])
         }
     };
-    Ok((
+    (
         file,
         FileReport {
             source,
             diagnostics,
         },
-    ))
+    )
 }
 
 /// The problems serde cannot see: addresses, sizes, connection fields, secrets, URLs.

@@ -53,6 +53,7 @@ pub struct Settings {
     pub shutdown_grace: std::time::Duration,
     pub reload_every: std::time::Duration,
     pub not_before: Option<DateTime<Utc>>,
+    pub retention: Option<crate::spec::Duration>,
     pub pools: BTreeMap<String, usize>,
     /// Connections by name, as JSON objects with a `type` (the `SLUICE_CONN_*` form).
     pub connections: BTreeMap<String, serde_json::Value>,
@@ -203,6 +204,7 @@ impl Settings {
             shutdown_grace: file.scheduler.shutdown_grace.as_std(),
             reload_every: file.scheduler.reload_every.as_std(),
             not_before: file.scheduler.not_before.map(|t| *t.get_ref()),
+            retention: file.scheduler.retention,
             pools: file
                 .pools
                 .iter()

@@ -47,10 +47,10 @@ impl SecretSource {
             }
             SecretSource::File { file } => {
                 let path = base.join(file);
-                std::fs::read_to_string(&path)
-                    .map_err(|e| SecretError::File {
+                read_bounded(&path)
+                    .map_err(|reason| SecretError::File {
                         path: path.clone(),
-                        reason: e.to_string(),
+                        reason,
                     })?
                     // Files written by `echo` end with a newline that is not part of it.
                     .trim_end_matches(['\n', '\r'])
@@ -62,6 +62,25 @@ impl SecretSource {
         }
         Ok(Secret(value))
     }
+}
+
+/// The most a secret file may hold: a token or password, not a device like `/dev/zero`.
+const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
+
+fn read_bounded(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "it is over {} KiB; a secret file holds one token or password",
+            MAX_SECRET_FILE_BYTES >> 10
+        ));
+    }
+    Ok(text)
 }
 
 /// A resolved secret. Compare with [`Secret::matches`]; print it never.

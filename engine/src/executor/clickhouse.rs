@@ -142,6 +142,9 @@ async fn run(
         statements.len()
     ));
     let max_rows = task.max_output_rows.unwrap_or(DEFAULT_MAX_OUTPUT_ROWS);
+    if attempt.try_number > 1 {
+        stop_earlier_tries(&client, attempt, log).await;
+    }
     let mut output = None;
     for (index, statement) in statements.iter().enumerate() {
         let query_id = format!("{}#{}", attempt.idempotency_key, index + 1);
@@ -298,6 +301,35 @@ async fn wait_for_mutations(
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_secs(2));
+    }
+}
+
+/// Before a retry: waits for the statements of the task's earlier tries still running on
+/// the server to be killed. One whose scheduler crashed is not stopped by anyone else, and
+/// an INSERT of it landing after this try's DELETE would duplicate the interval's rows.
+async fn stop_earlier_tries(
+    client: &::clickhouse::Client,
+    attempt: &Attempt,
+    log: &mut AttemptLog,
+) {
+    let prefix = format!("{}/{}/{}/", attempt.dag_id, attempt.run_id, attempt.task_id);
+    let sql = format!(
+        "KILL QUERY WHERE startsWith(query_id, '{}') SYNC",
+        prefix.replace('\\', "\\\\").replace('\'', "\\'")
+    );
+    let killed = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        client.query_raw(&sql).execute(),
+    )
+    .await;
+    match killed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log.line(&format!(
+            "could not stop the earlier tries' queries ({prefix}*): {e}"
+        )),
+        Err(_) => log.line(&format!(
+            "could not stop the earlier tries' queries ({prefix}*): no answer in 30 s"
+        )),
     }
 }
 

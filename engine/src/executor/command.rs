@@ -112,12 +112,10 @@ async fn run(
         .open(&attempt.log_path)
         .map_err(|e| format!("cannot open the log {}: {e}", attempt.log_path.display()))?;
     let mut command = build(task, attempt)?;
-    let stdout = log.try_clone().map_err(|e| e.to_string())?;
-    let stderr = log.try_clone().map_err(|e| e.to_string())?;
     command
         .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
     log_line(
@@ -133,6 +131,20 @@ async fn run(
         log_line(&mut log, &reason);
         reason
     })?;
+    let bounded = Arc::new(Mutex::new(BoundedLog::new(
+        log.try_clone().map_err(|e| e.to_string())?,
+        MAX_LOG_BYTES,
+    )));
+    let copiers = [
+        child
+            .stdout
+            .take()
+            .map(|out| tokio::spawn(copy_into(out, Arc::clone(&bounded)))),
+        child
+            .stderr
+            .take()
+            .map(|err| tokio::spawn(copy_into(err, Arc::clone(&bounded)))),
+    ];
     let pid = child.id().and_then(|p| i32::try_from(p).ok());
     if let (Some(pid), Ok(mut map)) = (pid, running.lock()) {
         map.insert(attempt.idempotency_key.clone(), pid);
@@ -172,6 +184,7 @@ async fn run(
                     format!(", then SIGKILL after {grace}")
                 }
             );
+            drain(copiers).await;
             log_line(&mut log, &reason);
             return Ok((
                 Outcome::Failed {
@@ -182,6 +195,7 @@ async fn run(
             ));
         }
     };
+    drain(copiers).await;
     let outcome = match status.code() {
         Some(0) => Outcome::Success,
         Some(code) if task.retryable_exit_codes.contains(&code) => Outcome::Failed {
@@ -202,6 +216,86 @@ async fn run(
     };
     log_line(&mut log, &format!("attempt ends: {status}"));
     Ok((outcome, status.code()))
+}
+
+/// The most an attempt's process may write to its log: past it, the output is read and
+/// dropped (the process never blocks on a full pipe) and the log says so once.
+pub const MAX_LOG_BYTES: u64 = 64 << 20;
+
+/// How long the output copiers get, once the process has exited, to reach the end of its
+/// output (a background child that inherited the pipes would hold them open for ever).
+const DRAIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// An attempt log with a byte budget shared by the process's stdout and stderr.
+struct BoundedLog {
+    file: std::fs::File,
+    left: u64,
+    dropped: u64,
+}
+
+impl BoundedLog {
+    fn new(file: std::fs::File, limit: u64) -> Self {
+        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        BoundedLog {
+            file,
+            left: limit.saturating_sub(written),
+            dropped: 0,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let kept = bytes
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        if kept > 0 && self.file.write_all(&bytes[..kept]).is_ok() {
+            self.left -= kept as u64;
+        }
+        if kept < bytes.len() {
+            if self.dropped == 0 {
+                let _ = writeln!(
+                    self.file,
+                    "\n[sluice] the log reached its {} MiB limit: the rest of the output is dropped",
+                    MAX_LOG_BYTES >> 20
+                );
+            }
+            self.dropped += (bytes.len() - kept) as u64;
+        }
+    }
+}
+
+impl Drop for BoundedLog {
+    fn drop(&mut self) {
+        if self.dropped > 0 {
+            let _ = writeln!(
+                self.file,
+                "[sluice] {} bytes of output dropped",
+                self.dropped
+            );
+        }
+    }
+}
+
+async fn copy_into(mut from: impl tokio::io::AsyncRead + Unpin, log: Arc<Mutex<BoundedLog>>) {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = vec![0u8; 64 << 10];
+    while let Ok(n) = from.read(&mut buffer).await {
+        if n == 0 {
+            break;
+        }
+        if let Ok(mut log) = log.lock() {
+            log.write(&buffer[..n]);
+        }
+    }
+}
+
+/// Waits for the output copiers to reach the end of the output, for a while.
+async fn drain(copiers: [Option<tokio::task::JoinHandle<()>>; 2]) {
+    for copier in copiers.into_iter().flatten() {
+        let abort = copier.abort_handle();
+        if tokio::time::timeout(DRAIN_WITHIN, copier).await.is_err() {
+            abort.abort();
+        }
+    }
 }
 
 fn describe(command: &CommandLine) -> String {
@@ -244,7 +338,7 @@ fn build(task: &CommandTask, attempt: &Attempt) -> Result<tokio::process::Comman
         .env("SLUICE_RUN_ID", &attempt.run_id)
         .env("SLUICE_TASK_ID", &attempt.task_id)
         .env("SLUICE_TRY_NUMBER", attempt.try_number.to_string())
-        .env("SLUICE_IDEMPOTENCY_KEY", &attempt.idempotency_key)
+        .env(super::orphans::ATTEMPT_ENV, &attempt.idempotency_key)
         .env(
             "SLUICE_LOGICAL_DATE",
             crate::spec::instant::format_instant(attempt.logical_date),

@@ -4,6 +4,7 @@
 pub mod clickhouse;
 pub mod command;
 pub mod noop;
+pub mod orphans;
 pub mod spark;
 pub mod wasm;
 

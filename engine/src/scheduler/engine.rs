@@ -50,6 +50,8 @@ pub struct EngineConfig {
     pub webhooks: Vec<crate::config::Webhook>,
     /// The first wait before a webhook delivery is retried (doubles per retry).
     pub webhook_backoff: std::time::Duration,
+    /// History older than this is compacted away (scheduler mode); none keeps everything.
+    pub retention: Option<crate::spec::Duration>,
 }
 
 impl EngineConfig {
@@ -70,6 +72,7 @@ impl EngineConfig {
             not_before: None,
             webhooks: Vec::new(),
             webhook_backoff: std::time::Duration::from_secs(2),
+            retention: None,
         }
     }
 }
@@ -198,6 +201,8 @@ pub struct Engine {
     /// The latest view of each watched topic and group.
     pub(super) gate_views:
         HashMap<crate::trigger::kafka::GateSource, Result<crate::core::gate::TopicView, String>>,
+    /// When history was last compacted under the retention setting.
+    pub(super) last_compaction: Option<Instant>,
     pub(super) shutdown_at: Option<Instant>,
     pub(super) last_reload: Instant,
     /// The DAG folder as last read (paths, sizes, mtimes).
@@ -282,6 +287,7 @@ impl Engine {
             gauges_refreshed: None,
             sla_raised: Vec::new(),
             notifier: None,
+            last_compaction: None,
         };
         if engine.config.mode == Mode::Scheduler && !engine.config.webhooks.is_empty() {
             engine.notifier = Some(
@@ -370,6 +376,7 @@ impl Engine {
             }
             self.check_slas(now);
             let changed = self.persist_and_flush()?;
+            self.maybe_compact(now);
             let raised = std::mem::take(&mut self.sla_raised);
             self.send_sla_events(raised);
             busy |= changed || !dispatches.is_empty();

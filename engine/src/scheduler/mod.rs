@@ -18,6 +18,7 @@ mod observe;
 mod persist;
 mod recovery;
 mod registry;
+mod retention;
 mod scheduled;
 mod sla;
 

@@ -26,6 +26,8 @@ impl Engine {
                 self.backfills.insert(dag, record);
             }
         }
+        // Attempts failed by crash whose processes may have outlived the old scheduler.
+        let mut leftovers = Vec::new();
         for record in self.store.active_runs()? {
             if only.as_ref().is_some_and(|d| *d != record.state.dag_id) {
                 continue;
@@ -87,6 +89,7 @@ impl Engine {
                     });
                     continue;
                 }
+                leftovers.push(attempt.idempotency_key.clone());
                 let changes = run.record.state.finish(
                     &plan,
                     index,
@@ -105,6 +108,13 @@ impl Engine {
                 self.attempt_writes.push((key.0.clone(), key.1, attempt));
             }
             run.dirty = true;
+        }
+        let killed = crate::executor::orphans::kill_leftovers(&leftovers);
+        if !killed.is_empty() {
+            self.log(format!(
+                "killed {} process(es) left running by attempts failed by crash (pids {killed:?}) before retrying them",
+                killed.len()
+            ));
         }
         // Transient EMR clusters of runs that ended while no scheduler could terminate them.
         let dags: Vec<_> = self

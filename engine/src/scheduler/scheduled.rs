@@ -10,24 +10,47 @@ use crate::core::intervals::due_intervals;
 /// iterations short.
 const CREATE_PER_ITERATION: usize = 64;
 
+/// Queued runs a DAG may have waiting beyond its `max_active_runs`: a catchup of ten
+/// thousand intervals creates its runs as earlier ones finish (back-pressure, as Airflow
+/// stops creating runs at `max_active_runs`), so the scheduler's memory does not grow with
+/// the length of the catchup. The cursor only advances past intervals that have a run.
+pub const QUEUED_AHEAD: usize = 16;
+
 impl Engine {
     pub(super) fn create_scheduled_runs(&mut self, now: DateTime<Utc>) -> Result<(), EngineError> {
         if self.config.mode != Mode::Scheduler {
             return Ok(());
         }
-        let ids: Vec<String> = self.dags.keys().cloned().collect();
-        for id in ids {
+        let mut queued: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (key, run) in &self.runs {
+            if run.record.state.status == crate::core::RunStatus::Queued {
+                *queued.entry(key.0.as_str()).or_insert(0) += 1;
+            }
+        }
+        let room: Vec<(String, usize)> = self
+            .dags
+            .iter()
+            .map(|(id, entry)| {
+                let bound = entry.dag.max_active_runs as usize + QUEUED_AHEAD;
+                let waiting = queued.get(id.as_str()).copied().unwrap_or(0);
+                (
+                    id.clone(),
+                    bound.saturating_sub(waiting).min(CREATE_PER_ITERATION),
+                )
+            })
+            .collect();
+        for (id, room) in room {
             let Some(entry) = self.dags.get(&id) else {
                 continue;
             };
-            if entry.record.paused {
+            if entry.record.paused || room == 0 {
                 continue;
             }
             let due = due_intervals(
                 &entry.dag,
                 entry.next_start(self.config.not_before),
                 now,
-                CREATE_PER_ITERATION,
+                room,
             );
             let Some(last) = due.last().copied() else {
                 continue;

@@ -12,6 +12,7 @@ pub mod gates;
 pub mod keys;
 pub mod kv;
 pub mod records;
+pub mod retention;
 pub mod sla;
 
 use std::path::{Path, PathBuf};

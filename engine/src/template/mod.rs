@@ -57,10 +57,19 @@ pub fn environment() -> &'static Environment<'static> {
         }
         // Bounds the work one hostile template can make a render do.
         env.set_recursion_limit(64);
+        // Loops are bounded by instructions: a render of a task field never spins the
+        // scheduler's thread for long (a normal SQL template takes a few thousand).
+        env.set_fuel(Some(RENDER_FUEL));
         filters::register(&mut env);
         env
     })
 }
+
+/// Instructions one render may run.
+pub const RENDER_FUEL: u64 = 2_000_000;
+
+/// The longest text one render may produce: a task field, not a data file.
+pub const MAX_RENDERED_BYTES: usize = 16 << 20;
 
 /// Whether a string contains template syntax; plain strings skip the template engine.
 pub fn is_template(text: &str) -> bool {
@@ -206,7 +215,18 @@ impl Renderer {
         if !is_template(source) {
             return Ok(source.to_owned());
         }
-        Ok(environment().render_str(source, &self.context)?)
+        let rendered = environment().render_str(source, &self.context)?;
+        if rendered.len() > MAX_RENDERED_BYTES {
+            return Err(TemplateError {
+                message: format!(
+                    "the rendered text is {} MiB, over the {} MiB a task field may have",
+                    rendered.len() >> 20,
+                    MAX_RENDERED_BYTES >> 20
+                ),
+                range: None,
+            });
+        }
+        Ok(rendered)
     }
 }
 

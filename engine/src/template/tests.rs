@@ -141,3 +141,23 @@ fn an_undefined_variable_can_fall_back_with_default() {
     );
     assert!(render("{{ var.warehouse_reads }}").is_err());
 }
+
+#[test]
+fn a_hostile_template_runs_out_of_fuel_or_size_instead_of_spinning_or_filling_memory() {
+    let renderer = Renderer::new(&context());
+    let spin = renderer
+        .render(
+            "{% for i in range(10000) %}{% for j in range(10000) %}{{ i }}{% endfor %}{% endfor %}",
+        )
+        .expect_err("a hundred million iterations");
+    assert!(spin.message.contains("fuel"), "{spin}");
+    let huge = renderer
+        .render("{{ 'x' * 60000000 }}")
+        .expect_err("a 60 MB field");
+    assert!(huge.message.contains("MiB"), "{huge}");
+    // A real SQL template with loops is far from either bound.
+    let sql = renderer
+        .render("SELECT {% for d in params.cube_dims %}{{ d }}{% if not loop.last %}, {% endif %}{% endfor %} FROM t")
+        .expect("an ordinary template");
+    assert_eq!(sql, "SELECT country, device FROM t");
+}

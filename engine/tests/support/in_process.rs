@@ -1,5 +1,6 @@
 //! A scheduler-mode engine on a thread of the test, over DAG files written to a scratch
 //! folder; shut down and cleaned up when dropped.
+#![allow(dead_code)] // each test binary uses its own share of the helpers
 
 use std::path::PathBuf;
 use std::sync::Arc;

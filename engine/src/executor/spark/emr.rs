@@ -455,8 +455,18 @@ async fn poll(
             Some(StepState::Completed) => return Outcome::Success,
             Some(StepState::Failed) => {
                 let details = status.failure_details();
+                // EMR's texts go into the attempt record as they are, up to a bound: a
+                // failure message of megabytes would not fit a reason.
                 let part = |label: &str, value: Option<&str>| {
-                    value.map(|v| format!("; {label}: {v}")).unwrap_or_default()
+                    value
+                        .map(|v| {
+                            let mut text: String = v.chars().take(MAX_DETAIL_CHARS).collect();
+                            if text.len() < v.len() {
+                                text.push_str(" …(cut)");
+                            }
+                            format!("; {label}: {text}")
+                        })
+                        .unwrap_or_default()
                 };
                 return Outcome::Failed {
                     retryable: true,
@@ -480,10 +490,15 @@ async fn poll(
                     ),
                 };
             }
+            // Pending, running, and any state this SDK does not know: still going; the
+            // attempt's timeout bounds the wait.
             _ => {}
         }
     }
 }
+
+/// The most of each EMR failure detail (reason, message, log) kept in an attempt's reason.
+const MAX_DETAIL_CHARS: usize = 2000;
 
 async fn cancel_step(client: &Client, cluster: &str, step_id: &str) -> Result<(), ApiError> {
     client

@@ -14,23 +14,68 @@ use super::{Attempt, Executor, Report, Reporter};
 use crate::core::Outcome;
 use crate::spec::{SparkBackend, TaskKind};
 
-/// Overrides every Spark task's `backend` in this environment: `local` on a laptop or in
-/// tests, `emr` in production. Until the configuration file (issue 8).
+/// Overrides Spark tasks' `backend` in this environment: `local` on a laptop or in tests,
+/// `emr` in production; either for every task (`local`), or per connection
+/// (`analytics_emr=local,backfill_emr=emr`): the tasks on the named connections only.
 pub const BACKEND_VARIABLE: &str = "SLUICE_SPARK_BACKEND";
 
-fn backend_override() -> Result<Option<SparkBackend>, String> {
+/// What `SLUICE_SPARK_BACKEND` says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendOverride {
+    every_task: Option<SparkBackend>,
+    by_connection: std::collections::BTreeMap<String, SparkBackend>,
+}
+
+impl BackendOverride {
+    pub fn parse(text: &str) -> Result<BackendOverride, String> {
+        let backend = |word: &str| match word.trim() {
+            "local" => Ok(SparkBackend::Local),
+            "emr" => Ok(SparkBackend::Emr),
+            other => Err(format!(
+                "{BACKEND_VARIABLE}: `{other}` is not a backend; expected `local` or `emr`, for every task or as CONNECTION=local|emr,…"
+            )),
+        };
+        if !text.contains('=') {
+            return Ok(BackendOverride {
+                every_task: Some(backend(text)?),
+                by_connection: Default::default(),
+            });
+        }
+        let mut by_connection = std::collections::BTreeMap::new();
+        for entry in text.split(',').filter(|e| !e.trim().is_empty()) {
+            let Some((connection, word)) = entry.split_once('=') else {
+                return Err(format!(
+                    "{BACKEND_VARIABLE}: `{entry}` is not CONNECTION=local|emr"
+                ));
+            };
+            by_connection.insert(connection.trim().to_owned(), backend(word)?);
+        }
+        Ok(BackendOverride {
+            every_task: None,
+            by_connection,
+        })
+    }
+
+    /// The backend a task runs on here.
+    pub fn backend_of(&self, task: &crate::spec::SparkTask) -> SparkBackend {
+        task.connection
+            .as_ref()
+            .and_then(|c| self.by_connection.get(c))
+            .copied()
+            .or(self.every_task)
+            .unwrap_or(task.backend)
+    }
+}
+
+fn backend_override() -> Result<BackendOverride, String> {
     match std::env::var(BACKEND_VARIABLE) {
-        Err(_) => Ok(None),
-        Ok(v) if v == "local" => Ok(Some(SparkBackend::Local)),
-        Ok(v) if v == "emr" => Ok(Some(SparkBackend::Emr)),
-        Ok(v) => Err(format!(
-            "{BACKEND_VARIABLE}=`{v}`: expected `local` or `emr`"
-        )),
+        Err(_) => Ok(BackendOverride::default()),
+        Ok(v) => BackendOverride::parse(&v),
     }
 }
 
 pub struct SparkExecutor {
-    backend: Result<Option<SparkBackend>, String>,
+    backend: Result<BackendOverride, String>,
     command: Arc<CommandExecutor>,
     dags_dir: PathBuf,
     runtime: tokio::runtime::Handle,
@@ -58,7 +103,7 @@ impl SparkExecutor {
     /// `SLUICE_SPARK_BACKEND` overrides it (an invalid override fails the attempts).
     pub fn backend_of(&self, task: &crate::spec::SparkTask) -> Result<SparkBackend, String> {
         match &self.backend {
-            Ok(forced) => Ok(forced.unwrap_or(task.backend)),
+            Ok(chosen) => Ok(chosen.backend_of(task)),
             Err(e) => Err(e.clone()),
         }
     }
@@ -198,5 +243,58 @@ impl Executor for SparkExecutor {
     /// itself; EMR steps are cancelled here (CancelSteps).
     fn cancel(&self, idempotency_key: &str) {
         self.emr.cancel(idempotency_key, &self.runtime);
+    }
+}
+
+#[cfg(test)]
+mod override_tests {
+    use super::{BackendOverride, SparkBackend};
+    use crate::spec::SparkTask;
+
+    fn task(connection: Option<&str>, backend: SparkBackend) -> SparkTask {
+        let mut task: SparkTask = serde_json::from_value(serde_json::json!({
+            "application": "jobs/a.py"
+        }))
+        .expect("a minimal Spark task");
+        task.connection = connection.map(str::to_owned);
+        task.backend = backend;
+        task
+    }
+
+    #[test]
+    fn one_word_overrides_every_task_and_a_list_only_the_named_connections() {
+        let every = BackendOverride::parse("local").expect("valid");
+        assert_eq!(
+            every.backend_of(&task(Some("a"), SparkBackend::Emr)),
+            SparkBackend::Local
+        );
+        assert_eq!(
+            every.backend_of(&task(None, SparkBackend::Emr)),
+            SparkBackend::Local
+        );
+
+        let some = BackendOverride::parse("analytics_emr=local, other = emr").expect("valid");
+        assert_eq!(
+            some.backend_of(&task(Some("analytics_emr"), SparkBackend::Emr)),
+            SparkBackend::Local
+        );
+        assert_eq!(
+            some.backend_of(&task(Some("other"), SparkBackend::Local)),
+            SparkBackend::Emr
+        );
+        assert_eq!(
+            some.backend_of(&task(Some("chaos_emr"), SparkBackend::Emr)),
+            SparkBackend::Emr,
+            "an unnamed connection keeps its task's backend"
+        );
+    }
+
+    #[test]
+    fn a_bad_override_says_what_is_expected() {
+        for bad in ["yarn", "analytics_emr=yarn", "analytics_emr=local,nonsense"] {
+            let error = BackendOverride::parse(bad).expect_err(bad);
+            assert!(error.contains("SLUICE_SPARK_BACKEND"), "{error}");
+            assert!(error.contains("local"), "{error}");
+        }
     }
 }

@@ -418,10 +418,10 @@ impl WasmRunner {
                 log,
             );
         }
-        let output = if outcome == Outcome::Success && !bytes.iter().all(u8::is_ascii_whitespace) {
-            match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                Ok(value) => Some(value),
-                Err(e) => return failed(format!("plugin output is not JSON: {e}"), log),
+        let output = if outcome == Outcome::Success {
+            match parse_output(&bytes) {
+                Ok(value) => value,
+                Err(reason) => return failed(reason, log),
             }
         } else {
             None
@@ -432,6 +432,17 @@ impl WasmRunner {
             stderr: log,
         }
     }
+}
+
+/// A successful plugin's stdout as its task output: nothing (only whitespace), or one JSON
+/// value; anything else is the reason the attempt fails.
+pub fn parse_output(bytes: &[u8]) -> Result<Option<serde_json::Value>, String> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .map(Some)
+        .map_err(|e| format!("plugin output is not JSON: {e}"))
 }
 
 /// The error line a plugin built with the SDK writes before exiting (`fatal: ...` or
