@@ -222,11 +222,11 @@ fn write_dags(dags: &Path, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(),
                 ("sla: { warn_after: 50m, deadline: 100m }\n", String::new()),
                 (
                     "  retries: 3\n  retry_delay: 1m",
-                    "  retries: 12\n  retry_delay: 2s".into(),
+                    "  retries: 30\n  retry_delay: 2s".into(),
                 ),
                 ("max_retry_delay: 15m", "max_retry_delay: 20s".into()),
                 ("  timeout: 20m", "  timeout: 4m".into()),
-                ("    retries: 1\n", "    retries: 12\n".into()),
+                ("    retries: 1\n", "    retries: 30\n".into()),
             ],
         ),
         (
@@ -239,7 +239,7 @@ fn write_dags(dags: &Path, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(),
                 ("sla: { warn_after: 60m, deadline: 100m }\n", String::new()),
                 (
                     "  retries: 2\n  retry_delay: 2m",
-                    "  retries: 12\n  retry_delay: 2s".into(),
+                    "  retries: 30\n  retry_delay: 2s".into(),
                 ),
                 (
                     "    retries: 12\n    retry_delay: 5m",
