@@ -94,8 +94,9 @@ impl Platform {
                 &format!("{DATABASE}.stream_agg_1m"),
                 "--raw-table",
                 &format!("{DATABASE}.raw_events"),
+                // Long enough for a broker slow to hand out the next batch under load.
                 "--idle-exit-seconds",
-                "3",
+                "20",
             ]))?;
         if streamed != manifest.total() {
             return Err(format!("streamed {streamed} of {} events", manifest.total()).into());
