@@ -2,8 +2,12 @@
 //! file:line:col, resolves flags > environment > file > defaults, never prints a secret; the
 //! scheduler refuses to start on a bad file and listens where the settings say.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use support::commands::text;
 
 fn scratch(name: &str) -> PathBuf {
     let root = std::env::temp_dir().join(format!("sluice-config-{name}-{}", std::process::id()));
@@ -25,14 +29,6 @@ fn sluice(dir: &Path, args: &[&str]) -> Command {
         command.env_remove(var);
     }
     command
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 const GOOD: &str = r#"dags = "pipelines"

@@ -9,8 +9,7 @@ use std::process::Command;
 
 type Error = Box<dyn std::error::Error>;
 
-use aws_sdk_emr::types::{InstanceGroupConfig, InstanceRoleType, JobFlowInstancesConfig};
-use support::emr::{Step, client, cluster, endpoint, fault, http, runtime, steps};
+use support::emr::{Step, client, cluster, cluster_named, endpoint, fault, http, runtime, steps};
 
 struct Case {
     root: PathBuf,
@@ -462,29 +461,7 @@ fn a_transient_cluster_is_created_for_the_run_and_terminated_when_it_ends() -> R
 
     // A cluster of that (finished) run left behind, as by a scheduler killed before it
     // could terminate it: the next start sweeps it.
-    let leaked = runtime().block_on(async {
-        let group = InstanceGroupConfig::builder()
-            .instance_role(InstanceRoleType::Master)
-            .instance_type("m5.xlarge")
-            .instance_count(1)
-            .build();
-        client()
-            .await
-            .run_job_flow()
-            .name(&name)
-            .release_label("emr-7.5.0")
-            .instances(
-                JobFlowInstancesConfig::builder()
-                    .instance_groups(group)
-                    .keep_job_flow_alive_when_no_steps(true)
-                    .build(),
-            )
-            .job_flow_role("EMR_EC2_DefaultRole")
-            .service_role("EMR_DefaultRole")
-            .send()
-            .await
-    })?;
-    let leaked = leaked.job_flow_id().unwrap_or_default().to_owned();
+    let leaked = cluster_named(&name)?;
     let (code, stderr) = case.backfill()?;
     assert_eq!(code, 0, "{stderr}");
     let state = clusters_named(&name)?

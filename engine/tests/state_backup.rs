@@ -3,29 +3,12 @@
 //! folder, and the backfill finishing from the restored state with a clean audit and a
 //! clean `state check`.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn sluice(dags: &Path, state: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    command
-        .arg("--dags")
-        .arg(dags)
-        .arg("--state")
-        .arg(state)
-        .env_remove("SLUICE_API_TOKEN")
-        .env_remove("SLUICE_CONFIG");
-    command
-}
+mod support;
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use support::commands::{sluice_on as sluice, text};
 
 /// A child process killed when the test ends, passing or not (no stray scheduler).
 struct Killed(std::process::Child);

@@ -6,10 +6,13 @@
 //! Mounting the tmpfs needs root (CI runs as root); elsewhere the test fails saying so.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Timelike, Utc};
+use support::commands::{sluice_on as sluice, text};
+
+mod support;
 
 /// A small tmpfs, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -35,25 +38,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-fn sluice(dags: &Path, state: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    command
-        .arg("--dags")
-        .arg(dags)
-        .arg("--state")
-        .arg(state)
-        .env_remove("SLUICE_CONFIG");
-    command
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Fills the file system holding `folder` to the last byte.

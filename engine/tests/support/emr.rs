@@ -40,6 +40,11 @@ pub async fn client() -> aws_sdk_emr::Client {
 
 /// A long-running cluster of the test server.
 pub fn cluster() -> Result<String, Error> {
+    cluster_named("sluice-test")
+}
+
+/// A long-running cluster of the test server with this name; its id.
+pub fn cluster_named(name: &str) -> Result<String, Error> {
     runtime().block_on(async {
         let group = InstanceGroupConfig::builder()
             .instance_role(InstanceRoleType::Master)
@@ -49,7 +54,7 @@ pub fn cluster() -> Result<String, Error> {
         let out = client()
             .await
             .run_job_flow()
-            .name("sluice-test")
+            .name(name)
             .release_label("emr-7.5.0")
             .instances(
                 JobFlowInstancesConfig::builder()

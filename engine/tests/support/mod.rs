@@ -1,6 +1,7 @@
 //! Helpers shared by the engine's integration tests.
 
 pub mod clickhouse;
+pub mod commands;
 pub mod emr;
 pub mod fault_proxy;
 pub mod kafka;
