@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use sluice::spec::{self, Diagnostic, FileReport};
+use sluice_model::spec::{self, Diagnostic, FileReport};
 use sluice_tests::{TempDir, fixture};
 
 /// (file, line, code, part of the message, part of the help or "").

@@ -31,12 +31,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::Parser;
-use sluice::core::RunStatus;
-use sluice::store::Store;
+use sluice_core::RunStatus;
 use sluice_demo::manifest::Manifest;
 use sluice_demo::services::{
     OwnBroker, OwnClickHouse, clickhouse_text as clickhouse, create_topic,
 };
+use sluice_store::Store;
 use sluice_tests::{Outcome, repo_root, sluice};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -97,7 +97,7 @@ impl Platform {
         clickhouse(&warehouse, &format!("CREATE DATABASE {database}"))?;
         let warehouse = warehouse.with_database(database);
         let ddl = std::fs::read_to_string(repo_root().join("dags/sql/warehouse.sql"))?;
-        for statement in sluice::clickhouse::statements::split(&ddl) {
+        for statement in sluice_runtime::clickhouse::statements::split(&ddl) {
             clickhouse(&warehouse, &statement)?;
         }
         let broker = OwnBroker::start(19900 + u16::try_from(id % 90)?)?;

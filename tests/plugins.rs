@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use sluice::core::RunStatus;
-use sluice::executor::wasm::{
+use sluice_core::RunStatus;
+use sluice_runtime::executor::wasm::{
     Grants, HostCallError, Invocation, Limits, Plugin, QueryService, RunnerConfig, WasmRunner,
 };
-use sluice::store::Store;
+use sluice_store::Store;
 use sluice_tests::{TempDir, repo_root, sluice};
 
 /// Builds every plugin once for this test binary; returns the folder of `.wasm` files.
@@ -215,7 +215,7 @@ fn a_failed_data_quality_check_fails_the_task_fatally_with_the_report_in_the_log
         Invocation::of_context(&context, Limits::default(), Grants::default()),
     );
     match &result.outcome {
-        sluice::core::Outcome::Failed { retryable, reason } => {
+        sluice_core::Outcome::Failed { retryable, reason } => {
             assert!(!retryable);
             assert!(
                 reason.contains("2 of 3 data-quality checks failed: unique; events_non_negative"),
@@ -293,7 +293,7 @@ fn dq_checks_reconciles_two_clickhouse_queries_through_the_granted_connection()
     let within = call(0.05, "warehouse", "SELECT stream");
     assert_eq!(
         within.outcome,
-        sluice::core::Outcome::Success,
+        sluice_core::Outcome::Success,
         "{}",
         within.stderr
     );
@@ -305,7 +305,7 @@ fn dq_checks_reconciles_two_clickhouse_queries_through_the_granted_connection()
     let exact = call(0.0, "warehouse", "SELECT stream");
     assert!(matches!(
         exact.outcome,
-        sluice::core::Outcome::Failed {
+        sluice_core::Outcome::Failed {
             retryable: false,
             ..
         }
@@ -315,7 +315,7 @@ fn dq_checks_reconciles_two_clickhouse_queries_through_the_granted_connection()
     // A connection the task does not grant is refused by the host.
     let other = call(0.05, "billing", "SELECT stream");
     assert!(
-        matches!(&other.outcome, sluice::core::Outcome::Failed { retryable: false, reason } if reason.contains("grants the ClickHouse connection `warehouse`, not `billing`")),
+        matches!(&other.outcome, sluice_core::Outcome::Failed { retryable: false, reason } if reason.contains("grants the ClickHouse connection `warehouse`, not `billing`")),
         "{:?}",
         other.outcome
     );
@@ -323,7 +323,7 @@ fn dq_checks_reconciles_two_clickhouse_queries_through_the_granted_connection()
     // The service's retryable error reaches the plugin, which asks for a retry.
     let down = call(0.05, "warehouse", "SELECT broken");
     assert!(
-        matches!(&down.outcome, sluice::core::Outcome::Failed { retryable: true, reason } if reason.contains("unreachable")),
+        matches!(&down.outcome, sluice_core::Outcome::Failed { retryable: true, reason } if reason.contains("unreachable")),
         "{:?}",
         down.outcome
     );
@@ -338,7 +338,7 @@ fn dq_checks_reconciles_two_clickhouse_queries_through_the_granted_connection()
         ),
     );
     assert!(
-        matches!(&ungranted.outcome, sluice::core::Outcome::Failed { reason, .. } if reason.contains("does not grant the `clickhouse` capability")),
+        matches!(&ungranted.outcome, sluice_core::Outcome::Failed { reason, .. } if reason.contains("does not grant the `clickhouse` capability")),
         "{:?}",
         ungranted.outcome
     );
@@ -351,7 +351,7 @@ fn the_kv_store_is_scoped_to_the_dag() -> Result<(), Box<dyn std::error::Error>>
     let dir = TempDir::new("kv-scope")?;
     let store = Store::open(dir.path())?;
     let runner = WasmRunner::with_config(RunnerConfig {
-        kv: Some(store.kv()),
+        kv: Some(std::sync::Arc::new(store.kv())),
         ..RunnerConfig::default()
     })?;
     let kv = Grants {

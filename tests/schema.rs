@@ -2,9 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use sluice::spec::decode::task_fields;
-use sluice::spec::model::TaskKind;
-use sluice::spec::schema::dag_schema_json;
+use sluice_model::spec::decode::task_fields;
+use sluice_model::spec::model::TaskKind;
+use sluice_model::spec::schema::dag_schema_json;
 use sluice_tests::repo_root;
 
 #[test]

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use sluice::core::RunStatus;
-use sluice::store::Store;
+use sluice_core::RunStatus;
+use sluice_store::Store;
 use sluice_tests::{TempDir, repo_root, sluice};
 
 struct Event {

@@ -27,10 +27,10 @@ pub const TARGETS: &[(&str, Check)] = &[
 /// inside the text and renders.
 pub fn dag_yaml(data: &[u8]) {
     let path = Path::new("fuzzed.yaml");
-    match sluice::spec::load::load_bytes(path, data.to_vec()) {
+    match sluice_model::spec::load::load_bytes(path, data.to_vec()) {
         Ok(loaded) => {
             // A valid DAG plans and schedules without panicking.
-            let plan = sluice::core::DagPlan::new(&loaded.dag);
+            let plan = sluice_core::DagPlan::new(&loaded.dag);
             assert_eq!(plan.tasks.len(), loaded.dag.tasks.len());
             if let Some(schedule) = &loaded.dag.schedule {
                 let tz = loaded.dag.timezone.tz();
@@ -57,16 +57,16 @@ pub fn template_render(data: &[u8]) {
     let Ok(source) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = sluice::template::referenced_names(source);
+    let _ = sluice_model::template::referenced_names(source);
     if let Ok(text) = renderer(serde_json::Value::Null).render(source) {
-        assert!(text.len() <= sluice::template::MAX_RENDERED_BYTES);
+        assert!(text.len() <= sluice_model::template::MAX_RENDERED_BYTES);
     }
 }
 
 /// A plugin's stdout: accepted as its task output only when it is JSON, then usable by a
 /// downstream task's templates and storable.
 pub fn plugin_output(data: &[u8]) {
-    let Ok(Some(output)) = sluice::executor::wasm::runner::parse_output(data) else {
+    let Ok(Some(output)) = sluice_runtime::executor::wasm::runner::parse_output(data) else {
         return;
     };
     let renderer = renderer(output.clone());
@@ -93,13 +93,13 @@ pub fn durations_and_cron(data: &[u8]) {
     let mut parts = text.splitn(2, '\n');
     let first = parts.next().unwrap_or_default();
     let second = parts.next().unwrap_or_default();
-    let _ = first.parse::<sluice::spec::duration::Duration>();
-    let _ = first.parse::<sluice::spec::size::ByteSize>();
-    let _ = sluice::spec::instant::parse_instant(first, chrono_tz::UTC);
-    let tz = sluice::spec::timezone::TimeZone::parse(second.trim())
+    let _ = first.parse::<sluice_model::spec::duration::Duration>();
+    let _ = first.parse::<sluice_model::spec::size::ByteSize>();
+    let _ = sluice_model::spec::instant::parse_instant(first, chrono_tz::UTC);
+    let tz = sluice_model::spec::timezone::TimeZone::parse(second.trim())
         .map(|tz| tz.tz())
         .unwrap_or(chrono_tz::UTC);
-    let Ok(schedule) = sluice::schedule::Schedule::parse(first) else {
+    let Ok(schedule) = sluice_model::schedule::Schedule::parse(first) else {
         return;
     };
     let mut previous: Option<DateTime<Utc>> = None;
@@ -123,7 +123,8 @@ pub fn config_toml(data: &[u8]) {
     let Ok(text) = String::from_utf8(data.to_vec()) else {
         return;
     };
-    let (_, report) = sluice::config::file::parse_text(Path::new("fuzzed/sluice.toml"), text);
+    let (_, report) =
+        sluice_runtime::config::file::parse_text(Path::new("fuzzed/sluice.toml"), text);
     let _ = report.render(false);
 }
 
@@ -156,7 +157,7 @@ pub fn api_requests(data: &[u8]) {
         return;
     };
     let (runtime, api) = api_fixture();
-    let router = sluice::api::router(api.clone());
+    let router = sluice_server::router(api.clone());
     let Ok(response) = runtime.block_on(router.oneshot(request));
     let status = response.status();
     assert!(
@@ -167,8 +168,8 @@ pub fn api_requests(data: &[u8]) {
 
 /// An API over a store holding one DAG (`fuzzed`, scheduled every 15 minutes), on a
 /// runtime of its own; built once per fuzzing process.
-fn api_fixture() -> &'static (tokio::runtime::Runtime, sluice::api::Api) {
-    static FIXTURE: OnceLock<(tokio::runtime::Runtime, sluice::api::Api)> = OnceLock::new();
+fn api_fixture() -> &'static (tokio::runtime::Runtime, sluice_server::api::Api) {
+    static FIXTURE: OnceLock<(tokio::runtime::Runtime, sluice_server::api::Api)> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -176,15 +177,16 @@ fn api_fixture() -> &'static (tokio::runtime::Runtime, sluice::api::Api) {
             .unwrap_or_else(|e| panic!("no runtime: {e}"));
         let dir = std::env::temp_dir().join(format!("sluice-fuzz-api-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let store = sluice::store::Store::open(&dir).unwrap_or_else(|e| panic!("store: {e}"));
-        let loaded = sluice::spec::load::load_bytes(Path::new("fuzzed.yaml"), FIXTURE_DAG.into())
-            .unwrap_or_else(|r| panic!("fixture DAG: {}", r.render(false)));
+        let store = sluice_store::Store::open(&dir).unwrap_or_else(|e| panic!("store: {e}"));
+        let loaded =
+            sluice_model::spec::load::load_bytes(Path::new("fuzzed.yaml"), FIXTURE_DAG.into())
+                .unwrap_or_else(|r| panic!("fixture DAG: {}", r.render(false)));
         store
             .put_version(&loaded.dag, "v1")
             .and_then(|()| {
                 store.put_dag(
                     "fuzzed",
-                    &sluice::store::DagRecord {
+                    &sluice_store::DagRecord {
                         paused: false,
                         version: "v1".to_owned(),
                         next_start: None,
@@ -195,13 +197,13 @@ fn api_fixture() -> &'static (tokio::runtime::Runtime, sluice::api::Api) {
             .unwrap_or_else(|e| panic!("store: {e}"));
         // The loop is gone: every change the API accepts is answered 503.
         let (sender, _) = std::sync::mpsc::channel();
-        let api = sluice::api::Api {
+        let api = sluice_server::api::Api {
             store,
             sender,
             token: None,
             token_for_reads: false,
             log: std::sync::Arc::new(|_: &str| {}),
-            metrics: std::sync::Arc::new(sluice::metrics::Metrics::new()),
+            metrics: std::sync::Arc::new(sluice_runtime::metrics::Metrics::new()),
         };
         (runtime, api)
     })
@@ -215,15 +217,15 @@ tasks:
   load: { type: noop, depends_on: [extract] }
 ";
 
-fn renderer(upstream: serde_json::Value) -> sluice::template::Renderer {
+fn renderer(upstream: serde_json::Value) -> sluice_model::template::Renderer {
     let start = epoch();
-    let context = sluice::template::RunContext {
+    let context = sluice_model::template::RunContext {
         dag_id: "fuzzed".to_owned(),
         run_id: "scheduled__2025-09-01T00:00:00Z".to_owned(),
         task_id: "task".to_owned(),
         try_number: 1,
         logical_date: start,
-        data_interval: sluice::schedule::DataInterval {
+        data_interval: sluice_model::schedule::DataInterval {
             start,
             end: start + chrono::TimeDelta::minutes(15),
         },
@@ -235,7 +237,7 @@ fn renderer(upstream: serde_json::Value) -> sluice::template::Renderer {
         var: Default::default(),
         outputs: [("upstream".to_owned(), upstream)].into_iter().collect(),
     };
-    sluice::template::Renderer::new(&context)
+    sluice_model::template::Renderer::new(&context)
 }
 
 fn epoch() -> DateTime<Utc> {

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sluice::store::{AttemptRecord, AttemptResult, Store};
 use sluice_demo::services::clickhouse_text;
+use sluice_store::{AttemptRecord, AttemptResult, Store};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 

@@ -1,0 +1,371 @@
+//! The run state machine: task instances move as upstreams finish, attempts end, timers fire
+//! and operators clear or mark. Every method returns the changes it made, in order, so the
+//! shell can persist them before acting.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::plan::DagPlan;
+use super::retry::{self, RetryDecision};
+use super::state::{RunKind, RunStatus, TaskState};
+use super::trigger::{self, Past, Upstream, Verdict};
+use sluice_model::schedule::DataInterval;
+
+/// One task in one run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskInstance {
+    pub state: TaskState,
+    /// Attempts started so far; the running attempt's number while running.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub try_number: u32,
+    /// `try_number` when the instance was last cleared: retries count from here.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tries_before_clear: u32,
+    /// When the current (or last) attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+    /// Why it is in its state (a failure's error, a skipped retry's reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl TaskInstance {
+    fn new() -> Self {
+        TaskInstance {
+            state: TaskState::None,
+            try_number: 0,
+            tries_before_clear: 0,
+            started_at: None,
+            retry_at: None,
+            reason: None,
+        }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Success,
+    /// `retryable: false` skips any remaining retries.
+    Failed {
+        retryable: bool,
+        reason: String,
+    },
+}
+
+/// One state change, for persistence, the event log and the shell's actions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Task {
+        index: usize,
+        from: TaskState,
+        to: TaskState,
+        try_number: u32,
+    },
+    Run {
+        from: RunStatus,
+        to: RunStatus,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunState {
+    pub dag_id: String,
+    pub run_id: String,
+    pub kind: RunKind,
+    pub logical_date: DateTime<Utc>,
+    pub interval: DataInterval,
+    pub status: RunStatus,
+    pub tasks: Vec<TaskInstance>,
+}
+
+impl RunState {
+    pub fn new(plan: &DagPlan, kind: RunKind, interval: DataInterval) -> Self {
+        RunState {
+            dag_id: plan.dag_id.clone(),
+            run_id: kind.run_id(interval.start),
+            kind,
+            logical_date: interval.start,
+            interval,
+            status: RunStatus::Queued,
+            tasks: (0..plan.tasks.len()).map(|_| TaskInstance::new()).collect(),
+        }
+    }
+
+    /// `<dag>/<run_id>/<task>/<try>`: names the attempt's side effects (EMR step names,
+    /// log files) so a retry or a recovery can find them.
+    pub fn idempotency_key(&self, plan: &DagPlan, index: usize, try_number: u32) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.dag_id, self.run_id, plan.tasks[index].id, try_number
+        )
+    }
+
+    /// The instant by which the run must have succeeded (`interval end + sla.deadline`).
+    /// Only scheduled runs have one: a backfill or manual run reprocesses history whose
+    /// deadline passed long ago, and must keep its retries (as Airflow keeps SLAs to
+    /// scheduled runs).
+    pub fn deadline(&self, plan: &DagPlan) -> Option<DateTime<Utc>> {
+        if self.kind != RunKind::Scheduled {
+            return None;
+        }
+        plan.sla_deadline
+            .and_then(|d| self.interval.end.checked_add_signed(d))
+    }
+
+    fn set(&mut self, index: usize, to: TaskState, changes: &mut Vec<Change>) {
+        let task = &mut self.tasks[index];
+        if task.state != to {
+            changes.push(Change::Task {
+                index,
+                from: task.state,
+                to,
+                try_number: task.try_number,
+            });
+            task.state = to;
+        }
+    }
+
+    fn set_status(&mut self, to: RunStatus, changes: &mut Vec<Change>) {
+        if self.status != to {
+            changes.push(Change::Run {
+                from: self.status,
+                to,
+            });
+            self.status = to;
+        }
+    }
+
+    /// Moves waiting tasks as far as the rules allow: trigger rules, `depends_on_past`
+    /// (`past(i)` is the task's state in the previous interval's run), the gate, due retries.
+    /// Then settles the run's status. Idempotent.
+    pub fn evaluate(
+        &mut self,
+        plan: &DagPlan,
+        past: &dyn Fn(usize) -> Past,
+        gate_open: bool,
+        now: DateTime<Utc>,
+    ) -> Vec<Change> {
+        let mut changes = Vec::new();
+        if self.status == RunStatus::Queued {
+            self.set_status(RunStatus::Running, &mut changes);
+        }
+        // Topological order: a skip or upstream failure reaches every descendant in one pass.
+        for i in 0..plan.tasks.len() {
+            match self.tasks[i].state {
+                TaskState::None | TaskState::Deferred => {
+                    let task = &plan.tasks[i];
+                    let upstream =
+                        Upstream::count(task.upstream.iter().map(|&u| self.tasks[u].state));
+                    match trigger::evaluate(task.trigger_rule, upstream) {
+                        Verdict::Wait => {}
+                        Verdict::Skip => self.set(i, TaskState::Skipped, &mut changes),
+                        Verdict::UpstreamFailed => {
+                            self.set(i, TaskState::UpstreamFailed, &mut changes)
+                        }
+                        Verdict::Run => {
+                            if task.depends_on_past && past(i) == Past::Blocking {
+                                continue;
+                            }
+                            let to = if gate_open {
+                                TaskState::Scheduled
+                            } else {
+                                TaskState::Deferred
+                            };
+                            self.set(i, to, &mut changes);
+                        }
+                    }
+                }
+                TaskState::UpForRetry if self.tasks[i].retry_at.is_none_or(|at| at <= now) => {
+                    self.tasks[i].retry_at = None;
+                    self.set(i, TaskState::Scheduled, &mut changes);
+                }
+                _ => {}
+            }
+        }
+        self.settle(plan, &mut changes);
+        changes
+    }
+
+    /// The run's gate stayed closed past its timeout: every task waiting on it fails with
+    /// the reason, and so does any task that becomes ready after that (an `all_done` clean-up
+    /// included: no task of the run touches data the gate never declared complete). The
+    /// run then settles as failed. Idempotent; the shell calls it on every evaluation of a
+    /// run whose gate timed out.
+    pub fn gate_timed_out(
+        &mut self,
+        plan: &DagPlan,
+        past: &dyn Fn(usize) -> Past,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Vec<Change> {
+        let mut changes = Vec::new();
+        // Each pass fails at least one more task, or stops.
+        for _ in 0..=self.tasks.len() {
+            changes.extend(self.evaluate(plan, past, false, now));
+            let deferred: Vec<usize> = (0..self.tasks.len())
+                .filter(|&i| self.tasks[i].state == TaskState::Deferred)
+                .collect();
+            if deferred.is_empty() {
+                break;
+            }
+            for i in deferred {
+                self.tasks[i].reason = Some(reason.to_owned());
+                self.set(i, TaskState::Failed, &mut changes);
+            }
+        }
+        self.settle(plan, &mut changes);
+        changes
+    }
+
+    /// Finishes the run once every task is finished: failed if any task failed or a leaf did
+    /// not succeed, else success. (Stricter than Airflow, which looks at leaves only: a
+    /// failure handled by an `all_done` clean-up task still fails the run, so the ledger never
+    /// counts an interval with a failed task as processed.)
+    fn settle(&mut self, plan: &DagPlan, changes: &mut Vec<Change>) {
+        if !self.tasks.iter().all(|t| t.state.is_finished()) {
+            if self.status.is_finished() {
+                self.set_status(RunStatus::Running, changes);
+            }
+            return;
+        }
+        let failed = self.tasks.iter().enumerate().any(|(i, t)| {
+            t.state == TaskState::Failed || (plan.is_leaf(i) && t.state.is_failure())
+        });
+        let to = if failed {
+            RunStatus::Failed
+        } else {
+            RunStatus::Success
+        };
+        self.set_status(to, changes);
+    }
+
+    /// A granted slot: `Scheduled → Queued` (remote executors) or `Running` (in-process),
+    /// starting the next try.
+    pub fn start(&mut self, index: usize, to: TaskState, now: DateTime<Utc>) -> Vec<Change> {
+        let mut changes = Vec::new();
+        if self.tasks[index].state != TaskState::Scheduled {
+            return changes;
+        }
+        self.tasks[index].try_number += 1;
+        self.tasks[index].started_at = Some(now);
+        self.tasks[index].reason = None;
+        self.set(index, to, &mut changes);
+        changes
+    }
+
+    /// An executor accepted a queued attempt.
+    pub fn running(&mut self, index: usize, try_number: u32) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let task = &self.tasks[index];
+        if task.state == TaskState::Queued && task.try_number == try_number {
+            self.set(index, TaskState::Running, &mut changes);
+        }
+        changes
+    }
+
+    /// An attempt ended. Stale reports (another try, a cleared instance) change nothing.
+    pub fn finish(
+        &mut self,
+        plan: &DagPlan,
+        index: usize,
+        try_number: u32,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let task = &self.tasks[index];
+        if !task.state.holds_slot() || task.try_number != try_number {
+            return changes;
+        }
+        match outcome {
+            Outcome::Success => self.set(index, TaskState::Success, &mut changes),
+            Outcome::Failed { retryable, reason } => {
+                let used = try_number.saturating_sub(task.tries_before_clear);
+                let key = self.idempotency_key(plan, index, try_number);
+                let deadline = self.deadline(plan);
+                match retry::decide(
+                    &plan.tasks[index].policy,
+                    used,
+                    *retryable,
+                    now,
+                    deadline,
+                    &key,
+                ) {
+                    RetryDecision::RetryAt(at) => {
+                        self.tasks[index].retry_at = Some(at);
+                        self.tasks[index].reason = Some(reason.clone());
+                        self.set(index, TaskState::UpForRetry, &mut changes);
+                    }
+                    RetryDecision::Fail(why) => {
+                        self.tasks[index].reason = Some(format!("{reason}; {why}"));
+                        self.set(index, TaskState::Failed, &mut changes);
+                    }
+                }
+            }
+        }
+        changes
+    }
+
+    /// Resets task instances so they run again (and, with `downstream`, everything after
+    /// them). Their running attempts become stale; the shell cancels them.
+    pub fn clear(&mut self, plan: &DagPlan, roots: &[usize], downstream: bool) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let targets = if downstream {
+            plan.downstream_closure(roots)
+        } else {
+            roots.to_vec()
+        };
+        for i in targets {
+            let task = &mut self.tasks[i];
+            task.tries_before_clear = task.try_number;
+            task.retry_at = None;
+            task.reason = None;
+            self.set(i, TaskState::None, &mut changes);
+        }
+        if self.status.is_finished() {
+            self.set_status(RunStatus::Running, &mut changes);
+        }
+        changes
+    }
+
+    /// An operator sets a task's outcome by hand (`success` or `failed`).
+    pub fn mark(
+        &mut self,
+        plan: &DagPlan,
+        index: usize,
+        to: TaskState,
+        reason: &str,
+    ) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.tasks[index].retry_at = None;
+        self.tasks[index].reason = Some(reason.to_owned());
+        self.set(index, to, &mut changes);
+        self.settle(plan, &mut changes);
+        changes
+    }
+
+    /// The earliest pending retry, for the shell's timer.
+    pub fn next_retry_at(&self) -> Option<DateTime<Utc>> {
+        self.tasks
+            .iter()
+            .filter(|t| t.state == TaskState::UpForRetry)
+            .filter_map(|t| t.retry_at)
+            .min()
+    }
+
+    /// Tasks waiting for a slot, upstream first.
+    pub fn scheduled(&self) -> impl Iterator<Item = usize> + '_ {
+        self.tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.state == TaskState::Scheduled)
+            .map(|(i, _)| i)
+    }
+}

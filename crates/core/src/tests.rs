@@ -1,0 +1,551 @@
+//! Property tests of the scheduling rules: random DAGs, random outcomes, shared limits.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use proptest::prelude::*;
+
+use super::admission::Admission;
+use super::intervals::due_intervals;
+use super::plan::{DagPlan, TaskPlan};
+use super::retry::retry_delay;
+use super::run::{Outcome, RunState};
+use super::state::{RunKind, RunStatus, TaskState};
+use super::trigger::{self, Past, Upstream, Verdict};
+use sluice_model::schedule::DataInterval;
+use sluice_model::spec::{Duration, EffectivePolicy, RetryBackoff, TriggerRule};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 9, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone)]
+struct TaskSpec {
+    upstream: Vec<usize>,
+    rule: TriggerRule,
+    retries: u32,
+    pool: bool,
+}
+
+fn rule() -> impl Strategy<Value = TriggerRule> {
+    prop::sample::select(TriggerRule::ALL.iter().map(|(_, r)| *r).collect::<Vec<_>>())
+}
+
+fn dag_spec() -> impl Strategy<Value = Vec<TaskSpec>> {
+    (1usize..8).prop_flat_map(|n| {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                (
+                    prop::collection::vec(0..i.max(1), 0..=i.min(3)),
+                    rule(),
+                    0u32..3,
+                    any::<bool>(),
+                )
+                    .prop_map(move |(ups, rule, retries, pool)| TaskSpec {
+                        upstream: if i == 0 {
+                            Vec::new()
+                        } else {
+                            ups.into_iter()
+                                .collect::<BTreeSet<_>>()
+                                .into_iter()
+                                .collect()
+                        },
+                        rule,
+                        retries,
+                        pool,
+                    })
+            })
+            .collect();
+        tasks
+    })
+}
+
+fn plan(specs: &[TaskSpec], max_active_tasks: usize, sla: Option<i64>) -> DagPlan {
+    let mut tasks: Vec<TaskPlan> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| TaskPlan {
+            id: format!("t{i}"),
+            upstream: s.upstream.clone(),
+            downstream: Vec::new(),
+            trigger_rule: s.rule,
+            depends_on_past: false,
+            policy: EffectivePolicy {
+                retries: s.retries,
+                retry_delay: Duration::from_secs(60),
+                retry_backoff: RetryBackoff::Exponential,
+                max_retry_delay: Duration::from_secs(600),
+                timeout: None,
+                pool: if s.pool {
+                    "small".into()
+                } else {
+                    "default".into()
+                },
+            },
+        })
+        .collect();
+    for i in 0..tasks.len() {
+        for u in tasks[i].upstream.clone() {
+            tasks[u].downstream.push(i);
+        }
+    }
+    let mut dag = sluice_model::spec::Dag {
+        dag: "sim".into(),
+        description: None,
+        owner: None,
+        tags: Vec::new(),
+        schedule: None,
+        timezone: Default::default(),
+        start: None,
+        end: None,
+        catchup: false,
+        paused_on_creation: false,
+        max_active_runs: 16,
+        max_active_tasks: max_active_tasks as u32,
+        sla: None,
+        gate: None,
+        defaults: Default::default(),
+        params: Default::default(),
+        tasks: Default::default(),
+    };
+    for (i, s) in specs.iter().enumerate() {
+        dag.tasks.insert(
+            format!("t{i}"),
+            sluice_model::spec::Task {
+                kind: sluice_model::spec::TaskKind::Noop,
+                settings: sluice_model::spec::TaskSettings {
+                    depends_on: s.upstream.iter().map(|u| format!("t{u}")).collect(),
+                    trigger_rule: s.rule,
+                    ..Default::default()
+                },
+            },
+        );
+    }
+    let mut compiled = DagPlan::new(&dag);
+    compiled.tasks = tasks;
+    compiled.sla_deadline = sla.map(TimeDelta::minutes);
+    compiled
+}
+
+/// Outcome of the n-th attempt overall: 0 success, 1 retryable failure, 2 fatal failure.
+fn outcome(code: u8) -> Outcome {
+    match code % 3 {
+        0 => Outcome::Success,
+        1 => Outcome::Failed {
+            retryable: true,
+            reason: "flaky".into(),
+        },
+        _ => Outcome::Failed {
+            retryable: false,
+            reason: "broken".into(),
+        },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// Random DAGs and outcomes through the state machine and shared limits: no task starts
+    /// before its trigger rule allows it, limits are never exceeded, and every run finishes.
+    #[test]
+    fn simulated_runs_respect_rules_and_limits_and_always_finish(
+        specs in dag_spec(),
+        runs in 1usize..5,
+        max_active_tasks in 1usize..4,
+        small_pool in 1usize..3,
+        outcomes in prop::collection::vec(0u8..6, 64),
+        order in prop::collection::vec(any::<prop::sample::Index>(), 64),
+        sla in prop::option::of(5i64..200),
+    ) {
+        let plan = plan(&specs, max_active_tasks, sla);
+        let mut admission = Admission::new(HashMap::from([("small".to_owned(), small_pool)]));
+        let mut states: Vec<RunState> = (0..runs)
+            .map(|r| {
+                let start = t0() + TimeDelta::minutes(15 * r as i64);
+                RunState::new(&plan, RunKind::Backfill, DataInterval { start, end: start + TimeDelta::minutes(15) })
+            })
+            .collect();
+        let mut now = t0() + TimeDelta::hours(1);
+        let mut running: Vec<(usize, usize, u32)> = Vec::new();
+        let mut step = 0usize;
+        for _ in 0..10_000 {
+            for run in &mut states {
+                run.evaluate(&plan, &|_| Past::Satisfied, true, now);
+            }
+            // Grant slots, upstream first, run by run.
+            for (r, run) in states.iter_mut().enumerate() {
+                let ready: Vec<usize> = run.scheduled().collect();
+                for task in ready {
+                    let upstream = Upstream::count(plan.tasks[task].upstream.iter().map(|&u| run.tasks[u].state));
+                    prop_assert_eq!(trigger::evaluate(plan.tasks[task].trigger_rule, upstream), Verdict::Run);
+                    if admission.try_admit(&plan, task) {
+                        run.start(task, TaskState::Running, now);
+                        running.push((r, task, run.tasks[task].try_number));
+                    }
+                }
+            }
+            let in_flight: usize = states.iter().flat_map(|r| &r.tasks).filter(|t| t.state.holds_slot()).count();
+            prop_assert!(in_flight <= max_active_tasks, "{} running > {}", in_flight, max_active_tasks);
+            let small_in_flight = states.iter().flat_map(|r| r.tasks.iter().enumerate())
+                .filter(|(i, t)| t.state.holds_slot() && plan.tasks[*i].policy.pool == "small")
+                .count();
+            prop_assert!(small_in_flight <= small_pool);
+            if running.is_empty() {
+                match states.iter().filter_map(RunState::next_retry_at).min() {
+                    Some(at) => { now = now.max(at); continue; }
+                    None => break,
+                }
+            }
+            let pick = order[step % order.len()].index(running.len());
+            let (r, task, try_number) = running.swap_remove(pick);
+            let result = outcome(outcomes[step % outcomes.len()]);
+            step += 1;
+            now += TimeDelta::minutes(1);
+            states[r].finish(&plan, task, try_number, &result, now);
+            admission.release(&plan.dag_id, &plan.tasks[task].policy.pool);
+        }
+        for run in &states {
+            prop_assert!(run.status.is_finished(), "run stuck: {:?}", run);
+            prop_assert!(run.tasks.iter().all(|t| t.state.is_finished()));
+            for (i, t) in run.tasks.iter().enumerate() {
+                prop_assert!(t.try_number <= plan.tasks[i].policy.retries + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn retry_delays_never_decrease_and_respect_the_cap(
+        delay in 1u64..3_600,
+        cap in 1u64..86_400,
+        exponential in any::<bool>(),
+        key in "[a-z0-9/_]{1,40}",
+    ) {
+        let policy = EffectivePolicy {
+            retries: 20,
+            retry_delay: Duration::from_secs(delay),
+            retry_backoff: if exponential { RetryBackoff::Exponential } else { RetryBackoff::Constant },
+            max_retry_delay: Duration::from_secs(cap),
+            timeout: None,
+            pool: "default".into(),
+        };
+        let ceiling = TimeDelta::seconds(cap.max(delay) as i64);
+        let delays: Vec<TimeDelta> = (1..=20).map(|t| retry_delay(&policy, t, &format!("{key}/{t}"))).collect();
+        for pair in delays.windows(2) {
+            prop_assert!(pair[0] <= pair[1], "{:?}", delays);
+        }
+        prop_assert!(delays.iter().all(|d| *d <= ceiling && *d >= TimeDelta::seconds(delay as i64).min(ceiling)));
+        // Deterministic: the same key gives the same delay.
+        prop_assert_eq!(retry_delay(&policy, 3, "k"), retry_delay(&policy, 3, "k"));
+    }
+
+    /// Asking at random moments, with or without catchup, creates each interval between
+    /// `start` and now exactly once (with catchup: all of them).
+    #[test]
+    fn every_interval_gets_exactly_one_scheduled_run(
+        steps in prop::collection::vec(1i64..600, 1..30),
+        limit in 1usize..50,
+        expression in prop::sample::select(vec!["*/15 * * * *", "0 * * * *", "5 */2 * * *", "30 2 * * *"]),
+        zone in prop::sample::select(vec!["UTC", "Europe/Berlin", "America/New_York"]),
+    ) {
+        let text = format!(
+            "dag: d\nschedule: \"{expression}\"\ntimezone: {zone}\nstart: 2025-03-28T00:00:00Z\ncatchup: true\ntasks:\n  a: {{ type: noop }}\n"
+        );
+        let loaded = sluice_model::spec::load_bytes(std::path::Path::new("d.yaml"), text.into_bytes());
+        let dag = match loaded { Ok(l) => l.dag, Err(r) => return Err(TestCaseError::fail(r.render(false))) };
+        let mut created: Vec<DataInterval> = Vec::new();
+        let mut next_start = None;
+        let mut now = t0() - TimeDelta::days(160);
+        for minutes in steps {
+            now += TimeDelta::minutes(minutes * 7);
+            loop {
+                let due = due_intervals(&dag, next_start, now, limit);
+                if due.is_empty() { break; }
+                next_start = due.last().map(|i| i.end);
+                created.extend(due);
+            }
+        }
+        let schedule = dag.schedule.as_ref().map(|s| s.to_owned());
+        let expected: Vec<DataInterval> = schedule
+            .map(|s| s.intervals(dag.timezone.tz(), dag.start.unwrap_or_default()).take_while(|i| i.end <= now).collect())
+            .unwrap_or_default();
+        prop_assert_eq!(created, expected);
+    }
+}
+
+#[test]
+fn trigger_rules_follow_airflow() {
+    use TaskState::*;
+    let v = |rule, states: &[TaskState]| {
+        trigger::evaluate(rule, Upstream::count(states.iter().copied()))
+    };
+    assert_eq!(
+        v(TriggerRule::AllSuccess, &[Success, Success]),
+        Verdict::Run
+    );
+    assert_eq!(
+        v(TriggerRule::AllSuccess, &[Success, Running]),
+        Verdict::Wait
+    );
+    assert_eq!(
+        v(TriggerRule::AllSuccess, &[Failed, Running]),
+        Verdict::UpstreamFailed
+    );
+    assert_eq!(
+        v(TriggerRule::AllSuccess, &[Skipped, Success]),
+        Verdict::Skip
+    );
+    assert_eq!(v(TriggerRule::AllDone, &[Failed, Success]), Verdict::Run);
+    assert_eq!(
+        v(TriggerRule::OneSuccess, &[Success, Running]),
+        Verdict::Run
+    );
+    assert_eq!(
+        v(TriggerRule::OneSuccess, &[Failed, Skipped]),
+        Verdict::UpstreamFailed
+    );
+    assert_eq!(
+        v(TriggerRule::OneFailed, &[UpstreamFailed, Running]),
+        Verdict::Run
+    );
+    assert_eq!(
+        v(TriggerRule::OneFailed, &[Success, Skipped]),
+        Verdict::Skip
+    );
+    assert_eq!(
+        v(TriggerRule::NoneFailed, &[Success, Skipped]),
+        Verdict::Run
+    );
+    assert_eq!(
+        v(TriggerRule::NoneFailed, &[Success, Failed]),
+        Verdict::UpstreamFailed
+    );
+    assert_eq!(
+        v(TriggerRule::AllFailed, &[Failed, UpstreamFailed]),
+        Verdict::Run
+    );
+    assert_eq!(v(TriggerRule::AllFailed, &[Failed, Success]), Verdict::Skip);
+    assert_eq!(v(TriggerRule::Always, &[Running]), Verdict::Run);
+    assert_eq!(v(TriggerRule::AllSuccess, &[]), Verdict::Run);
+}
+
+fn chain(retries: u32, sla_minutes: Option<i64>) -> DagPlan {
+    let specs = vec![
+        TaskSpec {
+            upstream: vec![],
+            rule: TriggerRule::AllSuccess,
+            retries,
+            pool: false,
+        },
+        TaskSpec {
+            upstream: vec![0],
+            rule: TriggerRule::AllSuccess,
+            retries,
+            pool: false,
+        },
+    ];
+    plan(&specs, 8, sla_minutes)
+}
+
+fn interval() -> DataInterval {
+    DataInterval {
+        start: t0(),
+        end: t0() + TimeDelta::minutes(15),
+    }
+}
+
+#[test]
+fn a_fatal_error_skips_the_remaining_retries() {
+    let plan = chain(3, None);
+    let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
+    run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
+    run.start(0, TaskState::Running, t0());
+    run.finish(
+        &plan,
+        0,
+        1,
+        &Outcome::Failed {
+            retryable: false,
+            reason: "syntax error".into(),
+        },
+        t0(),
+    );
+    run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
+    assert_eq!(run.tasks[0].state, TaskState::Failed);
+    assert!(
+        run.tasks[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("fatal"))
+    );
+    assert_eq!(run.tasks[1].state, TaskState::UpstreamFailed);
+    assert_eq!(run.status, RunStatus::Failed);
+}
+
+#[test]
+fn a_retryable_error_waits_then_runs_the_next_try() {
+    let plan = chain(1, None);
+    let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
+    run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
+    run.start(0, TaskState::Running, t0());
+    run.finish(
+        &plan,
+        0,
+        1,
+        &Outcome::Failed {
+            retryable: true,
+            reason: "timeout".into(),
+        },
+        t0(),
+    );
+    assert_eq!(run.tasks[0].state, TaskState::UpForRetry);
+    // Exponential backoff: 1 minute plus up to half of it as jitter.
+    let at = run.next_retry_at().unwrap_or_default();
+    assert!(
+        at >= t0() + TimeDelta::minutes(1) && at < t0() + TimeDelta::seconds(90),
+        "{at}"
+    );
+    run.evaluate(
+        &plan,
+        &|_| Past::Satisfied,
+        true,
+        at - TimeDelta::seconds(1),
+    );
+    assert_eq!(run.tasks[0].state, TaskState::UpForRetry);
+    run.evaluate(&plan, &|_| Past::Satisfied, true, at);
+    assert_eq!(run.tasks[0].state, TaskState::Scheduled);
+    run.start(0, TaskState::Running, t0());
+    assert_eq!(run.tasks[0].try_number, 2);
+    // A late report about try 1 changes nothing.
+    run.finish(&plan, 0, 1, &Outcome::Success, t0());
+    assert_eq!(run.tasks[0].state, TaskState::Running);
+    run.finish(
+        &plan,
+        0,
+        2,
+        &Outcome::Failed {
+            retryable: true,
+            reason: "timeout".into(),
+        },
+        t0(),
+    );
+    assert_eq!(run.tasks[0].state, TaskState::Failed, "retries used up");
+}
+
+/// A run of `kind` over `interval()` (deadline: 10 minutes after its end) whose first task's
+/// first try fails retryably `minutes` after `t0()`.
+fn first_try_failed_at(kind: RunKind, minutes: i64) -> RunState {
+    let plan = chain(3, Some(10));
+    let mut run = RunState::new(&plan, kind, interval());
+    run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
+    run.start(0, TaskState::Running, t0());
+    run.finish(
+        &plan,
+        0,
+        1,
+        &Outcome::Failed {
+            retryable: true,
+            reason: "EMR step failed".into(),
+        },
+        t0() + TimeDelta::minutes(minutes),
+    );
+    run
+}
+
+#[test]
+fn a_retry_that_would_start_after_the_sla_deadline_is_not_started() {
+    // Interval ends at 00:15, deadline 10 minutes later; the retry would start at 00:26.
+    let run = first_try_failed_at(RunKind::Scheduled, 25);
+    assert_eq!(run.tasks[0].state, TaskState::Failed);
+    let reason = run.tasks[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("after the SLA deadline 2025-09-01T00:25:00Z"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_backfill_run_keeps_its_retries_past_the_sla_deadline() {
+    // The same failure, an hour after the deadline, in a backfill of the interval.
+    let run = first_try_failed_at(RunKind::Backfill, 85);
+    assert_eq!(run.tasks[0].state, TaskState::UpForRetry);
+    assert!(
+        run.next_retry_at()
+            .is_some_and(|at| at > t0() + TimeDelta::minutes(85))
+    );
+}
+
+#[test]
+fn clearing_reruns_a_task_and_its_downstream_with_fresh_retries() {
+    let plan = chain(0, None);
+    let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
+    run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
+    run.start(0, TaskState::Running, t0());
+    run.finish(
+        &plan,
+        0,
+        1,
+        &Outcome::Failed {
+            retryable: true,
+            reason: "x".into(),
+        },
+        t0(),
+    );
+    run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
+    assert_eq!(run.status, RunStatus::Failed);
+    run.clear(&plan, &[0], true);
+    assert_eq!(run.status, RunStatus::Running);
+    assert_eq!(run.tasks[1].state, TaskState::None);
+    run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
+    run.start(0, TaskState::Running, t0());
+    assert_eq!(run.tasks[0].try_number, 2);
+    run.finish(&plan, 0, 2, &Outcome::Success, t0());
+    run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
+    assert_eq!(run.tasks[1].state, TaskState::Scheduled);
+}
+
+#[test]
+fn depends_on_past_waits_for_the_previous_run_and_the_gate_defers() {
+    let mut plan = chain(0, None);
+    plan.tasks[0].depends_on_past = true;
+    let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
+    run.evaluate(&plan, &|_| Past::Blocking, true, t0());
+    assert_eq!(run.tasks[0].state, TaskState::None);
+    run.evaluate(&plan, &|_| Past::Satisfied, false, t0());
+    assert_eq!(run.tasks[0].state, TaskState::Deferred);
+    assert!(!run.tasks[0].state.holds_slot());
+    run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
+    assert_eq!(run.tasks[0].state, TaskState::Scheduled);
+}
+
+proptest! {
+    /// Whatever the DAG's shape and trigger rules, a gate that times out before anything ran
+    /// ends the run failed, with no task left waiting or started and every task that was
+    /// ready failing with the gate's reason.
+    #[test]
+    fn a_gate_timeout_fails_the_whole_run(specs in dag_spec()) {
+        let plan = plan(&specs, 8, None);
+        let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
+        run.evaluate(&plan, &|_| Past::Satisfied, false, t0());
+        prop_assert!(run.tasks.iter().all(|t| !t.state.holds_slot()));
+        let deferred: Vec<usize> = (0..run.tasks.len())
+            .filter(|&i| run.tasks[i].state == TaskState::Deferred)
+            .collect();
+        // A run whose tasks all skipped without waiting is over before any timeout.
+        prop_assume!(!run.status.is_finished());
+        run.gate_timed_out(&plan, &|_| Past::Satisfied, "gate closed", t0());
+        prop_assert_eq!(run.status, RunStatus::Failed);
+        for (i, task) in run.tasks.iter().enumerate() {
+            prop_assert!(task.state.is_finished(), "task {} is {:?}", i, task.state);
+            prop_assert_eq!(task.try_number, 0);
+            if task.state == TaskState::Failed {
+                prop_assert_eq!(task.reason.as_deref(), Some("gate closed"));
+            }
+        }
+        // What waited on the gate failed with its reason.
+        for i in deferred {
+            prop_assert_eq!(run.tasks[i].state, TaskState::Failed);
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Operator commands: trigger, pause/unpause, clear, mark. Applied to the engine's state
+//! and persisted like any other change.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::engine::{Engine, EngineError, RunKey};
+use sluice_core::{RunKind, TaskState};
+use sluice_model::schedule::DataInterval;
+use sluice_model::spec::instant::{format_instant, parse_instant};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Control {
+    /// A manual run; `logical_date` defaults to now.
+    Trigger {
+        dag: String,
+        logical_date: Option<DateTime<Utc>>,
+        conf: serde_json::Value,
+    },
+    Pause {
+        dag: String,
+        paused: bool,
+    },
+    /// Reset task instances so they run again; no `tasks` means every task.
+    Clear {
+        dag: String,
+        run_id: String,
+        tasks: Vec<String>,
+        downstream: bool,
+        failed_only: bool,
+    },
+    /// Set a task instance's state by hand (`success` or `failed`).
+    Mark {
+        dag: String,
+        run_id: String,
+        task: String,
+        state: TaskState,
+    },
+    /// Pause, resume or cancel a DAG's backfill.
+    Backfill {
+        dag: String,
+        action: super::backfill::BackfillAction,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("{message}")]
+    Refused {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl From<sluice_store::StoreError> for ControlError {
+    fn from(e: sluice_store::StoreError) -> Self {
+        ControlError::Engine(e.into())
+    }
+}
+
+fn refused(message: impl Into<String>, hint: Option<&str>) -> ControlError {
+    ControlError::Refused {
+        message: message.into(),
+        hint: hint.map(str::to_owned),
+    }
+}
+
+const TRIGGERED: &str = "triggered ";
+
+/// The run a trigger's answer names (`triggered manual__… for …`): an off-schedule date
+/// gets the interval closed at that time, so the caller cannot know the id in advance.
+pub fn triggered_run_id(answer: &str) -> Option<&str> {
+    answer.strip_prefix(TRIGGERED)?.split_whitespace().next()
+}
+
+/// The logical date a run id names (`scheduled__2025-09-01T00:00:00Z`).
+pub fn logical_date_of(run_id: &str) -> Option<DateTime<Utc>> {
+    let (_, date) = run_id.split_once("__")?;
+    parse_instant(date, chrono_tz::UTC).ok()
+}
+
+impl Engine {
+    /// Applies an operator command and makes it durable; returns what was done.
+    pub fn control(&mut self, command: Control) -> Result<String, ControlError> {
+        let now = Utc::now();
+        let message = match command {
+            Control::Trigger {
+                dag,
+                logical_date,
+                conf,
+            } => self.trigger(&dag, logical_date.unwrap_or(now), conf, now)?,
+            Control::Pause { dag, paused } => {
+                let entry = self
+                    .dags
+                    .get_mut(&dag)
+                    .ok_or_else(|| refused(format!("no DAG `{dag}`"), None))?;
+                entry.record.paused = paused;
+                entry.record.updated_at = now;
+                self.store.put_dag(&dag, &entry.record)?;
+                format!("DAG `{dag}` {}", if paused { "paused" } else { "unpaused" })
+            }
+            Control::Clear {
+                dag,
+                run_id,
+                tasks,
+                downstream,
+                failed_only,
+            } => self.clear(&dag, &run_id, &tasks, downstream, failed_only)?,
+            Control::Mark {
+                dag,
+                run_id,
+                task,
+                state,
+            } => self.mark(&dag, &run_id, &task, state)?,
+            Control::Backfill { dag, action } => self.change_backfill(&dag, action)?,
+        };
+        self.persist_and_flush()?;
+        Ok(message)
+    }
+
+    fn trigger(
+        &mut self,
+        dag: &str,
+        at: DateTime<Utc>,
+        conf: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<String, ControlError> {
+        let entry = self.dags.get(dag).ok_or_else(|| {
+            refused(
+                format!("no DAG `{dag}`"),
+                Some("`sluice dags list` shows the DAGs"),
+            )
+        })?;
+        let tz = entry.dag.timezone.tz();
+        // Airflow's manual runs: an aligned date is its interval's start; any other instant
+        // gets the last interval closed at that time; unscheduled DAGs an empty interval.
+        let interval = match &entry.dag.schedule {
+            None => DataInterval { start: at, end: at },
+            Some(schedule) => match schedule.interval_starting(tz, at) {
+                Some(i) => i,
+                None => {
+                    let end = schedule.prev_fire(tz, at).ok_or_else(|| {
+                        refused(
+                            format!(
+                                "no interval of `{dag}` closes before {}",
+                                format_instant(at)
+                            ),
+                            None,
+                        )
+                    })?;
+                    let start = schedule
+                        .prev_fire(tz, end - chrono::TimeDelta::nanoseconds(1))
+                        .ok_or_else(|| refused("no interval before that date", None))?;
+                    DataInterval { start, end }
+                }
+            },
+        };
+        let version = entry.version();
+        let created = self.create_run(version, RunKind::Manual, interval, conf, now)?;
+        if !created {
+            let existing = self
+                .store
+                .run(dag, interval.start)?
+                .map(|r| r.state.run_id)
+                .or_else(|| {
+                    self.runs
+                        .get(&(dag.to_owned(), interval.start))
+                        .map(|r| r.record.state.run_id.clone())
+                })
+                .unwrap_or_default();
+            return Err(refused(
+                format!(
+                    "interval {} already has run {existing}",
+                    format_instant(interval.start)
+                ),
+                Some("rerun it with `sluice clear DAG --run RUN_ID`"),
+            ));
+        }
+        Ok(format!(
+            "{TRIGGERED}{} for {} → {}",
+            RunKind::Manual.run_id(interval.start),
+            format_instant(interval.start),
+            format_instant(interval.end)
+        ))
+    }
+
+    /// Loads a run into memory by id, for clear and mark.
+    fn open_run(&mut self, dag: &str, run_id: &str) -> Result<RunKey, ControlError> {
+        let logical = logical_date_of(run_id).ok_or_else(|| {
+            refused(
+                format!("`{run_id}` is not a run id"),
+                Some("run ids look like scheduled__2025-09-01T00:00:00Z; `sluice runs list DAG` shows them"),
+            )
+        })?;
+        let key = (dag.to_owned(), logical);
+        if self.runs.contains_key(&key) {
+            return Ok(key);
+        }
+        let record = self
+            .store
+            .run(dag, logical)?
+            .filter(|r| r.state.run_id == run_id)
+            .ok_or_else(|| {
+                refused(
+                    format!("DAG `{dag}` has no run `{run_id}`"),
+                    Some("`sluice runs list DAG` shows its runs"),
+                )
+            })?;
+        self.reopen_run(record)?.ok_or_else(|| {
+            refused(
+                format!("the DAG version of `{run_id}` is missing from the store"),
+                None,
+            )
+        })
+    }
+
+    /// Stops attempts of tasks about to be reset and gives their slots back.
+    fn stop_attempts(&mut self, key: &RunKey, tasks: &[usize]) {
+        let Some(run) = self.runs.get(key) else {
+            return;
+        };
+        let plan = Arc::clone(&run.plan);
+        let mut stopped = Vec::new();
+        for &i in tasks {
+            let task = &run.record.state.tasks[i];
+            if task.state.holds_slot() {
+                let idempotency_key = run.record.state.idempotency_key(&plan, i, task.try_number);
+                self.executors.cancel(&idempotency_key);
+                stopped.push(i);
+            }
+        }
+        for i in stopped {
+            self.admission
+                .release(&plan.dag_id, &plan.tasks[i].policy.pool);
+        }
+    }
+
+    pub(super) fn clear(
+        &mut self,
+        dag: &str,
+        run_id: &str,
+        tasks: &[String],
+        downstream: bool,
+        failed_only: bool,
+    ) -> Result<String, ControlError> {
+        let key = self.open_run(dag, run_id)?;
+        let Some(run) = self.runs.get(&key) else {
+            return Err(refused("run vanished", None));
+        };
+        let plan = Arc::clone(&run.plan);
+        let mut roots = Vec::new();
+        for task in tasks {
+            roots.push(
+                plan.task_index(task)
+                    .ok_or_else(|| refused(format!("DAG `{dag}` has no task `{task}`"), None))?,
+            );
+        }
+        if roots.is_empty() {
+            roots = (0..plan.tasks.len()).collect();
+        }
+        if failed_only {
+            roots.retain(|&i| run.record.state.tasks[i].state.is_failure());
+        }
+        let targets = if downstream {
+            plan.downstream_closure(&roots)
+        } else {
+            roots.clone()
+        };
+        self.stop_attempts(&key, &targets);
+        let Some(run) = self.runs.get_mut(&key) else {
+            return Err(refused("run vanished", None));
+        };
+        let changes = run.record.state.clear(&plan, &roots, downstream);
+        let count = changes
+            .iter()
+            .filter(|c| matches!(c, sluice_core::Change::Task { .. }))
+            .count();
+        run.changes.extend(changes);
+        run.dirty = true;
+        Ok(format!("cleared {count} task instance(s) of {run_id}"))
+    }
+
+    fn mark(
+        &mut self,
+        dag: &str,
+        run_id: &str,
+        task: &str,
+        state: TaskState,
+    ) -> Result<String, ControlError> {
+        if !matches!(state, TaskState::Success | TaskState::Failed) {
+            return Err(refused("a task can be marked `success` or `failed`", None));
+        }
+        let key = self.open_run(dag, run_id)?;
+        let Some(run) = self.runs.get(&key) else {
+            return Err(refused("run vanished", None));
+        };
+        let plan = Arc::clone(&run.plan);
+        let index = plan
+            .task_index(task)
+            .ok_or_else(|| refused(format!("DAG `{dag}` has no task `{task}`"), None))?;
+        self.stop_attempts(&key, &[index]);
+        let Some(run) = self.runs.get_mut(&key) else {
+            return Err(refused("run vanished", None));
+        };
+        let changes = run
+            .record
+            .state
+            .mark(&plan, index, state, "marked by an operator");
+        run.changes.extend(changes);
+        run.dirty = true;
+        Ok(format!("marked {task} of {run_id} {state}"))
+    }
+}

@@ -1,0 +1,578 @@
+//! The engine: state, the loop, and the steps of one iteration.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, mpsc};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use super::Input;
+use super::registry::DagEntry;
+use crate::executor::command::CommandExecutor;
+use crate::executor::noop::NoopExecutor;
+use sluice_core::trigger::Past;
+use sluice_core::{Admission, Change, DagPlan, RunState, RunStatus, TaskState};
+use sluice_model::spec::Dag;
+use sluice_store::{BackfillRecord, RunRecord, Store, StoreError};
+
+/// What the engine is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// `sluice scheduler`: every DAG, scheduled runs, backfills, reloads; until shutdown.
+    Scheduler,
+    /// `sluice backfill` without a scheduler: this DAG's backfill to the end.
+    Backfill { dag: String },
+    /// `sluice dags test`: one run in memory, then exit.
+    Test { dag: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub dags_dir: PathBuf,
+    /// Where plugins referenced by name live (`<name>.wasm`).
+    pub plugins_dir: PathBuf,
+    pub mode: Mode,
+    /// How long shutdown waits for running attempts.
+    pub shutdown_grace: std::time::Duration,
+    /// How often the DAG folder is checked for changes (scheduler mode).
+    pub reload_every: std::time::Duration,
+    pub pools: HashMap<String, usize>,
+    /// Record task-to-task latencies (benchmarks).
+    pub measure_latency: bool,
+    /// Print what happens (run and task transitions) to stderr.
+    pub verbose: bool,
+    /// Treat every readiness gate as open (`dags test --ignore-gate`).
+    pub ignore_gates: bool,
+    /// No scheduled run for an interval starting before this (`scheduler --not-before`).
+    pub not_before: Option<DateTime<Utc>>,
+    /// Where SLA events are posted (scheduler mode).
+    pub webhooks: Vec<crate::config::Webhook>,
+    /// The first wait before a webhook delivery is retried (doubles per retry).
+    pub webhook_backoff: std::time::Duration,
+    /// History older than this is compacted away (scheduler mode); none keeps everything.
+    pub retention: Option<sluice_model::spec::Duration>,
+}
+
+impl EngineConfig {
+    pub fn new(dags_dir: PathBuf, mode: Mode) -> Self {
+        let plugins_dir = dags_dir
+            .parent()
+            .map_or_else(|| PathBuf::from("plugins"), |p| p.join("plugins"));
+        EngineConfig {
+            dags_dir,
+            plugins_dir,
+            mode,
+            shutdown_grace: std::time::Duration::from_secs(30),
+            reload_every: std::time::Duration::from_secs(5),
+            pools: HashMap::new(),
+            measure_latency: false,
+            verbose: false,
+            ignore_gates: false,
+            not_before: None,
+            webhooks: Vec::new(),
+            webhook_backoff: std::time::Duration::from_secs(2),
+            retention: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read the DAG folder {path}: {source}")]
+    DagFolder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no valid DAG `{0}` in the DAG folder")]
+    UnknownDag(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot start the executor runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Counters of what the engine did, for `--verbose`, benchmarks and tests.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub iterations: u64,
+    pub flushes: u64,
+    /// Time spent waiting for flushes (fsync).
+    pub flush_time: std::time::Duration,
+    pub transitions: u64,
+    pub attempts_started: u64,
+    pub runs_created: u64,
+    pub runs_finished: u64,
+    pub recovered_attempts: u64,
+    /// Upstream success reported → downstream running durable, per dependent start.
+    pub latencies: Vec<std::time::Duration>,
+}
+
+pub type RunKey = (String, DateTime<Utc>);
+
+/// A run in memory: its record, the plan of its DAG version, and loop bookkeeping.
+pub(super) struct ActiveRun {
+    pub record: RunRecord,
+    pub plan: Arc<DagPlan>,
+    pub dag: Arc<Dag>,
+    /// Needs a core evaluation this iteration.
+    pub dirty: bool,
+    /// Changes made this iteration, to persist.
+    pub changes: Vec<Change>,
+    /// When each task's success report arrived (latency measurement).
+    pub succeeded_at: Vec<Option<Instant>>,
+    /// Attempts not yet ended, by (task index, try): updated in memory, written on change.
+    pub attempts: HashMap<(usize, u32), sluice_store::AttemptRecord>,
+    /// The record changed without a state change (a gate decision): write it.
+    pub record_touched: bool,
+}
+
+/// A granted attempt, started after the flush.
+pub(super) struct Dispatch {
+    pub key: RunKey,
+    pub task: usize,
+    pub try_number: u32,
+    /// When the task became startable (last upstream success), for latency samples.
+    pub enabled_at: Option<Instant>,
+}
+
+/// Whether a task's attempts run outside this process (an EMR step) and so survive it: such
+/// attempts are adopted after a restart rather than failed by the crash, and a shutdown
+/// leaves them running.
+pub(super) fn is_remote(executors: &Executors, run: &ActiveRun, task: usize) -> bool {
+    run.dag
+        .tasks
+        .get(&run.plan.tasks[task].id)
+        .is_some_and(|spec| executors.spark.runs_remotely(&spec.kind))
+}
+
+pub(super) struct Executors {
+    pub noop: NoopExecutor,
+    pub command: Arc<CommandExecutor>,
+    pub spark: crate::executor::spark::SparkExecutor,
+    pub wasm: crate::executor::wasm::WasmExecutor,
+    pub clickhouse: crate::executor::clickhouse::ClickhouseExecutor,
+}
+
+impl Executors {
+    /// Stops an attempt, whichever executor runs it (the others do not know the key).
+    pub fn cancel(&self, idempotency_key: &str) {
+        use crate::executor::Executor;
+        self.command.cancel(idempotency_key);
+        self.spark.cancel(idempotency_key);
+        self.wasm.cancel(idempotency_key);
+        self.clickhouse.cancel(idempotency_key);
+    }
+}
+
+pub struct Engine {
+    pub(super) store: Store,
+    pub(super) config: EngineConfig,
+    pub(super) dags: HashMap<String, DagEntry>,
+    /// Plans of every DAG version an active run uses.
+    pub(super) plans: HashMap<(String, String), super::registry::Version>,
+    pub(super) runs: BTreeMap<RunKey, ActiveRun>,
+    pub(super) backfills: HashMap<String, BackfillRecord>,
+    pub(super) progress: HashMap<String, super::BackfillProgress>,
+    pub(super) admission: Admission,
+    pub(super) inbox: mpsc::Receiver<Input>,
+    pub(super) sender: mpsc::Sender<Input>,
+    /// The same inbox, as executors see it.
+    pub(super) inbox_sink: Arc<dyn crate::executor::ReportSink>,
+    /// Reports produced inside the loop (noop attempts, render failures).
+    pub(super) local: VecDeque<Input>,
+    /// Remote attempts found running at start-up, started again (and so adopted by their
+    /// executor) after the first flush.
+    pub(super) adopted: Vec<Dispatch>,
+    pub(super) executors: Executors,
+    pub(super) attempt_writes: Vec<(String, DateTime<Utc>, sluice_store::AttemptRecord)>,
+    pub(super) output_writes: Vec<(String, DateTime<Utc>, String, serde_json::Value)>,
+    /// DAG and backfill records whose cursors moved this iteration; written after the runs.
+    pub(super) cursor_writes: Vec<String>,
+    pub(super) stats: Stats,
+    /// Watches the topics of readiness gates (a thread, started for the first gate).
+    pub(super) gate_monitor: crate::gate::kafka::GateMonitor,
+    /// Something was written to the store outside the runs since the last flush.
+    pub(super) side_writes: bool,
+    /// `var.<name>` of templates, read from the environment at start.
+    pub(super) variables: BTreeMap<String, serde_json::Value>,
+    /// Runs that succeeded with late data pending: cleared next iteration.
+    pub(super) late_reprocess: Vec<(String, String)>,
+    /// The latest view of each watched topic and group.
+    pub(super) gate_views:
+        HashMap<crate::gate::kafka::GateSource, Result<sluice_core::gate::TopicView, String>>,
+    /// When history was last compacted under the retention setting.
+    pub(super) last_compaction: Option<Instant>,
+    pub(super) shutdown_at: Option<Instant>,
+    pub(super) last_reload: Instant,
+    /// The DAG folder as last read (paths, sizes, mtimes).
+    pub(super) folder_seen: Option<Vec<(PathBuf, u64, std::time::SystemTime)>>,
+    /// Keeps the executors' tokio runtime alive as long as the engine.
+    pub(super) _runtime: Option<tokio::runtime::Runtime>,
+    /// What `/metrics` shows.
+    pub(super) metrics: Arc<crate::metrics::Metrics>,
+    pub(super) gauges_refreshed: Option<Instant>,
+    /// SLA events raised this iteration: written with it, then sent to the notifier.
+    pub(super) sla_raised: Vec<sluice_store::SlaEventRecord>,
+    pub(super) notifier: Option<crate::notify::Notifier>,
+}
+
+impl Engine {
+    /// Opens an engine over a store. Loads the DAG folder (all DAGs in scheduler mode, the
+    /// one DAG otherwise) and recovers runs left active by a previous process.
+    pub fn new(store: Store, config: EngineConfig) -> Result<Engine, EngineError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sluice-executor")
+            .enable_all()
+            .build()
+            .map_err(EngineError::Runtime)?;
+        let (sender, inbox) = mpsc::channel();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let admission = Admission::new(config.pools.clone());
+        let command = Arc::new(CommandExecutor::new(runtime.handle().clone()));
+        let inbox_sink = Arc::new(super::Inbox(sender.clone()));
+        let gate_monitor = crate::gate::kafka::GateMonitor::new(inbox_sink.clone());
+        let mut engine = Engine {
+            executors: Executors {
+                noop: NoopExecutor,
+                spark: crate::executor::spark::SparkExecutor::new(
+                    Arc::clone(&command),
+                    config.dags_dir.clone(),
+                    runtime.handle().clone(),
+                ),
+                command,
+                clickhouse: crate::executor::clickhouse::ClickhouseExecutor::new(
+                    runtime.handle().clone(),
+                ),
+                wasm: crate::executor::wasm::WasmExecutor::new(
+                    runtime.handle().clone(),
+                    config.plugins_dir.clone(),
+                    crate::executor::wasm::RunnerConfig {
+                        cache_dir: Some(store.root().join("plugin-cache")),
+                        metrics: Some(Arc::clone(&metrics)),
+                        kv: Some(Arc::new(store.kv())),
+                        queries: Some(Arc::new(crate::clickhouse::ClickhouseQueries::new(
+                            runtime.handle().clone(),
+                        ))),
+                        ..crate::executor::wasm::RunnerConfig::default()
+                    },
+                ),
+            },
+            _runtime: Some(runtime),
+            store,
+            config,
+            dags: HashMap::new(),
+            plans: HashMap::new(),
+            runs: BTreeMap::new(),
+            backfills: HashMap::new(),
+            progress: HashMap::new(),
+            admission,
+            inbox,
+            sender,
+            inbox_sink,
+            local: VecDeque::new(),
+            adopted: Vec::new(),
+            attempt_writes: Vec::new(),
+            output_writes: Vec::new(),
+            cursor_writes: Vec::new(),
+            stats: Stats::default(),
+            gate_monitor,
+            gate_views: HashMap::new(),
+            late_reprocess: Vec::new(),
+            side_writes: false,
+            variables: sluice_model::template::variables_from_env(),
+            shutdown_at: None,
+            last_reload: Instant::now(),
+            folder_seen: None,
+            metrics,
+            gauges_refreshed: None,
+            sla_raised: Vec::new(),
+            notifier: None,
+            last_compaction: None,
+        };
+        if engine.config.mode == Mode::Scheduler && !engine.config.webhooks.is_empty() {
+            engine.notifier = Some(
+                crate::notify::Notifier::start(
+                    engine.store.clone(),
+                    engine.config.webhooks.clone(),
+                    engine.config.webhook_backoff,
+                    engine.config.verbose,
+                )
+                .map_err(EngineError::Runtime)?,
+            );
+        }
+        engine.folder_seen = super::registry::folder_fingerprint(&engine.config.dags_dir);
+        engine.load_dags()?;
+        engine.recover(Utc::now())?;
+        engine.refresh_gate_watch();
+        engine.persist_and_flush()?;
+        Ok(engine)
+    }
+
+    /// A handle to send inputs (shutdown) from other threads.
+    pub fn sender(&self) -> mpsc::Sender<Input> {
+        self.sender.clone()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The metrics registry this engine updates (served at `/metrics`).
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    pub(super) fn log(&self, message: impl AsRef<str>) {
+        if self.config.verbose {
+            tracing::info!("{}", message.as_ref());
+        }
+    }
+
+    /// A line about one run (`dag` and `run` as fields).
+    pub(super) fn log_run(&self, dag: &str, run: &str, message: impl AsRef<str>) {
+        if self.config.verbose {
+            tracing::info!(dag, run, "{}", message.as_ref());
+        }
+    }
+
+    /// Runs the loop until the mode's work is done or a shutdown completes.
+    pub fn run(&mut self) -> Result<(), EngineError> {
+        self.run_with(&mut |_| {})
+    }
+
+    /// Like [`Engine::run`], calling `tick` after every iteration that changed something
+    /// (progress bars).
+    pub fn run_with(&mut self, tick: &mut dyn FnMut(&Engine)) -> Result<(), EngineError> {
+        loop {
+            let now = Utc::now();
+            let iteration_started = Instant::now();
+            self.stats.iterations += 1;
+            let mut busy = false;
+            while let Some(input) = self
+                .local
+                .pop_front()
+                .or_else(|| self.inbox.try_recv().ok())
+            {
+                busy = true;
+                self.handle(input, now);
+            }
+            let mut dispatches = Vec::new();
+            if self.shutdown_at.is_none() {
+                self.maybe_reload(now)?;
+                self.create_scheduled_runs(now)?;
+                for (dag, run_id) in std::mem::take(&mut self.late_reprocess) {
+                    self.reprocess_late(&dag, &run_id);
+                }
+                self.advance_backfills(now)?;
+                self.evaluate(now)?;
+                dispatches = self.admit(now);
+                dispatches.append(&mut self.adopted);
+            } else {
+                self.wind_down(now);
+            }
+            self.check_slas(now);
+            let changed = self.persist_and_flush()?;
+            self.maybe_compact(now);
+            let raised = std::mem::take(&mut self.sla_raised);
+            self.send_sla_events(raised);
+            busy |= changed || !dispatches.is_empty();
+            let flushed_at = Instant::now();
+            for d in &dispatches {
+                if let Some(enabled) = d.enabled_at {
+                    let latency = flushed_at.duration_since(enabled);
+                    self.metrics.observe(
+                        "sluice_dispatch_latency_seconds",
+                        &[],
+                        latency.as_secs_f64(),
+                    );
+                    if self.config.measure_latency {
+                        self.stats.latencies.push(latency);
+                    }
+                }
+            }
+            self.dispatch(dispatches);
+            self.refresh_gauges();
+            if busy {
+                self.metrics.observe(
+                    "sluice_scheduler_iteration_seconds",
+                    &[],
+                    iteration_started.elapsed().as_secs_f64(),
+                );
+                tick(self);
+            }
+            if self.done() {
+                self.executors.spark.finish_cleanups();
+                return Ok(());
+            }
+            if !busy && self.local.is_empty() {
+                let wait = self.next_wake(now);
+                match self.inbox.recv_timeout(wait) {
+                    Ok(input) => self.local.push_back(input),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    // The engine holds a sender itself, so the channel cannot close.
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Whether the loop has finished its mode's work.
+    fn done(&self) -> bool {
+        if self.shutdown_at.is_some() {
+            // Remote attempts go on without this process; the next start adopts them.
+            let local_slots_held = self.runs.values().any(|r| {
+                r.record
+                    .state
+                    .tasks
+                    .iter()
+                    .enumerate()
+                    .any(|(i, t)| t.state.holds_slot() && !is_remote(&self.executors, r, i))
+            });
+            return !local_slots_held && self.local.is_empty();
+        }
+        match &self.config.mode {
+            Mode::Scheduler => false,
+            Mode::Backfill { dag } => {
+                let finished = self
+                    .backfills
+                    .get(dag)
+                    .is_none_or(|b| b.status != sluice_store::BackfillStatus::Running);
+                finished && !self.runs.keys().any(|(d, _)| d == dag)
+            }
+            Mode::Test { .. } => self.runs.is_empty() && self.stats.runs_created > 0,
+        }
+    }
+
+    /// How long to sleep: until the next retry, the next interval boundary, the next DAG
+    /// reload or the end of the shutdown grace, whichever comes first.
+    fn next_wake(&self, now: DateTime<Utc>) -> std::time::Duration {
+        let mut wake: Option<DateTime<Utc>> = self
+            .runs
+            .values()
+            .filter_map(|r| r.record.state.next_retry_at())
+            .min();
+        if let Some(next) = self.next_sla_due() {
+            wake = Some(wake.map_or(next, |w| w.min(next)));
+        }
+        if self.config.mode == Mode::Scheduler {
+            for entry in self.dags.values().filter(|e| !e.record.paused) {
+                if let Some(next) = entry.next_due(now, self.config.not_before) {
+                    wake = Some(wake.map_or(next, |w| w.min(next)));
+                }
+            }
+        }
+        let mut sleep = wake
+            .map(|w| (w - now).to_std().unwrap_or_default())
+            .unwrap_or(std::time::Duration::from_secs(3600));
+        if self.config.mode == Mode::Scheduler {
+            sleep = sleep.min(
+                self.config
+                    .reload_every
+                    .saturating_sub(self.last_reload.elapsed()),
+            );
+        }
+        if let Some(at) = self.shutdown_at {
+            sleep = sleep.min(at.saturating_duration_since(Instant::now()));
+        }
+        // Wake at least a millisecond later to avoid spinning on a timer due right now.
+        sleep.max(std::time::Duration::from_millis(1))
+    }
+
+    /// Lets the core move every run that needs it: dirty runs, runs with a retry due, and
+    /// queued runs that `max_active_runs` now lets start.
+    fn evaluate(&mut self, now: DateTime<Utc>) -> Result<(), EngineError> {
+        let mut running_per_dag: HashMap<String, usize> = HashMap::new();
+        for (key, _) in self
+            .runs
+            .iter()
+            .filter(|(_, r)| r.record.state.status == RunStatus::Running)
+        {
+            *running_per_dag.entry(key.0.clone()).or_insert(0) += 1;
+        }
+        let keys: Vec<RunKey> = self.runs.keys().cloned().collect();
+        for key in keys {
+            let Some(run) = self.runs.get(&key) else {
+                continue;
+            };
+            let status = run.record.state.status;
+            let due_retry = run.record.state.next_retry_at().is_some_and(|at| at <= now);
+            let wants = match status {
+                RunStatus::Queued => {
+                    let running = running_per_dag.get(&key.0).copied().unwrap_or(0);
+                    let limit = self.max_active_runs(&key.0, run);
+                    running < limit
+                }
+                _ => run.dirty || due_retry,
+            };
+            if !wants {
+                continue;
+            }
+            let past = self.past_states(&key)?;
+            let Some(run) = self.runs.get_mut(&key) else {
+                continue;
+            };
+            run.dirty = false;
+            let verdict = self.gate_verdict(&key, now);
+            let Some(run) = self.runs.get_mut(&key) else {
+                continue;
+            };
+            let past = |i: usize| Past::from_previous(past.get(i).copied());
+            let changes = match verdict {
+                super::gates::GateVerdict::Open => {
+                    run.record.state.evaluate(&run.plan, &past, true, now)
+                }
+                super::gates::GateVerdict::Closed => {
+                    run.record.state.evaluate(&run.plan, &past, false, now)
+                }
+                super::gates::GateVerdict::TimedOut(reason) => run
+                    .record
+                    .state
+                    .gate_timed_out(&run.plan, &past, &reason, now),
+            };
+            if status == RunStatus::Queued && run.record.state.status != RunStatus::Queued {
+                *running_per_dag.entry(key.0.clone()).or_insert(0) += 1;
+                run.record.started_at.get_or_insert(now);
+            }
+            run.changes.extend(changes);
+        }
+        Ok(())
+    }
+
+    /// `max_active_runs` for a run: the backfill's own limit for backfill runs.
+    fn max_active_runs(&self, dag: &str, run: &ActiveRun) -> usize {
+        if run.record.state.kind == sluice_core::RunKind::Backfill
+            && let Some(b) = self.backfills.get(dag)
+        {
+            return b.max_active_runs.max(1);
+        }
+        run.plan.max_active_runs
+    }
+
+    /// `depends_on_past`: each task's state in the previous interval's run (empty when no
+    /// task needs it or there is no earlier run). Tasks match by position, which holds while
+    /// the DAG keeps its shape; a reshaped DAG does not block on an older run.
+    fn past_states(&self, key: &RunKey) -> Result<Vec<TaskState>, EngineError> {
+        let Some(run) = self.runs.get(key) else {
+            return Ok(Vec::new());
+        };
+        if !run.plan.tasks.iter().any(|t| t.depends_on_past) {
+            return Ok(Vec::new());
+        }
+        let previous: Option<RunState> = match self.runs.range(..key.clone()).next_back() {
+            Some((k, r)) if k.0 == key.0 => Some(r.record.state.clone()),
+            _ => self.store.previous_run(&key.0, key.1)?.map(|r| r.state),
+        };
+        Ok(previous
+            .filter(|p| p.tasks.len() == run.plan.tasks.len())
+            .map(|p| p.tasks.iter().map(|t| t.state).collect())
+            .unwrap_or_default())
+    }
+}

@@ -1,0 +1,248 @@
+//! Readiness gates in the loop: what the monitor is told to watch, the views it sends, and
+//! each waiting run's gate decided by `sluice_core::gate` and recorded on the run.
+
+use chrono::{DateTime, Utc};
+
+use super::engine::{Engine, RunKey};
+use crate::gate::kafka::observer::{Look, SourceMemory};
+use crate::gate::kafka::{GateSource, Watch, Watchlist};
+use sluice_core::gate::{GateDecision, GateRule};
+use sluice_store::{GateRecord, GateStatus};
+
+/// What the loop does with a run's tasks this evaluation.
+pub(super) enum GateVerdict {
+    /// No gate, or it opened: tasks may be scheduled.
+    Open,
+    /// Closed: ready tasks are deferred.
+    Closed,
+    /// Timed out: the run fails with the reason.
+    TimedOut(String),
+}
+
+pub(super) fn rule_of(gate: &sluice_model::spec::KafkaGate) -> GateRule {
+    GateRule {
+        lateness: gate.watermark_lateness.as_chrono(),
+        max_lag: gate.max_lag,
+        timeout: gate.timeout.map(|t| t.as_chrono()),
+        idle_after: gate.idle_partition_timeout.map(|t| t.as_chrono()),
+    }
+}
+
+impl Engine {
+    /// Runs of a DAG whose tasks wait on its gate (for progress displays).
+    pub fn waiting_on_gate(&self, dag: &str) -> usize {
+        self.runs
+            .iter()
+            .filter(|(k, r)| {
+                k.0 == dag
+                    && r.record
+                        .gate
+                        .as_ref()
+                        .is_some_and(|g| g.status == GateStatus::Waiting)
+            })
+            .count()
+    }
+
+    /// Tells the monitor what to watch: every gate of a loaded DAG or of an active run's
+    /// DAG version, each at the shortest poll interval asked for it.
+    pub(super) fn refresh_gate_watch(&mut self) {
+        let mut list = Watchlist::new();
+        if self.config.ignore_gates {
+            return;
+        }
+        let gates = self
+            .dags
+            .values()
+            .filter_map(|e| e.dag.gate.as_ref())
+            .chain(self.runs.values().filter_map(|r| r.dag.gate.as_ref()));
+        for gate in gates {
+            let every = gate.kafka.poll_interval.as_std();
+            let source = GateSource::of(&gate.kafka);
+            if let Some(watch) = list.get_mut(&source) {
+                watch.every = watch.every.min(every);
+                continue;
+            }
+            let remembered = self.recall_gate_source(&source);
+            list.insert(source, Watch { every, remembered });
+        }
+        self.gate_monitor.watch(list);
+    }
+
+    /// What the state folder remembers of a watched source (nothing when unreadable: the
+    /// first look then starts afresh).
+    fn recall_gate_source(&self, source: &GateSource) -> SourceMemory {
+        self.store
+            .gate_memory()
+            .get(&source.key())
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Keeps what the monitor learnt of a source; durable with the iteration's flush.
+    pub(super) fn remember_gate_source(&mut self, source: &GateSource, memory: &SourceMemory) {
+        let Ok(bytes) = serde_json::to_vec(memory) else {
+            return;
+        };
+        match self.store.gate_memory().put(&source.key(), &bytes) {
+            Ok(()) => self.side_writes = true,
+            Err(e) => eprintln!("gate {source}: cannot keep what was seen of the topic: {e}"),
+        }
+    }
+
+    /// A look from the monitor: its arrivals are checked for late data, its view kept
+    /// (logged when the topic's availability changes), and every run waiting on it is
+    /// evaluated again.
+    pub(super) fn apply_gate_view(&mut self, source: GateSource, look: Result<Look, String>) {
+        let view = match look {
+            Ok(look) => {
+                if !look.arrivals.is_empty()
+                    && let Err(e) = self.count_late_data(&source, &look.arrivals)
+                {
+                    eprintln!("gate {source}: counting late data failed: {e}");
+                }
+                Ok(look.view)
+            }
+            Err(e) => Err(e),
+        };
+        let was_ok = self.gate_views.get(&source).map(|v| v.is_ok());
+        match (&view, was_ok) {
+            (Err(e), Some(true) | None) => {
+                eprintln!("gate {source}: cannot see the topic ({e}); gates on it stay closed")
+            }
+            (Ok(_), Some(false)) => eprintln!("gate {source}: the topic is visible again"),
+            _ => {}
+        }
+        self.gate_views.insert(source.clone(), view);
+        for run in self.runs.values_mut() {
+            let waits = run
+                .record
+                .gate
+                .as_ref()
+                .is_none_or(|g| g.status != GateStatus::Open);
+            if waits
+                && run
+                    .dag
+                    .gate
+                    .as_ref()
+                    .is_some_and(|g| GateSource::of(&g.kafka) == source)
+            {
+                run.dirty = true;
+            }
+        }
+    }
+
+    /// Decides a run's gate now and records the decision on the run.
+    pub(super) fn gate_verdict(&mut self, key: &RunKey, now: DateTime<Utc>) -> GateVerdict {
+        let Some(run) = self.runs.get_mut(key) else {
+            return GateVerdict::Open;
+        };
+        if self.config.ignore_gates {
+            return GateVerdict::Open;
+        }
+        let Some(gate) = run.dag.gate.clone() else {
+            return GateVerdict::Open;
+        };
+        let cleared_after_timeout = run.record.gate.as_ref().is_some_and(|g| {
+            g.status == GateStatus::TimedOut && !run.record.state.status.is_finished()
+        });
+        match &run.record.gate {
+            Some(g) if g.status == GateStatus::Open => return GateVerdict::Open,
+            Some(g) if g.status == GateStatus::TimedOut && !cleared_after_timeout => {
+                return GateVerdict::TimedOut(g.reason.clone().unwrap_or_default());
+            }
+            _ => {}
+        }
+        // A run cleared after its gate timed out waits again, with a fresh timeout.
+        let waiting_since = match &run.record.gate {
+            Some(g) if !cleared_after_timeout => g.waiting_since,
+            _ => now,
+        };
+        let source = GateSource::of(&gate.kafka);
+        let view = match self.gate_views.get(&source) {
+            Some(Ok(view)) => Ok(view),
+            Some(Err(e)) => Err(e.as_str()),
+            None => Err("not looked at yet"),
+        };
+        let decision = sluice_core::gate::decide(
+            &rule_of(&gate.kafka),
+            run.record.state.interval.end,
+            waiting_since,
+            view,
+            now,
+        );
+        let (status, reason, figures, verdict) = match decision {
+            GateDecision::Open(figures) => {
+                (GateStatus::Open, None, Some(figures), GateVerdict::Open)
+            }
+            GateDecision::Closed { reason, figures } => (
+                GateStatus::Waiting,
+                Some(reason),
+                figures,
+                GateVerdict::Closed,
+            ),
+            GateDecision::TimedOut { reason, figures } => (
+                GateStatus::TimedOut,
+                Some(reason.clone()),
+                figures,
+                GateVerdict::TimedOut(reason),
+            ),
+        };
+        if let Some(f) = &figures {
+            let dag = [("dag", run.record.state.dag_id.as_str())];
+            self.metrics
+                .set("sluice_gate_consumer_lag_messages", &dag, f.lag as f64);
+            if let Some(watermark) = f.watermark {
+                self.metrics.set(
+                    "sluice_gate_watermark_delay_seconds",
+                    &dag,
+                    super::observe::seconds(f.observed_at - watermark),
+                );
+            }
+        }
+        let late_events = run.record.gate.as_ref().map_or(0, |g| g.late_events);
+        let late_pending = run.record.gate.as_ref().is_some_and(|g| g.late_pending);
+        let record = GateRecord {
+            status,
+            waiting_since,
+            decided_at: now,
+            reason,
+            figures,
+            late_events,
+            late_pending,
+        };
+        let changed = run.record.gate.as_ref().is_none_or(|g| {
+            g.status != record.status || g.reason != record.reason || g.figures != record.figures
+        });
+        if !changed {
+            return verdict;
+        }
+        // Announced: the first decision and every change to open or timed out (not each
+        // new look while it waits).
+        let announce = status != GateStatus::Waiting || run.record.gate.is_none();
+        let message = announce.then(|| {
+            let what = match status {
+                GateStatus::Open => "gate open",
+                GateStatus::Waiting => "waiting on its gate",
+                GateStatus::TimedOut => "gate timed out",
+            };
+            let reason = record.reason.as_ref().map(|r| format!(": {r}"));
+            format!(
+                "{} {} {what}{}",
+                run.record.state.dag_id,
+                run.record.state.run_id,
+                reason.unwrap_or_default()
+            )
+        });
+        run.record.gate = Some(record);
+        run.record_touched = true;
+        match message {
+            // `dags test` prints no transitions, but a wait must not be silent.
+            Some(m) if matches!(self.config.mode, super::Mode::Test { .. }) => eprintln!("{m}"),
+            Some(m) => self.log(m),
+            None => {}
+        }
+        verdict
+    }
+}

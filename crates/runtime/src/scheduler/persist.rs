@@ -1,0 +1,288 @@
+//! Writing an iteration's changes: runs, the event log, the ledger, attempts and outputs,
+//! then one flush (group commit). Finished runs leave memory once they are durable.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::engine::{ActiveRun, Engine, EngineError, RunKey};
+use super::registry::Version;
+use sluice_core::{Change, RunKind, RunState, RunStatus};
+use sluice_model::schedule::DataInterval;
+use sluice_store::{EventRecord, LedgerEntry, RunRecord};
+
+impl Engine {
+    /// Adds a new run to memory (persisted with the iteration). Returns false if a run
+    /// for that logical date already exists.
+    pub(super) fn create_run(
+        &mut self,
+        version: Version,
+        kind: RunKind,
+        interval: DataInterval,
+        conf: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<bool, EngineError> {
+        let Version {
+            dag,
+            plan,
+            id: version,
+        } = version;
+        let key: RunKey = (plan.dag_id.clone(), interval.start);
+        if self.runs.contains_key(&key) || self.store.run(&key.0, key.1)?.is_some() {
+            return Ok(false);
+        }
+        let state = RunState::new(&plan, kind, interval);
+        self.log_run(
+            &state.dag_id,
+            &state.run_id,
+            format!("{} {} created", state.dag_id, state.run_id),
+        );
+        let tasks = plan.tasks.len();
+        let record = RunRecord {
+            state,
+            created_at: now,
+            started_at: None,
+            ended_at: None,
+            dag_version: version,
+            conf,
+            gate: None,
+            sla: Default::default(),
+        };
+        self.runs.insert(
+            key,
+            ActiveRun {
+                record,
+                plan,
+                dag,
+                dirty: true,
+                changes: vec![Change::Run {
+                    from: RunStatus::Queued,
+                    to: RunStatus::Queued,
+                }],
+                succeeded_at: vec![None; tasks],
+                attempts: HashMap::new(),
+                record_touched: false,
+            },
+        );
+        self.stats.runs_created += 1;
+        Ok(true)
+    }
+
+    /// Brings a finished run back into memory (clear, reprocess) with its own plan.
+    pub(super) fn reopen_run(&mut self, record: RunRecord) -> Result<Option<RunKey>, EngineError> {
+        let key: RunKey = (record.state.dag_id.clone(), record.state.logical_date);
+        if self.runs.contains_key(&key) {
+            return Ok(Some(key));
+        }
+        let Some(Version { dag, plan, .. }) = self.plan_for(&key.0, &record.dag_version)? else {
+            return Ok(None);
+        };
+        let tasks = plan.tasks.len();
+        self.runs.insert(
+            key.clone(),
+            ActiveRun {
+                record,
+                plan,
+                dag,
+                dirty: true,
+                changes: Vec::new(),
+                succeeded_at: vec![None; tasks],
+                attempts: HashMap::new(),
+                record_touched: false,
+            },
+        );
+        Ok(Some(key))
+    }
+
+    /// Persists everything changed this iteration and flushes once. Returns whether
+    /// anything was written.
+    pub(super) fn persist_and_flush(&mut self) -> Result<bool, EngineError> {
+        let now = Utc::now();
+        // Writes made outside the runs (the gate monitor's memory) need the flush too.
+        let mut wrote = std::mem::take(&mut self.side_writes);
+        let mut finished: Vec<RunKey> = Vec::new();
+        let mut ledger_moves = Vec::new();
+        let mut events = Vec::new();
+        let mut writes = self.store.writes();
+        for (key, run) in self.runs.iter_mut() {
+            if run.changes.is_empty() && std::mem::take(&mut run.record_touched) {
+                // Only the record moved (a gate decision): write it, no event.
+                wrote = true;
+                writes.put_run(&run.record);
+                continue;
+            }
+            if run.changes.is_empty() {
+                // A run loaded finished (a crash fell between its final record and its
+                // removal from the index of unfinished runs): finish that removal.
+                if run.record.state.status.is_finished() {
+                    wrote = true;
+                    let state = &run.record.state;
+                    writes.set_active(&state.dag_id, state.logical_date, false);
+                    finished.push(key.clone());
+                }
+                continue;
+            }
+            wrote = true;
+            run.record_touched = false;
+            let changes = std::mem::take(&mut run.changes);
+            let state = &run.record.state;
+            let mut ledger_status = None;
+            for change in &changes {
+                let event = match change {
+                    Change::Task {
+                        index,
+                        from,
+                        to,
+                        try_number,
+                    } => {
+                        self.stats.transitions += 1;
+                        self.metrics.inc(
+                            "sluice_task_transitions_total",
+                            &[("dag", &state.dag_id), ("state", to.name())],
+                        );
+                        if self.config.verbose {
+                            let task = &run.plan.tasks[*index].id;
+                            let reason = state.tasks[*index].reason.as_deref().unwrap_or("");
+                            tracing::info!(
+                                dag = %state.dag_id,
+                                run = %state.run_id,
+                                task = %task,
+                                "try" = *try_number,
+                                reason,
+                                "task {task} {} → {}",
+                                from.name(),
+                                to.name()
+                            );
+                        }
+                        if *to == sluice_core::TaskState::UpForRetry {
+                            self.metrics
+                                .inc("sluice_task_retries_total", &[("dag", &state.dag_id)]);
+                        }
+                        EventRecord {
+                            at: now,
+                            dag: state.dag_id.clone(),
+                            run_id: state.run_id.clone(),
+                            task: Some(run.plan.tasks[*index].id.clone()),
+                            from: from.name().to_owned(),
+                            to: to.name().to_owned(),
+                            try_number: Some(*try_number),
+                        }
+                    }
+                    Change::Run { from, to } => {
+                        ledger_status = Some(*to);
+                        EventRecord {
+                            at: now,
+                            dag: state.dag_id.clone(),
+                            run_id: state.run_id.clone(),
+                            task: None,
+                            from: from.name().to_owned(),
+                            to: to.name().to_owned(),
+                            try_number: None,
+                        }
+                    }
+                };
+                events.push(event);
+            }
+            if state.status.is_finished() {
+                run.record.ended_at.get_or_insert(now);
+                finished.push(key.clone());
+            } else {
+                run.record.ended_at = None;
+            }
+            writes.put_run(&run.record);
+            if ledger_status.is_some() {
+                writes.set_active(
+                    &state.dag_id,
+                    state.logical_date,
+                    !state.status.is_finished(),
+                );
+            }
+            if let Some(status) = ledger_status {
+                let previous = self
+                    .store
+                    .ledger_entry(&state.dag_id, state.interval.start)?;
+                ledger_moves.push((
+                    state.dag_id.clone(),
+                    state.interval.start,
+                    previous.as_ref().map(|p| p.status),
+                    status,
+                ));
+                let successes =
+                    previous.map_or(0, |p| p.successes) + u32::from(status == RunStatus::Success);
+                writes.put_ledger(
+                    &state.dag_id,
+                    state.interval.start,
+                    &LedgerEntry {
+                        interval_end: state.interval.end,
+                        run_id: state.run_id.clone(),
+                        status,
+                        successes,
+                        updated_at: now,
+                    },
+                );
+            }
+        }
+        writes.append_events(events);
+        for (dag, start, from, to) in ledger_moves {
+            self.track_progress(&dag, start, from, to);
+        }
+        for (dag, logical, attempt) in self.attempt_writes.drain(..) {
+            wrote = true;
+            writes.put_attempt(&dag, logical, &attempt);
+        }
+        for id in std::mem::take(&mut self.cursor_writes) {
+            wrote = true;
+            if let Some(entry) = self.dags.get(&id) {
+                writes.put_dag(&id, &entry.record);
+            }
+            if let Some(record) = self.backfills.get(&id) {
+                writes.put_backfill(record);
+            }
+        }
+        // Kept until the loop hands them to the notifier after this flush.
+        for event in &self.sla_raised {
+            wrote = true;
+            writes.put_sla_event(event);
+        }
+        for (dag, logical, task, output) in self.output_writes.drain(..) {
+            writes.put_output(&dag, logical, &task, &output);
+        }
+        self.store.apply(writes)?;
+        if wrote {
+            let started = std::time::Instant::now();
+            self.store.flush()?;
+            self.stats.flush_time += started.elapsed();
+            self.stats.flushes += 1;
+        }
+        for key in finished {
+            if let Some(run) = self.runs.remove(&key) {
+                self.stats.runs_finished += 1;
+                self.observe_finished(&run);
+                if run.record.state.status == RunStatus::Success
+                    && run.record.gate.as_ref().is_some_and(|g| g.late_pending)
+                {
+                    self.late_reprocess
+                        .push((key.0.clone(), run.record.state.run_id.clone()));
+                }
+                self.executors.spark.run_ended(&run.dag, key.1);
+                self.log_run(
+                    &run.record.state.dag_id,
+                    &run.record.state.run_id,
+                    format!(
+                        "{} {} {}",
+                        run.record.state.dag_id, run.record.state.run_id, run.record.state.status
+                    ),
+                );
+                // The next run of the DAG may wait on this one (`depends_on_past`).
+                if let Some((_, next)) = self
+                    .runs
+                    .range_mut(key.clone()..)
+                    .find(|(k, _)| k.0 == key.0)
+                {
+                    next.dirty = true;
+                }
+            }
+        }
+        Ok(wrote)
+    }
+}

@@ -1,0 +1,153 @@
+//! Start-up after a stop or a crash: runs left active are loaded again; attempts that were
+//! running in this process (in-process executors) died with it and are failed-by-crash,
+//! then retried under the task's retry policy; remote attempts (EMR steps) are started
+//! again with the same try, and their executor adopts the step by name. No run stays stuck
+//! in running or queued.
+
+use chrono::{DateTime, Utc};
+
+use super::engine::{Engine, EngineError, Mode};
+use sluice_core::Outcome;
+use sluice_store::{AttemptRecord, AttemptResult};
+
+pub const CRASH_REASON: &str =
+    "failed by crash: the scheduler stopped while this attempt was running";
+
+impl Engine {
+    pub(super) fn recover(&mut self, now: DateTime<Utc>) -> Result<(), EngineError> {
+        let only = match &self.config.mode {
+            Mode::Scheduler => None,
+            Mode::Backfill { dag } | Mode::Test { dag } => Some(dag.clone()),
+        };
+        for dag in self.dags.keys().cloned().collect::<Vec<_>>() {
+            if let Some(record) = self.store.backfill(&dag)?
+                && record.status.is_open()
+            {
+                self.backfills.insert(dag, record);
+            }
+        }
+        // Attempts failed by crash whose processes may have outlived the old scheduler.
+        let mut leftovers = Vec::new();
+        for record in self.store.active_runs()? {
+            if only.as_ref().is_some_and(|d| *d != record.state.dag_id) {
+                continue;
+            }
+            let Some(key) = self.reopen_run(record)? else {
+                continue;
+            };
+            let Some(run) = self.runs.get_mut(&key) else {
+                continue;
+            };
+            let plan = std::sync::Arc::clone(&run.plan);
+            let crashed: Vec<(usize, u32)> = run
+                .record
+                .state
+                .tasks
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.state.holds_slot())
+                .map(|(i, t)| (i, t.try_number))
+                .collect();
+            for (index, try_number) in crashed {
+                let task = plan.tasks[index].id.clone();
+                let started_at = run.record.state.tasks[index].started_at.unwrap_or(now);
+                let mut attempt = match self.store.attempt(&key.0, key.1, &task, try_number)? {
+                    Some(attempt) => attempt,
+                    None => AttemptRecord {
+                        idempotency_key: run.record.state.idempotency_key(&plan, index, try_number),
+                        executor: run
+                            .dag
+                            .tasks
+                            .get(&task)
+                            .map_or("unknown", |t| t.kind.type_name())
+                            .to_owned(),
+                        handle: None,
+                        started_at,
+                        ended_at: None,
+                        result: None,
+                        error: None,
+                        log: self.store.log_path(
+                            &key.0,
+                            &run.record.state.run_id,
+                            &task,
+                            try_number,
+                        ),
+                        task: task.clone(),
+                        try_number,
+                    },
+                };
+                if super::engine::is_remote(&self.executors, run, index) {
+                    // The step may still run (or have ended) on the cluster: start the same
+                    // try again; the executor finds the step by its name and follows it.
+                    self.admission.occupy(&plan, index);
+                    run.attempts.insert((index, try_number), attempt);
+                    self.adopted.push(super::engine::Dispatch {
+                        key: key.clone(),
+                        task: index,
+                        try_number,
+                        enabled_at: None,
+                    });
+                    continue;
+                }
+                leftovers.push(attempt.idempotency_key.clone());
+                let changes = run.record.state.finish(
+                    &plan,
+                    index,
+                    try_number,
+                    &Outcome::Failed {
+                        retryable: true,
+                        reason: CRASH_REASON.into(),
+                    },
+                    now,
+                );
+                run.changes.extend(changes);
+                self.stats.recovered_attempts += 1;
+                attempt.ended_at = Some(now);
+                attempt.result = Some(AttemptResult::FailedByCrash);
+                attempt.error = Some(CRASH_REASON.into());
+                self.attempt_writes.push((key.0.clone(), key.1, attempt));
+            }
+            run.dirty = true;
+        }
+        let killed = crate::executor::orphans::kill_leftovers(&leftovers);
+        if !killed.is_empty() {
+            self.log(format!(
+                "killed {} process(es) left running by attempts failed by crash (pids {killed:?}) before retrying them",
+                killed.len()
+            ));
+        }
+        // Transient EMR clusters of runs that ended while no scheduler could terminate them.
+        let dags: Vec<_> = self
+            .dags
+            .values()
+            .filter(|d| only.as_ref().is_none_or(|o| *o == d.dag.dag))
+            .map(|d| std::sync::Arc::clone(&d.dag))
+            .collect();
+        for dag in dags {
+            let store = self.store.clone();
+            let run_is_over = |at: DateTime<Utc>| {
+                store
+                    .run(&dag.dag, at)
+                    .ok()
+                    .flatten()
+                    .is_none_or(|r| r.state.status.is_finished())
+            };
+            for note in self.executors.spark.sweep(&dag, run_is_over) {
+                self.log(note);
+            }
+        }
+        if !self.adopted.is_empty() {
+            self.log(format!(
+                "adopting {} remote attempt(s) left running by a previous process",
+                self.adopted.len()
+            ));
+        }
+        if self.stats.recovered_attempts > 0 {
+            self.log(format!(
+                "recovered {} attempt(s) left running by a previous process",
+                self.stats.recovered_attempts
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,351 @@
+//! The page handlers: each gathers what its template shows from the store.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use minijinja::value::Serde;
+use minijinja::{Value, context};
+use serde::Serialize;
+
+use super::{error_page, render, svg};
+use crate::api::Api;
+use crate::api::views::{attempt_view, name_of, run_view, task_instances};
+use sluice_core::DagPlan;
+use sluice_core::sla::SlaKind;
+
+/// Runs shown in a DAG's grid.
+const GRID_RUNS: usize = 25;
+
+fn short(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M").to_string()
+}
+
+#[derive(Serialize)]
+struct DagRow {
+    id: String,
+    description: Option<String>,
+    owner: Option<String>,
+    tags: Vec<String>,
+    schedule: Option<String>,
+    paused: bool,
+    next_interval: Option<String>,
+    recent: Vec<Cell>,
+    sla_warnings: usize,
+    sla_breaches: usize,
+}
+
+#[derive(Serialize, Clone)]
+struct Cell {
+    state: String,
+    title: String,
+    href: String,
+}
+
+fn sla_counts(api: &Api, dag: &str) -> (usize, usize) {
+    let to = Utc::now();
+    let events = api
+        .store
+        .sla_events_between(dag, to - chrono::TimeDelta::days(1), to)
+        .unwrap_or_default();
+    let count = |kind| events.iter().filter(|e| e.kind == kind).count();
+    (count(SlaKind::Warn), count(SlaKind::Breach))
+}
+
+pub async fn dags(State(api): State<Api>) -> Response {
+    let mut rows = Vec::new();
+    for dag_id in api.store.dag_ids().unwrap_or_default() {
+        let Ok((record, dag)) = api.current_dag(&dag_id) else {
+            continue;
+        };
+        let mut recent: Vec<Cell> = api
+            .store
+            .runs_of(&dag_id)
+            .rev()
+            .take(10)
+            .filter_map(Result::ok)
+            .map(|r| Cell {
+                state: name_of(&r.state.status),
+                title: format!("{} — {}", r.state.run_id, name_of(&r.state.status)),
+                href: format!("/ui/dags/{dag_id}/runs/{}", r.state.run_id),
+            })
+            .collect();
+        recent.reverse();
+        let next_interval = crate::api::dags::next_interval(&dag, &record)
+            .map(|i| format!("{} → {}", short(i.start), short(i.end)));
+        let (sla_warnings, sla_breaches) = sla_counts(&api, &dag_id);
+        rows.push(DagRow {
+            id: dag_id.clone(),
+            description: dag.description.clone(),
+            owner: dag.owner.clone(),
+            tags: dag.tags.clone(),
+            schedule: dag.schedule.as_ref().map(ToString::to_string),
+            paused: record.paused,
+            next_interval,
+            recent,
+            sla_warnings,
+            sla_breaches,
+        });
+    }
+    render(
+        "dags.html",
+        context! { title => "DAGs", dags => Value::from(Serde(&rows)) },
+    )
+}
+
+#[derive(Serialize)]
+struct GridRun {
+    run_id: String,
+    state: String,
+    label: String,
+    run_type: String,
+    href: String,
+}
+
+#[derive(Serialize)]
+struct GridRow {
+    task_id: String,
+    cells: Vec<Cell>,
+}
+
+pub async fn dag(State(api): State<Api>, Path(dag_id): Path<String>) -> Response {
+    let (record, dag) = match api.current_dag(&dag_id) {
+        Ok(found) => found,
+        Err(e) => return error_page(e),
+    };
+    let plan = DagPlan::new(&dag);
+    let mut runs: Vec<_> = api
+        .store
+        .runs_of(&dag_id)
+        .rev()
+        .take(GRID_RUNS)
+        .filter_map(Result::ok)
+        .collect();
+    runs.reverse();
+    // Each run's task states by task id (older runs may have another DAG version).
+    let mut plans: BTreeMap<String, Option<DagPlan>> = BTreeMap::new();
+    let states: Vec<BTreeMap<String, (String, u32)>> = runs
+        .iter()
+        .map(|run| {
+            let plan = plans.entry(run.dag_version.clone()).or_insert_with(|| {
+                api.store
+                    .version(&dag_id, &run.dag_version)
+                    .ok()
+                    .flatten()
+                    .map(|d| DagPlan::new(&d))
+            });
+            plan.as_ref()
+                .map(|p| {
+                    p.tasks
+                        .iter()
+                        .zip(&run.state.tasks)
+                        .map(|(t, i)| (t.id.clone(), (i.state.name().to_owned(), i.try_number)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let rows: Vec<GridRow> = plan
+        .tasks
+        .iter()
+        .map(|task| GridRow {
+            task_id: task.id.clone(),
+            cells: runs
+                .iter()
+                .zip(&states)
+                .map(|(run, by_task)| {
+                    let (state, tries) = by_task
+                        .get(&task.id)
+                        .cloned()
+                        .unwrap_or_else(|| ("absent".into(), 0));
+                    if state != "absent" {
+                        *counts.entry(state.clone()).or_default() += 1;
+                    }
+                    Cell {
+                        title: format!(
+                            "{} · {} · {state} · try {tries}",
+                            task.id, run.state.run_id
+                        ),
+                        href: format!(
+                            "/ui/dags/{dag_id}/runs/{}/tasks/{}",
+                            run.state.run_id, task.id
+                        ),
+                        state,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let grid_runs: Vec<GridRun> = runs
+        .iter()
+        .map(|r| GridRun {
+            run_id: r.state.run_id.clone(),
+            state: name_of(&r.state.status),
+            label: r.state.logical_date.format("%m-%d %H:%M").to_string(),
+            run_type: name_of(&r.state.kind),
+            href: format!("/ui/dags/{dag_id}/runs/{}", r.state.run_id),
+        })
+        .collect();
+    let latest = states.last().cloned().unwrap_or_default();
+    let graph = svg::graph(&plan, &latest, |task| {
+        runs.last()
+            .map(|r| format!("/ui/dags/{dag_id}/runs/{}/tasks/{task}", r.state.run_id))
+    });
+    let waiting: Vec<_> = runs
+        .iter()
+        .filter(|r| {
+            r.gate
+                .as_ref()
+                .is_some_and(|g| g.status == sluice_store::GateStatus::Waiting)
+        })
+        .map(|r| {
+            let gate = r.gate.as_ref();
+            context! {
+                run_id => r.state.run_id.clone(),
+                href => format!("/ui/dags/{dag_id}/runs/{}", r.state.run_id),
+                reason => gate.and_then(|g| g.reason.clone()),
+                figures => gate.and_then(|g| g.figures.as_ref()).map(gate_figures),
+            }
+        })
+        .collect();
+    let backfill = api
+        .store
+        .backfill(&dag_id)
+        .ok()
+        .flatten()
+        .map(|b| crate::api::views::backfill_view(&b));
+    let (sla_warnings, sla_breaches) = sla_counts(&api, &dag_id);
+    render(
+        "dag.html",
+        context! {
+            title => dag_id.clone(),
+            dag_id,
+            description => dag.description.clone(),
+            schedule => dag.schedule.as_ref().map(ToString::to_string),
+            paused => record.paused,
+            runs => Value::from(Serde(&grid_runs)),
+            rows => Value::from(Serde(&rows)),
+            counts,
+            graph,
+            waiting,
+            backfill => Value::from(Serde(&backfill)),
+            sla_warnings,
+            sla_breaches,
+            sla => dag.sla.as_ref().map(|s| context! {
+                warn_after => s.warn_after.map(|d| d.to_string()),
+                deadline => s.deadline.map(|d| d.to_string()),
+            }),
+        },
+    )
+}
+
+/// A gate decision's figures for people.
+fn gate_figures(f: &sluice_core::gate::GateFigures) -> minijinja::Value {
+    context! {
+        observed_at => short(f.observed_at),
+        watermark => f.watermark.map(|w| w.to_rfc3339()),
+        required_watermark => f.required_watermark.to_rfc3339(),
+        watermark_delay => f.watermark.map(|w| format!("{}s", (f.observed_at - w).num_seconds())),
+        lag => f.lag,
+        max_lag => f.max_lag,
+        lag_status => name_of(&f.lag_status),
+        partitions => f.partitions,
+        idle_partitions => f.idle_partitions.clone(),
+        behind_partitions => f.behind_partitions.clone(),
+    }
+}
+
+/// A run, the plan of its DAG version and its attempts; or the error page.
+fn run_with_attempts(
+    api: &Api,
+    dag_id: &str,
+    run_id: &str,
+) -> Result<
+    (
+        sluice_store::RunRecord,
+        DagPlan,
+        Vec<sluice_store::AttemptRecord>,
+    ),
+    Box<Response>,
+> {
+    let (record, plan) = api
+        .run(dag_id, run_id)
+        .map_err(|e| Box::new(error_page(e)))?;
+    let attempts = api
+        .store
+        .attempts_of_run(dag_id, record.state.logical_date)
+        .unwrap_or_default();
+    Ok((record, plan, attempts))
+}
+
+pub async fn run(
+    State(api): State<Api>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> Response {
+    let (record, plan, attempts) = match run_with_attempts(&api, &dag_id, &run_id) {
+        Ok(found) => found,
+        Err(page) => return *page,
+    };
+    let instances = task_instances(&record, &plan, &attempts);
+    let gantt = svg::gantt(&attempts, &plan, Utc::now(), |task| {
+        format!("/ui/dags/{dag_id}/runs/{run_id}/tasks/{task}")
+    });
+    let gate = record.gate.as_ref().map(|g| {
+        context! {
+            status => name_of(&g.status),
+            reason => g.reason.clone(),
+            waiting_since => short(g.waiting_since),
+            late_events => g.late_events,
+            figures => g.figures.as_ref().map(gate_figures),
+        }
+    });
+    render(
+        "run.html",
+        context! {
+            title => run_id.clone(),
+            dag_id,
+            run => Value::from(Serde(run_view(&record))),
+            tasks => Value::from(Serde(&instances)),
+            gantt,
+            gate,
+            sla => context! {
+                warned_at => record.sla.warned_at.map(short),
+                breached_at => record.sla.breached_at.map(short),
+            },
+        },
+    )
+}
+
+pub async fn task(
+    State(api): State<Api>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+) -> Response {
+    let (record, plan, attempts) = match run_with_attempts(&api, &dag_id, &run_id) {
+        Ok(found) => found,
+        Err(page) => return *page,
+    };
+    let Some(instance) = task_instances(&record, &plan, &attempts)
+        .into_iter()
+        .find(|t| t.task_id == task_id)
+    else {
+        return error_page(crate::api::error::ApiError::not_found(format!(
+            "DAG `{dag_id}` has no task `{task_id}`"
+        )));
+    };
+    let mut own: Vec<_> = attempts.iter().filter(|a| a.task == task_id).collect();
+    own.sort_by_key(|a| a.try_number);
+    let views: Vec<_> = own.iter().map(|a| attempt_view(a)).collect();
+    render(
+        "task.html",
+        context! {
+            title => format!("{task_id} · {run_id}"),
+            dag_id,
+            run_id,
+            run_state => name_of(&record.state.status),
+            task => Value::from(Serde(&instance)),
+            attempts => Value::from(Serde(&views)),
+        },
+    )
+}

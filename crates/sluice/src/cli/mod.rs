@@ -1,0 +1,527 @@
+//! The `sluice` command line. Each command writes to the given streams and returns the
+//! process exit code, so tests run commands in-process.
+
+pub mod api_client;
+mod config;
+mod dags;
+mod output;
+pub mod plugin_build;
+mod plugins;
+pub mod remote;
+mod runs;
+mod sla;
+mod state;
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+pub use output::Streams;
+
+/// Exit code of a command that ran and found a problem (invalid DAGs, unknown id).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code for bad command-line usage (clap's convention).
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: a workflow DAG engine for batch data pipelines",
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Configuration file (default: ./sluice.toml when there is one).
+    #[arg(long, global = true, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Folder of DAG files [default: ./dags].
+    #[arg(long = "dags", global = true, env = "SLUICE_DAGS")]
+    pub dags_arg: Option<PathBuf>,
+    /// Folder of the scheduler's state (embedded database, logs) [default: ./.sluice].
+    #[arg(long = "state", global = true, env = "SLUICE_STATE")]
+    pub state_arg: Option<PathBuf>,
+    /// Folder of built plugins (`<name>.wasm`); default: `plugins` beside the DAG folder.
+    #[arg(long = "plugins", global = true, env = "SLUICE_PLUGINS")]
+    pub plugins_arg: Option<PathBuf>,
+    /// Log lines as text for people or JSON for log shippers.
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<sluice_runtime::config::LogFormat>,
+    /// The settings from the configuration file, the environment and these flags.
+    #[arg(skip = sluice_runtime::config::Settings::defaults())]
+    pub settings: sluice_runtime::config::Settings,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The engine configuration for this command line.
+    pub fn engine_config(
+        &self,
+        mode: sluice_runtime::scheduler::Mode,
+    ) -> sluice_runtime::scheduler::EngineConfig {
+        let settings = &self.settings;
+        let mut config = sluice_runtime::scheduler::EngineConfig::new(settings.dags.clone(), mode);
+        if let Some(plugins) = &settings.plugins {
+            config.plugins_dir = plugins.clone();
+        }
+        config.shutdown_grace = settings.shutdown_grace;
+        config.reload_every = settings.reload_every;
+        config.not_before = settings.not_before;
+        config.retention = settings.retention;
+        config.webhooks = settings.webhooks.clone();
+        config.pools = settings
+            .pools
+            .iter()
+            .map(|(name, size)| (name.clone(), *size))
+            .collect();
+        config
+    }
+
+    /// Folder of DAG files.
+    pub fn dags(&self) -> &std::path::Path {
+        &self.settings.dags
+    }
+
+    /// Folder of the state.
+    pub fn state(&self) -> &std::path::Path {
+        &self.settings.state
+    }
+
+    /// Resolves the settings from the configuration file, the environment and the flags.
+    pub(crate) fn load_settings(&mut self) -> Result<(), sluice_runtime::config::ConfigError> {
+        let listen = match &self.command {
+            Command::Scheduler { listen, .. } => listen.clone(),
+            // clap reads it for the scheduler; `config check` shows what it would use.
+            _ => std::env::var("SLUICE_LISTEN").ok(),
+        };
+        self.settings =
+            sluice_runtime::config::Settings::load(&sluice_runtime::config::Overrides {
+                config: self.config.clone(),
+                dags: self.dags_arg.clone(),
+                state: self.state_arg.clone(),
+                plugins: self.plugins_arg.clone(),
+                listen,
+                api_token: std::env::var("SLUICE_API_TOKEN").ok(),
+                log_format: self.log_format,
+            })?;
+        sluice_runtime::connections::install(self.settings.connections.clone());
+        Ok(())
+    }
+
+    /// Where built plugins live.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.engine_config(sluice_runtime::scheduler::Mode::Scheduler)
+            .plugins_dir
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Check the store's consistency (unfinished-run index, ledger, attempts); exit 1 on any
+    /// problem.
+    Check,
+    /// Write a consistent backup of the state to a new folder (taken inside a running
+    /// scheduler's loop, between two iterations).
+    Backup {
+        /// A folder that does not exist yet (or is empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into the state folder (`--state`), which no scheduler may hold and
+    /// which must have no database yet; then check it.
+    Restore {
+        /// The backup's folder.
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Remove the runs (attempts, outputs, logs) that ended longer ago than a duration; the
+    /// interval ledger stays. A running scheduler does this itself with
+    /// `scheduler.retention` in sluice.toml; by hand, with no scheduler holding the state.
+    Compact {
+        /// How much history to keep, e.g. `90d`.
+        #[arg(long)]
+        older_than: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlaCommand {
+    /// Latency (interval end → success) p50/p95/max of the DAG's scheduled runs, and the
+    /// warnings and breaches raised with their notifications.
+    Report {
+        dag: String,
+        /// First logical date (RFC 3339; default: 24 hours before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the range (RFC 3339; default: now).
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiCommand {
+    /// Print the OpenAPI document the scheduler serves at /api/v1/openapi.json.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration file (every problem with file:line:col) and print the
+    /// settings it resolves to, secrets redacted; exit 1 on any problem.
+    Check,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Table,
+    /// For programs.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check, list, inspect and preview DAGs.
+    Dags {
+        #[command(subcommand)]
+        command: dags::DagsCommand,
+    },
+    /// Run the scheduler until SIGINT/SIGTERM: scheduled runs, backfills, retries, and the
+    /// API and web UI.
+    Scheduler {
+        /// Seconds shutdown waits for running attempts before stopping them [default: the
+        /// configuration's `scheduler.shutdown_grace`, 30 s].
+        #[arg(long)]
+        grace: Option<u64>,
+        /// Address of the API and web UI (HOST:PORT, or `off`) [default: 127.0.0.1:8080].
+        #[arg(long, env = "SLUICE_LISTEN")]
+        listen: Option<String>,
+        /// Create no scheduled run for an interval starting before this instant (RFC 3339),
+        /// even with catchup: a new deployment of DAGs whose `start` is long past. Earlier
+        /// intervals stay unprocessed (`sluice audit` shows them) until backfilled.
+        #[arg(long, env = "SLUICE_NOT_BEFORE")]
+        not_before: Option<String>,
+    },
+    /// Run a DAG over a range of intervals (in this process when no scheduler runs).
+    Backfill {
+        dag: String,
+        /// First instant of the range (RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// End of the range (RFC 3339); only whole intervals inside it run.
+        #[arg(long)]
+        to: String,
+        /// Which intervals that already have a run to run again.
+        #[arg(long, value_enum, default_value_t = runs::ReprocessArg::None)]
+        reprocess: runs::ReprocessArg,
+        /// Runs of this backfill at once (default: the DAG's `max_active_runs`).
+        #[arg(long)]
+        max_active_runs: Option<usize>,
+        /// Print the intervals that would run, and stop.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Inspect runs.
+    Runs {
+        #[command(subcommand)]
+        command: runs::RunsCommand,
+    },
+    /// Task instance logs; mark a task instance by hand.
+    Tasks {
+        #[command(subcommand)]
+        command: runs::TasksCommand,
+    },
+    /// Reset task instances of a run so they run again.
+    Clear {
+        dag: String,
+        #[arg(long = "run")]
+        run_id: String,
+        /// Only these tasks (repeatable; default: all).
+        #[arg(long = "task")]
+        tasks: Vec<String>,
+        /// Also everything downstream of them.
+        #[arg(long)]
+        downstream: bool,
+        /// Only task instances that failed.
+        #[arg(long)]
+        failed_only: bool,
+    },
+    /// Every interval of a range with its ledger status; exit 1 on any gap.
+    Audit {
+        dag: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// Processing-latency SLA reports.
+    Sla {
+        #[command(subcommand)]
+        command: SlaCommand,
+    },
+    /// Try WebAssembly plugins locally.
+    Plugins {
+        #[command(subcommand)]
+        command: plugins::PluginsCommand,
+    },
+    /// Check the configuration file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Inspect the state directory.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
+    /// Print the JSON Schema of DAG files (for editors' autocompletion).
+    Schema,
+    /// The REST API's description.
+    Api {
+        #[command(subcommand)]
+        command: ApiCommand,
+    },
+    /// Print a shell completion script, e.g. `sluice completions bash > /etc/bash_completion.d/sluice`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+impl Command {
+    /// Whether the command reads or changes the scheduler's state.
+    fn needs_state(&self) -> bool {
+        match self {
+            Command::Backfill { dry_run, .. } => !dry_run,
+            Command::Runs { .. }
+            | Command::Tasks { .. }
+            | Command::Clear { .. }
+            | Command::Audit { .. }
+            | Command::Sla { .. } => true,
+            // A restore opens a state no process holds; a backup forwards itself (with its
+            // path made absolute for the scheduler's working directory).
+            Command::State { command } => matches!(command, StateCommand::Check),
+            Command::Dags { command } => command.needs_state(),
+            Command::Scheduler { .. }
+            | Command::Schema
+            | Command::Api { .. }
+            | Command::Completions { .. }
+            | Command::Config { .. }
+            | Command::Plugins { .. } => false,
+        }
+    }
+}
+
+/// Runs the command line against the process's stdout and stderr.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // Unlocked handles: a long-running command (the scheduler) must not hold the stderr lock
+    // that its other threads (the API's, the notifier's) log through.
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
+    let mut streams = Streams {
+        out: &mut stdout,
+        err: &mut stderr,
+        color,
+        remote: None,
+    };
+    run(args, &mut streams)
+}
+
+/// Runs the command line against any streams.
+pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) -> i32 {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let mut cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let text = if streams.color {
+                e.render().ansi().to_string()
+            } else {
+                e.render().to_string()
+            };
+            let (stream, code) = if e.use_stderr() {
+                (&mut *streams.err, EXIT_USAGE)
+            } else {
+                (&mut *streams.out, 0)
+            };
+            // Nothing useful to do if the terminal is gone.
+            let _ = stream.write_all(text.as_bytes());
+            return code;
+        }
+    };
+    if let Command::Config {
+        command: ConfigCommand::Check,
+    } = &cli.command
+    {
+        return config::check(&mut cli, streams);
+    }
+    if let Err(e) = cli.load_settings() {
+        return config::report_error(&e, streams);
+    }
+    // Changes go through a running scheduler's API when there is a token to call it with.
+    if streams.remote.is_none()
+        && cli.command.needs_state()
+        && let Some(client) =
+            api_client::ApiClient::discover(cli.state(), cli.settings.api_token.as_ref())
+        && let Some(result) = api_client::run(&client, &cli.command, cli.output, streams)
+    {
+        return finish(result, streams);
+    }
+    // A scheduler holding the state answers the commands that need it.
+    if streams.remote.is_none() && cli.command.needs_state() {
+        let text: Option<Vec<String>> =
+            args.iter().map(|a| a.to_str().map(str::to_owned)).collect();
+        if let Some(text) = text
+            && let Some(code) = remote::forward(cli.state(), &text, streams)
+        {
+            return code;
+        }
+    }
+    let result = match &cli.command {
+        Command::Dags { command } => dags::run(&cli, command, streams),
+        Command::Schema => streams.print(&sluice_model::spec::schema::dag_schema_json()),
+        Command::Api {
+            command: ApiCommand::Openapi,
+        } => streams
+            .json(&sluice_server::api::openapi::document())
+            .map(|()| 0),
+        Command::Scheduler {
+            grace, not_before, ..
+        } => runs::scheduler(&cli, *grace, not_before.as_deref(), streams),
+        Command::Config { .. } => Ok(0),
+        Command::Backfill {
+            dag,
+            from,
+            to,
+            reprocess,
+            max_active_runs,
+            dry_run,
+        } => runs::backfill(
+            &cli,
+            dag,
+            from,
+            to,
+            *reprocess,
+            *max_active_runs,
+            *dry_run,
+            streams,
+        ),
+        Command::Runs { command } => runs::runs(&cli, command, streams),
+        Command::Tasks { command } => runs::tasks(&cli, command, streams),
+        Command::Clear {
+            dag,
+            run_id,
+            tasks,
+            downstream,
+            failed_only,
+        } => runs::control(
+            &cli,
+            sluice_runtime::scheduler::Control::Clear {
+                dag: dag.clone(),
+                run_id: run_id.clone(),
+                tasks: tasks.clone(),
+                downstream: *downstream,
+                failed_only: *failed_only,
+            },
+            streams,
+        ),
+        Command::Audit { dag, from, to } => runs::audit(&cli, dag, from, to, streams),
+        Command::Sla {
+            command: SlaCommand::Report { dag, from, to },
+        } => sla::report(&cli, dag, from.as_deref(), to.as_deref(), streams),
+        Command::State {
+            command: StateCommand::Check,
+        } => runs::check(&cli, streams),
+        Command::State {
+            command: StateCommand::Backup { to },
+        } => state::backup(&cli, to, streams),
+        Command::State {
+            command: StateCommand::Restore { from },
+        } => state::restore(&cli, from, streams),
+        Command::State {
+            command: StateCommand::Compact { older_than },
+        } => state::compact(&cli, older_than, streams),
+        Command::Plugins { command } => plugins::run(&cli, command, streams),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "sluice", &mut *streams.out);
+            Ok(0)
+        }
+    };
+    finish(result, streams)
+}
+
+/// The exit code of a command's result, its error printed with what to do.
+fn finish(result: Result<i32, CliError>, streams: &mut Streams<'_>) -> i32 {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(streams.err, "error: {e}");
+            if let Some(help) = e.help() {
+                let _ = writeln!(streams.err, "  help: {help}");
+            }
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// A command that could not do its job, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no DAG `{dag}` in {folder}")]
+    UnknownDag {
+        dag: String,
+        folder: PathBuf,
+        known: Vec<String>,
+    },
+    #[error("DAG `{dag}` has no task `{task}`")]
+    UnknownTask {
+        dag: String,
+        task: String,
+        known: Vec<String>,
+    },
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            CliError::UnknownDag { dag, known, .. } => Some(
+                match sluice_model::spec::suggest::closest(dag, known.iter().map(String::as_str)) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None if known.is_empty() => {
+                        "the folder has no valid DAG; check `--dags` and run `sluice dags validate`"
+                            .into()
+                    }
+                    None => format!("DAGs: {}", known.join(", ")),
+                },
+            ),
+            CliError::UnknownTask { task, known, .. } => Some(
+                match sluice_model::spec::suggest::closest(task, known.iter().map(String::as_str)) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => format!("tasks: {}", known.join(", ")),
+                },
+            ),
+            CliError::Invalid { hint, .. } => hint.clone(),
+            CliError::Io { .. } | CliError::Output(_) => None,
+        }
+    }
+}

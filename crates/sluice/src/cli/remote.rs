@@ -1,0 +1,119 @@
+//! Commands while a scheduler runs: sled lets one process open the state, so the scheduler
+//! listens on `<state>/control.sock` and runs the commands other `sluice` processes forward
+//! to it — reads against its open store, changes through its event loop — and sends back
+//! their output and exit code. Without a scheduler, commands open the state themselves.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use serde::{Deserialize, Serialize};
+
+use super::Streams;
+use sluice_runtime::scheduler::Input;
+use sluice_store::Store;
+
+/// What a command run inside the scheduler's process uses instead of opening the state.
+#[derive(Clone)]
+pub struct Remote {
+    pub store: Store,
+    pub sender: mpsc::Sender<Input>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    args: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Response {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+pub fn socket_path(state: &Path) -> PathBuf {
+    state.join("control.sock")
+}
+
+/// Starts answering forwarded commands; the socket file goes when the guard drops.
+pub fn serve(state: &Path, remote: Remote) -> std::io::Result<SocketGuard> {
+    let path = socket_path(state);
+    // We hold the state's lock, so a socket file left here is from a dead process.
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    std::thread::Builder::new()
+        .name("sluice-control".into())
+        .spawn(move || {
+            for connection in listener.incoming().flatten() {
+                let remote = remote.clone();
+                let _ = std::thread::Builder::new()
+                    .name("sluice-command".into())
+                    .spawn(move || answer(connection, remote));
+            }
+        })?;
+    Ok(SocketGuard(path))
+}
+
+pub struct SocketGuard(PathBuf);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn answer(connection: UnixStream, remote: Remote) {
+    let mut reader = BufReader::new(&connection);
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let response = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => {
+            let mut out = Vec::new();
+            let mut err = Vec::new();
+            let code = super::run(
+                request.args.into_iter().map(Into::into),
+                &mut Streams {
+                    out: &mut out,
+                    err: &mut err,
+                    color: false,
+                    remote: Some(remote),
+                },
+            );
+            Response {
+                code,
+                stdout: String::from_utf8_lossy(&out).into_owned(),
+                stderr: String::from_utf8_lossy(&err).into_owned(),
+            }
+        }
+        Err(e) => Response {
+            code: super::EXIT_USAGE,
+            stdout: String::new(),
+            stderr: format!("error: bad request on the control socket: {e}\n"),
+        },
+    };
+    let mut connection = connection;
+    if let Ok(text) = serde_json::to_string(&response) {
+        let _ = writeln!(connection, "{text}");
+    }
+}
+
+/// Runs the command in the scheduler that holds `state`, if one is listening. `None`: no
+/// scheduler answered, run it here.
+pub fn forward(state: &Path, args: &[String], streams: &mut Streams<'_>) -> Option<i32> {
+    let mut connection = UnixStream::connect(socket_path(state)).ok()?;
+    let request = serde_json::to_string(&Request {
+        args: args.to_vec(),
+    })
+    .ok()?;
+    writeln!(connection, "{request}").ok()?;
+    let mut line = String::new();
+    BufReader::new(&connection).read_line(&mut line).ok()?;
+    let response: Response = serde_json::from_str(&line).ok()?;
+    let _ = streams.out.write_all(response.stdout.as_bytes());
+    let _ = streams.err.write_all(response.stderr.as_bytes());
+    Some(response.code)
+}

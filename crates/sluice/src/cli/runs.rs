@@ -1,0 +1,900 @@
+//! Commands over the scheduler's state: `scheduler`, `backfill`, `runs`, `tasks`, `clear`,
+//! `audit`, and `dags trigger|pause|unpause|test`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use clap::{Subcommand, ValueEnum};
+
+use super::{Cli, CliError, OutputFormat, Streams};
+use sluice_core::{RunStatus, TaskState};
+use sluice_model::spec::instant::{format_instant, parse_instant};
+use sluice_runtime::scheduler::{Control, ControlError, Engine, EngineError, Input, Mode};
+use sluice_store::{Reprocess, RunRecord, Store, StoreError};
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List a DAG's runs, newest first.
+    List {
+        dag: String,
+        /// Only runs in this state: queued, running, success, failed. (`--state` names the
+        /// state directory, as on every command.)
+        #[arg(long)]
+        status: Option<String>,
+        /// How many runs at most.
+        #[arg(long, default_value_t = 25)]
+        limit: usize,
+    },
+    /// Show a run: its interval, status and every task instance with its attempts.
+    Show { dag: String, run_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Print the log of a task instance's attempt (the last one by default).
+    Logs {
+        dag: String,
+        run_id: String,
+        task: String,
+        #[arg(long = "try")]
+        try_number: Option<u32>,
+    },
+    /// Set a task instance's state by hand.
+    Mark {
+        dag: String,
+        run_id: String,
+        task: String,
+        #[arg(value_enum)]
+        state: MarkState,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MarkState {
+    Success,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReprocessArg {
+    /// Leave intervals that already have a run alone.
+    None,
+    /// Run again the intervals whose run failed.
+    Failed,
+    /// Run every interval again.
+    Completed,
+}
+
+impl From<ReprocessArg> for Reprocess {
+    fn from(value: ReprocessArg) -> Self {
+        match value {
+            ReprocessArg::None => Reprocess::None,
+            ReprocessArg::Failed => Reprocess::Failed,
+            ReprocessArg::Completed => Reprocess::Completed,
+        }
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        let hint = e.hint().map(str::to_owned);
+        CliError::Invalid {
+            message: e.to_string(),
+            hint,
+        }
+    }
+}
+
+impl From<EngineError> for CliError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Store(s) => s.into(),
+            other => CliError::Invalid {
+                message: other.to_string(),
+                hint: None,
+            },
+        }
+    }
+}
+
+impl From<ControlError> for CliError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::Refused { message, hint } => CliError::Invalid { message, hint },
+            ControlError::Engine(e) => e.into(),
+        }
+    }
+}
+
+/// The state: the running scheduler's open store when the command was forwarded to it,
+/// else the state directory opened here.
+pub fn open_store(cli: &Cli, streams: &Streams<'_>) -> Result<Store, CliError> {
+    match &streams.remote {
+        Some(remote) => Ok(remote.store.clone()),
+        None => Ok(Store::open(cli.state())?),
+    }
+}
+
+/// Sends a change to the running scheduler's loop and waits for its answer.
+pub(super) fn ask(
+    remote: &super::remote::Remote,
+    make: impl FnOnce(std::sync::mpsc::Sender<sluice_runtime::scheduler::Reply>) -> Input,
+) -> Result<String, CliError> {
+    let (reply, answer) = std::sync::mpsc::channel();
+    remote
+        .sender
+        .send(make(reply))
+        .map_err(|_| CliError::Invalid {
+            message: "the scheduler is shutting down".into(),
+            hint: Some("run the command again once it stopped".into()),
+        })?;
+    answer
+        .recv()
+        .map_err(|_| CliError::Invalid {
+            message: "the scheduler stopped before answering".into(),
+            hint: None,
+        })?
+        .map_err(|(message, hint)| CliError::Invalid { message, hint })
+}
+
+fn engine(cli: &Cli, mode: Mode, verbose: bool) -> Result<Engine, CliError> {
+    let store = Store::open(cli.state())?;
+    let mut config = cli.engine_config(mode);
+    config.verbose = verbose;
+    Ok(Engine::new(store, config)?)
+}
+
+pub fn time_arg(flag: &str, text: &str) -> Result<DateTime<Utc>, CliError> {
+    parse_instant(text, chrono_tz::UTC).map_err(|e| CliError::Invalid {
+        message: format!("{flag}: {e}"),
+        hint: Some("write RFC 3339, e.g. 2025-09-01T00:00:00Z".into()),
+    })
+}
+
+/// Sends SIGINT/SIGTERM to the engine as a graceful shutdown.
+fn forward_signals(sender: std::sync::mpsc::Sender<Input>) {
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async move {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            let _ = sender.send(Input::Shutdown);
+        });
+    });
+}
+
+/// `sluice scheduler`
+pub fn scheduler(
+    cli: &Cli,
+    grace: Option<u64>,
+    not_before: Option<&str>,
+    streams: &mut Streams<'_>,
+) -> Result<i32, CliError> {
+    let not_before = not_before
+        .map(|text| time_arg("--not-before", text))
+        .transpose()?;
+    sluice_runtime::logging::init(cli.settings.log_format, streams.color);
+    let store = Store::open(cli.state())?;
+    let mut config = cli.engine_config(Mode::Scheduler);
+    config.verbose = true;
+    config.not_before = not_before.or(config.not_before);
+    if let Some(grace) = grace {
+        config.shutdown_grace = std::time::Duration::from_secs(grace);
+    }
+    let mut engine = Engine::new(store, config)?;
+    tracing::info!(
+        "sluice scheduler: DAGs from {}, state in {} (Ctrl-C stops gracefully)",
+        cli.dags().display(),
+        cli.state().display()
+    );
+    forward_signals(engine.sender());
+    let socket = super::remote::serve(
+        cli.state(),
+        super::remote::Remote {
+            store: engine.store().clone(),
+            sender: engine.sender(),
+        },
+    )
+    .map_err(|source| CliError::Io {
+        path: super::remote::socket_path(cli.state()),
+        source,
+    })?;
+    // Serves until the process ends (after the loop's graceful stop).
+    let _api = match cli.settings.listen {
+        Some(address) => {
+            let server = sluice_server::serve(
+                address,
+                sluice_server::api::Api {
+                    store: engine.store().clone(),
+                    sender: engine.sender(),
+                    token: cli.settings.api_token.clone(),
+                    token_for_reads: cli.settings.token_for_reads,
+                    log: sluice_server::api::stderr_log(),
+                    metrics: engine.metrics(),
+                },
+            )
+            .map_err(|e| CliError::Invalid {
+                message: format!("cannot listen on {address}: {e}"),
+                hint: Some(
+                    "set another address with --listen, SLUICE_LISTEN or `listen` in sluice.toml (`off` for none)"
+                        .into(),
+                ),
+            })?;
+            let guard = super::api_client::AddressGuard::write(
+                cli.state(),
+                &format!("http://{}", server.address),
+            )
+            .map_err(|source| CliError::Io {
+                path: super::api_client::address_file(cli.state()),
+                source,
+            })?;
+            tracing::info!(
+                "sluice scheduler: API and web UI on http://{}/{}",
+                server.address,
+                if cli.settings.api_token.is_none() {
+                    " (read-only: no API token configured)"
+                } else {
+                    ""
+                }
+            );
+            Some((server, guard))
+        }
+        None => None,
+    };
+    engine.run()?;
+    drop(socket);
+    tracing::info!("sluice scheduler: stopped; state is consistent");
+    Ok(0)
+}
+
+/// `sluice backfill`
+#[allow(clippy::too_many_arguments)]
+pub fn backfill(
+    cli: &Cli,
+    dag: &str,
+    from: &str,
+    to: &str,
+    reprocess: ReprocessArg,
+    max_active_runs: Option<usize>,
+    dry_run: bool,
+    streams: &mut Streams<'_>,
+) -> Result<i32, CliError> {
+    let from = time_arg("--from", from)?;
+    let to = time_arg("--to", to)?;
+    if dry_run {
+        let (loaded, schedule) = super::dags::scheduled_dag(cli, dag, streams)?;
+        let intervals: Vec<_> = schedule
+            .intervals(loaded.dag.timezone.tz(), from)
+            .take_while(|i| i.end <= to)
+            .collect();
+        match cli.output {
+            OutputFormat::Json => streams.json(&intervals)?,
+            OutputFormat::Table => {
+                for i in &intervals {
+                    writeln!(streams.out, "{i}")?;
+                }
+                writeln!(
+                    streams.err,
+                    "{} interval(s) would run (dry run)",
+                    intervals.len()
+                )?;
+            }
+        }
+        return Ok(0);
+    }
+    if let Some(remote) = streams.remote.clone() {
+        let reprocess = reprocess.into();
+        return backfill_in_scheduler(
+            cli,
+            &remote,
+            dag,
+            (from, to),
+            reprocess,
+            max_active_runs,
+            streams,
+        );
+    }
+    let mut engine = engine(
+        cli,
+        Mode::Backfill {
+            dag: dag.to_owned(),
+        },
+        false,
+    )?;
+    let record = engine.start_backfill(dag, from, to, reprocess.into(), max_active_runs)?;
+    forward_signals(engine.sender());
+    let bar = indicatif::ProgressBar::new(record.total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} intervals  {msg}  ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut last = std::time::Instant::now();
+    engine.run_with(&mut |e| {
+        // Redrawing costs little, but not on every one of thousands of iterations a second.
+        if last.elapsed() < std::time::Duration::from_millis(100) {
+            return;
+        }
+        last = std::time::Instant::now();
+        if let Some(p) = e.backfill_progress(dag) {
+            bar.set_position(p.done() as u64);
+            let waiting = e.waiting_on_gate(dag);
+            let gate = if waiting > 0 {
+                format!(" ({waiting} waiting on the gate)")
+            } else {
+                String::new()
+            };
+            bar.set_message(format!("{} failed, {} running{gate}", p.failed, p.running));
+        }
+    })?;
+    let progress = engine.backfill_progress(dag).unwrap_or_default();
+    bar.set_position(progress.done() as u64);
+    bar.finish_and_clear();
+    let interrupted = engine
+        .backfill(dag)
+        .is_some_and(|b| b.status == sluice_store::BackfillStatus::Running);
+    report_backfill(cli, engine.store(), &record, interrupted, streams)
+}
+
+/// Prints a backfill's outcome from the ledger; exit 0 when every interval succeeded.
+fn report_backfill(
+    cli: &Cli,
+    store: &Store,
+    record: &sluice_store::BackfillRecord,
+    interrupted: bool,
+    streams: &mut Streams<'_>,
+) -> Result<i32, CliError> {
+    let ledger = store.ledger_between(&record.dag, record.from, record.to)?;
+    let count = |status| ledger.iter().filter(|(_, e)| e.status == status).count();
+    let (succeeded, failed) = (count(RunStatus::Success), count(RunStatus::Failed));
+    let dag = &record.dag;
+    match cli.output {
+        OutputFormat::Json => streams.json(&serde_json::json!({
+            "dag": dag,
+            "from": format_instant(record.from),
+            "to": format_instant(record.to),
+            "intervals": record.total,
+            "succeeded": succeeded,
+            "failed": failed,
+            "interrupted": interrupted,
+        }))?,
+        OutputFormat::Table => writeln!(
+            streams.out,
+            "backfill {dag}: {} interval(s), {succeeded} succeeded, {failed} failed{}",
+            record.total,
+            if interrupted {
+                " (interrupted: run the same command again to resume)"
+            } else {
+                ""
+            }
+        )?,
+    }
+    Ok(if succeeded == record.total {
+        0
+    } else {
+        super::EXIT_FAILURE
+    })
+}
+
+/// A backfill handed to the running scheduler: start it there, follow it to the end.
+fn backfill_in_scheduler(
+    cli: &Cli,
+    remote: &super::remote::Remote,
+    dag: &str,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    reprocess: Reprocess,
+    max_active_runs: Option<usize>,
+    streams: &mut Streams<'_>,
+) -> Result<i32, CliError> {
+    let message = ask(remote, |reply| Input::Backfill {
+        dag: dag.to_owned(),
+        from,
+        to,
+        reprocess,
+        max_active_runs,
+        reply,
+    })?;
+    writeln!(
+        streams.err,
+        "{message}: handed to the running scheduler (pid {})",
+        std::process::id()
+    )?;
+    let record = loop {
+        let record = remote
+            .store
+            .backfill(dag)?
+            .ok_or_else(|| CliError::Invalid {
+                message: "the backfill vanished".into(),
+                hint: None,
+            })?;
+        if !record.status.is_open() {
+            break record;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    report_backfill(cli, &remote.store, &record, false, streams)
+}
+
+/// `sluice dags trigger|pause|unpause`, `sluice clear`, `sluice tasks mark`
+pub fn control(cli: &Cli, command: Control, streams: &mut Streams<'_>) -> Result<i32, CliError> {
+    let message = match &streams.remote {
+        Some(remote) => ask(remote, |reply| Input::Control { command, reply })?,
+        None => engine(cli, Mode::Scheduler, false)?.control(command)?,
+    };
+    match cli.output {
+        OutputFormat::Json => {
+            streams.json(&serde_json::json!({ "ok": true, "message": message }))?
+        }
+        OutputFormat::Table => writeln!(streams.out, "{message}")?,
+    }
+    Ok(0)
+}
+
+pub fn mark_state(state: MarkState) -> TaskState {
+    match state {
+        MarkState::Success => TaskState::Success,
+        MarkState::Failed => TaskState::Failed,
+    }
+}
+
+/// `sluice dags test DAG --logical-date T`: one run in memory, no scheduler, no state.
+pub fn test(
+    cli: &Cli,
+    dag: &str,
+    logical_date: &str,
+    conf: Option<&str>,
+    ignore_gate: bool,
+    streams: &mut Streams<'_>,
+) -> Result<i32, CliError> {
+    let at = time_arg("--logical-date", logical_date)?;
+    let conf = parse_conf(conf)?;
+    let scratch = std::env::temp_dir().join(format!("sluice-test-{}-{}", dag, std::process::id()));
+    let store = Store::temporary(&scratch)?;
+    let mut config = cli.engine_config(Mode::Test {
+        dag: dag.to_owned(),
+    });
+    config.verbose = false;
+    config.ignore_gates = ignore_gate;
+    let mut engine = Engine::new(store, config)?;
+    let message = engine.control(Control::Trigger {
+        dag: dag.to_owned(),
+        logical_date: Some(at),
+        conf,
+    })?;
+    writeln!(streams.err, "{message}")?;
+    engine.run()?;
+    let run = engine
+        .store()
+        .runs_of(dag)
+        .next()
+        .transpose()?
+        .ok_or_else(|| CliError::Invalid {
+            message: "the test run vanished".into(),
+            hint: None,
+        })?;
+    let attempts = engine
+        .store()
+        .attempts_of_run(dag, run.state.logical_date)?;
+    print_run(cli, &run, &attempts, streams)?;
+    // Logs of a test run live in a scratch folder: show them inline, then drop them.
+    if cli.output == OutputFormat::Table {
+        for attempt in &attempts {
+            if let Ok(text) = std::fs::read_to_string(&attempt.log) {
+                writeln!(
+                    streams.out,
+                    "\n--- {} try {} ---\n{}",
+                    attempt.task,
+                    attempt.try_number,
+                    text.trim_end()
+                )?;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(if run.state.status == RunStatus::Success {
+        0
+    } else {
+        super::EXIT_FAILURE
+    })
+}
+
+pub fn runs(cli: &Cli, command: &RunsCommand, streams: &mut Streams<'_>) -> Result<i32, CliError> {
+    let store = open_store(cli, streams)?;
+    match command {
+        RunsCommand::List { dag, status, limit } => {
+            let filter = match status {
+                Some(s) => Some(RunStatus::parse(s).ok_or_else(|| CliError::Invalid {
+                    message: format!("unknown run state `{s}`"),
+                    hint: Some("queued, running, success or failed".into()),
+                })?),
+                None => None,
+            };
+            let mut runs: Vec<RunRecord> = store
+                .runs_of(dag)
+                .filter(|r| {
+                    r.as_ref()
+                        .map_or(true, |r| filter.is_none_or(|f| r.state.status == f))
+                })
+                .collect::<Result<_, _>>()?;
+            runs.reverse();
+            runs.truncate(*limit);
+            match cli.output {
+                OutputFormat::Json => {
+                    let items: Vec<_> = runs.iter().map(run_summary).collect();
+                    streams.json(&items)?;
+                }
+                OutputFormat::Table => {
+                    let rows: Vec<Vec<String>> = runs
+                        .iter()
+                        .map(|r| {
+                            let counts = task_counts(r);
+                            vec![
+                                r.state.run_id.clone(),
+                                r.state.status.to_string(),
+                                format_instant(r.state.interval.start),
+                                format_instant(r.state.interval.end),
+                                counts,
+                                r.ended_at.map_or("-".into(), format_instant),
+                            ]
+                        })
+                        .collect();
+                    streams.table(
+                        &[
+                            "RUN",
+                            "STATE",
+                            "INTERVAL START",
+                            "INTERVAL END",
+                            "TASKS",
+                            "ENDED",
+                        ],
+                        &rows,
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+        RunsCommand::Show { dag, run_id } => {
+            let run = find_run(&store, dag, run_id)?;
+            let attempts = store.attempts_of_run(dag, run.state.logical_date)?;
+            print_run(cli, &run, &attempts, streams)?;
+            Ok(0)
+        }
+    }
+}
+
+fn find_run(store: &Store, dag: &str, run_id: &str) -> Result<RunRecord, CliError> {
+    let logical = sluice_runtime::scheduler::control::logical_date_of(run_id).ok_or_else(|| {
+        CliError::Invalid {
+            message: format!("`{run_id}` is not a run id"),
+            hint: Some("`sluice runs list DAG` shows run ids".into()),
+        }
+    })?;
+    store
+        .run(dag, logical)?
+        .filter(|r| r.state.run_id == run_id)
+        .ok_or_else(|| CliError::Invalid {
+            message: format!("DAG `{dag}` has no run `{run_id}`"),
+            hint: Some("`sluice runs list DAG` shows run ids".into()),
+        })
+}
+
+fn task_counts(run: &RunRecord) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &run.state.tasks {
+        *counts.entry(t.state.name()).or_insert(0) += 1;
+    }
+    counts
+        .iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn run_summary(r: &RunRecord) -> serde_json::Value {
+    serde_json::json!({
+        "dag": r.state.dag_id,
+        "run_id": r.state.run_id,
+        "kind": r.state.kind,
+        "state": r.state.status,
+        "data_interval": r.state.interval,
+        "created_at": r.created_at,
+        "started_at": r.started_at,
+        "ended_at": r.ended_at,
+    })
+}
+
+fn print_run(
+    cli: &Cli,
+    run: &RunRecord,
+    attempts: &[sluice_store::AttemptRecord],
+    streams: &mut Streams<'_>,
+) -> Result<(), CliError> {
+    match cli.output {
+        OutputFormat::Json => {
+            let mut value = run_summary(run);
+            value["tasks"] = serde_json::json!(run.state.tasks);
+            value["attempts"] = serde_json::json!(attempts);
+            if let Some(gate) = &run.gate {
+                value["gate"] = serde_json::json!(gate);
+            }
+            streams.json(&value)?;
+        }
+        OutputFormat::Table => {
+            writeln!(
+                streams.out,
+                "{} {}  {}\n  interval {} → {}",
+                run.state.dag_id,
+                run.state.run_id,
+                run.state.status,
+                format_instant(run.state.interval.start),
+                format_instant(run.state.interval.end)
+            )?;
+            if let Some(gate) = &run.gate {
+                for line in gate_lines(gate) {
+                    writeln!(streams.out, "  {line}")?;
+                }
+            }
+            // In the order they ran, times to the millisecond.
+            let mut ordered: Vec<&sluice_store::AttemptRecord> = attempts.iter().collect();
+            ordered.sort_by_key(|a| (a.started_at, a.try_number));
+            let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let rows: Vec<Vec<String>> = ordered
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.task.clone(),
+                        a.try_number.to_string(),
+                        a.result.map_or("running".into(), |r| {
+                            serde_json::to_value(r)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default()
+                        }),
+                        time(a.started_at),
+                        a.ended_at.map_or("-".into(), time),
+                        a.error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            writeln!(streams.out)?;
+            streams.table(
+                &["TASK", "TRY", "RESULT", "STARTED", "ENDED", "ERROR"],
+                &rows,
+            )?;
+            let waiting: Vec<String> = run
+                .state
+                .tasks
+                .iter()
+                .filter(|t| t.try_number == 0)
+                .map(|t| t.state.name().to_owned())
+                .collect();
+            if !waiting.is_empty() {
+                writeln!(
+                    streams.out,
+                    "\n{} task(s) not started: {}",
+                    waiting.len(),
+                    waiting.join(", ")
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A run's gate for people: its state, then the figures of the decision.
+fn gate_lines(gate: &sluice_store::GateRecord) -> Vec<String> {
+    use sluice_store::GateStatus;
+    let state = match gate.status {
+        GateStatus::Waiting => "closed (tasks deferred)",
+        GateStatus::Open => "open",
+        GateStatus::TimedOut => "timed out",
+    };
+    let mut lines = vec![format!(
+        "gate {state}, decided {}, waiting since {}",
+        format_instant(gate.decided_at),
+        format_instant(gate.waiting_since)
+    )];
+    if let Some(reason) = &gate.reason {
+        lines.push(format!("  {reason}"));
+    }
+    if let Some(f) = &gate.figures {
+        lines.push(format!(
+            "  watermark {} (needs {}), lag {}{} ({}), {} partition(s){}{}",
+            f.watermark.map_or("none".into(), format_instant),
+            format_instant(f.required_watermark),
+            f.lag,
+            f.max_lag
+                .map(|m| format!(" of at most {m}"))
+                .unwrap_or_default(),
+            f.lag_status.name(),
+            f.partitions,
+            if f.idle_partitions.is_empty() {
+                String::new()
+            } else {
+                format!(", idle {:?}", f.idle_partitions)
+            },
+            if f.behind_partitions.is_empty() {
+                String::new()
+            } else {
+                format!(", behind {:?}", f.behind_partitions)
+            },
+        ));
+        lines.push(format!("  seen at {}", format_instant(f.observed_at)));
+    }
+    if gate.late_events > 0 {
+        lines.push(format!(
+            "  {} late event(s) after it opened",
+            gate.late_events
+        ));
+    }
+    lines
+}
+
+pub fn tasks(
+    cli: &Cli,
+    command: &TasksCommand,
+    streams: &mut Streams<'_>,
+) -> Result<i32, CliError> {
+    match command {
+        TasksCommand::Logs {
+            dag,
+            run_id,
+            task,
+            try_number,
+        } => {
+            let store = open_store(cli, streams)?;
+            let run = find_run(&store, dag, run_id)?;
+            let attempts = store.attempts_of_run(dag, run.state.logical_date)?;
+            let attempt = attempts
+                .iter()
+                .filter(|a| a.task == *task)
+                .filter(|a| try_number.is_none_or(|t| a.try_number == t))
+                .max_by_key(|a| a.try_number)
+                .ok_or_else(|| CliError::Invalid {
+                    message: format!("no attempt of `{task}` in {run_id}"),
+                    hint: Some("`sluice runs show DAG RUN_ID` lists the attempts".into()),
+                })?;
+            let text = std::fs::read_to_string(&attempt.log).map_err(|source| CliError::Io {
+                path: attempt.log.clone(),
+                source,
+            })?;
+            streams.print(&text)
+        }
+        TasksCommand::Mark {
+            dag,
+            run_id,
+            task,
+            state,
+        } => control(
+            cli,
+            Control::Mark {
+                dag: dag.clone(),
+                run_id: run_id.clone(),
+                task: task.clone(),
+                state: mark_state(*state),
+            },
+            streams,
+        ),
+    }
+}
+
+/// `sluice audit DAG --from --to`: the ledger against the schedule; exit 1 on any gap.
+pub fn audit(
+    cli: &Cli,
+    dag: &str,
+    from: &str,
+    to: &str,
+    streams: &mut Streams<'_>,
+) -> Result<i32, CliError> {
+    let from = time_arg("--from", from)?;
+    let to = time_arg("--to", to)?;
+    let (loaded, schedule) = super::dags::scheduled_dag(cli, dag, streams)?;
+    let store = open_store(cli, streams)?;
+    let ledger: BTreeMap<DateTime<Utc>, sluice_store::LedgerEntry> =
+        store.ledger_between(dag, from, to)?.into_iter().collect();
+    let mut rows = Vec::new();
+    let mut gaps = 0;
+    let mut total = 0;
+    for interval in schedule
+        .intervals(
+            loaded.dag.timezone.tz(),
+            from.max(loaded.dag.start.unwrap_or(from)),
+        )
+        .take_while(|i| i.end <= to)
+    {
+        total += 1;
+        let entry = ledger.get(&interval.start);
+        let status = entry.map_or("missing".to_owned(), |e| e.status.to_string());
+        let gap = entry.is_none_or(|e| e.status != RunStatus::Success);
+        if gap {
+            gaps += 1;
+        }
+        rows.push((
+            interval,
+            status,
+            entry.map(|e| e.run_id.clone()),
+            entry.map_or(0, |e| e.successes),
+            gap,
+        ));
+    }
+    match cli.output {
+        OutputFormat::Json => {
+            let items: Vec<_> = rows
+                .iter()
+                .map(|(i, status, run, successes, gap)| {
+                    serde_json::json!({"start": format_instant(i.start), "end": format_instant(i.end),
+                        "status": status, "run_id": run, "successes": successes, "gap": gap})
+                })
+                .collect();
+            streams.json(&serde_json::json!({"dag": dag, "intervals": total, "gaps": gaps, "entries": items}))?;
+        }
+        OutputFormat::Table => {
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .filter(|r| r.4)
+                .map(|(i, status, run, _, _)| {
+                    vec![
+                        format_instant(i.start),
+                        format_instant(i.end),
+                        status.clone(),
+                        run.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            if !table.is_empty() {
+                streams.table(&["GAP START", "GAP END", "STATUS", "RUN"], &table)?;
+            }
+            writeln!(
+                streams.out,
+                "audit {dag} {} → {}: {total} interval(s), {} processed, {gaps} gap(s)",
+                format_instant(from),
+                format_instant(to),
+                total - gaps
+            )?;
+        }
+    }
+    Ok(if gaps == 0 { 0 } else { super::EXIT_FAILURE })
+}
+
+pub fn parse_conf(conf: Option<&str>) -> Result<serde_json::Value, CliError> {
+    match conf {
+        None => Ok(serde_json::Value::Null),
+        Some(text) => serde_json::from_str(text).map_err(|e| CliError::Invalid {
+            message: format!("--conf is not JSON: {e}"),
+            hint: Some("e.g. --conf '{\"table\": \"events\"}'".into()),
+        }),
+    }
+}
+
+/// `sluice state check`
+pub fn check(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
+    let store = open_store(cli, streams)?;
+    let problems = store.check()?;
+    match cli.output {
+        OutputFormat::Json => streams.json(&serde_json::json!({ "problems": problems }))?,
+        OutputFormat::Table => {
+            for problem in &problems {
+                writeln!(streams.out, "{problem}")?;
+            }
+            writeln!(streams.out, "{} problem(s)", problems.len())?;
+        }
+    }
+    Ok(if problems.is_empty() {
+        0
+    } else {
+        super::EXIT_FAILURE
+    })
+}

@@ -1,0 +1,133 @@
+//! The web UI in a real browser: the `sluice scheduler` process serves the fixture DAGs
+//! (a succeeded, a failed and a running interval), and `tests/browser/ui.mjs` drives
+//! Debian's headless Chromium through playwright-core: the grid's colours and counts, a
+//! failed task's log, a running task's log following, the Gantt chart, a refused button
+//! without the token, clear and trigger through the buttons. Screenshots are kept in
+//! `$CARGO_TARGET_DIR/ui-screenshots` (scripts/install-browser installs the browser).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "ui-test-token";
+
+struct Scheduler {
+    child: Child,
+    root: PathBuf,
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Starts the scheduler on a free port; returns it with the UI's address.
+fn start_scheduler() -> (Scheduler, String) {
+    let root = std::env::temp_dir().join(format!("sluice-ui-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let dags = root.join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ui");
+    for name in ["pipeline.yaml", "playground.yaml"] {
+        std::fs::copy(fixtures.join(name), dags.join(name)).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("--dags")
+        .arg(&dags)
+        .arg("--state")
+        .arg(root.join("state"))
+        .args(["scheduler", "--grace", "1", "--listen", "127.0.0.1:0"])
+        .env("SLUICE_API_TOKEN", TOKEN)
+        .env_remove("SLUICE_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (address, found) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("API and web UI on ").nth(1) {
+                let url = rest.split_whitespace().next().unwrap_or_default();
+                let _ = address.send(url.trim_end_matches('/').to_owned());
+            }
+            eprintln!("scheduler: {line}");
+        }
+    });
+    let url = found
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the scheduler says where its UI is");
+    (Scheduler { child, root }, url)
+}
+
+/// Waits until the pipeline's three intervals have their outcomes (through the API).
+fn wait_for_outcomes(url: &str) {
+    let started = Instant::now();
+    loop {
+        let states = Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import json, urllib.request; r = json.load(urllib.request.urlopen('{url}/api/v1/dags/pipeline/runs?run_type=scheduled')); \
+                 print(','.join(x['state'] for x in r['runs']))"
+            ))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        if states == "running,failed,success" {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the fixture runs did not settle: {states}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_ui_shows_the_grid_logs_and_gantt_and_its_buttons_act_through_the_api() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    assert!(
+        repo.join("tests/browser/node_modules/playwright-core")
+            .is_dir()
+            && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Chromium and playwright-core: run scripts/install-browser (scripts/test does)"
+    );
+    let (_scheduler, url) = start_scheduler();
+    wait_for_outcomes(&url);
+    let shots = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("ui-screenshots");
+    let output = Command::new("node")
+        .arg(repo.join("tests/browser/ui.mjs"))
+        .arg(&url)
+        .arg(TOKEN)
+        .arg(&shots)
+        .output()
+        .expect("node runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{said}");
+    assert!(output.status.success(), "{said}");
+    for name in [
+        "1-dags",
+        "2-grid",
+        "3-failed-task-log",
+        "4-run-gantt",
+        "6-triggered-run",
+    ] {
+        assert!(
+            shots.join(format!("{name}.png")).is_file(),
+            "screenshot {name}"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! What the store keeps, one record type per tree.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use sluice_core::{RunState, RunStatus};
+
+/// Per-DAG scheduling state (not the DAG's definition, which lives in the DAG file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DagRecord {
+    pub paused: bool,
+    /// Hash of the DAG version last seen.
+    pub version: String,
+    /// Where the next scheduled interval starts: the end of the last one created.
+    pub next_start: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A run with its task instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub state: RunState,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub dag_version: String,
+    /// `--conf` of a triggered run.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub conf: serde_json::Value,
+    /// The DAG's readiness gate for this run: its state and the figures it was decided on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateRecord>,
+    /// SLA events raised for this run (each once).
+    #[serde(default, skip_serializing_if = "sluice_core::sla::SlaMarks::is_empty")]
+    pub sla: sluice_core::sla::SlaMarks,
+}
+
+/// Where a run's gate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateStatus {
+    /// Closed: the run's tasks are deferred.
+    Waiting,
+    /// Opened (latched for the run).
+    Open,
+    /// Still closed after its timeout: the run failed.
+    TimedOut,
+}
+
+/// A run's gate: since when it waits, and the last decision with its figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRecord {
+    pub status: GateStatus,
+    /// When the run began waiting (the timeout counts from this or the interval's end,
+    /// whichever is later).
+    pub waiting_since: DateTime<Utc>,
+    /// When the last decision was made.
+    pub decided_at: DateTime<Utc>,
+    /// Why it is closed (or timed out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The figures of the last decision (none while the topic could not be seen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<sluice_core::gate::GateFigures>,
+    /// Events that arrived for this interval after its gate opened.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub late_events: u64,
+    /// Late events arrived and the DAG reprocesses late data: run again after success.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub late_pending: bool,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptResult {
+    Success,
+    Failed,
+    /// The scheduler stopped while the attempt ran; found and closed at the next start.
+    FailedByCrash,
+    /// Cleared or cancelled while running.
+    Cancelled,
+}
+
+/// One try of one task instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub task: String,
+    pub try_number: u32,
+    /// `<dag>/<run_id>/<task>/<try>`.
+    pub idempotency_key: String,
+    pub executor: String,
+    /// What the executor knows it by: a process id, an EMR step id.
+    pub handle: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub result: Option<AttemptResult>,
+    pub error: Option<String>,
+    pub log: PathBuf,
+}
+
+/// One state transition, appended to the event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub at: DateTime<Utc>,
+    pub dag: String,
+    pub run_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    pub from: String,
+    pub to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub try_number: Option<u32>,
+}
+
+/// The interval ledger: for every DAG and interval, whether it was processed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub interval_end: DateTime<Utc>,
+    pub run_id: String,
+    pub status: RunStatus,
+    /// Times the interval's run reached success (a rerun after a clear counts again).
+    pub successes: u32,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reprocess {
+    /// Intervals that already have a run are left alone.
+    None,
+    /// Intervals whose run failed are cleared and run again.
+    Failed,
+    /// Every interval runs again, finished or not.
+    Completed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillStatus {
+    Running,
+    /// Creates no new runs until resumed; runs already started go on.
+    Paused,
+    Done,
+    Cancelled,
+}
+
+impl BackfillStatus {
+    /// Running or paused: the DAG's one backfill, which a new one must wait for.
+    pub fn is_open(self) -> bool {
+        matches!(self, BackfillStatus::Running | BackfillStatus::Paused)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackfillRecord {
+    pub dag: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub reprocess: Reprocess,
+    pub max_active_runs: usize,
+    /// Start of the next interval to create a run for.
+    pub next_start: Option<DateTime<Utc>>,
+    pub total: usize,
+    pub status: BackfillStatus,
+    pub created_at: DateTime<Utc>,
+}
