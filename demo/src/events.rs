@@ -135,11 +135,7 @@ impl Rng {
 
 /// FNV-1a of a key, for partitioning by user as a keyed producer does.
 pub fn partition_of(key: &str, partitions: i32) -> i32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = sluice_model::hash::fnv1a(sluice_model::hash::FNV_OFFSET, key.as_bytes());
     i32::try_from(h % u64::try_from(partitions.max(1)).unwrap_or(1)).unwrap_or(0)
 }
 

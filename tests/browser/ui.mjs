@@ -1,6 +1,6 @@
 // Drives Sluice's web UI in Debian's headless Chromium with playwright-core.
 // Usage: node tests/browser/ui.mjs BASE_URL TOKEN SCREENSHOT_DIR
-// The scheduler behind BASE_URL runs engine/tests/fixtures/ui: DAG `pipeline` with a
+// The scheduler behind BASE_URL runs crates/sluice/tests/fixtures/ui: DAG `pipeline` with a
 // succeeded, a failed and a running interval, and DAG `playground`.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";

@@ -1,44 +1,23 @@
-//! Helpers shared by Sluice's integration tests.
+//! The one home of what Sluice's integration tests share: the repository's folders, temp
+//! folders, the `sluice` binary's command lines, plain HTTP, and the services `scripts/test`
+//! starts (ClickHouse, the EMR emulator, the Kafka-protocol broker) with a TCP fault proxy
+//! to put in front of them. It links no layer crate above the model, so every crate's tests
+//! can use it.
 
-use std::ffi::OsString;
+pub mod clickhouse;
+pub mod commands;
+pub mod emr;
+pub mod fault_proxy;
+mod http;
+pub mod kafka;
+
 use std::path::{Path, PathBuf};
 
-use sluice::cli::{Streams, run};
-
-/// What a `sluice` command line did.
-pub struct Outcome {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Runs a `sluice` command line in this process.
-pub fn sluice(args: &[&str]) -> Outcome {
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let argv = std::iter::once(OsString::from("sluice")).chain(args.iter().map(OsString::from));
-    let code = run(
-        argv,
-        &mut Streams {
-            out: &mut out,
-            err: &mut err,
-            color: false,
-            remote: None,
-        },
-    );
-    Outcome {
-        code,
-        stdout: String::from_utf8_lossy(&out).into_owned(),
-        stderr: String::from_utf8_lossy(&err).into_owned(),
-    }
-}
+pub use http::http;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// `tests/fixtures/<name>`.

@@ -29,7 +29,7 @@ pub mod trigger;
 pub use admission::Admission;
 pub use plan::{DagPlan, TaskPlan};
 pub use run::{Change, Outcome, RunState};
-pub use state::{RunKind, RunStatus, TaskState};
+pub use state::{Cause, RunKind, RunStatus, TaskState, transition_lines};
 
 #[cfg(test)]
 mod tests;

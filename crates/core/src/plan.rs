@@ -52,14 +52,7 @@ impl DagPlan {
                     downstream: Vec::new(),
                     trigger_rule: task.settings.trigger_rule,
                     depends_on_past: task.settings.depends_on_past,
-                    policy: dag.effective_policy(id).unwrap_or_else(|| EffectivePolicy {
-                        retries: 0,
-                        retry_delay: sluice_model::spec::defaults::RETRY_DELAY,
-                        retry_backoff: sluice_model::spec::RetryBackoff::Constant,
-                        max_retry_delay: sluice_model::spec::defaults::MAX_RETRY_DELAY,
-                        timeout: None,
-                        pool: sluice_model::spec::defaults::POOL.to_owned(),
-                    }),
+                    policy: EffectivePolicy::of(dag, task),
                 }
             })
             .collect();

@@ -31,11 +31,7 @@ pub fn retry_delay(policy: &EffectivePolicy, failed_try: u32, key: &str) -> Time
 
 /// FNV-1a then a splitmix64 finaliser: stable across runs and platforms.
 fn hash(text: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        h ^= u64::from(byte);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let mut h = sluice_model::hash::fnv1a(sluice_model::hash::FNV_OFFSET, text.as_bytes());
     h ^= h >> 30;
     h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h ^= h >> 27;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::DagPlan;
 use super::retry::{self, RetryDecision};
-use super::state::{RunKind, RunStatus, TaskState};
+use super::state::{Cause, RunKind, RunStatus, TaskState};
 use super::trigger::{self, Past, Upstream, Verdict};
 use sluice_model::schedule::DataInterval;
 
@@ -119,9 +119,15 @@ impl RunState {
             .and_then(|d| self.interval.end.checked_add_signed(d))
     }
 
-    fn set(&mut self, index: usize, to: TaskState, changes: &mut Vec<Change>) {
+    /// Moves a task instance, if the transition table allows it: a move outside the table
+    /// is refused (and stops a debug build, so the property tests find it).
+    fn set(&mut self, index: usize, to: TaskState, cause: Cause, changes: &mut Vec<Change>) {
         let task = &mut self.tasks[index];
         if task.state != to {
+            if !task.state.may_move(cause, to) {
+                debug_assert!(false, "{cause:?} may not move a task {} → {to}", task.state);
+                return;
+            }
             changes.push(Change::Task {
                 index,
                 from: task.state,
@@ -132,8 +138,13 @@ impl RunState {
         }
     }
 
-    fn set_status(&mut self, to: RunStatus, changes: &mut Vec<Change>) {
+    /// Moves the run, if the transition table allows it (as `set`).
+    fn set_status(&mut self, to: RunStatus, cause: Cause, changes: &mut Vec<Change>) {
         if self.status != to {
+            if !self.status.may_move(cause, to) {
+                debug_assert!(false, "{cause:?} may not move a run {} → {to}", self.status);
+                return;
+            }
             changes.push(Change::Run {
                 from: self.status,
                 to,
@@ -154,7 +165,7 @@ impl RunState {
     ) -> Vec<Change> {
         let mut changes = Vec::new();
         if self.status == RunStatus::Queued {
-            self.set_status(RunStatus::Running, &mut changes);
+            self.set_status(RunStatus::Running, Cause::Evaluate, &mut changes);
         }
         // Topological order: a skip or upstream failure reaches every descendant in one pass.
         for i in 0..plan.tasks.len() {
@@ -165,9 +176,11 @@ impl RunState {
                         Upstream::count(task.upstream.iter().map(|&u| self.tasks[u].state));
                     match trigger::evaluate(task.trigger_rule, upstream) {
                         Verdict::Wait => {}
-                        Verdict::Skip => self.set(i, TaskState::Skipped, &mut changes),
+                        Verdict::Skip => {
+                            self.set(i, TaskState::Skipped, Cause::Evaluate, &mut changes)
+                        }
                         Verdict::UpstreamFailed => {
-                            self.set(i, TaskState::UpstreamFailed, &mut changes)
+                            self.set(i, TaskState::UpstreamFailed, Cause::Evaluate, &mut changes)
                         }
                         Verdict::Run => {
                             if task.depends_on_past && past(i) == Past::Blocking {
@@ -178,13 +191,13 @@ impl RunState {
                             } else {
                                 TaskState::Deferred
                             };
-                            self.set(i, to, &mut changes);
+                            self.set(i, to, Cause::Evaluate, &mut changes);
                         }
                     }
                 }
                 TaskState::UpForRetry if self.tasks[i].retry_at.is_none_or(|at| at <= now) => {
                     self.tasks[i].retry_at = None;
-                    self.set(i, TaskState::Scheduled, &mut changes);
+                    self.set(i, TaskState::Scheduled, Cause::Evaluate, &mut changes);
                 }
                 _ => {}
             }
@@ -217,7 +230,7 @@ impl RunState {
             }
             for i in deferred {
                 self.tasks[i].reason = Some(reason.to_owned());
-                self.set(i, TaskState::Failed, &mut changes);
+                self.set(i, TaskState::Failed, Cause::GateTimeout, &mut changes);
             }
         }
         self.settle(plan, &mut changes);
@@ -231,7 +244,7 @@ impl RunState {
     fn settle(&mut self, plan: &DagPlan, changes: &mut Vec<Change>) {
         if !self.tasks.iter().all(|t| t.state.is_finished()) {
             if self.status.is_finished() {
-                self.set_status(RunStatus::Running, changes);
+                self.set_status(RunStatus::Running, Cause::Settle, changes);
             }
             return;
         }
@@ -243,12 +256,11 @@ impl RunState {
         } else {
             RunStatus::Success
         };
-        self.set_status(to, changes);
+        self.set_status(to, Cause::Settle, changes);
     }
 
-    /// A granted slot: `Scheduled → Queued` (remote executors) or `Running` (in-process),
-    /// starting the next try.
-    pub fn start(&mut self, index: usize, to: TaskState, now: DateTime<Utc>) -> Vec<Change> {
+    /// A granted slot: `Scheduled → Running`, starting the next try.
+    pub fn start(&mut self, index: usize, now: DateTime<Utc>) -> Vec<Change> {
         let mut changes = Vec::new();
         if self.tasks[index].state != TaskState::Scheduled {
             return changes;
@@ -256,17 +268,7 @@ impl RunState {
         self.tasks[index].try_number += 1;
         self.tasks[index].started_at = Some(now);
         self.tasks[index].reason = None;
-        self.set(index, to, &mut changes);
-        changes
-    }
-
-    /// An executor accepted a queued attempt.
-    pub fn running(&mut self, index: usize, try_number: u32) -> Vec<Change> {
-        let mut changes = Vec::new();
-        let task = &self.tasks[index];
-        if task.state == TaskState::Queued && task.try_number == try_number {
-            self.set(index, TaskState::Running, &mut changes);
-        }
+        self.set(index, TaskState::Running, Cause::Start, &mut changes);
         changes
     }
 
@@ -285,7 +287,7 @@ impl RunState {
             return changes;
         }
         match outcome {
-            Outcome::Success => self.set(index, TaskState::Success, &mut changes),
+            Outcome::Success => self.set(index, TaskState::Success, Cause::Finish, &mut changes),
             Outcome::Failed { retryable, reason } => {
                 let used = try_number.saturating_sub(task.tries_before_clear);
                 let key = self.idempotency_key(plan, index, try_number);
@@ -301,11 +303,11 @@ impl RunState {
                     RetryDecision::RetryAt(at) => {
                         self.tasks[index].retry_at = Some(at);
                         self.tasks[index].reason = Some(reason.clone());
-                        self.set(index, TaskState::UpForRetry, &mut changes);
+                        self.set(index, TaskState::UpForRetry, Cause::Finish, &mut changes);
                     }
                     RetryDecision::Fail(why) => {
                         self.tasks[index].reason = Some(format!("{reason}; {why}"));
-                        self.set(index, TaskState::Failed, &mut changes);
+                        self.set(index, TaskState::Failed, Cause::Finish, &mut changes);
                     }
                 }
             }
@@ -327,10 +329,10 @@ impl RunState {
             task.tries_before_clear = task.try_number;
             task.retry_at = None;
             task.reason = None;
-            self.set(i, TaskState::None, &mut changes);
+            self.set(i, TaskState::None, Cause::Clear, &mut changes);
         }
         if self.status.is_finished() {
-            self.set_status(RunStatus::Running, &mut changes);
+            self.set_status(RunStatus::Running, Cause::Clear, &mut changes);
         }
         changes
     }
@@ -346,7 +348,7 @@ impl RunState {
         let mut changes = Vec::new();
         self.tasks[index].retry_at = None;
         self.tasks[index].reason = Some(reason.to_owned());
-        self.set(index, to, &mut changes);
+        self.set(index, to, Cause::Mark, &mut changes);
         self.settle(plan, &mut changes);
         changes
     }

@@ -114,7 +114,7 @@ fn plan(specs: &[TaskSpec], max_active_tasks: usize, sla: Option<i64>) -> DagPla
         dag.tasks.insert(
             format!("t{i}"),
             sluice_model::spec::Task {
-                kind: sluice_model::spec::TaskKind::Noop,
+                kind: sluice_model::spec::TaskKind::Noop(sluice_model::spec::NoopTask {}),
                 settings: sluice_model::spec::TaskSettings {
                     depends_on: s.upstream.iter().map(|u| format!("t{u}")).collect(),
                     trigger_rule: s.rule,
@@ -181,7 +181,7 @@ proptest! {
                     let upstream = Upstream::count(plan.tasks[task].upstream.iter().map(|&u| run.tasks[u].state));
                     prop_assert_eq!(trigger::evaluate(plan.tasks[task].trigger_rule, upstream), Verdict::Run);
                     if admission.try_admit(&plan, task) {
-                        run.start(task, TaskState::Running, now);
+                        run.start(task, now);
                         running.push((r, task, run.tasks[task].try_number));
                     }
                 }
@@ -360,7 +360,7 @@ fn a_fatal_error_skips_the_remaining_retries() {
     let plan = chain(3, None);
     let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
-    run.start(0, TaskState::Running, t0());
+    run.start(0, t0());
     run.finish(
         &plan,
         0,
@@ -388,7 +388,7 @@ fn a_retryable_error_waits_then_runs_the_next_try() {
     let plan = chain(1, None);
     let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
-    run.start(0, TaskState::Running, t0());
+    run.start(0, t0());
     run.finish(
         &plan,
         0,
@@ -415,7 +415,7 @@ fn a_retryable_error_waits_then_runs_the_next_try() {
     assert_eq!(run.tasks[0].state, TaskState::UpForRetry);
     run.evaluate(&plan, &|_| Past::Satisfied, true, at);
     assert_eq!(run.tasks[0].state, TaskState::Scheduled);
-    run.start(0, TaskState::Running, t0());
+    run.start(0, t0());
     assert_eq!(run.tasks[0].try_number, 2);
     // A late report about try 1 changes nothing.
     run.finish(&plan, 0, 1, &Outcome::Success, t0());
@@ -439,7 +439,7 @@ fn first_try_failed_at(kind: RunKind, minutes: i64) -> RunState {
     let plan = chain(3, Some(10));
     let mut run = RunState::new(&plan, kind, interval());
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
-    run.start(0, TaskState::Running, t0());
+    run.start(0, t0());
     run.finish(
         &plan,
         0,
@@ -481,7 +481,7 @@ fn clearing_reruns_a_task_and_its_downstream_with_fresh_retries() {
     let plan = chain(0, None);
     let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
-    run.start(0, TaskState::Running, t0());
+    run.start(0, t0());
     run.finish(
         &plan,
         0,
@@ -498,7 +498,7 @@ fn clearing_reruns_a_task_and_its_downstream_with_fresh_retries() {
     assert_eq!(run.status, RunStatus::Running);
     assert_eq!(run.tasks[1].state, TaskState::None);
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
-    run.start(0, TaskState::Running, t0());
+    run.start(0, t0());
     assert_eq!(run.tasks[0].try_number, 2);
     run.finish(&plan, 0, 2, &Outcome::Success, t0());
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
@@ -548,4 +548,40 @@ proptest! {
             prop_assert_eq!(run.tasks[i].state, TaskState::Failed);
         }
     }
+}
+
+/// The state diagram in ARCHITECTURE.md is the transition table: every allowed move is drawn
+/// there, word for word.
+#[test]
+fn the_state_diagram_in_architecture_md_is_the_transition_table() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../ARCHITECTURE.md"
+    ))
+    .expect("ARCHITECTURE.md at the repository root");
+    let missing: Vec<String> = crate::transition_lines()
+        .into_iter()
+        .filter(|line| !doc.contains(line.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md lacks these moves:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// A move outside the table is refused: a finished attempt's report cannot start a task
+/// that was never started, and `start` cannot skip `scheduled`.
+#[test]
+fn moves_outside_the_transition_table_are_refused() {
+    assert!(!TaskState::None.may_move(crate::Cause::Start, TaskState::Running));
+    assert!(!TaskState::Scheduled.may_move(crate::Cause::Finish, TaskState::Success));
+    assert!(!TaskState::Success.may_move(crate::Cause::Evaluate, TaskState::Scheduled));
+    assert!(TaskState::Success.may_move(crate::Cause::Clear, TaskState::None));
+    assert!(!RunStatus::Success.may_move(crate::Cause::Evaluate, RunStatus::Running));
+    let plan = chain(0, None);
+    let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
+    // Not scheduled yet: starting it changes nothing.
+    assert!(run.start(0, t0()).is_empty());
+    assert_eq!(run.tasks[0].state, TaskState::None);
 }

@@ -3,6 +3,9 @@
 //! templates rendered per attempt (`template`). Pure: no I/O beyond reading DAG files, no
 //! clock but the one passed in.
 
+pub mod hash;
 pub mod schedule;
 pub mod spec;
 pub mod template;
+
+pub use hash::fingerprint;

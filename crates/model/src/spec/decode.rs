@@ -6,7 +6,6 @@ use super::diagnostic::Diagnostic;
 use super::fields::{Decoder, Fields};
 use super::instant::parse_instant;
 use super::model::*;
-use super::size::ByteSize;
 use super::timezone::TimeZone;
 use super::yaml::{Node, NodeKind};
 use crate::schedule::Schedule;
@@ -227,15 +226,7 @@ fn read_task(d: &mut Decoder, node: &Node, path: &str, id: &str) -> Option<Task>
         d.choice(n, p, &options)
     });
     let settings = read_settings(d, &mut f);
-    let kind = match type_name {
-        Some("noop") => Some(TaskKind::Noop),
-        Some("command") => read_command(d, &mut f).map(TaskKind::Command),
-        Some("spark") => read_spark(d, &mut f).map(TaskKind::Spark),
-        Some("clickhouse") => read_clickhouse(d, &mut f).map(TaskKind::Clickhouse),
-        Some("wasm") => read_wasm(d, &mut f).map(TaskKind::Wasm),
-        Some("backfill") => read_backfill(d, &mut f).map(TaskKind::Backfill),
-        _ => None,
-    };
+    let kind = type_name.and_then(|name| TaskKind::decode(name, d, &mut f));
     if let Some(type_name) = type_name {
         f.finish_with(d, |field| field_of_other_type(field, type_name));
     }
@@ -277,224 +268,6 @@ fn read_settings(d: &mut Decoder, f: &mut Fields<'_>) -> TaskSettings {
     }
 }
 
-fn read_command(d: &mut Decoder, f: &mut Fields<'_>) -> Option<CommandTask> {
-    let command = f.read_required(d, "command", |d, n, p| match &n.kind {
-        NodeKind::Seq(_) => d.string_list(n, p).map(CommandLine::Argv),
-        _ => d.string(n, p).map(CommandLine::Shell),
-    });
-    let task = CommandTask {
-        env: f.read(d, "env", Decoder::string_map).unwrap_or_default(),
-        working_dir: f.read(d, "working_dir", Decoder::string),
-        retryable_exit_codes: f
-            .read(d, "retryable_exit_codes", Decoder::integer_list)
-            .unwrap_or_else(defaults::retryable_exit_codes),
-        kill_grace: f.read(d, "kill_grace", Decoder::duration),
-        command: command?,
-    };
-    Some(task)
-}
-
-fn read_spark(d: &mut Decoder, f: &mut Fields<'_>) -> Option<SparkTask> {
-    const BACKENDS: [(&str, SparkBackend); 2] =
-        [("emr", SparkBackend::Emr), ("local", SparkBackend::Local)];
-    let backend = f.read(d, "backend", |d, n, p| d.choice(n, p, &BACKENDS));
-    let application = f.read_required(d, "application", Decoder::string);
-    let task = SparkTask {
-        backend: backend.unwrap_or_default(),
-        main_class: f.read(d, "main_class", Decoder::string),
-        args: f.read(d, "args", Decoder::string_list).unwrap_or_default(),
-        conf: f.read(d, "conf", Decoder::string_map).unwrap_or_default(),
-        packages: f
-            .read(d, "packages", Decoder::string_list)
-            .unwrap_or_default(),
-        py_files: f
-            .read(d, "py_files", Decoder::string_list)
-            .unwrap_or_default(),
-        jars: f.read(d, "jars", Decoder::string_list).unwrap_or_default(),
-        connection: f.read(d, "connection", Decoder::string),
-        transient_cluster: f.read(d, "transient_cluster", read_transient_cluster),
-        application: application?,
-    };
-    Some(task)
-}
-
-fn read_transient_cluster(d: &mut Decoder, node: &Node, path: &str) -> Option<TransientCluster> {
-    const ROLES: [(&str, InstanceRole); 3] = [
-        ("master", InstanceRole::Master),
-        ("core", InstanceRole::Core),
-        ("task", InstanceRole::Task),
-    ];
-    const MARKETS: [(&str, InstanceMarket); 2] = [
-        ("on_demand", InstanceMarket::OnDemand),
-        ("spot", InstanceMarket::Spot),
-    ];
-    let mut f = d.fields(node, path, "`transient_cluster`")?;
-    let release_label = f.read_required(d, "release_label", Decoder::string);
-    let instance_groups = f.read(d, "instance_groups", |d, n, p| {
-        d.list(n, p, |d, item, p| {
-            let mut g = d.fields(item, p, "an instance group")?;
-            let role = g.read_required(d, "role", |d, n, p| d.choice(n, p, &ROLES));
-            let instance_type = g.read_required(d, "instance_type", Decoder::string);
-            let count = g.read_required(d, "count", Decoder::u32);
-            let market = g.read(d, "market", |d, n, p| d.choice(n, p, &MARKETS));
-            g.finish(d);
-            Some(InstanceGroup {
-                role: role?,
-                instance_type: instance_type?,
-                count: count?,
-                market: market.unwrap_or_default(),
-            })
-        })
-    });
-    let instance_fleets = f.read(d, "instance_fleets", |d, n, p| {
-        d.list(n, p, |d, item, p| {
-            let mut g = d.fields(item, p, "an instance fleet")?;
-            let role = g.read_required(d, "role", |d, n, p| d.choice(n, p, &ROLES));
-            let on_demand = g.read(d, "target_on_demand_capacity", Decoder::u32);
-            let spot = g.read(d, "target_spot_capacity", Decoder::u32);
-            let instance_types = g.read_required(d, "instance_types", |d, n, p| {
-                d.list(n, p, |d, item, p| {
-                    let mut t = d.fields(item, p, "an instance type")?;
-                    let instance_type = t.read_required(d, "instance_type", Decoder::string);
-                    let weighted_capacity = t.read(d, "weighted_capacity", Decoder::u32);
-                    t.finish(d);
-                    Some(FleetInstanceType {
-                        instance_type: instance_type?,
-                        weighted_capacity,
-                    })
-                })
-            });
-            g.finish(d);
-            Some(InstanceFleet {
-                role: role?,
-                target_on_demand_capacity: on_demand.unwrap_or(0),
-                target_spot_capacity: spot.unwrap_or(0),
-                instance_types: instance_types?,
-            })
-        })
-    });
-    let managed_scaling = f.read(d, "managed_scaling", |d, n, p| {
-        let mut m = d.fields(n, p, "`managed_scaling`")?;
-        let min_units = m.read_required(d, "min_units", Decoder::u32);
-        let max_units = m.read_required(d, "max_units", Decoder::u32);
-        m.finish(d);
-        Some(ManagedScaling {
-            min_units: min_units?,
-            max_units: max_units?,
-        })
-    });
-    let keep_alive = f.read(d, "keep_alive", Decoder::boolean);
-    let log_uri = f.read(d, "log_uri", Decoder::string);
-    f.finish(d);
-    Some(TransientCluster {
-        release_label: release_label?,
-        instance_groups: instance_groups.unwrap_or_default(),
-        instance_fleets: instance_fleets.unwrap_or_default(),
-        managed_scaling,
-        keep_alive: keep_alive.unwrap_or(false),
-        log_uri,
-    })
-}
-
-fn read_clickhouse(d: &mut Decoder, f: &mut Fields<'_>) -> Option<ClickhouseTask> {
-    let connection = f.read_required(d, "connection", Decoder::string);
-    let sql = f.read_required(d, "sql", Decoder::string);
-    let settings = f.read(d, "settings", Decoder::json_object);
-    let max_output_rows = f.read(d, "max_output_rows", Decoder::unsigned);
-    let wait_for_mutations = f.read(d, "wait_for_mutations", Decoder::boolean);
-    Some(ClickhouseTask {
-        connection: connection?,
-        sql: sql?,
-        settings: settings.unwrap_or_default(),
-        max_output_rows,
-        wait_for_mutations: wait_for_mutations
-            .unwrap_or_else(crate::spec::model::defaults::wait_for_mutations),
-    })
-}
-
-fn read_backfill(d: &mut Decoder, f: &mut Fields<'_>) -> Option<BackfillTask> {
-    use crate::spec::model::defaults;
-    const REPROCESS: [(&str, &str); 3] = [
-        ("none", "none"),
-        ("failed", "failed"),
-        ("completed", "completed"),
-    ];
-    let target = f.read_required(d, "target", Decoder::string);
-    let from = f.read(d, "from", Decoder::string);
-    let to = f.read(d, "to", Decoder::string);
-    let reprocess = f.read(d, "reprocess", |d, n, p| d.choice(n, p, &REPROCESS));
-    let max_active_runs = f.read(d, "max_active_runs", Decoder::unsigned);
-    // `enabled: false` written plainly, or a template that renders to true or false.
-    let enabled = f.read(d, "enabled", Decoder::string);
-    Some(BackfillTask {
-        target: target?,
-        from: from.unwrap_or_else(defaults::backfill_from),
-        to: to.unwrap_or_else(defaults::backfill_to),
-        reprocess: reprocess.map_or_else(defaults::backfill_reprocess, str::to_owned),
-        max_active_runs: max_active_runs.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-        enabled: enabled.unwrap_or_else(defaults::backfill_enabled),
-    })
-}
-
-fn read_wasm(d: &mut Decoder, f: &mut Fields<'_>) -> Option<WasmTask> {
-    let plugin = f.read_required(d, "plugin", Decoder::string);
-    let config = f.read(d, "config", Decoder::json);
-    let capabilities = f.read(d, "capabilities", read_capabilities);
-    let memory_limit = f.read(d, "memory_limit", |d, n, p| {
-        let text = d.string(n, p)?;
-        match text.parse::<ByteSize>() {
-            Ok(size) => Some(size),
-            Err(e) => {
-                d.report(
-                    Diagnostic::error("spec::bad-size", format!("`{p}`: {e}"))
-                        .at(n.location, "not a size"),
-                );
-                None
-            }
-        }
-    });
-    let fuel = f.read(d, "fuel", Decoder::unsigned);
-    Some(WasmTask {
-        plugin: plugin?,
-        config: config.unwrap_or_default(),
-        capabilities: capabilities.unwrap_or_default(),
-        memory_limit,
-        fuel,
-    })
-}
-
-fn read_capabilities(d: &mut Decoder, node: &Node, path: &str) -> Option<Capabilities> {
-    const MODES: [(&str, DirMode); 2] = [
-        ("read_only", DirMode::ReadOnly),
-        ("read_write", DirMode::ReadWrite),
-    ];
-    let mut f = d.fields(node, path, "`capabilities`")?;
-    let clickhouse = f.read(d, "clickhouse", Decoder::string);
-    let kv = f.read(d, "kv", Decoder::boolean);
-    let dirs = f.read(d, "dirs", |d, n, p| {
-        d.list(n, p, |d, item, p| {
-            let mut g = d.fields(item, p, "a directory grant")?;
-            let host = g.read_required(d, "host", Decoder::string);
-            let guest = g.read_required(d, "guest", Decoder::string);
-            let mode = g.read(d, "mode", |d, n, p| d.choice(n, p, &MODES));
-            g.finish(d);
-            Some(DirGrant {
-                host: host?,
-                guest: guest?,
-                mode: mode.unwrap_or_default(),
-            })
-        })
-    });
-    let env = f.read(d, "env", Decoder::string_list);
-    f.finish(d);
-    Some(Capabilities {
-        clickhouse,
-        kv: kv.unwrap_or(false),
-        dirs: dirs.unwrap_or_default(),
-        env: env.unwrap_or_default(),
-    })
-}
-
 /// Every field name a task of `type_name` accepts, in the order the decoder asks for them;
 /// used to keep the JSON Schema and the decoder in step.
 pub fn task_fields(type_name: &str) -> Vec<&'static str> {
@@ -513,13 +286,6 @@ pub fn task_fields(type_name: &str) -> Vec<&'static str> {
     };
     f.get("type");
     read_settings(&mut d, &mut f);
-    match type_name {
-        "command" => drop(read_command(&mut d, &mut f)),
-        "spark" => drop(read_spark(&mut d, &mut f)),
-        "clickhouse" => drop(read_clickhouse(&mut d, &mut f)),
-        "wasm" => drop(read_wasm(&mut d, &mut f)),
-        "backfill" => drop(read_backfill(&mut d, &mut f)),
-        _ => {}
-    }
+    drop(TaskKind::decode(type_name, &mut d, &mut f));
     f.known().to_vec()
 }

@@ -7,7 +7,8 @@ use petgraph::graphmap::DiGraphMap;
 
 use super::diagnostic::{Diagnostic, Location, SourceText};
 use super::fields::SourceMap;
-use super::model::{Dag, TaskKind, defaults};
+use super::model::Dag;
+use super::policy::EffectivePolicy;
 use super::suggest;
 use super::yaml::ScalarStyle;
 use crate::template;
@@ -276,10 +277,7 @@ impl<'a> Validator<'a> {
                 .map(|(id, t)| (format!("tasks.{id}"), &t.settings.policy)),
         );
         for (prefix, policy) in policies {
-            let delay = policy
-                .retry_delay
-                .or(dag.defaults.retry_delay)
-                .unwrap_or(defaults::RETRY_DELAY);
+            let delay = EffectivePolicy::merge(policy, &dag.defaults).retry_delay;
             if let Some(max) = policy.max_retry_delay
                 && max < delay
             {
@@ -318,78 +316,15 @@ impl<'a> Validator<'a> {
     fn task_fields(&mut self) {
         let dag = self.dag;
         for (id, task) in &dag.tasks {
-            let path = |field: &str| format!("tasks.{id}.{field}");
-            match &task.kind {
-                TaskKind::Command(c) => {
-                    let empty = match &c.command {
-                        super::model::CommandLine::Shell(s) => s.trim().is_empty(),
-                        super::model::CommandLine::Argv(v) => v.is_empty(),
-                    };
-                    if empty {
-                        self.report(
-                            Diagnostic::error(
-                                "spec::empty-command",
-                                format!("task `{id}` has an empty `command`"),
-                            )
-                            .at(self.at(&path("command")), "nothing to run"),
-                        );
-                    }
+            for problem in task.kind.check(id) {
+                let mut diagnostic = Diagnostic::error(problem.code, problem.message).at(
+                    self.at(&format!("tasks.{id}.{}", problem.field)),
+                    problem.label,
+                );
+                if let Some(help) = problem.help {
+                    diagnostic = diagnostic.help(help);
                 }
-                TaskKind::Clickhouse(c) if c.sql.trim().is_empty() => {
-                    self.report(
-                        Diagnostic::error(
-                            "spec::empty-sql",
-                            format!("task `{id}` has empty `sql`"),
-                        )
-                        .at(self.at(&path("sql")), "no statement"),
-                    );
-                }
-                TaskKind::Spark(s) => {
-                    if s.transient_cluster.is_some()
-                        && s.backend == super::model::SparkBackend::Local
-                    {
-                        self.report(
-                            Diagnostic::error(
-                                "spec::transient-cluster-local",
-                                format!("task `{id}` asks for a transient EMR cluster but runs on the local backend"),
-                            )
-                            .at(self.at(&path("transient_cluster")), "EMR only")
-                            .help("set `backend: emr`, or remove `transient_cluster`"),
-                        );
-                    }
-                    if let Some(cluster) = &s.transient_cluster
-                        && cluster.instance_groups.is_empty() == cluster.instance_fleets.is_empty()
-                    {
-                        self.report(
-                            Diagnostic::error(
-                                "spec::cluster-instances",
-                                format!(
-                                    "task `{id}`: a transient cluster has either `instance_groups` or `instance_fleets`"
-                                ),
-                            )
-                            .at(self.at(&path("transient_cluster")), "groups or fleets")
-                            .help("give one list of instance groups (role, instance_type, count) or of instance fleets (role, capacity targets, instance_types), not both, not neither"),
-                        );
-                    }
-                    if let Some(scaling) = s
-                        .transient_cluster
-                        .as_ref()
-                        .and_then(|c| c.managed_scaling.as_ref())
-                        && scaling.min_units > scaling.max_units
-                    {
-                        self.report(
-                            Diagnostic::error(
-                                "spec::out-of-range",
-                                "`min_units` is above `max_units`",
-                            )
-                            .at(
-                                self.at(&path("transient_cluster.managed_scaling")),
-                                "min > max",
-                            ),
-                        );
-                    }
-                }
-                _ => {}
+                self.report(diagnostic);
             }
         }
     }

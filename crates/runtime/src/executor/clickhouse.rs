@@ -8,11 +8,11 @@
 //! query id `<idempotency key>#<n>`, so a time-out or a cancel kills it on the server
 //! (`KILL QUERY`) instead of leaving it to finish behind a retry.
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::attempt_log::AttemptLog;
+use super::cancel::CancelMap;
 use super::{Attempt, Executor, Report, Reporter};
 use crate::clickhouse::{errors, queries::client_for, statements};
 use sluice_core::Outcome;
@@ -25,16 +25,16 @@ const MAX_OUTPUT_BYTES: usize = 16 << 20;
 
 pub struct ClickhouseExecutor {
     runtime: tokio::runtime::Handle,
-    /// Cancel signal of each running attempt, by idempotency key; the attempt itself kills
-    /// its query on the server when it ends early.
-    running: Arc<Mutex<HashMap<String, Arc<tokio::sync::Notify>>>>,
+    /// Cancel signal of each running attempt; the attempt itself kills its query on the
+    /// server when it ends early.
+    running: CancelMap,
 }
 
 impl ClickhouseExecutor {
     pub fn new(runtime: tokio::runtime::Handle) -> Self {
         ClickhouseExecutor {
             runtime,
-            running: Arc::default(),
+            running: CancelMap::default(),
         }
     }
 }
@@ -62,12 +62,9 @@ impl Executor for ClickhouseExecutor {
             });
             return;
         };
-        let cancel = Arc::new(tokio::sync::Notify::new());
+        let cancel = self.running.register(&attempt.idempotency_key);
         let current_query = Arc::new(Mutex::new(None));
-        if let Ok(mut map) = self.running.lock() {
-            map.insert(attempt.idempotency_key.clone(), Arc::clone(&cancel));
-        }
-        let running = Arc::clone(&self.running);
+        let running = self.running.clone();
         self.runtime.spawn(async move {
             let mut log = AttemptLog::open(&attempt.log_path);
             let timeout = attempt.timeout.map(|t| t.as_std());
@@ -89,9 +86,7 @@ impl Executor for ClickhouseExecutor {
                 log.line(&format!("failed: {reason}"));
                 kill_current(&current_query, &mut log).await;
             }
-            if let Ok(mut map) = running.lock() {
-                map.remove(&attempt.idempotency_key);
-            }
+            running.finish(&attempt.idempotency_key);
             let (outcome, output) = match result {
                 Ok(output) => (Outcome::Success, Some(output)),
                 Err(outcome) => (outcome, None),
@@ -101,14 +96,7 @@ impl Executor for ClickhouseExecutor {
     }
 
     fn cancel(&self, idempotency_key: &str) {
-        if let Some(running) = self
-            .running
-            .lock()
-            .ok()
-            .and_then(|map| map.get(idempotency_key).cloned())
-        {
-            running.notify_one();
-        }
+        self.running.cancel(idempotency_key);
     }
 }
 
@@ -369,34 +357,6 @@ pub fn redacted_url(url: &str) -> String {
     match rest[..authority_end].rfind('@') {
         Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
         None => url.to_owned(),
-    }
-}
-
-/// The attempt's log file; writing to it never fails the attempt.
-struct AttemptLog(Option<std::fs::File>);
-
-impl AttemptLog {
-    fn open(path: &std::path::Path) -> Self {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        AttemptLog(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .ok(),
-        )
-    }
-
-    fn line(&mut self, text: &str) {
-        if let Some(file) = &mut self.0 {
-            let _ = writeln!(
-                file,
-                "[sluice {}] {text}",
-                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            );
-        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Executors run attempts; one module per task kind behind the [`Executor`] trait. They
 //! report back through a [`Reporter`] as events; the scheduler never waits on them.
 
+mod attempt_log;
+mod cancel;
 pub mod clickhouse;
 pub mod command;
 pub mod noop;
@@ -87,4 +89,67 @@ pub trait Executor: Send + Sync {
 
     /// Stops an attempt (cleared while running, or the scheduler is shutting down).
     fn cancel(&self, idempotency_key: &str);
+}
+
+/// Every executor, one per task kind that runs outside the loop: where a new kind's
+/// executor is registered (`type: backfill` is run by the loop itself).
+pub struct Executors {
+    pub noop: noop::NoopExecutor,
+    pub command: Arc<command::CommandExecutor>,
+    pub spark: spark::SparkExecutor,
+    pub wasm: wasm::WasmExecutor,
+    pub clickhouse: clickhouse::ClickhouseExecutor,
+}
+
+impl Executors {
+    pub fn new(
+        runtime: tokio::runtime::Handle,
+        dags_dir: &std::path::Path,
+        wasm: wasm::WasmExecutor,
+    ) -> Executors {
+        let command = Arc::new(command::CommandExecutor::new(runtime.clone()));
+        Executors {
+            noop: noop::NoopExecutor,
+            spark: spark::SparkExecutor::new(
+                Arc::clone(&command),
+                dags_dir.to_path_buf(),
+                runtime.clone(),
+            ),
+            command,
+            clickhouse: clickhouse::ClickhouseExecutor::new(runtime),
+            wasm,
+        }
+    }
+
+    /// Starts an attempt on the executor of its kind.
+    pub fn start(&self, attempt: Attempt, reporter: Reporter) {
+        match &attempt.kind {
+            TaskKind::Noop(_) => self.noop.start(attempt, reporter),
+            TaskKind::Command(_) => self.command.start(attempt, reporter),
+            TaskKind::Wasm(_) => self.wasm.start(attempt, reporter),
+            TaskKind::Spark(_) => self.spark.start(attempt, reporter),
+            TaskKind::Clickhouse(_) => self.clickhouse.start(attempt, reporter),
+            TaskKind::Backfill(_) => reporter.send(Report::Finished {
+                outcome: Outcome::Failed {
+                    retryable: false,
+                    reason: "`backfill` tasks are run by the scheduler's loop, not an executor"
+                        .into(),
+                },
+                output: None,
+            }),
+        }
+    }
+
+    /// Stops an attempt, whichever executor runs it (the others do not know the key).
+    pub fn cancel(&self, idempotency_key: &str) {
+        self.command.cancel(idempotency_key);
+        self.spark.cancel(idempotency_key);
+        self.wasm.cancel(idempotency_key);
+        self.clickhouse.cancel(idempotency_key);
+    }
+
+    /// Whether a kind's attempts run outside this process (an EMR step) and so survive it.
+    pub fn runs_remotely(&self, kind: &TaskKind) -> bool {
+        self.spark.runs_remotely(kind)
+    }
 }

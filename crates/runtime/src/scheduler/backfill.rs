@@ -2,6 +2,7 @@
 //! created as slots free up (bounded by the backfill's `max_active_runs`), resumable from
 //! the record's cursor after any stop. One active backfill per DAG.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -9,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::engine::{Engine, EngineError};
 use sluice_core::{RunKind, RunStatus};
 use sluice_model::schedule::DataInterval;
-use sluice_store::{BackfillRecord, BackfillStatus, Reprocess};
+use sluice_store::{BackfillRecord, BackfillStatus, Reprocess, Store, Writes};
 
 /// Intervals of a backfill and how far it got, from the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,6 +37,135 @@ impl BackfillProgress {
     }
 }
 
+/// The open backfills (one per DAG at most) with their progress.
+#[derive(Default)]
+pub(super) struct Backfills {
+    records: HashMap<String, BackfillRecord>,
+    progress: HashMap<String, BackfillProgress>,
+    /// Backfills whose record changed this iteration, written after its runs.
+    changed: Vec<String>,
+}
+
+impl Backfills {
+    pub fn get(&self, dag: &str) -> Option<&BackfillRecord> {
+        self.records.get(dag)
+    }
+
+    pub fn dags(&self) -> Vec<String> {
+        self.records.keys().cloned().collect()
+    }
+
+    /// Whether the DAG's backfill creates runs now.
+    pub fn is_running(&self, dag: &str) -> bool {
+        self.records
+            .get(dag)
+            .is_some_and(|b| b.status == BackfillStatus::Running)
+    }
+
+    /// Takes an open backfill found in the store (start-up) or just written.
+    pub fn open(&mut self, record: BackfillRecord) {
+        self.records.insert(record.dag.clone(), record);
+    }
+
+    /// Keeps a moved cursor or a new status; written with the iteration.
+    pub fn update(&mut self, record: BackfillRecord) {
+        self.changed.push(record.dag.clone());
+        self.records.insert(record.dag.clone(), record);
+    }
+
+    /// Adds the changed records to the group commit; whether there were any.
+    pub fn write_into(&mut self, writes: &mut Writes) -> bool {
+        let changed = std::mem::take(&mut self.changed);
+        for dag in &changed {
+            if let Some(record) = self.records.get(dag) {
+                writes.put_backfill(record);
+            }
+        }
+        !changed.is_empty()
+    }
+
+    /// Counts a backfill's progress from the ledger; kept up to date as runs finish.
+    pub fn count_progress(
+        &mut self,
+        store: &Store,
+        record: &BackfillRecord,
+    ) -> Result<(), EngineError> {
+        let mut progress = BackfillProgress {
+            total: record.total,
+            ..BackfillProgress::default()
+        };
+        for (_, entry) in store.ledger_between(&record.dag, record.from, record.to)? {
+            progress.count(entry.status, 1);
+        }
+        self.progress.insert(record.dag.clone(), progress);
+        Ok(())
+    }
+
+    pub fn progress(&self, dag: &str) -> Option<BackfillProgress> {
+        self.progress.get(dag).copied()
+    }
+
+    /// Keeps backfill progress in step with a ledger change.
+    pub fn track(
+        &mut self,
+        dag: &str,
+        interval_start: DateTime<Utc>,
+        from: Option<RunStatus>,
+        to: RunStatus,
+    ) {
+        let Some(record) = self.records.get(dag) else {
+            return;
+        };
+        if interval_start < record.from || interval_start >= record.to {
+            return;
+        }
+        if let Some(progress) = self.progress.get_mut(dag) {
+            if let Some(from) = from {
+                progress.count(from, -1);
+            }
+            progress.count(to, 1);
+        }
+    }
+
+    /// Pauses, resumes or cancels a DAG's open backfill; durable right away. Runs already
+    /// created go on either way: a pause or cancel only stops new ones (Airflow's backfill
+    /// pause does the same).
+    pub fn change(
+        &mut self,
+        store: &Store,
+        dag: &str,
+        action: BackfillAction,
+    ) -> Result<String, super::ControlError> {
+        let refused = |message: String| super::ControlError::Refused {
+            message,
+            hint: Some("`GET /api/v1/backfills` lists backfills and their state".into()),
+        };
+        let Some(mut record) = self.records.get(dag).cloned() else {
+            return Err(refused(format!("DAG `{dag}` has no open backfill")));
+        };
+        let (from, to) = (record.status, action.target());
+        let allowed = match action {
+            BackfillAction::Pause => from == BackfillStatus::Running,
+            BackfillAction::Resume => from == BackfillStatus::Paused,
+            BackfillAction::Cancel => from.is_open(),
+        };
+        if !allowed {
+            return Err(refused(format!(
+                "the backfill of `{dag}` is {from:?}, it cannot be {}",
+                action.past_tense()
+            )));
+        }
+        record.status = to;
+        store.put_backfill(&record)?;
+        if to.is_open() {
+            self.records.insert(dag.to_owned(), record);
+        } else {
+            self.records.remove(dag);
+        }
+        Ok(format!("backfill of `{dag}` {}", action.past_tense()))
+    }
+}
+
 impl Engine {
     /// The whole intervals of a DAG's schedule inside `[from, to)`.
     pub fn backfill_intervals(
@@ -45,7 +175,7 @@ impl Engine {
         to: DateTime<Utc>,
     ) -> Result<Vec<DataInterval>, EngineError> {
         let entry = self
-            .dags
+            .registry
             .get(dag)
             .ok_or_else(|| EngineError::UnknownDag(dag.to_owned()))?;
         let schedule = entry.dag.schedule.as_ref().ok_or_else(|| {
@@ -76,8 +206,8 @@ impl Engine {
             && existing.status.is_open()
         {
             if existing.from == from && existing.to == to && existing.reprocess == reprocess {
-                self.backfills.insert(dag.to_owned(), existing.clone());
-                self.count_progress(&existing)?;
+                self.backfills.open(existing.clone());
+                self.backfills.count_progress(&self.store, &existing)?;
                 return Ok(existing);
             }
             return Err(EngineError::Invalid(format!(
@@ -92,7 +222,7 @@ impl Engine {
             )));
         }
         let limit = max_active_runs
-            .or_else(|| self.dags.get(dag).map(|e| e.plan.max_active_runs))
+            .or_else(|| self.registry.get(dag).map(|e| e.plan.max_active_runs))
             .unwrap_or(16);
         let record = BackfillRecord {
             dag: dag.to_owned(),
@@ -107,23 +237,22 @@ impl Engine {
         };
         self.store.put_backfill(&record)?;
         self.store.flush()?;
-        self.backfills.insert(dag.to_owned(), record.clone());
-        self.count_progress(&record)?;
+        self.backfills.open(record.clone());
+        self.backfills.count_progress(&self.store, &record)?;
         Ok(record)
     }
 
     /// Creates (or reopens) runs for the next intervals while the backfill has free slots;
     /// marks it done when the cursor passed the end and its runs finished.
     pub(super) fn advance_backfills(&mut self, now: DateTime<Utc>) -> Result<(), EngineError> {
-        let dags: Vec<String> = self.backfills.keys().cloned().collect();
-        for dag in dags {
+        for dag in self.backfills.dags() {
             let Some(mut record) = self.backfills.get(&dag).cloned() else {
                 continue;
             };
             if record.status != BackfillStatus::Running {
                 continue;
             }
-            let Some(entry) = self.dags.get(&dag) else {
+            let Some(entry) = self.registry.get(&dag) else {
                 continue;
             };
             let version = entry.version();
@@ -132,11 +261,7 @@ impl Engine {
                 continue;
             };
             let tz = spec.timezone.tz();
-            let mut active = self
-                .runs
-                .iter()
-                .filter(|((d, _), r)| *d == dag && !r.record.state.status.is_finished())
-                .count();
+            let mut active = self.runs.unfinished_of(&dag);
             let mut changed = false;
             // One iterator per iteration: consecutive intervals cost one step each.
             let mut upcoming = record.next_start.map(|start| schedule.intervals(tz, start));
@@ -204,102 +329,35 @@ impl Engine {
                     }
                 }
             }
-            let own_runs = self.runs.keys().any(|(d, _)| *d == dag);
+            let own_runs = self.runs.has_runs_of(&dag);
             if record.next_start.is_none() && !own_runs {
                 record.status = BackfillStatus::Done;
                 changed = true;
                 self.log(format!("backfill of `{dag}` done"));
             }
             if changed {
-                // Written after this iteration's runs (see `Store::apply`).
-                self.cursor_writes.push(dag.clone());
-                self.backfills.insert(dag, record);
+                self.backfills.update(record);
             }
         }
-        Ok(())
-    }
-
-    /// Counts a backfill's progress from the ledger; kept up to date as runs finish.
-    fn count_progress(&mut self, record: &BackfillRecord) -> Result<(), EngineError> {
-        let mut progress = BackfillProgress {
-            total: record.total,
-            ..BackfillProgress::default()
-        };
-        for (_, entry) in self
-            .store
-            .ledger_between(&record.dag, record.from, record.to)?
-        {
-            progress.count(entry.status, 1);
-        }
-        self.progress.insert(record.dag.clone(), progress);
         Ok(())
     }
 
     /// Progress of a DAG's backfill started or resumed by this engine.
     pub fn backfill_progress(&self, dag: &str) -> Option<BackfillProgress> {
-        self.progress.get(dag).copied()
-    }
-
-    /// Keeps backfill progress in step with a ledger change.
-    pub(super) fn track_progress(
-        &mut self,
-        dag: &str,
-        interval_start: DateTime<Utc>,
-        from: Option<RunStatus>,
-        to: RunStatus,
-    ) {
-        let Some(record) = self.backfills.get(dag) else {
-            return;
-        };
-        if interval_start < record.from || interval_start >= record.to {
-            return;
-        }
-        if let Some(progress) = self.progress.get_mut(dag) {
-            if let Some(from) = from {
-                progress.count(from, -1);
-            }
-            progress.count(to, 1);
-        }
+        self.backfills.progress(dag)
     }
 
     pub fn backfill(&self, dag: &str) -> Option<&BackfillRecord> {
         self.backfills.get(dag)
     }
 
-    /// Pauses, resumes or cancels a DAG's open backfill. Runs already created go on either
-    /// way: a pause or cancel only stops new ones (Airflow's backfill pause does the same).
+    /// Pauses, resumes or cancels a DAG's open backfill.
     pub(super) fn change_backfill(
         &mut self,
         dag: &str,
         action: BackfillAction,
     ) -> Result<String, super::ControlError> {
-        let refused = |message: String| super::ControlError::Refused {
-            message,
-            hint: Some("`GET /api/v1/backfills` lists backfills and their state".into()),
-        };
-        let Some(mut record) = self.backfills.get(dag).cloned() else {
-            return Err(refused(format!("DAG `{dag}` has no open backfill")));
-        };
-        let (from, to) = (record.status, action.target());
-        let allowed = match action {
-            BackfillAction::Pause => from == BackfillStatus::Running,
-            BackfillAction::Resume => from == BackfillStatus::Paused,
-            BackfillAction::Cancel => from.is_open(),
-        };
-        if !allowed {
-            return Err(refused(format!(
-                "the backfill of `{dag}` is {from:?}, it cannot be {}",
-                action.past_tense()
-            )));
-        }
-        record.status = to;
-        self.store.put_backfill(&record)?;
-        if to.is_open() {
-            self.backfills.insert(dag.to_owned(), record);
-        } else {
-            self.backfills.remove(dag);
-        }
-        let message = format!("backfill of `{dag}` {}", action.past_tense());
+        let message = self.backfills.change(&self.store, dag, action)?;
         self.log(message.clone());
         Ok(message)
     }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::engine::{Engine, EngineError, RunKey};
+use super::engine::{Engine, EngineError};
+use super::run_book::RunKey;
 use sluice_core::{RunKind, TaskState};
 use sluice_model::schedule::DataInterval;
 use sluice_model::spec::instant::{format_instant, parse_instant};
@@ -93,13 +94,9 @@ impl Engine {
                 conf,
             } => self.trigger(&dag, logical_date.unwrap_or(now), conf, now)?,
             Control::Pause { dag, paused } => {
-                let entry = self
-                    .dags
-                    .get_mut(&dag)
+                self.registry
+                    .set_paused(&self.store, &dag, paused, now)?
                     .ok_or_else(|| refused(format!("no DAG `{dag}`"), None))?;
-                entry.record.paused = paused;
-                entry.record.updated_at = now;
-                self.store.put_dag(&dag, &entry.record)?;
                 format!("DAG `{dag}` {}", if paused { "paused" } else { "unpaused" })
             }
             Control::Clear {
@@ -128,7 +125,7 @@ impl Engine {
         conf: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<String, ControlError> {
-        let entry = self.dags.get(dag).ok_or_else(|| {
+        let entry = self.registry.get(dag).ok_or_else(|| {
             refused(
                 format!("no DAG `{dag}`"),
                 Some("`sluice dags list` shows the DAGs"),

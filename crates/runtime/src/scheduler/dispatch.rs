@@ -7,9 +7,10 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::Input;
-use super::engine::{Dispatch, Engine, RunKey};
-use crate::executor::{Attempt, AttemptId, Executor, Report, Reporter};
-use sluice_core::{Outcome, TaskState};
+use super::engine::{Dispatch, Engine};
+use super::run_book::RunKey;
+use crate::executor::{Attempt, AttemptId, Report, Reporter};
+use sluice_core::Outcome;
 use sluice_model::spec::TaskKind;
 use sluice_model::template::{Renderer, RunContext};
 use sluice_store::{AttemptRecord, AttemptResult};
@@ -38,7 +39,7 @@ impl Engine {
             if run.record.state.status.is_finished() {
                 continue;
             }
-            let paused = self.dags.get(&key.0).is_some_and(|d| d.record.paused)
+            let paused = self.registry.is_paused(&key.0)
                 && run.record.state.kind != sluice_core::RunKind::Backfill;
             if paused {
                 continue;
@@ -48,7 +49,7 @@ impl Engine {
                 if !self.admission.try_admit(&run.plan, task) {
                     continue;
                 }
-                let changes = run.record.state.start(task, TaskState::Running, now);
+                let changes = run.record.state.start(task, now);
                 run.changes.extend(changes);
                 let try_number = run.record.state.tasks[task].try_number;
                 let enabled_at = run.plan.tasks[task]
@@ -154,6 +155,7 @@ impl Engine {
             if !failures.is_empty() {
                 self.local.push_back(Input::Report {
                     attempt: id,
+                    at: Utc::now(),
                     report: Report::Finished {
                         outcome: Outcome::Failed {
                             retryable: false,
@@ -199,13 +201,10 @@ impl Engine {
                     self.local.push_back(Input::Report {
                         attempt: id,
                         report: Report::Finished { outcome, output },
+                        at: Utc::now(),
                     });
                 }
-                TaskKind::Noop => self.executors.noop.start(attempt, reporter),
-                TaskKind::Command(_) => self.executors.command.start(attempt, reporter),
-                TaskKind::Wasm(_) => self.executors.wasm.start(attempt, reporter),
-                TaskKind::Spark(_) => self.executors.spark.start(attempt, reporter),
-                TaskKind::Clickhouse(_) => self.executors.clickhouse.start(attempt, reporter),
+                _ => self.executors.start(attempt, reporter),
             }
         }
     }
@@ -219,7 +218,11 @@ impl Engine {
                     self.shutdown_at = Some(Instant::now() + self.config.shutdown_grace);
                 }
             }
-            Input::Report { attempt, report } => self.apply_report(attempt, report, now),
+            Input::Report {
+                attempt,
+                report,
+                at,
+            } => self.apply_report(attempt, report, at, now),
             Input::Backup { to, reply } => {
                 // Nothing of this iteration is pending: the last flush left the store whole.
                 let answer = self
@@ -273,7 +276,15 @@ impl Engine {
         }
     }
 
-    fn apply_report(&mut self, id: AttemptId, report: Report, now: DateTime<Utc>) {
+    /// Applies an executor's report made at `at` (the attempt's end time) in the iteration
+    /// of `now` (the time the state machine moves at).
+    fn apply_report(
+        &mut self,
+        id: AttemptId,
+        report: Report,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
         let key: RunKey = (id.dag_id.clone(), id.logical_date);
         let Some(run) = self.runs.get_mut(&key) else {
             return;
@@ -283,8 +294,6 @@ impl Engine {
         };
         match report {
             Report::Started { handle } => {
-                let changes = run.record.state.running(index, id.try_number);
-                run.changes.extend(changes);
                 if let Some(handle) = handle {
                     self.update_attempt(&id, |a| a.handle = Some(handle.clone()));
                 }
@@ -314,15 +323,15 @@ impl Engine {
                     Outcome::Failed { reason, .. } => (AttemptResult::Failed, Some(reason.clone())),
                 };
                 if let Some(output) = output {
-                    self.output_writes.push((
+                    self.attempts.output(
                         id.dag_id.clone(),
                         id.logical_date,
                         id.task_id.clone(),
                         output,
-                    ));
+                    );
                 }
                 self.update_attempt(&id, |a| {
-                    a.ended_at = Some(now);
+                    a.ended_at = Some(at);
                     a.result = Some(result);
                     a.error = error.clone();
                 });
@@ -364,8 +373,8 @@ impl Engine {
             {
                 run.attempts.remove(&(i, id.try_number));
             }
-            self.attempt_writes
-                .push((id.dag_id.clone(), id.logical_date, record));
+            self.attempts
+                .record(id.dag_id.clone(), id.logical_date, record);
         }
     }
 
@@ -379,7 +388,7 @@ impl Engine {
             return;
         }
         let mut interrupted = Vec::new();
-        for (key, run) in &self.runs {
+        for (key, run) in self.runs.iter() {
             for (index, task) in run.record.state.tasks.iter().enumerate() {
                 if task.state.holds_slot() && !super::engine::is_remote(&self.executors, run, index)
                 {
@@ -407,6 +416,7 @@ impl Engine {
                     },
                     output: None,
                 },
+                now,
                 now,
             );
         }

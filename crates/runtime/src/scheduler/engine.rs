@@ -8,13 +8,17 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::Input;
-use super::registry::DagEntry;
-use crate::executor::command::CommandExecutor;
-use crate::executor::noop::NoopExecutor;
+use super::attempts::AttemptBook;
+use super::backfill::Backfills;
+use super::gates::{GateTracker, GateVerdict};
+use super::registry::{CompiledDag, Registry};
+use super::run_book::{ActiveRun, RunBook, RunKey};
+use super::sla::SlaWatch;
+use crate::executor::Executors;
 use sluice_core::trigger::Past;
-use sluice_core::{Admission, Change, DagPlan, RunState, RunStatus, TaskState};
-use sluice_model::spec::Dag;
-use sluice_store::{BackfillRecord, RunRecord, Store, StoreError};
+use sluice_core::{Admission, RunKind, RunState, RunStatus, TaskState};
+use sluice_model::schedule::DataInterval;
+use sluice_store::{RunRecord, Store, StoreError};
 
 /// What the engine is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,26 +114,8 @@ pub struct Stats {
     pub latencies: Vec<std::time::Duration>,
 }
 
-pub type RunKey = (String, DateTime<Utc>);
-
-/// A run in memory: its record, the plan of its DAG version, and loop bookkeeping.
-pub(super) struct ActiveRun {
-    pub record: RunRecord,
-    pub plan: Arc<DagPlan>,
-    pub dag: Arc<Dag>,
-    /// Needs a core evaluation this iteration.
-    pub dirty: bool,
-    /// Changes made this iteration, to persist.
-    pub changes: Vec<Change>,
-    /// When each task's success report arrived (latency measurement).
-    pub succeeded_at: Vec<Option<Instant>>,
-    /// Attempts not yet ended, by (task index, try): updated in memory, written on change.
-    pub attempts: HashMap<(usize, u32), sluice_store::AttemptRecord>,
-    /// The record changed without a state change (a gate decision): write it.
-    pub record_touched: bool,
-}
-
 /// A granted attempt, started after the flush.
+#[derive(Debug)]
 pub(super) struct Dispatch {
     pub key: RunKey,
     pub task: usize,
@@ -145,78 +131,43 @@ pub(super) fn is_remote(executors: &Executors, run: &ActiveRun, task: usize) -> 
     run.dag
         .tasks
         .get(&run.plan.tasks[task].id)
-        .is_some_and(|spec| executors.spark.runs_remotely(&spec.kind))
+        .is_some_and(|spec| executors.runs_remotely(&spec.kind))
 }
 
-pub(super) struct Executors {
-    pub noop: NoopExecutor,
-    pub command: Arc<CommandExecutor>,
-    pub spark: crate::executor::spark::SparkExecutor,
-    pub wasm: crate::executor::wasm::WasmExecutor,
-    pub clickhouse: crate::executor::clickhouse::ClickhouseExecutor,
-}
-
-impl Executors {
-    /// Stops an attempt, whichever executor runs it (the others do not know the key).
-    pub fn cancel(&self, idempotency_key: &str) {
-        use crate::executor::Executor;
-        self.command.cancel(idempotency_key);
-        self.spark.cancel(idempotency_key);
-        self.wasm.cancel(idempotency_key);
-        self.clickhouse.cancel(idempotency_key);
-    }
-}
-
+/// The scheduler: one loop composing components that own their state (the registry of
+/// DAGs, the run book, the attempt book, backfills, the gate tracker, the SLA watch) with
+/// the store, the executors and the inbox. Each iteration's steps are `impl Engine` blocks
+/// in the files named after them; components are reached through their methods.
 pub struct Engine {
     pub(super) store: Store,
     pub(super) config: EngineConfig,
-    pub(super) dags: HashMap<String, DagEntry>,
-    /// Plans of every DAG version an active run uses.
-    pub(super) plans: HashMap<(String, String), super::registry::Version>,
-    pub(super) runs: BTreeMap<RunKey, ActiveRun>,
-    pub(super) backfills: HashMap<String, BackfillRecord>,
-    pub(super) progress: HashMap<String, super::BackfillProgress>,
+    pub(super) registry: Registry,
+    pub(super) runs: RunBook,
+    pub(super) attempts: AttemptBook,
+    pub(super) backfills: Backfills,
+    pub(super) gates: GateTracker,
+    pub(super) slas: SlaWatch,
     pub(super) admission: Admission,
+    pub(super) executors: Executors,
     pub(super) inbox: mpsc::Receiver<Input>,
     pub(super) sender: mpsc::Sender<Input>,
     /// The same inbox, as executors see it.
     pub(super) inbox_sink: Arc<dyn crate::executor::ReportSink>,
     /// Reports produced inside the loop (noop attempts, render failures).
     pub(super) local: VecDeque<Input>,
-    /// Remote attempts found running at start-up, started again (and so adopted by their
-    /// executor) after the first flush.
-    pub(super) adopted: Vec<Dispatch>,
-    pub(super) executors: Executors,
-    pub(super) attempt_writes: Vec<(String, DateTime<Utc>, sluice_store::AttemptRecord)>,
-    pub(super) output_writes: Vec<(String, DateTime<Utc>, String, serde_json::Value)>,
-    /// DAG and backfill records whose cursors moved this iteration; written after the runs.
-    pub(super) cursor_writes: Vec<String>,
     pub(super) stats: Stats,
-    /// Watches the topics of readiness gates (a thread, started for the first gate).
-    pub(super) gate_monitor: crate::gate::kafka::GateMonitor,
     /// Something was written to the store outside the runs since the last flush.
     pub(super) side_writes: bool,
     /// `var.<name>` of templates, read from the environment at start.
     pub(super) variables: BTreeMap<String, serde_json::Value>,
-    /// Runs that succeeded with late data pending: cleared next iteration.
-    pub(super) late_reprocess: Vec<(String, String)>,
-    /// The latest view of each watched topic and group.
-    pub(super) gate_views:
-        HashMap<crate::gate::kafka::GateSource, Result<sluice_core::gate::TopicView, String>>,
     /// When history was last compacted under the retention setting.
     pub(super) last_compaction: Option<Instant>,
     pub(super) shutdown_at: Option<Instant>,
-    pub(super) last_reload: Instant,
-    /// The DAG folder as last read (paths, sizes, mtimes).
-    pub(super) folder_seen: Option<Vec<(PathBuf, u64, std::time::SystemTime)>>,
     /// Keeps the executors' tokio runtime alive as long as the engine.
     pub(super) _runtime: Option<tokio::runtime::Runtime>,
     /// What `/metrics` shows.
     pub(super) metrics: Arc<crate::metrics::Metrics>,
     pub(super) gauges_refreshed: Option<Instant>,
-    /// SLA events raised this iteration: written with it, then sent to the notifier.
-    pub(super) sla_raised: Vec<sluice_store::SlaEventRecord>,
-    pub(super) notifier: Option<crate::notify::Notifier>,
 }
 
 impl Engine {
@@ -232,22 +183,30 @@ impl Engine {
         let (sender, inbox) = mpsc::channel();
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let admission = Admission::new(config.pools.clone());
-        let command = Arc::new(CommandExecutor::new(runtime.handle().clone()));
         let inbox_sink = Arc::new(super::Inbox(sender.clone()));
-        let gate_monitor = crate::gate::kafka::GateMonitor::new(inbox_sink.clone());
+        let gates = GateTracker::new(inbox_sink.clone(), config.ignore_gates);
+        let notifier = if config.mode == Mode::Scheduler && !config.webhooks.is_empty() {
+            Some(
+                crate::notify::Notifier::start(
+                    store.clone(),
+                    config.webhooks.clone(),
+                    config.webhook_backoff,
+                    config.verbose,
+                )
+                .map_err(EngineError::Runtime)?,
+            )
+        } else {
+            None
+        };
+        let slas = SlaWatch::new(
+            config.webhooks.iter().map(|w| w.name.clone()).collect(),
+            notifier,
+        );
         let mut engine = Engine {
-            executors: Executors {
-                noop: NoopExecutor,
-                spark: crate::executor::spark::SparkExecutor::new(
-                    Arc::clone(&command),
-                    config.dags_dir.clone(),
-                    runtime.handle().clone(),
-                ),
-                command,
-                clickhouse: crate::executor::clickhouse::ClickhouseExecutor::new(
-                    runtime.handle().clone(),
-                ),
-                wasm: crate::executor::wasm::WasmExecutor::new(
+            executors: Executors::new(
+                runtime.handle().clone(),
+                &config.dags_dir,
+                crate::executor::wasm::WasmExecutor::new(
                     runtime.handle().clone(),
                     config.plugins_dir.clone(),
                     crate::executor::wasm::RunnerConfig {
@@ -260,51 +219,29 @@ impl Engine {
                         ..crate::executor::wasm::RunnerConfig::default()
                     },
                 ),
-            },
+            ),
             _runtime: Some(runtime),
+            registry: Registry::new(&config.dags_dir),
             store,
             config,
-            dags: HashMap::new(),
-            plans: HashMap::new(),
-            runs: BTreeMap::new(),
-            backfills: HashMap::new(),
-            progress: HashMap::new(),
+            runs: RunBook::default(),
+            attempts: AttemptBook::default(),
+            backfills: Backfills::default(),
+            gates,
+            slas,
             admission,
             inbox,
             sender,
             inbox_sink,
             local: VecDeque::new(),
-            adopted: Vec::new(),
-            attempt_writes: Vec::new(),
-            output_writes: Vec::new(),
-            cursor_writes: Vec::new(),
             stats: Stats::default(),
-            gate_monitor,
-            gate_views: HashMap::new(),
-            late_reprocess: Vec::new(),
             side_writes: false,
             variables: sluice_model::template::variables_from_env(),
             shutdown_at: None,
-            last_reload: Instant::now(),
-            folder_seen: None,
             metrics,
             gauges_refreshed: None,
-            sla_raised: Vec::new(),
-            notifier: None,
             last_compaction: None,
         };
-        if engine.config.mode == Mode::Scheduler && !engine.config.webhooks.is_empty() {
-            engine.notifier = Some(
-                crate::notify::Notifier::start(
-                    engine.store.clone(),
-                    engine.config.webhooks.clone(),
-                    engine.config.webhook_backoff,
-                    engine.config.verbose,
-                )
-                .map_err(EngineError::Runtime)?,
-            );
-        }
-        engine.folder_seen = super::registry::folder_fingerprint(&engine.config.dags_dir);
         engine.load_dags()?;
         engine.recover(Utc::now())?;
         engine.refresh_gate_watch();
@@ -366,23 +303,22 @@ impl Engine {
             }
             let mut dispatches = Vec::new();
             if self.shutdown_at.is_none() {
-                self.maybe_reload(now)?;
+                self.maybe_reload()?;
                 self.create_scheduled_runs(now)?;
-                for (dag, run_id) in std::mem::take(&mut self.late_reprocess) {
+                for (dag, run_id) in self.gates.take_reprocess() {
                     self.reprocess_late(&dag, &run_id);
                 }
                 self.advance_backfills(now)?;
                 self.evaluate(now)?;
                 dispatches = self.admit(now);
-                dispatches.append(&mut self.adopted);
+                dispatches.extend(self.attempts.take_adopted());
             } else {
                 self.wind_down(now);
             }
-            self.check_slas(now);
+            self.slas.check(&mut self.runs, now, &self.metrics);
             let changed = self.persist_and_flush()?;
             self.maybe_compact(now);
-            let raised = std::mem::take(&mut self.sla_raised);
-            self.send_sla_events(raised);
+            self.slas.send_raised();
             busy |= changed || !dispatches.is_empty();
             let flushed_at = Instant::now();
             for d in &dispatches {
@@ -441,11 +377,7 @@ impl Engine {
         match &self.config.mode {
             Mode::Scheduler => false,
             Mode::Backfill { dag } => {
-                let finished = self
-                    .backfills
-                    .get(dag)
-                    .is_none_or(|b| b.status != sluice_store::BackfillStatus::Running);
-                finished && !self.runs.keys().any(|(d, _)| d == dag)
+                !self.backfills.is_running(dag) && !self.runs.has_runs_of(dag)
             }
             Mode::Test { .. } => self.runs.is_empty() && self.stats.runs_created > 0,
         }
@@ -459,11 +391,11 @@ impl Engine {
             .values()
             .filter_map(|r| r.record.state.next_retry_at())
             .min();
-        if let Some(next) = self.next_sla_due() {
+        if let Some(next) = self.slas.next_due(&self.runs) {
             wake = Some(wake.map_or(next, |w| w.min(next)));
         }
         if self.config.mode == Mode::Scheduler {
-            for entry in self.dags.values().filter(|e| !e.record.paused) {
+            for entry in self.registry.entries().filter(|e| !e.record.paused) {
                 if let Some(next) = entry.next_due(now, self.config.not_before) {
                     wake = Some(wake.map_or(next, |w| w.min(next)));
                 }
@@ -473,11 +405,7 @@ impl Engine {
             .map(|w| (w - now).to_std().unwrap_or_default())
             .unwrap_or(std::time::Duration::from_secs(3600));
         if self.config.mode == Mode::Scheduler {
-            sleep = sleep.min(
-                self.config
-                    .reload_every
-                    .saturating_sub(self.last_reload.elapsed()),
-            );
+            sleep = sleep.min(self.registry.until_reload(self.config.reload_every));
         }
         if let Some(at) = self.shutdown_at {
             sleep = sleep.min(at.saturating_duration_since(Instant::now()));
@@ -520,19 +448,12 @@ impl Engine {
                 continue;
             };
             run.dirty = false;
-            let verdict = self.gate_verdict(&key, now);
-            let Some(run) = self.runs.get_mut(&key) else {
-                continue;
-            };
+            let (verdict, announcement) = self.gates.verdict(run, now, &self.metrics);
             let past = |i: usize| Past::from_previous(past.get(i).copied());
             let changes = match verdict {
-                super::gates::GateVerdict::Open => {
-                    run.record.state.evaluate(&run.plan, &past, true, now)
-                }
-                super::gates::GateVerdict::Closed => {
-                    run.record.state.evaluate(&run.plan, &past, false, now)
-                }
-                super::gates::GateVerdict::TimedOut(reason) => run
+                GateVerdict::Open => run.record.state.evaluate(&run.plan, &past, true, now),
+                GateVerdict::Closed => run.record.state.evaluate(&run.plan, &past, false, now),
+                GateVerdict::TimedOut(reason) => run
                     .record
                     .state
                     .gate_timed_out(&run.plan, &past, &reason, now),
@@ -542,13 +463,14 @@ impl Engine {
                 run.record.started_at.get_or_insert(now);
             }
             run.changes.extend(changes);
+            self.announce_gate(announcement);
         }
         Ok(())
     }
 
     /// `max_active_runs` for a run: the backfill's own limit for backfill runs.
     fn max_active_runs(&self, dag: &str, run: &ActiveRun) -> usize {
-        if run.record.state.kind == sluice_core::RunKind::Backfill
+        if run.record.state.kind == RunKind::Backfill
             && let Some(b) = self.backfills.get(dag)
         {
             return b.max_active_runs.max(1);
@@ -566,13 +488,86 @@ impl Engine {
         if !run.plan.tasks.iter().any(|t| t.depends_on_past) {
             return Ok(Vec::new());
         }
-        let previous: Option<RunState> = match self.runs.range(..key.clone()).next_back() {
-            Some((k, r)) if k.0 == key.0 => Some(r.record.state.clone()),
-            _ => self.store.previous_run(&key.0, key.1)?.map(|r| r.state),
+        let previous: Option<RunState> = match self.runs.previous(key) {
+            Some(r) => Some(r.record.state.clone()),
+            None => self.store.previous_run(&key.0, key.1)?.map(|r| r.state),
         };
         Ok(previous
             .filter(|p| p.tasks.len() == run.plan.tasks.len())
             .map(|p| p.tasks.iter().map(|t| t.state).collect())
             .unwrap_or_default())
+    }
+
+    /// Adds a new run (persisted with the iteration); false if its logical date already has
+    /// one.
+    pub(super) fn create_run(
+        &mut self,
+        compiled: CompiledDag,
+        kind: RunKind,
+        interval: DataInterval,
+        conf: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<bool, EngineError> {
+        let Some(run) = self
+            .runs
+            .create(&self.store, compiled, kind, interval, conf, now)?
+        else {
+            return Ok(false);
+        };
+        if self.config.verbose {
+            let state = &run.record.state;
+            tracing::info!(dag = %state.dag_id, run = %state.run_id, "{} {} created", state.dag_id, state.run_id);
+        }
+        self.stats.runs_created += 1;
+        Ok(true)
+    }
+
+    /// Brings a finished run back into memory (clear, reprocess) with the DAG version it ran.
+    pub(super) fn reopen_run(&mut self, record: RunRecord) -> Result<Option<RunKey>, EngineError> {
+        let key: RunKey = (record.state.dag_id.clone(), record.state.logical_date);
+        if self.runs.contains_key(&key) {
+            return Ok(Some(key));
+        }
+        let Some(compiled) = self
+            .registry
+            .compiled(&self.store, &key.0, &record.dag_version)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(self.runs.reopen(record, compiled)))
+    }
+
+    /// Reads the DAG folder into the registry.
+    pub(super) fn load_dags(&mut self) -> Result<(), EngineError> {
+        let verbose = self.config.verbose;
+        let log = |line: String| {
+            if verbose {
+                tracing::info!("{line}");
+            }
+        };
+        self.registry
+            .load(&self.store, &self.config.dags_dir, &self.config.mode, &log)
+    }
+
+    /// Reloads changed DAG files every `reload_every` (scheduler mode).
+    pub(super) fn maybe_reload(&mut self) -> Result<(), EngineError> {
+        if self.config.mode != Mode::Scheduler
+            || !self.registry.reload_due(self.config.reload_every)
+        {
+            return Ok(());
+        }
+        let verbose = self.config.verbose;
+        let log = |line: String| {
+            if verbose {
+                tracing::info!("{line}");
+            }
+        };
+        let reloaded =
+            self.registry
+                .reload(&self.store, &self.config.dags_dir, &self.config.mode, &log)?;
+        if reloaded {
+            self.refresh_gate_watch();
+        }
+        Ok(())
     }
 }

@@ -1,13 +1,20 @@
-//! Readiness gates in the loop: what the monitor is told to watch, the views it sends, and
-//! each waiting run's gate decided by `sluice_core::gate` and recorded on the run.
+//! The gate tracker: what the monitor is told to watch, the latest view of each watched
+//! source, and each waiting run's gate decided by `sluice_core::gate` and recorded on the
+//! run; runs that succeeded with late data pending wait here to be reprocessed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::engine::{Engine, RunKey};
+use super::engine::Engine;
+use super::run_book::ActiveRun;
 use crate::gate::kafka::observer::{Look, SourceMemory};
-use crate::gate::kafka::{GateSource, Watch, Watchlist};
-use sluice_core::gate::{GateDecision, GateRule};
-use sluice_store::{GateRecord, GateStatus};
+use crate::gate::kafka::{GateMonitor, GateSource, ViewSink, Watch, Watchlist};
+use crate::metrics::Metrics;
+use sluice_core::gate::{GateDecision, GateRule, TopicView};
+use sluice_model::spec::Gate;
+use sluice_store::{GateRecord, GateStatus, Store};
 
 /// What the loop does with a run's tasks this evaluation.
 pub(super) enum GateVerdict {
@@ -28,33 +35,34 @@ pub(super) fn rule_of(gate: &sluice_model::spec::KafkaGate) -> GateRule {
     }
 }
 
-impl Engine {
-    /// Runs of a DAG whose tasks wait on its gate (for progress displays).
-    pub fn waiting_on_gate(&self, dag: &str) -> usize {
-        self.runs
-            .iter()
-            .filter(|(k, r)| {
-                k.0 == dag
-                    && r.record
-                        .gate
-                        .as_ref()
-                        .is_some_and(|g| g.status == GateStatus::Waiting)
-            })
-            .count()
+pub(super) struct GateTracker {
+    /// Watches the topics of readiness gates (a thread, started for the first gate).
+    monitor: GateMonitor,
+    /// The latest view of each watched topic and group.
+    views: HashMap<GateSource, Result<TopicView, String>>,
+    /// Every gate counts as open (`dags test --ignore-gate`).
+    ignore: bool,
+    /// Runs that succeeded with late data pending: cleared next iteration.
+    late_reprocess: Vec<(String, String)>,
+}
+
+impl GateTracker {
+    pub fn new(sink: Arc<dyn ViewSink>, ignore: bool) -> GateTracker {
+        GateTracker {
+            monitor: GateMonitor::new(sink),
+            views: HashMap::new(),
+            ignore,
+            late_reprocess: Vec::new(),
+        }
     }
 
-    /// Tells the monitor what to watch: every gate of a loaded DAG or of an active run's
-    /// DAG version, each at the shortest poll interval asked for it.
-    pub(super) fn refresh_gate_watch(&mut self) {
-        let mut list = Watchlist::new();
-        if self.config.ignore_gates {
+    /// Tells the monitor what to watch: every gate given, each at the shortest poll interval
+    /// asked for it.
+    pub fn watch<'a>(&mut self, gates: impl Iterator<Item = &'a Gate>, store: &Store) {
+        if self.ignore {
             return;
         }
-        let gates = self
-            .dags
-            .values()
-            .filter_map(|e| e.dag.gate.as_ref())
-            .chain(self.runs.values().filter_map(|r| r.dag.gate.as_ref()));
+        let mut list = Watchlist::new();
         for gate in gates {
             let every = gate.kafka.poll_interval.as_std();
             let source = GateSource::of(&gate.kafka);
@@ -62,51 +70,15 @@ impl Engine {
                 watch.every = watch.every.min(every);
                 continue;
             }
-            let remembered = self.recall_gate_source(&source);
+            let remembered = recall(store, &source);
             list.insert(source, Watch { every, remembered });
         }
-        self.gate_monitor.watch(list);
+        self.monitor.watch(list);
     }
 
-    /// What the state folder remembers of a watched source (nothing when unreadable: the
-    /// first look then starts afresh).
-    fn recall_gate_source(&self, source: &GateSource) -> SourceMemory {
-        self.store
-            .gate_memory()
-            .get(&source.key())
-            .ok()
-            .flatten()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
-    }
-
-    /// Keeps what the monitor learnt of a source; durable with the iteration's flush.
-    pub(super) fn remember_gate_source(&mut self, source: &GateSource, memory: &SourceMemory) {
-        let Ok(bytes) = serde_json::to_vec(memory) else {
-            return;
-        };
-        match self.store.gate_memory().put(&source.key(), &bytes) {
-            Ok(()) => self.side_writes = true,
-            Err(e) => eprintln!("gate {source}: cannot keep what was seen of the topic: {e}"),
-        }
-    }
-
-    /// A look from the monitor: its arrivals are checked for late data, its view kept
-    /// (logged when the topic's availability changes), and every run waiting on it is
-    /// evaluated again.
-    pub(super) fn apply_gate_view(&mut self, source: GateSource, look: Result<Look, String>) {
-        let view = match look {
-            Ok(look) => {
-                if !look.arrivals.is_empty()
-                    && let Err(e) = self.count_late_data(&source, &look.arrivals)
-                {
-                    eprintln!("gate {source}: counting late data failed: {e}");
-                }
-                Ok(look.view)
-            }
-            Err(e) => Err(e),
-        };
-        let was_ok = self.gate_views.get(&source).map(|v| v.is_ok());
+    /// Keeps a source's view (logged when the topic's availability changes).
+    pub fn keep_view(&mut self, source: GateSource, view: Result<TopicView, String>) {
+        let was_ok = self.views.get(&source).map(|v| v.is_ok());
         match (&view, was_ok) {
             (Err(e), Some(true) | None) => {
                 eprintln!("gate {source}: cannot see the topic ({e}); gates on it stay closed")
@@ -114,43 +86,42 @@ impl Engine {
             (Ok(_), Some(false)) => eprintln!("gate {source}: the topic is visible again"),
             _ => {}
         }
-        self.gate_views.insert(source.clone(), view);
-        for run in self.runs.values_mut() {
-            let waits = run
-                .record
-                .gate
-                .as_ref()
-                .is_none_or(|g| g.status != GateStatus::Open);
-            if waits
-                && run
-                    .dag
-                    .gate
-                    .as_ref()
-                    .is_some_and(|g| GateSource::of(&g.kafka) == source)
-            {
-                run.dirty = true;
-            }
-        }
+        self.views.insert(source, view);
     }
 
-    /// Decides a run's gate now and records the decision on the run.
-    pub(super) fn gate_verdict(&mut self, key: &RunKey, now: DateTime<Utc>) -> GateVerdict {
-        let Some(run) = self.runs.get_mut(key) else {
-            return GateVerdict::Open;
-        };
-        if self.config.ignore_gates {
-            return GateVerdict::Open;
+    /// A run that succeeded with late data pending, to clear next iteration.
+    pub fn reprocess_later(&mut self, dag: String, run_id: String) {
+        self.late_reprocess.push((dag, run_id));
+    }
+
+    pub fn take_reprocess(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.late_reprocess)
+    }
+
+    /// Decides a run's gate now and records the decision on the run; the line to announce
+    /// it with, when it is news (the first decision, and every change to open or timed out).
+    pub fn verdict(
+        &self,
+        run: &mut ActiveRun,
+        now: DateTime<Utc>,
+        metrics: &Metrics,
+    ) -> (GateVerdict, Option<String>) {
+        if self.ignore {
+            return (GateVerdict::Open, None);
         }
         let Some(gate) = run.dag.gate.clone() else {
-            return GateVerdict::Open;
+            return (GateVerdict::Open, None);
         };
         let cleared_after_timeout = run.record.gate.as_ref().is_some_and(|g| {
             g.status == GateStatus::TimedOut && !run.record.state.status.is_finished()
         });
         match &run.record.gate {
-            Some(g) if g.status == GateStatus::Open => return GateVerdict::Open,
+            Some(g) if g.status == GateStatus::Open => return (GateVerdict::Open, None),
             Some(g) if g.status == GateStatus::TimedOut && !cleared_after_timeout => {
-                return GateVerdict::TimedOut(g.reason.clone().unwrap_or_default());
+                return (
+                    GateVerdict::TimedOut(g.reason.clone().unwrap_or_default()),
+                    None,
+                );
             }
             _ => {}
         }
@@ -160,7 +131,7 @@ impl Engine {
             _ => now,
         };
         let source = GateSource::of(&gate.kafka);
-        let view = match self.gate_views.get(&source) {
+        let view = match self.views.get(&source) {
             Some(Ok(view)) => Ok(view),
             Some(Err(e)) => Err(e.as_str()),
             None => Err("not looked at yet"),
@@ -191,10 +162,9 @@ impl Engine {
         };
         if let Some(f) = &figures {
             let dag = [("dag", run.record.state.dag_id.as_str())];
-            self.metrics
-                .set("sluice_gate_consumer_lag_messages", &dag, f.lag as f64);
+            metrics.set("sluice_gate_consumer_lag_messages", &dag, f.lag as f64);
             if let Some(watermark) = f.watermark {
-                self.metrics.set(
+                metrics.set(
                     "sluice_gate_watermark_delay_seconds",
                     &dag,
                     super::observe::seconds(f.observed_at - watermark),
@@ -216,7 +186,7 @@ impl Engine {
             g.status != record.status || g.reason != record.reason || g.figures != record.figures
         });
         if !changed {
-            return verdict;
+            return (verdict, None);
         }
         // Announced: the first decision and every change to open or timed out (not each
         // new look while it waits).
@@ -237,12 +207,90 @@ impl Engine {
         });
         run.record.gate = Some(record);
         run.record_touched = true;
+        (verdict, message)
+    }
+}
+
+/// What the state folder remembers of a watched source (nothing when unreadable: the first
+/// look then starts afresh).
+fn recall(store: &Store, source: &GateSource) -> SourceMemory {
+    store
+        .gate_memory()
+        .get(&source.key())
+        .ok()
+        .flatten()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+impl Engine {
+    /// Runs of a DAG whose tasks wait on its gate (for progress displays).
+    pub fn waiting_on_gate(&self, dag: &str) -> usize {
+        self.runs.waiting_on_gate(dag)
+    }
+
+    /// Tells the monitor what to watch: every gate of a loaded DAG or of an active run's
+    /// DAG version.
+    pub(super) fn refresh_gate_watch(&mut self) {
+        let gates = self
+            .registry
+            .entries()
+            .filter_map(|e| e.dag.gate.as_ref())
+            .chain(self.runs.values().filter_map(|r| r.dag.gate.as_ref()));
+        self.gates.watch(gates, &self.store);
+    }
+
+    /// Keeps what the monitor learnt of a source; durable with the iteration's flush.
+    pub(super) fn remember_gate_source(&mut self, source: &GateSource, memory: &SourceMemory) {
+        let Ok(bytes) = serde_json::to_vec(memory) else {
+            return;
+        };
+        match self.store.gate_memory().put(&source.key(), &bytes) {
+            Ok(()) => self.side_writes = true,
+            Err(e) => eprintln!("gate {source}: cannot keep what was seen of the topic: {e}"),
+        }
+    }
+
+    /// A look from the monitor: its arrivals are checked for late data, its view kept, and
+    /// every run waiting on it is evaluated again.
+    pub(super) fn apply_gate_view(&mut self, source: GateSource, look: Result<Look, String>) {
+        let view = match look {
+            Ok(look) => {
+                if !look.arrivals.is_empty()
+                    && let Err(e) = self.count_late_data(&source, &look.arrivals)
+                {
+                    eprintln!("gate {source}: counting late data failed: {e}");
+                }
+                Ok(look.view)
+            }
+            Err(e) => Err(e),
+        };
+        self.gates.keep_view(source.clone(), view);
+        for run in self.runs.values_mut() {
+            let waits = run
+                .record
+                .gate
+                .as_ref()
+                .is_none_or(|g| g.status != GateStatus::Open);
+            if waits
+                && run
+                    .dag
+                    .gate
+                    .as_ref()
+                    .is_some_and(|g| GateSource::of(&g.kafka) == source)
+            {
+                run.dirty = true;
+            }
+        }
+    }
+
+    /// Announces a gate decision that is news.
+    pub(super) fn announce_gate(&self, message: Option<String>) {
         match message {
             // `dags test` prints no transitions, but a wait must not be silent.
             Some(m) if matches!(self.config.mode, super::Mode::Test { .. }) => eprintln!("{m}"),
             Some(m) => self.log(m),
             None => {}
         }
-        verdict
     }
 }

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::engine::{Engine, EngineError, RunKey};
+use super::engine::{Engine, EngineError};
+use super::run_book::RunKey;
 use crate::gate::kafka::GateSource;
 use sluice_core::RunStatus;
 use sluice_model::schedule::DataInterval;
@@ -23,8 +24,8 @@ impl Engine {
         arrivals: &BTreeMap<i64, u64>,
     ) -> Result<(), EngineError> {
         let gated: Vec<_> = self
-            .dags
-            .values()
+            .registry
+            .entries()
             .filter(|e| {
                 e.dag
                     .gate

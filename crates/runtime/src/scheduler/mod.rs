@@ -7,6 +7,7 @@
 //! decided on. With nothing to do it sleeps until the next timer (a retry, an interval
 //! boundary, a DAG reload) or the next input: no polling of task instances.
 
+mod attempts;
 pub mod backfill;
 mod backfill_task;
 pub mod control;
@@ -19,6 +20,7 @@ mod persist;
 mod recovery;
 mod registry;
 mod retention;
+mod run_book;
 mod scheduled;
 mod sla;
 
@@ -37,6 +39,9 @@ pub enum Input {
     Report {
         attempt: AttemptId,
         report: Report,
+        /// When the executor said it: an attempt's end time is this, not the moment the
+        /// loop got to the report.
+        at: chrono::DateTime<chrono::Utc>,
     },
     /// Stop dispatching, let running attempts finish within the grace period, then exit.
     Shutdown,
@@ -75,7 +80,12 @@ pub(crate) struct Inbox(pub(crate) mpsc::Sender<Input>);
 impl ReportSink for Inbox {
     fn report(&self, attempt: AttemptId, report: Report) {
         // The loop is gone only during shutdown (see `ReportSink::report`).
-        let _ = self.0.send(Input::Report { attempt, report });
+        let at = chrono::Utc::now();
+        let _ = self.0.send(Input::Report {
+            attempt,
+            report,
+            at,
+        });
     }
 }
 
@@ -87,21 +97,3 @@ impl ViewSink for Inbox {
 
 /// The answer to a command: what was done, or why not and what to do.
 pub type Reply = Result<String, (String, Option<String>)>;
-
-/// Stable hash used for DAG versions and jitter-free ids: FNV-1a 64 twice with different
-/// seeds, as 32 hex digits.
-pub fn fingerprint(bytes: &[u8]) -> String {
-    let fnv = |seed: u64| {
-        let mut h = seed;
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h
-    };
-    format!(
-        "{:016x}{:016x}",
-        fnv(0xcbf2_9ce4_8422_2325),
-        fnv(0x8422_2325_cbf2_9ce4)
-    )
-}

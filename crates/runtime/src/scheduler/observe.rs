@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::engine::{ActiveRun, Engine, is_remote};
+use super::engine::{Engine, is_remote};
+use super::run_book::ActiveRun;
 use sluice_core::{RunKind, RunStatus, TaskState};
 
 const GAUGE_REFRESH: Duration = Duration::from_secs(1);

@@ -1,99 +1,14 @@
 //! Writing an iteration's changes: runs, the event log, the ledger, attempts and outputs,
 //! then one flush (group commit). Finished runs leave memory once they are durable.
 
-use std::collections::HashMap;
+use chrono::Utc;
 
-use chrono::{DateTime, Utc};
-
-use super::engine::{ActiveRun, Engine, EngineError, RunKey};
-use super::registry::Version;
-use sluice_core::{Change, RunKind, RunState, RunStatus};
-use sluice_model::schedule::DataInterval;
-use sluice_store::{EventRecord, LedgerEntry, RunRecord};
+use super::engine::{Engine, EngineError};
+use super::run_book::RunKey;
+use sluice_core::{Change, RunStatus};
+use sluice_store::{EventRecord, LedgerEntry};
 
 impl Engine {
-    /// Adds a new run to memory (persisted with the iteration). Returns false if a run
-    /// for that logical date already exists.
-    pub(super) fn create_run(
-        &mut self,
-        version: Version,
-        kind: RunKind,
-        interval: DataInterval,
-        conf: serde_json::Value,
-        now: DateTime<Utc>,
-    ) -> Result<bool, EngineError> {
-        let Version {
-            dag,
-            plan,
-            id: version,
-        } = version;
-        let key: RunKey = (plan.dag_id.clone(), interval.start);
-        if self.runs.contains_key(&key) || self.store.run(&key.0, key.1)?.is_some() {
-            return Ok(false);
-        }
-        let state = RunState::new(&plan, kind, interval);
-        self.log_run(
-            &state.dag_id,
-            &state.run_id,
-            format!("{} {} created", state.dag_id, state.run_id),
-        );
-        let tasks = plan.tasks.len();
-        let record = RunRecord {
-            state,
-            created_at: now,
-            started_at: None,
-            ended_at: None,
-            dag_version: version,
-            conf,
-            gate: None,
-            sla: Default::default(),
-        };
-        self.runs.insert(
-            key,
-            ActiveRun {
-                record,
-                plan,
-                dag,
-                dirty: true,
-                changes: vec![Change::Run {
-                    from: RunStatus::Queued,
-                    to: RunStatus::Queued,
-                }],
-                succeeded_at: vec![None; tasks],
-                attempts: HashMap::new(),
-                record_touched: false,
-            },
-        );
-        self.stats.runs_created += 1;
-        Ok(true)
-    }
-
-    /// Brings a finished run back into memory (clear, reprocess) with its own plan.
-    pub(super) fn reopen_run(&mut self, record: RunRecord) -> Result<Option<RunKey>, EngineError> {
-        let key: RunKey = (record.state.dag_id.clone(), record.state.logical_date);
-        if self.runs.contains_key(&key) {
-            return Ok(Some(key));
-        }
-        let Some(Version { dag, plan, .. }) = self.plan_for(&key.0, &record.dag_version)? else {
-            return Ok(None);
-        };
-        let tasks = plan.tasks.len();
-        self.runs.insert(
-            key.clone(),
-            ActiveRun {
-                record,
-                plan,
-                dag,
-                dirty: true,
-                changes: Vec::new(),
-                succeeded_at: vec![None; tasks],
-                attempts: HashMap::new(),
-                record_touched: false,
-            },
-        );
-        Ok(Some(key))
-    }
-
     /// Persists everything changed this iteration and flushes once. Returns whether
     /// anything was written.
     pub(super) fn persist_and_flush(&mut self) -> Result<bool, EngineError> {
@@ -224,29 +139,17 @@ impl Engine {
         }
         writes.append_events(events);
         for (dag, start, from, to) in ledger_moves {
-            self.track_progress(&dag, start, from, to);
+            self.backfills.track(&dag, start, from, to);
         }
-        for (dag, logical, attempt) in self.attempt_writes.drain(..) {
+        wrote |= self.attempts.write_into(&mut writes);
+        // Cursors (DAGs' and backfills') go after the runs they created (`Store::apply`).
+        for (id, record) in self.registry.take_changed() {
             wrote = true;
-            writes.put_attempt(&dag, logical, &attempt);
+            writes.put_dag(&id, &record);
         }
-        for id in std::mem::take(&mut self.cursor_writes) {
-            wrote = true;
-            if let Some(entry) = self.dags.get(&id) {
-                writes.put_dag(&id, &entry.record);
-            }
-            if let Some(record) = self.backfills.get(&id) {
-                writes.put_backfill(record);
-            }
-        }
+        wrote |= self.backfills.write_into(&mut writes);
         // Kept until the loop hands them to the notifier after this flush.
-        for event in &self.sla_raised {
-            wrote = true;
-            writes.put_sla_event(event);
-        }
-        for (dag, logical, task, output) in self.output_writes.drain(..) {
-            writes.put_output(&dag, logical, &task, &output);
-        }
+        wrote |= self.slas.write_into(&mut writes);
         self.store.apply(writes)?;
         if wrote {
             let started = std::time::Instant::now();
@@ -261,8 +164,8 @@ impl Engine {
                 if run.record.state.status == RunStatus::Success
                     && run.record.gate.as_ref().is_some_and(|g| g.late_pending)
                 {
-                    self.late_reprocess
-                        .push((key.0.clone(), run.record.state.run_id.clone()));
+                    self.gates
+                        .reprocess_later(key.0.clone(), run.record.state.run_id.clone());
                 }
                 self.executors.spark.run_ended(&run.dag, key.1);
                 self.log_run(
@@ -274,13 +177,7 @@ impl Engine {
                     ),
                 );
                 // The next run of the DAG may wait on this one (`depends_on_past`).
-                if let Some((_, next)) = self
-                    .runs
-                    .range_mut(key.clone()..)
-                    .find(|(k, _)| k.0 == key.0)
-                {
-                    next.dirty = true;
-                }
+                self.runs.wake_next(&key);
             }
         }
         Ok(wrote)

@@ -19,11 +19,11 @@ impl Engine {
             Mode::Scheduler => None,
             Mode::Backfill { dag } | Mode::Test { dag } => Some(dag.clone()),
         };
-        for dag in self.dags.keys().cloned().collect::<Vec<_>>() {
+        for dag in self.registry.ids() {
             if let Some(record) = self.store.backfill(&dag)?
                 && record.status.is_open()
             {
-                self.backfills.insert(dag, record);
+                self.backfills.open(record);
             }
         }
         // Attempts failed by crash whose processes may have outlived the old scheduler.
@@ -81,7 +81,7 @@ impl Engine {
                     // try again; the executor finds the step by its name and follows it.
                     self.admission.occupy(&plan, index);
                     run.attempts.insert((index, try_number), attempt);
-                    self.adopted.push(super::engine::Dispatch {
+                    self.attempts.adopt(super::engine::Dispatch {
                         key: key.clone(),
                         task: index,
                         try_number,
@@ -105,7 +105,7 @@ impl Engine {
                 attempt.ended_at = Some(now);
                 attempt.result = Some(AttemptResult::FailedByCrash);
                 attempt.error = Some(CRASH_REASON.into());
-                self.attempt_writes.push((key.0.clone(), key.1, attempt));
+                self.attempts.record(key.0.clone(), key.1, attempt);
             }
             run.dirty = true;
         }
@@ -118,8 +118,8 @@ impl Engine {
         }
         // Transient EMR clusters of runs that ended while no scheduler could terminate them.
         let dags: Vec<_> = self
-            .dags
-            .values()
+            .registry
+            .entries()
             .filter(|d| only.as_ref().is_none_or(|o| *o == d.dag.dag))
             .map(|d| std::sync::Arc::clone(&d.dag))
             .collect();
@@ -136,10 +136,10 @@ impl Engine {
                 self.log(note);
             }
         }
-        if !self.adopted.is_empty() {
+        if self.attempts.adopted() > 0 {
             self.log(format!(
                 "adopting {} remote attempt(s) left running by a previous process",
-                self.adopted.len()
+                self.attempts.adopted()
             ));
         }
         if self.stats.recovered_attempts > 0 {

@@ -1,19 +1,22 @@
-//! The DAGs the engine knows: loading, versions, reloads that keep the last good version.
+//! The registry: the DAGs the engine knows, their compiled versions, and reloads of the DAG
+//! folder that keep the last good version of a file that stops validating.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::engine::{Engine, EngineError, Mode};
-use super::fingerprint;
+use super::engine::{EngineError, Mode};
 use sluice_core::DagPlan;
+use sluice_model::fingerprint;
 use sluice_model::spec::{self, Dag};
-use sluice_store::DagRecord;
+use sluice_store::{DagRecord, Store};
 
-/// One version of a DAG: its definition, its compiled plan, and its version hash.
+/// One version of a DAG compiled for scheduling: its definition, its plan, its version hash.
 #[derive(Clone)]
-pub(super) struct Version {
+pub(super) struct CompiledDag {
     pub dag: Arc<Dag>,
     pub plan: Arc<DagPlan>,
     pub id: String,
@@ -28,8 +31,8 @@ pub(super) struct DagEntry {
 }
 
 impl DagEntry {
-    pub fn version(&self) -> Version {
-        Version {
+    pub fn version(&self) -> CompiledDag {
+        CompiledDag {
             dag: Arc::clone(&self.dag),
             plan: Arc::clone(&self.plan),
             id: self.version.clone(),
@@ -68,9 +71,9 @@ impl DagEntry {
 }
 
 /// Paths, sizes and modification times of the DAG files, to notice any change cheaply.
-pub(super) fn folder_fingerprint(
-    dir: &std::path::Path,
-) -> Option<Vec<(PathBuf, u64, std::time::SystemTime)>> {
+type FolderFingerprint = Vec<(PathBuf, u64, std::time::SystemTime)>;
+
+fn folder_fingerprint(dir: &Path) -> Option<FolderFingerprint> {
     let files = spec::load::dag_files(&[dir.to_path_buf()]).ok()?;
     files
         .into_iter()
@@ -85,11 +88,122 @@ pub fn version_of(dag: &Dag) -> String {
     fingerprint(&serde_json::to_vec(dag).unwrap_or_default())
 }
 
-impl Engine {
+/// The DAGs loaded from the folder (the newest good version of each) and every compiled
+/// version an active run uses. Owned by the loop; others ask through its methods.
+pub(super) struct Registry {
+    dags: HashMap<String, DagEntry>,
+    compiled: HashMap<(String, String), CompiledDag>,
+    /// The DAG folder as last read (paths, sizes, mtimes).
+    folder_seen: Option<FolderFingerprint>,
+    last_reload: Instant,
+    /// DAGs whose record (pause, cursor) changed since the last group commit.
+    changed: Vec<String>,
+}
+
+impl Registry {
+    pub fn new(dags_dir: &Path) -> Registry {
+        Registry {
+            dags: HashMap::new(),
+            compiled: HashMap::new(),
+            folder_seen: folder_fingerprint(dags_dir),
+            last_reload: Instant::now(),
+            changed: Vec::new(),
+        }
+    }
+
+    pub fn get(&self, dag: &str) -> Option<&DagEntry> {
+        self.dags.get(dag)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &DagEntry> {
+        self.dags.values()
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.dags.keys().cloned().collect()
+    }
+
+    pub fn is_paused(&self, dag: &str) -> bool {
+        self.dags.get(dag).is_some_and(|d| d.record.paused)
+    }
+
+    /// Pauses or unpauses a DAG; durable right away (an operator's command).
+    pub fn set_paused(
+        &mut self,
+        store: &Store,
+        dag: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<()>, EngineError> {
+        let Some(entry) = self.dags.get_mut(dag) else {
+            return Ok(None);
+        };
+        entry.record.paused = paused;
+        entry.record.updated_at = now;
+        store.put_dag(dag, &entry.record)?;
+        Ok(Some(()))
+    }
+
+    /// Moves a DAG's scheduled-run cursor; written with the iteration.
+    pub fn advance_cursor(&mut self, dag: &str, next_start: DateTime<Utc>, now: DateTime<Utc>) {
+        if let Some(entry) = self.dags.get_mut(dag) {
+            entry.record.next_start = Some(next_start);
+            entry.record.updated_at = now;
+            self.changed.push(dag.to_owned());
+        }
+    }
+
+    /// The DAG records that changed since the last call, for the group commit.
+    pub fn take_changed(&mut self) -> Vec<(String, DagRecord)> {
+        std::mem::take(&mut self.changed)
+            .into_iter()
+            .filter_map(|id| {
+                let record = self.dags.get(&id)?.record.clone();
+                Some((id, record))
+            })
+            .collect()
+    }
+
+    /// Whether the folder should be looked at again (scheduler mode, every `every`).
+    pub fn reload_due(&self, every: Duration) -> bool {
+        self.last_reload.elapsed() >= every
+    }
+
+    /// Time left until the next look at the folder.
+    pub fn until_reload(&self, every: Duration) -> Duration {
+        every.saturating_sub(self.last_reload.elapsed())
+    }
+
+    /// Looks at the folder; reads it again only when a file appeared, vanished or changed
+    /// (parsing every file every few seconds would cost real CPU with a thousand DAGs).
+    /// Returns whether it was read.
+    pub fn reload(
+        &mut self,
+        store: &Store,
+        dags_dir: &Path,
+        mode: &Mode,
+        log: &dyn Fn(String),
+    ) -> Result<bool, EngineError> {
+        self.last_reload = Instant::now();
+        let seen = folder_fingerprint(dags_dir);
+        if seen.is_some() && seen == self.folder_seen {
+            return Ok(false);
+        }
+        self.folder_seen = seen;
+        self.load(store, dags_dir, mode, log)?;
+        Ok(true)
+    }
+
     /// Reads the DAG folder. A file that fails keeps its DAG's last good version (reported,
     /// never fatal). In backfill and test modes only that DAG is needed.
-    pub(super) fn load_dags(&mut self) -> Result<(), EngineError> {
-        let set = spec::load_paths(std::slice::from_ref(&self.config.dags_dir))
+    pub fn load(
+        &mut self,
+        store: &Store,
+        dags_dir: &Path,
+        mode: &Mode,
+        log: &dyn Fn(String),
+    ) -> Result<(), EngineError> {
+        let set = spec::load_paths(&[dags_dir.to_path_buf()])
             .map_err(|(path, source)| EngineError::DagFolder { path, source })?;
         for report in &set.failures {
             let kept = self
@@ -110,7 +224,7 @@ impl Engine {
                 None => eprintln!("DAG file did not load:\n{message}"),
             }
         }
-        let only = match &self.config.mode {
+        let only = match mode {
             Mode::Scheduler => None,
             Mode::Backfill { dag } | Mode::Test { dag } => Some(dag.clone()),
         };
@@ -130,14 +244,14 @@ impl Engine {
             let id = loaded.dag.dag.clone();
             let dag = Arc::new(loaded.dag);
             let plan = Arc::new(DagPlan::new(&dag));
-            self.store.put_version(&dag, &version)?;
-            let record = match self.store.dag(&id)? {
+            store.put_version(&dag, &version)?;
+            let record = match store.dag(&id)? {
                 Some(mut record) => {
                     if record.version != version {
-                        self.log(format!("DAG `{id}` changed (version {version})"));
+                        log(format!("DAG `{id}` changed (version {version})"));
                         record.version = version.clone();
                         record.updated_at = now;
-                        self.store.put_dag(&id, &record)?;
+                        store.put_dag(&id, &record)?;
                     }
                     record
                 }
@@ -148,13 +262,13 @@ impl Engine {
                         next_start: None,
                         updated_at: now,
                     };
-                    self.store.put_dag(&id, &record)?;
+                    store.put_dag(&id, &record)?;
                     record
                 }
             };
-            self.plans.insert(
+            self.compiled.insert(
                 (id.clone(), version.clone()),
-                Version {
+                CompiledDag {
                     dag: Arc::clone(&dag),
                     plan: Arc::clone(&plan),
                     id: version.clone(),
@@ -179,44 +293,26 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn maybe_reload(&mut self, _now: DateTime<Utc>) -> Result<(), EngineError> {
-        if self.config.mode != Mode::Scheduler
-            || self.last_reload.elapsed() < self.config.reload_every
-        {
-            return Ok(());
-        }
-        self.last_reload = std::time::Instant::now();
-        // Parsing every file every few seconds would cost real CPU with a thousand DAGs:
-        // re-read the folder only when a file appeared, vanished or changed.
-        let seen = folder_fingerprint(&self.config.dags_dir);
-        if seen.is_some() && seen == self.folder_seen {
-            return Ok(());
-        }
-        self.folder_seen = seen;
-        self.load_dags()?;
-        self.refresh_gate_watch();
-        Ok(())
-    }
-
-    /// The plan and spec of a DAG version, from memory or the store.
-    pub(super) fn plan_for(
+    /// A DAG version compiled, from memory or the store.
+    pub fn compiled(
         &mut self,
+        store: &Store,
         dag: &str,
         version: &str,
-    ) -> Result<Option<Version>, EngineError> {
+    ) -> Result<Option<CompiledDag>, EngineError> {
         let key = (dag.to_owned(), version.to_owned());
-        if let Some(found) = self.plans.get(&key) {
+        if let Some(found) = self.compiled.get(&key) {
             return Ok(Some(found.clone()));
         }
-        let Some(spec) = self.store.version(dag, version)? else {
+        let Some(spec) = store.version(dag, version)? else {
             return Ok(None);
         };
-        let found = Version {
+        let found = CompiledDag {
             plan: Arc::new(DagPlan::new(&spec)),
             dag: Arc::new(spec),
             id: version.to_owned(),
         };
-        self.plans.insert(key, found.clone());
+        self.compiled.insert(key, found.clone());
         Ok(Some(found))
     }
 }

@@ -21,16 +21,12 @@ impl Engine {
         if self.config.mode != Mode::Scheduler {
             return Ok(());
         }
-        let mut queued: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        for (key, run) in &self.runs {
-            if run.record.state.status == sluice_core::RunStatus::Queued {
-                *queued.entry(key.0.as_str()).or_insert(0) += 1;
-            }
-        }
+        let queued = self.runs.queued_per_dag();
         let room: Vec<(String, usize)> = self
-            .dags
-            .iter()
-            .map(|(id, entry)| {
+            .registry
+            .entries()
+            .map(|entry| {
+                let id = &entry.dag.dag;
                 let bound = entry.dag.max_active_runs as usize + QUEUED_AHEAD;
                 let waiting = queued.get(id.as_str()).copied().unwrap_or(0);
                 (
@@ -40,7 +36,7 @@ impl Engine {
             })
             .collect();
         for (id, room) in room {
-            let Some(entry) = self.dags.get(&id) else {
+            let Some(entry) = self.registry.get(&id) else {
                 continue;
             };
             if entry.record.paused || room == 0 {
@@ -65,11 +61,7 @@ impl Engine {
                     now,
                 )?;
             }
-            if let Some(entry) = self.dags.get_mut(&id) {
-                entry.record.next_start = Some(last.end);
-                entry.record.updated_at = now;
-                self.cursor_writes.push(id.clone());
-            }
+            self.registry.advance_cursor(&id, last.end, now);
         }
         Ok(())
     }

@@ -5,13 +5,33 @@
 
 use chrono::{DateTime, Utc};
 
-use super::engine::Engine;
+use super::run_book::{ActiveRun, RunBook};
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use sluice_core::RunKind;
 use sluice_core::sla::{RunProgress, SlaPolicy};
-use sluice_store::{Delivery, SlaEventRecord};
+use sluice_store::{Delivery, SlaEventRecord, Writes};
 
-impl Engine {
-    fn sla_progress(run: &super::engine::ActiveRun, now: DateTime<Utc>) -> RunProgress {
+/// The SLA watch: raises each run's warnings and breaches once, keeps them until they are
+/// durable, then hands them to the notifier.
+pub(super) struct SlaWatch {
+    /// The webhooks every event is to be delivered to, by name.
+    targets: Vec<String>,
+    /// Raised this iteration: written with it, then sent.
+    raised: Vec<SlaEventRecord>,
+    notifier: Option<Notifier>,
+}
+
+impl SlaWatch {
+    pub fn new(targets: Vec<String>, notifier: Option<Notifier>) -> SlaWatch {
+        SlaWatch {
+            targets,
+            raised: Vec::new(),
+            notifier,
+        }
+    }
+
+    fn sla_progress(run: &ActiveRun, now: DateTime<Utc>) -> RunProgress {
         let state = &run.record.state;
         RunProgress {
             interval_end: state.interval.end,
@@ -22,10 +42,10 @@ impl Engine {
     }
 
     /// Raises the SLA events due now; they are written with this iteration.
-    pub(super) fn check_slas(&mut self, now: DateTime<Utc>) {
-        let targets = &self.config.webhooks;
+    pub fn check(&mut self, runs: &mut RunBook, now: DateTime<Utc>, metrics: &Metrics) {
+        let targets = &self.targets;
         let mut raised = Vec::new();
-        for run in self.runs.values_mut() {
+        for run in runs.values_mut() {
             let policy: SlaPolicy = run.plan.sla;
             if !policy.is_set() || run.record.state.kind != RunKind::Scheduled {
                 continue;
@@ -52,7 +72,7 @@ impl Engine {
                     deliveries: targets
                         .iter()
                         .map(|target| Delivery {
-                            target: target.name.clone(),
+                            target: target.clone(),
                             attempts: 0,
                             delivered_at: None,
                             last_error: None,
@@ -63,7 +83,7 @@ impl Engine {
             }
         }
         for event in &raised {
-            self.metrics.inc(
+            metrics.inc(
                 "sluice_sla_misses_total",
                 &[("dag", &event.dag), ("kind", event.kind.name())],
             );
@@ -79,13 +99,12 @@ impl Engine {
                 event.reason
             );
         }
-        self.sla_raised.extend(raised);
+        self.raised.extend(raised);
     }
 
     /// The next instant an SLA threshold of a run in memory passes, for the timer.
-    pub(super) fn next_sla_due(&self) -> Option<DateTime<Utc>> {
-        self.runs
-            .values()
+    pub fn next_due(&self, runs: &RunBook) -> Option<DateTime<Utc>> {
+        runs.values()
             .filter(|r| r.plan.sla.is_set() && r.record.state.kind == RunKind::Scheduled)
             .filter_map(|r| {
                 sluice_core::sla::next_due(
@@ -97,8 +116,17 @@ impl Engine {
             .min()
     }
 
+    /// Adds the raised events to the group commit; whether there were any.
+    pub fn write_into(&self, writes: &mut Writes) -> bool {
+        for event in &self.raised {
+            writes.put_sla_event(event);
+        }
+        !self.raised.is_empty()
+    }
+
     /// After the flush: the raised events go to the notifier.
-    pub(super) fn send_sla_events(&mut self, events: Vec<SlaEventRecord>) {
+    pub fn send_raised(&mut self) {
+        let events = std::mem::take(&mut self.raised);
         if let Some(notifier) = &self.notifier {
             for event in events {
                 notifier.send(event);

@@ -71,7 +71,7 @@ pub struct DagDetail {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskInstanceView {
     pub task_id: String,
-    /// `none`, `scheduled`, `queued`, `running`, `success`, `failed`, `up_for_retry`,
+    /// `none`, `scheduled`, `running`, `success`, `failed`, `up_for_retry`,
     /// `upstream_failed`, `skipped`, `deferred`.
     pub state: String,
     pub try_number: u32,

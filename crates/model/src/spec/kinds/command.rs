@@ -1,0 +1,94 @@
+//! `type: command`: a local process, a shell line or an argv list.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{FieldProblem, Kind};
+use crate::spec::duration::Duration;
+use crate::spec::fields::join;
+use crate::spec::fields::{Decoder, Fields};
+use crate::spec::model::defaults;
+use crate::spec::yaml::NodeKind;
+
+/// `type: command` — a local process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+// No `deny_unknown_fields`: flattened into `Task`, it would refuse the task's other
+// fields when a stored DAG version is read back (YAML is checked by the decoder, not serde).
+pub struct CommandTask {
+    /// A string runs through `sh -c`; a list is the program and its arguments. Templated.
+    pub command: CommandLine,
+    /// Environment variables for the process. Values are templated.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory. Templated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Exit codes that mean "try again"; others fail for good. Default `[75]` (EX_TEMPFAIL).
+    #[serde(default = "defaults::retryable_exit_codes")]
+    pub retryable_exit_codes: Vec<i32>,
+    /// Time between SIGTERM and SIGKILL on timeout. Default `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_grace: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CommandLine {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+impl Kind for CommandTask {
+    const TYPE: &'static str = "command";
+    const DESCRIPTION: &'static str = "A local process.";
+
+    fn decode(d: &mut Decoder, f: &mut Fields<'_>) -> Option<Self> {
+        let command = f.read_required(d, "command", |d, n, p| match &n.kind {
+            NodeKind::Seq(_) => d.string_list(n, p).map(CommandLine::Argv),
+            _ => d.string(n, p).map(CommandLine::Shell),
+        });
+        let task = CommandTask {
+            env: f.read(d, "env", Decoder::string_map).unwrap_or_default(),
+            working_dir: f.read(d, "working_dir", Decoder::string),
+            retryable_exit_codes: f
+                .read(d, "retryable_exit_codes", Decoder::integer_list)
+                .unwrap_or_else(defaults::retryable_exit_codes),
+            kill_grace: f.read(d, "kill_grace", Decoder::duration),
+            command: command?,
+        };
+        Some(task)
+    }
+
+    fn visit_templates(&mut self, visit: &mut dyn FnMut(&str, &mut String)) {
+        match &mut self.command {
+            CommandLine::Shell(line) => visit("command", line),
+            CommandLine::Argv(argv) => super::visit_list("command", argv, visit),
+        }
+        for (key, value) in self.env.iter_mut() {
+            visit(&join("env", key), value);
+        }
+        if let Some(dir) = &mut self.working_dir {
+            visit("working_dir", dir);
+        }
+    }
+
+    fn check(&self, task: &str, problems: &mut Vec<FieldProblem>) {
+        let empty = match &self.command {
+            CommandLine::Shell(s) => s.trim().is_empty(),
+            CommandLine::Argv(v) => v.is_empty(),
+        };
+        if empty {
+            problems.push(FieldProblem::new(
+                "spec::empty-command",
+                format!("task `{task}` has an empty `command`"),
+                "command",
+                "nothing to run",
+            ));
+        }
+    }
+    fn schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+        Some(CommandTask::json_schema(generator))
+    }
+}

@@ -1,0 +1,597 @@
+//! Kafka readiness gates against a real Kafka-protocol broker (tansu, started by
+//! scripts/test through scripts/services/kafka; address in SLUICE_TEST_KAFKA_BOOTSTRAP):
+//! watermark and lag of a multi-partition topic, a gate opening exactly at interval end +
+//! lateness, an idle partition, a gate timing out, and the broker stopped and restarted
+//! under a running scheduler.
+
+use sluice_tests as support;
+
+use std::collections::HashMap;
+
+use sluice_core::gate::{GateDecision, GateRule, decide, watermark};
+use sluice_core::lag::LagStatus;
+use sluice_demo::services::OwnBroker;
+use sluice_runtime::gate::kafka::GateSource;
+use sluice_runtime::gate::kafka::monitor::look;
+use sluice_runtime::gate::kafka::observer::SourceMemory;
+use support::kafka::{bootstrap, commit, connection, create_topic, ms, produce, producer};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+#[test]
+fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result<(), Error> {
+    let b = bootstrap();
+    let topic = unique("lagging");
+    let group = unique("aggregator");
+    create_topic(&b, &topic, 4)?;
+    let p = producer(&b)?;
+    // Partition 0: ten events 10:00..10:09; 1: five up to 10:20; 2: three up to 10:05;
+    // 3: nothing. Out of order in partition 1: its newest message is not its latest time.
+    produce(
+        &p,
+        &topic,
+        0,
+        &(0..10)
+            .map(|m| ms("2025-09-01T10:00:00Z") + m * 60_000)
+            .collect::<Vec<_>>(),
+    )?;
+    produce(
+        &p,
+        &topic,
+        1,
+        &[
+            ms("2025-09-01T10:01:00Z"),
+            ms("2025-09-01T10:20:00Z"),
+            ms("2025-09-01T10:02:00Z"),
+            ms("2025-09-01T10:19:00Z"),
+            ms("2025-09-01T10:20:30Z"),
+        ],
+    )?;
+    produce(
+        &p,
+        &topic,
+        2,
+        &[
+            ms("2025-09-01T10:03:00Z"),
+            ms("2025-09-01T10:04:00Z"),
+            ms("2025-09-01T10:05:00Z"),
+        ],
+    )?;
+    // The group consumed partition 0 entirely, two of partition 1, nothing of 2 and 3.
+    commit(&b, &group, &topic, &[(0, 10), (1, 2)])?;
+
+    // SAFETY of the environment: this test binary reads connections from the environment.
+    unsafe { std::env::set_var("SLUICE_CONN_TEST_BROKER", connection(&b)) };
+    let source = GateSource {
+        connection: "test_broker".into(),
+        topic: topic.clone(),
+        group: group.clone(),
+    };
+    let mut links = HashMap::new();
+    let mut memory = SourceMemory::default();
+    let view = look(&mut links, &source, &mut memory)?.view;
+    let by_id: HashMap<i32, _> = view.partitions.iter().map(|p| (p.partition, p)).collect();
+    assert_eq!(view.partitions.len(), 4);
+    assert_eq!(
+        (
+            by_id[&0].high_watermark,
+            by_id[&0].committed,
+            by_id[&0].lag()
+        ),
+        (10, Some(10), 0)
+    );
+    assert_eq!(
+        (
+            by_id[&1].high_watermark,
+            by_id[&1].committed,
+            by_id[&1].lag()
+        ),
+        (5, Some(2), 3)
+    );
+    assert_eq!(
+        (
+            by_id[&2].high_watermark,
+            by_id[&2].committed,
+            by_id[&2].lag()
+        ),
+        (3, None, 3)
+    );
+    assert_eq!((by_id[&3].high_watermark, by_id[&3].lag()), (0, 0));
+    let at =
+        |s: &str| chrono::DateTime::parse_from_rfc3339(s).map(|d| d.with_timezone(&chrono::Utc));
+    assert_eq!(by_id[&0].event_time, Some(at("2025-09-01T10:09:00Z")?));
+    assert_eq!(by_id[&1].event_time, Some(at("2025-09-01T10:20:30Z")?));
+    assert_eq!(by_id[&2].event_time, Some(at("2025-09-01T10:05:00Z")?));
+    assert_eq!(by_id[&3].event_time, None);
+    // The empty partition holds the watermark back until it counts as idle.
+    assert_eq!(watermark(&view, None, view.at).0, None);
+    let later = view.at + chrono::TimeDelta::minutes(3);
+    assert_eq!(
+        watermark(&view, Some(chrono::TimeDelta::minutes(2)), later),
+        (Some(at("2025-09-01T10:20:30Z")?), vec![0, 1, 2, 3])
+    );
+
+    // Partition 3 gets data and partition 1 gets an older event: its watermark stays.
+    produce(&p, &topic, 3, &[ms("2025-09-01T10:07:00Z")])?;
+    produce(&p, &topic, 1, &[ms("2025-09-01T10:00:00Z")])?;
+    let seen = look(&mut links, &source, &mut memory)?;
+    // What arrived since the previous look, by event second: exactly those two.
+    assert_eq!(
+        seen.arrivals.into_iter().collect::<Vec<_>>(),
+        vec![
+            (ms("2025-09-01T10:00:00Z") / 1000, 1),
+            (ms("2025-09-01T10:07:00Z") / 1000, 1)
+        ]
+    );
+    let view = seen.view;
+    assert_eq!(
+        watermark(&view, None, view.at).0,
+        Some(at("2025-09-01T10:05:00Z")?)
+    );
+    let rule = GateRule {
+        lateness: chrono::TimeDelta::minutes(5),
+        max_lag: Some(5),
+        timeout: None,
+        idle_after: None,
+    };
+    match decide(
+        &rule,
+        at("2025-09-01T10:00:00Z")?,
+        view.at,
+        Ok(&view),
+        view.at,
+    ) {
+        GateDecision::Closed {
+            reason,
+            figures: Some(f),
+        } => {
+            assert!(reason.contains("consumer lag 8 > max_lag 5"), "{reason}");
+            assert_eq!((f.lag, f.partitions), (8, 4));
+        }
+        other => panic!("the gate should be closed by lag: {other:?}"),
+    }
+    // Lag over the window: partition 1's consumer is not moving while lag stays.
+    let view = look(&mut links, &source, &mut memory)?.view;
+    let p1 = view
+        .partitions
+        .iter()
+        .find(|p| p.partition == 1)
+        .ok_or("no partition 1")?;
+    assert_eq!(p1.lag_status, LagStatus::Stall);
+    let p0 = view
+        .partitions
+        .iter()
+        .find(|p| p.partition == 0)
+        .ok_or("no partition 0")?;
+    assert_eq!(p0.lag_status, LagStatus::Ok);
+
+    // A restarted scheduler starts from what was remembered (as the monitor stores it in
+    // sled): new clients, the same window — the stall is still seen on its first look,
+    // and nothing already read counts as arrived again.
+    let remembered = serde_json::to_vec(&memory)?;
+    let mut memory: SourceMemory = serde_json::from_slice(&remembered)?;
+    let mut links = HashMap::new();
+    let seen = look(&mut links, &source, &mut memory)?;
+    assert!(seen.arrivals.is_empty(), "{:?}", seen.arrivals);
+    let p1 = seen
+        .view
+        .partitions
+        .iter()
+        .find(|p| p.partition == 1)
+        .ok_or("no partition 1")?;
+    assert_eq!(p1.lag_status, LagStatus::Stall);
+    assert_eq!(memory.partitions[&1].window.len(), 4);
+    Ok(())
+}
+
+/// `sluice scheduler` on a DAG folder, its stderr (verbose transitions) collected as it runs.
+struct Scheduler {
+    root: std::path::PathBuf,
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Scheduler {
+    fn start(name: &str, dag: &str, bootstrap: &str) -> Result<Scheduler, Error> {
+        Scheduler::start_with(name, &[("dag.yaml", dag)], bootstrap)
+    }
+
+    fn start_with(name: &str, dags: &[(&str, &str)], bootstrap: &str) -> Result<Scheduler, Error> {
+        use std::io::BufRead;
+        let root = std::env::temp_dir().join(format!("sluice-gates-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("dags"))?;
+        for (file, dag) in dags {
+            std::fs::write(root.join("dags").join(file), dag)?;
+        }
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--dags")
+            .arg(root.join("dags"))
+            .arg("--state")
+            .arg(root.join("state"))
+            .args(["scheduler", "--grace", "5", "--listen", "off"])
+            .env("SLUICE_CONN_TEST_BROKER", connection(bootstrap))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let sink = std::sync::Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(mut l) = sink.lock() {
+                    l.push(line);
+                }
+            }
+        });
+        Ok(Scheduler { root, child, lines })
+    }
+
+    /// `sluice runs show` of the gated run (answered by the running scheduler).
+    fn show(&self) -> Result<String, Error> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--dags")
+            .arg(self.root.join("dags"))
+            .arg("--state")
+            .arg(self.root.join("state"))
+            .args(["runs", "show", "gated", "scheduled__2025-09-01T10:00:00Z"])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn output(&self) -> String {
+        self.lines.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    fn count(&self, text: &str) -> usize {
+        self.lines
+            .lock()
+            .map(|l| l.iter().filter(|line| line.contains(text)).count())
+            .unwrap_or(0)
+    }
+
+    fn saw(&self, text: &str) -> bool {
+        self.lines
+            .lock()
+            .is_ok_and(|l| l.iter().any(|line| line.contains(text)))
+    }
+
+    fn wait_for(&mut self, text: &str, limit: std::time::Duration) -> Result<(), Error> {
+        let started = std::time::Instant::now();
+        while !self.saw(text) {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(format!(
+                    "the scheduler exited ({status}) before `{text}`:\n{}",
+                    self.output()
+                )
+                .into());
+            }
+            if started.elapsed() > limit {
+                return Err(format!("no `{text}` within {limit:?}:\n{}", self.output()).into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then the store once the process let go of it.
+    fn stop(mut self) -> Result<(sluice_store::Store, std::path::PathBuf), Error> {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(self.child.id())?),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        let status = self.child.wait()?;
+        assert!(status.success(), "{status}:\n{}", self.output());
+        let store = sluice_store::Store::open(&self.root.join("state"))?;
+        Ok((store, self.root.clone()))
+    }
+}
+
+fn gated_dag(topic: &str, group: &str, gate_extra: &str) -> String {
+    format!(
+        r#"dag: gated
+schedule: "*/15 * * * *"
+start: 2025-09-01T10:00:00Z
+end: 2025-09-01T10:15:00Z
+catchup: true
+gate:
+  kafka:
+    connection: test_broker
+    topic: {topic}
+    group: {group}
+    poll_interval: 200ms
+{gate_extra}
+tasks:
+  work: {{ type: command, command: "true" }}
+"#
+    )
+}
+
+const RUN: &str = "gated scheduled__2025-09-01T10:00:00Z";
+
+/// The one run of the `gated` DAG.
+fn gated_run(store: &sluice_store::Store) -> Result<sluice_store::RunRecord, Error> {
+    Ok(store
+        .run("gated", "2025-09-01T10:00:00Z".parse()?)?
+        .ok_or("no run of `gated`")?)
+}
+
+#[test]
+fn the_gate_opens_exactly_when_the_watermark_passes_interval_end_plus_lateness() -> Result<(), Error>
+{
+    let b = bootstrap();
+    let (topic, group) = (unique("exact"), unique("exact-group"));
+    create_topic(&b, &topic, 2)?;
+    let p = producer(&b)?;
+    let just_before = ms("2025-09-01T10:19:59.999Z");
+    produce(&p, &topic, 0, &[just_before])?;
+    produce(&p, &topic, 1, &[just_before])?;
+    let mut scheduler = Scheduler::start(
+        "exact",
+        &gated_dag(&topic, &group, "    watermark_lateness: 5m"),
+        &b,
+    )?;
+    let second = std::time::Duration::from_secs(1);
+    scheduler.wait_for(&format!("{RUN} waiting on its gate"), 20 * second)?;
+    // Five looks later it is still closed: 1 ms short of interval end + lateness.
+    std::thread::sleep(second);
+    // One partition reaches the mark; the other still holds the watermark back.
+    produce(&p, &topic, 0, &[ms("2025-09-01T10:20:00Z")])?;
+    std::thread::sleep(second);
+    assert!(!scheduler.saw("gate open"), "{}", scheduler.output());
+    produce(&p, &topic, 1, &[ms("2025-09-01T10:20:00Z")])?;
+    scheduler.wait_for(&format!("{RUN} gate open"), 20 * second)?;
+    scheduler.wait_for(&format!("{RUN} success"), 20 * second)?;
+    let shown = scheduler.show()?;
+    let (store, root) = scheduler.stop()?;
+    assert!(shown.contains("gate open"), "{shown}");
+    assert!(
+        shown.contains("watermark 2025-09-01T10:20:00Z (needs 2025-09-01T10:20:00Z)"),
+        "{shown}"
+    );
+    let run = gated_run(&store)?;
+    let gate = run.gate.ok_or("no gate record")?;
+    assert_eq!(gate.status, sluice_store::GateStatus::Open);
+    let figures = gate.figures.ok_or("no figures")?;
+    assert_eq!(
+        figures.watermark,
+        Some("2025-09-01T10:20:00Z".parse::<chrono::DateTime<chrono::Utc>>()?)
+    );
+    assert_eq!(
+        figures.required_watermark,
+        "2025-09-01T10:20:00Z".parse::<chrono::DateTime<chrono::Utc>>()?
+    );
+    assert_eq!(figures.partitions, 2);
+    let _ = std::fs::remove_dir_all(root);
+    Ok(())
+}
+
+#[test]
+fn an_idle_partition_stops_holding_the_watermark_back() -> Result<(), Error> {
+    let b = bootstrap();
+    let (topic, group) = (unique("idle"), unique("idle-group"));
+    create_topic(&b, &topic, 3)?;
+    let p = producer(&b)?;
+    produce(&p, &topic, 0, &[ms("2025-09-01T10:15:00Z")])?;
+    produce(&p, &topic, 1, &[ms("2025-09-01T10:16:00Z")])?;
+    // Partition 2 never gets a message.
+    let mut scheduler = Scheduler::start(
+        "idle",
+        &gated_dag(&topic, &group, "    idle_partition_timeout: 2s"),
+        &b,
+    )?;
+    let second = std::time::Duration::from_secs(1);
+    scheduler.wait_for(&format!("{RUN} waiting on its gate"), 20 * second)?;
+    // Seen while partition 2 is not idle yet: it holds the watermark back.
+    let started = std::time::Instant::now();
+    let mut shown = scheduler.show()?;
+    while !shown.contains("behind [2]") && started.elapsed() < 2 * second {
+        shown = scheduler.show()?;
+    }
+    assert!(shown.contains("behind [2]"), "{shown}");
+    assert!(shown.contains("gate closed (tasks deferred)"), "{shown}");
+    scheduler.wait_for(&format!("{RUN} gate open"), 20 * second)?;
+    scheduler.wait_for(&format!("{RUN} success"), 20 * second)?;
+    let (store, root) = scheduler.stop()?;
+    let run = gated_run(&store)?;
+    let figures = run.gate.and_then(|g| g.figures).ok_or("no figures")?;
+    assert!(figures.idle_partitions.contains(&2), "{figures:?}");
+    assert!(figures.behind_partitions.is_empty(), "{figures:?}");
+    let _ = std::fs::remove_dir_all(root);
+    Ok(())
+}
+
+#[test]
+fn a_gate_still_closed_after_its_timeout_fails_the_run_with_the_reason() -> Result<(), Error> {
+    let b = bootstrap();
+    let (topic, group) = (unique("timeout"), unique("timeout-group"));
+    create_topic(&b, &topic, 2)?;
+    let p = producer(&b)?;
+    produce(&p, &topic, 0, &[ms("2025-09-01T10:30:00Z")])?;
+    let mut scheduler =
+        Scheduler::start("timeout", &gated_dag(&topic, &group, "    timeout: 2s"), &b)?;
+    let second = std::time::Duration::from_secs(1);
+    scheduler.wait_for(&format!("{RUN} gate timed out"), 20 * second)?;
+    scheduler.wait_for(&format!("{RUN} failed"), 20 * second)?;
+    let (store, root) = scheduler.stop()?;
+    let run = gated_run(&store)?;
+    assert_eq!(run.state.status, sluice_core::RunStatus::Failed);
+    let task = &run.state.tasks[0];
+    assert_eq!(task.state, sluice_core::TaskState::Failed);
+    assert_eq!(task.try_number, 0, "nothing ran");
+    let reason = task.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("the gate was still closed after 2s")
+            && reason.contains("partitions behind: [1]"),
+        "{reason}"
+    );
+    assert_eq!(
+        run.gate.map(|g| g.status),
+        Some(sluice_store::GateStatus::TimedOut)
+    );
+    let _ = std::fs::remove_dir_all(root);
+    Ok(())
+}
+
+#[test]
+fn the_broker_going_down_and_up_keeps_gates_closed_and_the_scheduler_up() -> Result<(), Error> {
+    // A broker of this test's own (the others share one), stopped when the test ends.
+    let broker = OwnBroker::start(19100 + u16::try_from(std::process::id() % 800)?)?;
+    let b = broker.bootstrap.clone();
+    let (topic, group) = (unique("restart"), unique("restart-group"));
+    create_topic(&b, &topic, 1)?;
+    produce(&producer(&b)?, &topic, 0, &[ms("2025-09-01T10:14:00Z")])?;
+    let mut scheduler = Scheduler::start("restart", &gated_dag(&topic, &group, ""), &b)?;
+    let second = std::time::Duration::from_secs(1);
+    scheduler.wait_for(&format!("{RUN} waiting on its gate"), 20 * second)?;
+    broker.script("stop")?;
+    scheduler.wait_for("cannot see the topic", 30 * second)?;
+    std::thread::sleep(2 * second);
+    assert!(!scheduler.saw("gate open"), "{}", scheduler.output());
+    broker.script("restart")?;
+    scheduler.wait_for("the topic is visible again", 60 * second)?;
+    produce(&producer(&b)?, &topic, 0, &[ms("2025-09-01T10:15:00Z")])?;
+    scheduler.wait_for(&format!("{RUN} gate open"), 30 * second)?;
+    scheduler.wait_for(&format!("{RUN} success"), 20 * second)?;
+    let (_, root) = scheduler.stop()?;
+    let _ = std::fs::remove_dir_all(root);
+    Ok(())
+}
+
+#[test]
+fn late_events_are_counted_per_interval_and_reprocessed_when_the_dag_opts_in() -> Result<(), Error>
+{
+    let b = bootstrap();
+    let (topic, group) = (unique("late"), unique("late-group"));
+    create_topic(&b, &topic, 2)?;
+    let p = producer(&b)?;
+    produce(&p, &topic, 0, &[ms("2025-09-01T10:15:00Z")])?;
+    produce(&p, &topic, 1, &[ms("2025-09-01T10:15:00Z")])?;
+    let root = std::env::temp_dir().join(format!("sluice-gates-late-runs-{}", std::process::id()));
+    std::fs::create_dir_all(&root)?;
+    let dag = |name: &str, reprocess: bool| {
+        gated_dag(
+            &topic,
+            &group,
+            &format!("    reprocess_late_data: {reprocess}"),
+        )
+        .replace("dag: gated", &format!("dag: {name}"))
+        .replace(
+            "command: \"true\"",
+            &format!("command: \"echo ran >> {}/{name}.txt\"", root.display()),
+        )
+    };
+    let (reprocessing, counting) = (dag("reprocessing", true), dag("counting", false));
+    let mut scheduler = Scheduler::start_with(
+        "late",
+        &[
+            ("reprocessing.yaml", &reprocessing),
+            ("counting.yaml", &counting),
+        ],
+        &b,
+    )?;
+    let second = std::time::Duration::from_secs(1);
+    let first = "scheduled__2025-09-01T10:00:00Z";
+    scheduler.wait_for(&format!("reprocessing {first} success"), 20 * second)?;
+    scheduler.wait_for(&format!("counting {first} success"), 20 * second)?;
+    // Three events of 10:00–10:15 arrive after that interval succeeded; one of 10:16
+    // belongs to an interval without a run.
+    produce(
+        &p,
+        &topic,
+        0,
+        &[ms("2025-09-01T10:05:00Z"), ms("2025-09-01T10:14:59Z")],
+    )?;
+    produce(
+        &p,
+        &topic,
+        1,
+        &[ms("2025-09-01T10:01:00Z"), ms("2025-09-01T10:16:00Z")],
+    )?;
+    // The four may land in two looks: one rerun per look that saw late events (or one
+    // more if they came while a rerun ran), the last with all three counted.
+    scheduler.wait_for(
+        "reprocessing, 3 late event(s) arrived after its gate opened",
+        20 * second,
+    )?;
+    let reruns = scheduler.count("late event(s) arrived after its gate opened");
+    let started = std::time::Instant::now();
+    while scheduler.count(&format!("reprocessing {first} success")) < 1 + reruns {
+        assert!(started.elapsed() < 20 * second, "{}", scheduler.output());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A few more looks: nothing else is late, nothing reruns again.
+    std::thread::sleep(second);
+    let output = scheduler.output();
+    let (store, state_root) = scheduler.stop()?;
+    let runs = |name: &str| {
+        std::fs::read_to_string(root.join(format!("{name}.txt"))).map(|t| t.lines().count())
+    };
+    assert!((1..=2).contains(&reruns), "{output}");
+    assert_eq!(runs("reprocessing")?, 1 + reruns, "{output}");
+    assert_eq!(runs("counting")?, 1, "{output}");
+    for name in ["reprocessing", "counting"] {
+        let run = store
+            .run(name, "2025-09-01T10:00:00Z".parse()?)?
+            .ok_or("no run")?;
+        assert_eq!(run.state.status, sluice_core::RunStatus::Success);
+        let gate = run.gate.ok_or("no gate")?;
+        assert_eq!(gate.late_events, 3, "{name}");
+        assert!(!gate.late_pending, "{name}");
+    }
+    assert!(
+        !output.contains("counting scheduled__2025-09-01T10:00:00Z: reprocessing"),
+        "{output}"
+    );
+    let _ = std::fs::remove_dir_all(state_root);
+    let _ = std::fs::remove_dir_all(root);
+    Ok(())
+}
+
+/// Hostile event times — far in the future, not positive, near the epoch — never move a
+/// partition's watermark (a gate would open on data that is not there) and are counted.
+#[test]
+fn hostile_timestamps_do_not_move_the_watermark_and_are_counted() -> Result<(), Error> {
+    let b = bootstrap();
+    let topic = unique("hostile-times");
+    create_topic(&b, &topic, 1)?;
+    let p = producer(&b)?;
+    produce(&p, &topic, 0, &[ms("2025-09-01T10:00:00Z")])?;
+    // SAFETY of the environment: this test binary reads connections from the environment.
+    unsafe { std::env::set_var("SLUICE_CONN_TEST_BROKER", connection(&b)) };
+    let source = GateSource {
+        connection: "test_broker".into(),
+        topic: topic.clone(),
+        group: unique("hostile-group"),
+    };
+    let mut links = HashMap::new();
+    let mut memory = SourceMemory::default();
+    look(&mut links, &source, &mut memory)?;
+
+    let ten_years_ahead = chrono::Utc::now().timestamp_millis() + 10 * 365 * 86_400_000;
+    produce(
+        &p,
+        &topic,
+        0,
+        &[ten_years_ahead, 1, i64::MAX / 2, ms("2025-09-01T10:05:00Z")],
+    )?;
+    let view = look(&mut links, &source, &mut memory)?.view;
+    let at = chrono::DateTime::parse_from_rfc3339("2025-09-01T10:05:00Z")?.to_utc();
+    assert_eq!(view.partitions[0].high_watermark, 5);
+    assert_eq!(view.partitions[0].event_time, Some(at));
+    assert_eq!(watermark(&view, None, view.at).0, Some(at));
+    let rejected = memory.partitions[&0].rejected_timestamps;
+    assert_eq!(
+        rejected, 2,
+        "the two far-future timestamps are not believed"
+    );
+    Ok(())
+}

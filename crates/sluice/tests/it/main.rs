@@ -1,0 +1,26 @@
+//! The `sluice` binary's integration tests, one test binary for the crate (the heavy
+//! dependencies link once): each module is one area, run against the real binary, the engine
+//! in-process, or the services `scripts/test` starts. Shared support is the `sluice-tests`
+//! library (`tests/support/`); `in_process` is the harness for an engine in this process.
+
+mod api;
+mod backfill_task;
+mod binary;
+mod chaos;
+mod clickhouse_dq;
+mod clickhouse_tasks;
+mod config_check;
+mod crash_backfill;
+mod emr_steps;
+mod fault_proxy;
+mod in_process;
+mod kafka_gates;
+mod overload;
+mod retries;
+mod scheduler_process;
+mod sla_webhooks;
+mod state_backup;
+mod state_disk_full;
+mod store_recovery;
+mod ui_browser;
+mod wasm_sandbox;

@@ -1,0 +1,451 @@
+//! The `sluice` command line, run in-process against the repository's DAGs and fixtures.
+
+use crate::sluice;
+use sluice_tests::{TempDir, fixture, repo_root};
+
+fn path(relative: &str) -> String {
+    repo_root().join(relative).display().to_string()
+}
+
+fn dags() -> String {
+    path("dags")
+}
+
+#[test]
+fn the_platform_and_quickstart_dags_are_valid() {
+    let result = sluice(&["dags", "validate", &path("dags"), &path("examples")]);
+    assert_eq!(result.code, 0, "{}{}", result.stdout, result.stderr);
+    assert!(
+        result.stdout.contains("7 file(s): 7 valid, 0 invalid"),
+        "{}",
+        result.stdout
+    );
+}
+
+#[test]
+fn validate_exits_1_and_reports_json_diagnostics() {
+    let result = sluice(&[
+        "--output",
+        "json",
+        "dags",
+        "validate",
+        &fixture("invalid")
+            .join("unknown_field.yaml")
+            .display()
+            .to_string(),
+    ]);
+    assert_eq!(result.code, 1);
+    let report: serde_json::Value = serde_json::from_str(&result.stdout).unwrap_or_default();
+    assert_eq!(report["invalid"], 1);
+    let first = &report["diagnostics"][0];
+    assert!(
+        first["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("unknown_field.yaml"))
+    );
+    assert_eq!(first["line"], 7);
+    assert_eq!(first["column"], 5);
+    assert_eq!(first["message"], "unknown field `dependson` in task `load`");
+}
+
+#[test]
+fn validate_prints_snippets_to_stderr_in_table_mode() {
+    let result = sluice(&[
+        "dags",
+        "validate",
+        &fixture("invalid").display().to_string(),
+    ]);
+    assert_eq!(result.code, 1);
+    assert!(
+        result.stderr.contains("cycle_two_tasks.yaml:5:18"),
+        "{}",
+        result.stderr
+    );
+    assert!(result.stdout.contains("0 valid"), "{}", result.stdout);
+}
+
+#[test]
+fn list_shows_every_dag_with_its_schedule() {
+    let result = sluice(&["--dags", &dags(), "dags", "list"]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    for dag in [
+        "events_aggregation_15m",
+        "cross_layer_validation",
+        "historical_backfill",
+    ] {
+        assert!(
+            result.stdout.contains(dag),
+            "{dag} missing from\n{}",
+            result.stdout
+        );
+    }
+    assert!(result.stdout.contains("*/15 * * * *"));
+    let json = sluice(&["--dags", &dags(), "--output", "json", "dags", "list"]);
+    let items: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap_or_default();
+    assert_eq!(items.len(), 3);
+}
+
+#[test]
+fn list_still_lists_good_dags_when_a_file_is_bad() -> std::io::Result<()> {
+    let dir = TempDir::new("cli-list")?;
+    dir.write("good.yaml", "dag: good\ntasks:\n  a: { type: noop }\n")?;
+    dir.write("bad.yaml", "dag: bad\ntasks: [\n")?;
+    let result = sluice(&["--dags", &dir.path().display().to_string(), "dags", "list"]);
+    assert_eq!(result.code, 0);
+    assert!(result.stdout.contains("good"));
+    assert!(result.stderr.contains("1 file(s)"), "{}", result.stderr);
+    Ok(())
+}
+
+#[test]
+fn show_prints_settings_tasks_in_dependency_order_and_graphs() {
+    let text = sluice(&["--dags", &dags(), "dags", "show", "events_aggregation_15m"]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    let order: Vec<usize> = ["aggregate", "load", "validate"]
+        .iter()
+        .filter_map(|t| text.stdout.find(&format!("\n{t} ")))
+        .collect();
+    assert_eq!(order.len(), 3, "{}", text.stdout);
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("warn after 50m, deadline 1h40m"),
+        "{}",
+        text.stdout
+    );
+
+    let mermaid = sluice(&[
+        "--dags",
+        &dags(),
+        "dags",
+        "show",
+        "events_aggregation_15m",
+        "--format",
+        "mermaid",
+    ]);
+    assert!(mermaid.stdout.starts_with("graph LR\n"));
+    assert!(mermaid.stdout.contains("aggregate --> load"));
+    assert!(mermaid.stdout.contains("load --> validate"));
+
+    let dot = sluice(&[
+        "--dags",
+        &dags(),
+        "dags",
+        "show",
+        "events_aggregation_15m",
+        "--format",
+        "dot",
+    ]);
+    assert!(
+        dot.stdout.contains("\"aggregate\" -> \"load\";"),
+        "{}",
+        dot.stdout
+    );
+
+    let json = sluice(&[
+        "--dags",
+        &dags(),
+        "--output",
+        "json",
+        "dags",
+        "show",
+        "cross_layer_validation",
+    ]);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap_or_default();
+    assert_eq!(value["schedule"], "45 * * * *");
+    assert_eq!(value["tasks"]["record_result"]["trigger_rule"], "all_done");
+    assert_eq!(value["tasks"]["compare"]["type"], "wasm");
+}
+
+#[test]
+fn next_prints_intervals_as_start_end_lines_and_json() {
+    let result = sluice(&[
+        "--dags",
+        &dags(),
+        "dags",
+        "next",
+        "events_aggregation_15m",
+        "--count",
+        "3",
+        "--after",
+        "2025-09-01T10:07:00Z",
+    ]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert_eq!(
+        result.stdout,
+        "2025-09-01T10:00:00Z 2025-09-01T10:15:00Z\n\
+         2025-09-01T10:15:00Z 2025-09-01T10:30:00Z\n\
+         2025-09-01T10:30:00Z 2025-09-01T10:45:00Z\n"
+    );
+    let json = sluice(&[
+        "--dags",
+        &dags(),
+        "--output",
+        "json",
+        "dags",
+        "next",
+        "cross_layer_validation",
+        "--count",
+        "2",
+        "--after",
+        "2025-08-01T00:00:00Z",
+    ]);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap_or_default();
+    // Before `start`, the first interval is the one starting at `start`.
+    assert_eq!(
+        value,
+        serde_json::json!([
+            {"start": "2025-09-01T00:45:00Z", "end": "2025-09-01T01:45:00Z"},
+            {"start": "2025-09-01T01:45:00Z", "end": "2025-09-01T02:45:00Z"}
+        ])
+    );
+}
+
+#[test]
+fn next_uses_the_dag_time_zone() {
+    let examples = path("examples/quickstart");
+    let result = sluice(&[
+        "--dags",
+        &examples,
+        "dags",
+        "next",
+        "fan_out_fan_in",
+        "--count",
+        "2",
+        "--after",
+        "2025-10-26T00:30:00Z",
+    ]);
+    // Europe/Berlin falls back at 01:00Z: 02:00 CEST and 02:00 CET are both hourly fire times.
+    assert_eq!(
+        result.stdout,
+        "2025-10-26T00:00:00Z 2025-10-26T01:00:00Z\n2025-10-26T01:00:00Z 2025-10-26T02:00:00Z\n"
+    );
+}
+
+#[test]
+fn render_shows_fields_after_templating() {
+    let result = sluice(&[
+        "--dags",
+        &dags(),
+        "dags",
+        "render",
+        "events_aggregation_15m",
+        "load",
+        "--logical-date",
+        "2025-09-01T10:15:00Z",
+    ]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result
+            .stdout
+            .contains("# data interval 2025-09-01T10:15:00Z 2025-09-01T10:30:00Z")
+    );
+    assert!(
+        result
+            .stdout
+            .contains("toDateTime('2025-09-01 10:15:00', 'UTC')"),
+        "{}",
+        result.stdout
+    );
+    assert!(
+        result
+            .stdout
+            .contains("window_start=20250901T1015/*.parquet"),
+        "{}",
+        result.stdout
+    );
+
+    let json = sluice(&[
+        "--dags",
+        &dags(),
+        "--output",
+        "json",
+        "dags",
+        "render",
+        "events_aggregation_15m",
+        "aggregate",
+        "--logical-date",
+        "2025-09-01T10:15:00Z",
+    ]);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap_or_default();
+    assert_eq!(value["run_id"], "scheduled__2025-09-01T10:15:00Z");
+    assert_eq!(value["fields"]["args[9]"], "country,device,event_type");
+    assert_eq!(
+        value["fields"]["conf.spark.app.name"],
+        "agg15m-20250901T101500"
+    );
+}
+
+/// The reconciliation's opt-in reprocessing: off by default (the engine test
+/// `backfill_task.rs` runs it on), with the checked hour as its range.
+#[test]
+fn the_reconciliation_reprocesses_the_checked_hour_only_when_opted_in() {
+    let result = sluice(&[
+        "--dags",
+        &dags(),
+        "--output",
+        "json",
+        "dags",
+        "render",
+        "cross_layer_validation",
+        "reprocess_mismatches",
+        "--logical-date",
+        "2025-09-01T10:45:00Z",
+    ]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let value: serde_json::Value = serde_json::from_str(&result.stdout).unwrap_or_default();
+    assert_eq!(value["fields"]["target"], "historical_backfill");
+    assert_eq!(value["fields"]["from"], "2025-09-01T10:00:00Z");
+    assert_eq!(value["fields"]["to"], "2025-09-01T11:00:00Z");
+    assert_eq!(value["fields"]["enabled"], "False");
+}
+
+#[test]
+fn render_refuses_a_date_off_the_schedule_and_names_the_interval() {
+    let result = sluice(&[
+        "--dags",
+        &dags(),
+        "dags",
+        "render",
+        "events_aggregation_15m",
+        "load",
+        "--logical-date",
+        "2025-09-01T10:20:00Z",
+    ]);
+    assert_eq!(result.code, 1);
+    assert!(
+        result.stderr.contains("not the start of an interval"),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains("starts at 2025-09-01T10:15:00Z"),
+        "{}",
+        result.stderr
+    );
+}
+
+#[test]
+fn render_takes_upstream_outputs() -> std::io::Result<()> {
+    let dir = TempDir::new("cli-render")?;
+    dir.write(
+        "outputs.yaml",
+        "dag: outputs\ntasks:\n  count:\n    type: noop\n  report:\n    type: command\n    depends_on: [count]\n    command: \"echo {{ outputs.count.rows }} rows\"\n",
+    )?;
+    let dags = dir.path().display().to_string();
+    let missing = sluice(&[
+        "--dags",
+        &dags,
+        "dags",
+        "render",
+        "outputs",
+        "report",
+        "--logical-date",
+        "2025-09-01T00:00:00Z",
+    ]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("--upstream-output"),
+        "{}",
+        missing.stderr
+    );
+    let given = sluice(&[
+        "--dags",
+        &dags,
+        "dags",
+        "render",
+        "outputs",
+        "report",
+        "--logical-date",
+        "2025-09-01T00:00:00Z",
+        "--upstream-output",
+        "count={\"rows\": 42}",
+    ]);
+    assert_eq!(given.code, 0, "{}", given.stderr);
+    assert!(
+        given.stdout.contains("command: echo 42 rows"),
+        "{}",
+        given.stdout
+    );
+    Ok(())
+}
+
+#[test]
+fn unknown_dags_and_tasks_get_suggestions() {
+    let dag = sluice(&["--dags", &dags(), "dags", "show", "events_aggregation_15"]);
+    assert_eq!(dag.code, 1);
+    assert!(
+        dag.stderr
+            .contains("did you mean `events_aggregation_15m`?"),
+        "{}",
+        dag.stderr
+    );
+    let task = sluice(&[
+        "--dags",
+        &dags(),
+        "dags",
+        "render",
+        "events_aggregation_15m",
+        "lod",
+        "--logical-date",
+        "2025-09-01T00:00:00Z",
+    ]);
+    assert_eq!(task.code, 1);
+    assert!(
+        task.stderr.contains("did you mean `load`?"),
+        "{}",
+        task.stderr
+    );
+}
+
+#[test]
+fn an_invalid_dag_is_explained_rather_than_not_found() -> std::io::Result<()> {
+    let dir = TempDir::new("cli-invalid")?;
+    dir.write(
+        "broken.yaml",
+        "dag: broken\ntasks:\n  a: { type: noop, retries: many }\n",
+    )?;
+    let result = sluice(&[
+        "--dags",
+        &dir.path().display().to_string(),
+        "dags",
+        "show",
+        "broken",
+    ]);
+    assert_eq!(result.code, 1);
+    assert!(
+        result.stderr.contains("broken.yaml:3:29"),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains("DAG `broken` is invalid"),
+        "{}",
+        result.stderr
+    );
+    Ok(())
+}
+
+#[test]
+fn schema_and_completions_print() {
+    let schema = sluice(&["schema"]);
+    assert_eq!(schema.code, 0);
+    let value: serde_json::Value = serde_json::from_str(&schema.stdout).unwrap_or_default();
+    assert_eq!(value["title"], "Sluice DAG");
+    let bash = sluice(&["completions", "bash"]);
+    assert_eq!(bash.code, 0);
+    assert!(
+        bash.stdout.contains("_sluice()"),
+        "{}",
+        &bash.stdout[..bash.stdout.len().min(200)]
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    let bad = sluice(&["dags", "frobnicate"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("frobnicate"));
+    let help = sluice(&["dags", "next", "--help"]);
+    assert_eq!(help.code, 0);
+    assert!(help.stdout.contains("--after"));
+}

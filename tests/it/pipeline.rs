@@ -1,0 +1,521 @@
+//! The platform's DAGs end to end on real components, unchanged but for the environment:
+//! generated events → Kafka (a broker of its own) and the raw zone → the stream-layer
+//! stand-in (1-minute aggregates and raw events in a ClickHouse server of its own) → Sluice
+//! runs `dags/`: the Kafka gate, the Spark cube on local Spark, the idempotent ClickHouse
+//! load, `dq_checks`, the hourly reconciliation of both layers, `historical_backfill`.
+//!
+//! Time is compressed, not faked: two hours of historical event time are generated in
+//! seconds and backfills drive the eight 15-minute intervals through the real scheduler.
+//!
+//! Act 1, zero data loss under faults: one Spark driver is killed mid-job and ClickHouse
+//! goes down for a while; retries recover both, and every interval's events are accounted
+//! for in both layers, every validation passes, the audit shows no gap.
+//! Act 2, bad data is caught: one interval's raw data is damaged; `historical_backfill`
+//! reprocesses its hour (bounded concurrency) and fails validation for exactly that interval, the reconciliation
+//! names exactly that window; once repaired, reprocessing makes both pass.
+//!
+//! Needs what scripts/test provides: the ClickHouse and broker builds (started here on
+//! ports of this test's own), local Spark (SPARK_HOME).
+
+mod corruption;
+mod faults;
+mod figures;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::{Outcome, sluice};
+use chrono::{DateTime, TimeDelta, Utc};
+use clap::Parser;
+use sluice_core::RunStatus;
+use sluice_demo::manifest::Manifest;
+use sluice_demo::services::{
+    OwnBroker, OwnClickHouse, clickhouse_text as clickhouse, create_topic,
+};
+use sluice_store::Store;
+use sluice_tests::repo_root;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The eight intervals processed: 10:00–12:00.
+const FROM: &str = "2025-09-01T10:00:00Z";
+const TO: &str = "2025-09-01T12:00:00Z";
+/// Event time generated: past TO by more than the gate's 5 minutes of lateness.
+const EVENTS_TO: &str = "2025-09-01T12:10:00Z";
+/// The reconciliation runs of [10:45, 11:45) and [11:45, 12:45) check 10:00–11:00 and
+/// 11:00–12:00.
+const RECONCILE_FROM: &str = "2025-09-01T10:45:00Z";
+const RECONCILE_TO: &str = "2025-09-01T12:45:00Z";
+/// Act 2 reprocesses the first hour.
+const HOUR_END: &str = "2025-09-01T11:00:00Z";
+/// The first hour's reconciliation run again, after the damage and after the repair.
+const RECONCILE_FIRST_HOUR_AGAIN: [&str; 8] = [
+    "backfill",
+    "cross_layer_validation",
+    "--from",
+    RECONCILE_FROM,
+    "--to",
+    "2025-09-01T11:45:00Z",
+    "--reprocess",
+    "completed",
+];
+
+/// Everything a run of the platform needs, on this test's own services.
+struct Platform {
+    root: PathBuf,
+    state: PathBuf,
+    plugins: PathBuf,
+    raw_zone: PathBuf,
+    output_zone: PathBuf,
+    warehouse: clickhouse::Client,
+    server: Arc<OwnClickHouse>,
+    _broker: OwnBroker,
+    manifest: Manifest,
+}
+
+impl Platform {
+    /// Services, schema, two hours and ten minutes of events in Kafka, the raw zone and
+    /// the stream layer, dq_checks built, the environment a laptop gives the DAGs.
+    fn start() -> Result<Platform, Error> {
+        let id = std::process::id();
+        let root = std::env::temp_dir().join(format!("sluice-pipeline-{id}"));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root)?;
+
+        // Servers of this test's own: act 1 stops ClickHouse, and the DAGs watch the topic
+        // `events`, which must start empty.
+        let server = Arc::new(OwnClickHouse::start(18400 + 3 * u16::try_from(id % 50)?)?);
+        let database = "pipeline";
+        let warehouse = clickhouse::Client::default()
+            .with_url(&server.url)
+            .with_validation(false);
+        clickhouse(&warehouse, &format!("DROP DATABASE IF EXISTS {database}"))?;
+        clickhouse(&warehouse, &format!("CREATE DATABASE {database}"))?;
+        let warehouse = warehouse.with_database(database);
+        let ddl = std::fs::read_to_string(repo_root().join("dags/sql/warehouse.sql"))?;
+        for statement in sluice_runtime::clickhouse::statements::split(&ddl) {
+            clickhouse(&warehouse, &statement)?;
+        }
+        let broker = OwnBroker::start(19900 + u16::try_from(id % 90)?)?;
+        create_topic(&broker.bootstrap, "events", 4)?;
+
+        let raw_zone = root.join("raw");
+        let manifest = sluice_demo::eventgen::run(&sluice_demo::eventgen::Args::parse_from([
+            "sluice-eventgen",
+            "--bootstrap",
+            &broker.bootstrap,
+            "--partitions",
+            "4",
+            "--raw-zone",
+            &raw_zone.display().to_string(),
+            "--from",
+            FROM,
+            "--to",
+            EVENTS_TO,
+            "--rate",
+            "3",
+            "--seed",
+            "5",
+        ]))?;
+        let streamed =
+            sluice_demo::stream_layer::run(&sluice_demo::stream_layer::Args::parse_from([
+                "sluice-stream-layer",
+                "--bootstrap",
+                &broker.bootstrap,
+                "--group",
+                "realtime-aggregator",
+                "--clickhouse",
+                &server.url,
+                "--table",
+                &format!("{database}.stream_agg_1m"),
+                "--raw-table",
+                &format!("{database}.raw_events"),
+                "--idle-exit-seconds",
+                "3",
+            ]))?;
+        assert_eq!(streamed, manifest.total());
+
+        let plugins = root.join("plugins");
+        let built = sluice(&[
+            "plugins",
+            "build",
+            &repo_root().join("plugins/dq_checks").display().to_string(),
+            "--out",
+            &plugins.display().to_string(),
+        ]);
+        assert_eq!(built.code, 0, "{}", built.stderr);
+
+        // Spark writes into ClickHouse's user_files folder, which file() reads.
+        let in_warehouse = "pipeline/agg_15m";
+        let output_zone = server.user_files.join(in_warehouse);
+        let settings = [
+            ("SLUICE_SPARK_BACKEND", "local".to_owned()),
+            ("SLUICE_CONN_WAREHOUSE", serde_json::json!({"type": "clickhouse", "url": server.url, "database": database, "validation": false}).to_string()),
+            ("SLUICE_CONN_EVENTS_KAFKA", serde_json::json!({"type": "kafka", "bootstrap_servers": broker.bootstrap}).to_string()),
+            ("SLUICE_VAR_RAW_ZONE", raw_zone.display().to_string()),
+            ("SLUICE_VAR_OUTPUT_ZONE", output_zone.display().to_string()),
+            ("SLUICE_VAR_OUTPUT_FORMAT", "json".to_owned()),
+            ("SLUICE_VAR_WAREHOUSE_READS", "file".to_owned()),
+            ("SLUICE_VAR_OUTPUT_ZONE_IN_WAREHOUSE", in_warehouse.to_owned()),
+        ];
+        for (name, value) in &settings {
+            // SAFETY: this test binary runs this one test; nothing else reads the
+            // environment concurrently.
+            unsafe { std::env::set_var(name, value) };
+        }
+        Ok(Platform {
+            state: root.join("state"),
+            plugins,
+            raw_zone,
+            output_zone,
+            root,
+            warehouse,
+            server,
+            _broker: broker,
+            manifest,
+        })
+    }
+
+    /// `sluice` on the platform's DAG folder, this test's state and plugins.
+    fn sluice(&self, args: &[&str]) -> Outcome {
+        let mut argv = vec![
+            "--dags".to_owned(),
+            repo_root().join("dags").display().to_string(),
+            "--state".to_owned(),
+            self.state.display().to_string(),
+            "--plugins".to_owned(),
+            self.plugins.display().to_string(),
+        ];
+        argv.extend(args.iter().map(|a| (*a).to_owned()));
+        sluice(&argv.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// A `sluice` command that must succeed; its failed attempts' logs otherwise.
+    fn must(&self, args: &[&str]) -> Result<Outcome, Error> {
+        self.succeeded(self.sluice(args), args)
+    }
+
+    /// The outcome if it succeeded; an error with every failed attempt's log otherwise.
+    fn succeeded(&self, outcome: Outcome, args: &[&str]) -> Result<Outcome, Error> {
+        if outcome.code == 0 {
+            return Ok(outcome);
+        }
+        let mut failures = String::new();
+        let store = Store::open(&self.state)?;
+        for dag in store.dag_ids()? {
+            for run in store.runs_of(&dag) {
+                let run = run?;
+                for a in store.attempts_of_run(&dag, run.state.logical_date)? {
+                    if let Some(error) = a.error {
+                        let log = std::fs::read_to_string(&a.log).unwrap_or_default();
+                        failures += &format!(
+                            "{dag} {} {} try {}: {error}\n{log}\n",
+                            run.state.run_id, a.task, a.try_number
+                        );
+                    }
+                }
+            }
+        }
+        Err(format!(
+            "sluice {args:?} exited {}\n{}\n{}\n{failures}",
+            outcome.code, outcome.stdout, outcome.stderr
+        )
+        .into())
+    }
+
+    /// The batch layer's events per window (finest grain of the cube).
+    fn batch_counts(&self) -> Result<std::collections::BTreeMap<DateTime<Utc>, u64>, Error> {
+        figures::per_window(
+            &self.warehouse,
+            "SELECT window_start, sum(event_count) FROM agg_15m WHERE rollup_level = 0 GROUP BY window_start ORDER BY window_start",
+        )
+    }
+
+    fn intervals(&self) -> Vec<DateTime<Utc>> {
+        self.manifest
+            .intervals
+            .keys()
+            .copied()
+            .filter(|start| *start < at(TO))
+            .collect()
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.output_zone);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn at(instant: &str) -> DateTime<Utc> {
+    instant.parse().unwrap_or_default()
+}
+
+fn compact(t: DateTime<Utc>) -> String {
+    t.format("%Y%m%dT%H%M").to_string()
+}
+
+#[test]
+fn every_event_is_accounted_for_through_faults_and_bad_data_is_caught() -> Result<(), Error> {
+    let platform = Platform::start()?;
+    zero_data_loss_under_faults(&platform)?;
+    damaged_interval_fails_validation_until_repaired(&platform)
+}
+
+/// Act 1.
+fn zero_data_loss_under_faults(platform: &Platform) -> Result<(), Error> {
+    let killed_interval = at("2025-09-01T10:45:00Z");
+    let outage_interval = at("2025-09-01T11:15:00Z");
+    let done = Arc::new(AtomicBool::new(false));
+    let killer = faults::kill_spark_once(
+        format!("agg15m-{}00", compact(killed_interval)),
+        Arc::clone(&done),
+    );
+    let outage = faults::warehouse_outage(
+        Arc::clone(&platform.server),
+        platform
+            .output_zone
+            .join(format!("window_start={}", compact(outage_interval)))
+            .join("data.json"),
+        Duration::from_secs(20),
+        Arc::clone(&done),
+    );
+    let backfill = [
+        "backfill",
+        "events_aggregation_15m",
+        "--from",
+        FROM,
+        "--to",
+        TO,
+    ];
+    let processed = platform.sluice(&backfill);
+    done.store(true, Ordering::Relaxed);
+    let killed = killer.join().map_err(|_| "the Spark killer panicked")?;
+    let down = outage.join().map_err(|_| "the outage thread panicked")?;
+    assert!(
+        killed,
+        "no Spark driver of {killed_interval} was seen to kill"
+    );
+    let down = down.ok_or("the outage never happened")?;
+    platform.succeeded(processed, &backfill)?;
+
+    platform.must(&[
+        "backfill",
+        "cross_layer_validation",
+        "--from",
+        RECONCILE_FROM,
+        "--to",
+        RECONCILE_TO,
+    ])?;
+    let audit = platform.must(&[
+        "audit",
+        "events_aggregation_15m",
+        "--from",
+        FROM,
+        "--to",
+        TO,
+    ])?;
+
+    let stream = figures::per_window(
+        &platform.warehouse,
+        "SELECT toStartOfFifteenMinutes(minute) AS w, sum(event_count) FROM stream_agg_1m GROUP BY w ORDER BY w",
+    )?;
+    let batch = platform.batch_counts()?;
+    let store = Store::open(&platform.state)?;
+    let mut durations = figures::Durations::default();
+    let mut warehouse_failures = 0;
+    println!(
+        "interval              produced  stream   batch  dq      aggregate  load       validate"
+    );
+    for start in platform.intervals() {
+        let produced = platform.manifest.intervals[&start].events;
+        let attempts = figures::attempts(&store, "events_aggregation_15m", start)?;
+        durations.add(&attempts);
+        warehouse_failures += attempts
+            .iter()
+            .filter(|a| a.task != "aggregate" && a.error.is_some())
+            .count();
+        let report = store
+            .output("events_aggregation_15m", start, "validate")?
+            .ok_or("no validation report")?;
+        println!(
+            "{}  {produced:>8}  {:>6}  {:>6}  {:<6}  {:<9}  {:<9}  {}",
+            start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            stream.get(&start).copied().unwrap_or(0),
+            batch.get(&start).copied().unwrap_or(0),
+            if report["passed"] == true {
+                "passed"
+            } else {
+                "FAILED"
+            },
+            figures::tries(&attempts, "aggregate"),
+            figures::tries(&attempts, "load"),
+            figures::tries(&attempts, "validate"),
+        );
+        assert_eq!(
+            batch.get(&start),
+            Some(&produced),
+            "batch layer, interval {start}"
+        );
+        assert_eq!(
+            stream.get(&start),
+            Some(&produced),
+            "stream layer, interval {start}"
+        );
+        assert_eq!(report["passed"], true, "{report}");
+    }
+    for hour in [at(RECONCILE_FROM), at("2025-09-01T11:45:00Z")] {
+        let comparison = store
+            .output("cross_layer_validation", hour, "compare")?
+            .ok_or("no reconciliation report")?;
+        assert_eq!(comparison["passed"], true, "{comparison}");
+    }
+    println!("reconciliation of both layers: 10:00–11:00 and 11:00–12:00 passed");
+    println!("{}", audit.stdout.trim_end());
+
+    // Both faults happened and retries recovered them.
+    let killed_run = figures::attempts(&store, "events_aggregation_15m", killed_interval)?;
+    let spark = killed_run
+        .iter()
+        .filter(|a| a.task == "aggregate")
+        .collect::<Vec<_>>();
+    assert!(
+        spark.len() >= 2
+            && spark[0]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("signal")),
+        "the killed driver's attempt: {spark:?}"
+    );
+    assert!(
+        warehouse_failures >= 1,
+        "no ClickHouse task failed during the {down:.0?} outage"
+    );
+    println!(
+        "faults: Spark driver of {killed_interval} killed ({}), ClickHouse down {down:.1?} ({warehouse_failures} failed ClickHouse attempts); all recovered by retries",
+        spark[0].error.as_deref().unwrap_or_default()
+    );
+    println!("task durations (successful attempts):");
+    for line in durations.summary() {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
+/// Act 2.
+fn damaged_interval_fails_validation_until_repaired(platform: &Platform) -> Result<(), Error> {
+    let damaged = at("2025-09-01T10:15:00Z");
+    let damage = corruption::damage_interval(
+        &platform.raw_zone,
+        damaged,
+        damaged + TimeDelta::minutes(15),
+    )?;
+    assert!(damage.lost_events > 0);
+
+    // The damaged hour again, two intervals at a time: exactly the damaged one fails.
+    let reprocessed = platform.sluice(&[
+        "backfill",
+        "historical_backfill",
+        "--from",
+        FROM,
+        "--to",
+        HOUR_END,
+        "--max-active-runs",
+        "2",
+    ]);
+    assert_ne!(reprocessed.code, 0, "{}", reprocessed.stdout);
+    let store = Store::open(&platform.state)?;
+    for start in platform
+        .intervals()
+        .into_iter()
+        .filter(|s| *s < at(HOUR_END))
+    {
+        let run = store
+            .run("historical_backfill", start)?
+            .ok_or("no backfill run")?;
+        let expected = if start == damaged {
+            RunStatus::Failed
+        } else {
+            RunStatus::Success
+        };
+        assert_eq!(run.state.status, expected, "historical_backfill {start}");
+    }
+    let validation = figures::attempts(&store, "historical_backfill", damaged)?
+        .into_iter()
+        .find(|a| a.task == "validate")
+        .ok_or("the damaged interval was not validated")?;
+    let summary = validation.error.clone().unwrap_or_default();
+    println!("validation of the damaged interval {damaged}: {summary}");
+    let produced = platform.manifest.intervals[&damaged].events;
+    // The readable report: which check, and both figures.
+    let expected = format!(
+        "counts_add_up_to_raw_events (events {} vs {produced})",
+        produced - damage.lost_events
+    );
+    assert!(summary.contains(&expected), "{summary}");
+    assert_eq!(
+        platform.batch_counts()?.get(&damaged),
+        Some(&(produced - damage.lost_events)),
+        "the batch layer misses exactly the unreadable events"
+    );
+    drop(store);
+
+    // The reconciliation of that hour names exactly the damaged window.
+    let reconciled = platform.sluice(&RECONCILE_FIRST_HOUR_AGAIN);
+    assert_ne!(reconciled.code, 0, "{}", reconciled.stdout);
+    let store = Store::open(&platform.state)?;
+    let compare = figures::attempts(&store, "cross_layer_validation", at(RECONCILE_FROM))?
+        .into_iter()
+        .rfind(|a| a.task == "compare")
+        .ok_or("no comparison")?;
+    let report = std::fs::read_to_string(&compare.log)?;
+    let summary = compare.error.clone().unwrap_or_default();
+    println!("reconciliation after the damage: {summary}");
+    // The one-line summary names the damaged window and no other; so does the full report.
+    assert!(
+        summary.contains("by window_start: 2025-09-01 10:15:00 (") && !summary.contains("), 2025-"),
+        "{summary}"
+    );
+    for clean in ["10:00:00", "10:30:00", "10:45:00"] {
+        assert!(
+            !report.contains(&format!("2025-09-01 {clean}")),
+            "{clean} named: {report}"
+        );
+    }
+    drop(store);
+
+    // Repaired (the files put back, as a re-export from Kafka would), reprocessed: both pass.
+    damage.repair()?;
+    platform.must(&[
+        "backfill",
+        "historical_backfill",
+        "--from",
+        "2025-09-01T10:15:00Z",
+        "--to",
+        "2025-09-01T10:30:00Z",
+        "--reprocess",
+        "completed",
+    ])?;
+    platform.must(&RECONCILE_FIRST_HOUR_AGAIN)?;
+    let batch = platform.batch_counts()?;
+    for start in platform.intervals() {
+        assert_eq!(
+            batch.get(&start),
+            Some(&platform.manifest.intervals[&start].events),
+            "interval {start}"
+        );
+    }
+    let audit = platform.must(&[
+        "audit",
+        "historical_backfill",
+        "--from",
+        FROM,
+        "--to",
+        HOUR_END,
+    ])?;
+    println!("after the repair:\n{}", audit.stdout.trim_end());
+    Ok(())
+}

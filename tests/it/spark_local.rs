@@ -1,0 +1,254 @@
+//! The aggregation job (`dags/jobs/aggregate_15m.py`) on a real local Spark, through
+//! scheduled runs of a `type: spark` task with `backend: local`: aggregates checked against
+//! counts computed here independently, and a rerun of an interval leaves the same output.
+//! Needs PySpark: scripts/test installs it (scripts/install-spark) and sets SPARK_HOME.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::sluice;
+use sluice_core::RunStatus;
+use sluice_store::Store;
+use sluice_tests::{TempDir, repo_root};
+
+struct Event {
+    id: String,
+    minute: u32,
+    second: u32,
+    user: u32,
+    country: &'static str,
+    device: &'static str,
+    kind: &'static str,
+    value: f64,
+}
+
+impl Event {
+    fn json(&self, hour: u32) -> String {
+        serde_json::json!({
+            "event_id": self.id,
+            "event_time": format!("2025-09-01T{hour:02}:{:02}:{:02}Z", self.minute, self.second),
+            "user_id": format!("u{}", self.user),
+            "country": self.country,
+            "device": self.device,
+            "event_type": self.kind,
+            "value": self.value,
+            "latency_ms": f64::from(self.user % 100),
+        })
+        .to_string()
+    }
+}
+
+/// Deterministic pseudo-random events over 10:00–10:59 (a small LCG: no test dependency).
+fn events(n: u32) -> Vec<Event> {
+    let mut state: u64 = 42;
+    let mut next = |m: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % m
+    };
+    (0..n)
+        .map(|i| Event {
+            id: format!("e{i}"),
+            minute: next(60) as u32,
+            second: next(60) as u32,
+            user: next(40) as u32,
+            country: ["DE", "FR", "BR"][next(3) as usize],
+            device: ["ios", "android", "web"][next(3) as usize],
+            kind: ["view", "click"][next(2) as usize],
+            value: (next(1000) as f64) / 10.0,
+        })
+        .collect()
+}
+
+/// A cube cell: (country, device, event_type), "ALL" where rolled up.
+type Cell = (String, String, String);
+
+/// What the test expects of a cell: events, distinct users, sum of values.
+#[derive(Default)]
+struct Expected {
+    count: u64,
+    users: BTreeSet<u32>,
+    value: f64,
+}
+
+fn spark_installed() -> bool {
+    std::env::var_os("SPARK_HOME")
+        .is_some_and(|home| Path::new(&home).join("bin/spark-submit").exists())
+}
+
+/// Rows of an interval's output partition (JSON lines), and how many part files it has.
+fn read_output(dir: &Path) -> Result<(Vec<serde_json::Value>, usize), Box<dyn std::error::Error>> {
+    let mut rows = Vec::new();
+    let mut parts = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            parts += 1;
+            for line in std::fs::read_to_string(&path)?
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+            {
+                rows.push(serde_json::from_str(line)?);
+            }
+        }
+    }
+    Ok((rows, parts))
+}
+
+#[test]
+fn the_aggregation_job_cubes_each_interval_and_a_rerun_replaces_it_identically()
+-> Result<(), Box<dyn std::error::Error>> {
+    assert!(
+        spark_installed(),
+        "SPARK_HOME must point at a Spark with bin/spark-submit: run scripts/install-spark (scripts/test does)"
+    );
+    let dir = TempDir::new("spark-local")?;
+    let raw = dir.path().join("raw");
+    let out = dir.path().join("agg");
+    let all = events(3000);
+    // As a Kafka-to-S3 sink writes: by event hour, several files, out of order, with
+    // duplicates (at-least-once delivery) that must count once.
+    let partition = raw.join("event_date=2025-09-01/event_hour=10");
+    std::fs::create_dir_all(&partition)?;
+    for (file, chunk) in all.chunks(1000).enumerate() {
+        let mut lines: Vec<String> = chunk.iter().rev().map(|e| e.json(10)).collect();
+        lines.extend(chunk.iter().take(50).map(|e| e.json(10)));
+        std::fs::write(
+            partition.join(format!("part-{file}.jsonl")),
+            lines.join("\n") + "\n",
+        )?;
+    }
+    // An event of the hour before, which no interval here may count.
+    let before = raw.join("event_date=2025-09-01/event_hour=09");
+    std::fs::create_dir_all(&before)?;
+    std::fs::write(before.join("part-0.jsonl"), all[0].json(9) + "\n")?;
+
+    let dag = format!(
+        r#"dag: agg
+schedule: "*/15 * * * *"
+start: 2025-09-01T10:00:00Z
+params: {{ raw_zone: "{raw}", output_zone: "{out}" }}
+tasks:
+  aggregate:
+    type: spark
+    backend: local
+    application: "{job}"
+    args:
+      - --input
+      - "{{{{ params.raw_zone }}}}"
+      - --output
+      - "{{{{ params.output_zone }}}}/window_start={{{{ data_interval_start | strftime('%Y%m%dT%H%M') }}}}"
+      - --start
+      - "{{{{ data_interval_start }}}}"
+      - --end
+      - "{{{{ data_interval_end }}}}"
+      - --format
+      - json
+    conf: {{ spark.sql.shuffle.partitions: "4" }}
+    timeout: 5m
+"#,
+        raw = raw.display(),
+        out = out.display(),
+        job = repo_root().join("dags/jobs/aggregate_15m.py").display()
+    );
+    dir.write("dags/agg.yaml", dag)?;
+    let (dags, state) = (
+        dir.path().join("dags").display().to_string(),
+        dir.path().join("state").display().to_string(),
+    );
+    let backfill = |from: &str, to: &str, reprocess: &str| {
+        sluice(&[
+            "--dags",
+            &dags,
+            "--state",
+            &state,
+            "backfill",
+            "agg",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--reprocess",
+            reprocess,
+        ])
+    };
+    let result = backfill("2025-09-01T10:00:00Z", "2025-09-01T10:30:00Z", "none");
+    assert_eq!(result.code, 0, "{}{}", result.stdout, result.stderr);
+
+    for (start_minute, label) in [(0u32, "20250901T1000"), (15, "20250901T1015")] {
+        let (rows, parts) = read_output(&out.join(format!("window_start={label}")))?;
+        assert_eq!(parts, 1, "one part file per interval");
+        let partition = out.join(format!("window_start={label}"));
+        assert!(
+            partition.join("data.json").is_file(),
+            "the one file has a fixed name for loaders that cannot list files"
+        );
+        let inside: Vec<&Event> = all
+            .iter()
+            .filter(|e| e.minute >= start_minute && e.minute < start_minute + 15)
+            .collect();
+        // Independent cube cells: exact (country, device, event_type) and the grand total.
+        let mut expected: BTreeMap<Cell, Expected> = BTreeMap::new();
+        for e in &inside {
+            for key in [
+                (e.country.to_owned(), e.device.to_owned(), e.kind.to_owned()),
+                ("ALL".to_owned(), "ALL".to_owned(), "ALL".to_owned()),
+                (e.country.to_owned(), "ALL".to_owned(), "ALL".to_owned()),
+            ] {
+                let cell = expected.entry(key).or_default();
+                cell.count += 1;
+                cell.users.insert(e.user);
+                cell.value += e.value;
+            }
+        }
+        let got: BTreeMap<Cell, &serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+                ((s("country"), s("device"), s("event_type")), r)
+            })
+            .collect();
+        // 3 countries x 3 devices x 2 types, with every rollup: 4 x 4 x 3 = 48 cells at most.
+        assert!(rows.len() <= 48 && rows.len() > 18, "{} rows", rows.len());
+        for (
+            key,
+            Expected {
+                count,
+                users,
+                value,
+            },
+        ) in &expected
+        {
+            let row = got
+                .get(key)
+                .ok_or_else(|| format!("no cube row for {key:?}"))?;
+            assert_eq!(row["event_count"].as_u64(), Some(*count), "{key:?}");
+            assert_eq!(
+                row["distinct_users"].as_u64(),
+                Some(users.len() as u64),
+                "{key:?}"
+            );
+            let sum = row["value_sum"].as_f64().unwrap_or(f64::NAN);
+            assert!((sum - value).abs() < 1e-6, "{key:?}: {sum} vs {value}");
+            assert_eq!(
+                row["window_start"],
+                format!("2025-09-01T10:{start_minute:02}:00Z")
+            );
+        }
+    }
+
+    // Run the first interval again: its partition is replaced with the same rows.
+    let (before_rows, _) = read_output(&out.join("window_start=20250901T1000"))?;
+    let result = backfill("2025-09-01T10:00:00Z", "2025-09-01T10:15:00Z", "completed");
+    assert_eq!(result.code, 0, "{}{}", result.stdout, result.stderr);
+    let (after_rows, parts) = read_output(&out.join("window_start=20250901T1000"))?;
+    assert_eq!(parts, 1);
+    assert_eq!(after_rows, before_rows);
+
+    let store = Store::open(&dir.path().join("state"))?;
+    let runs: Vec<_> = store.runs_of("agg").collect::<Result<_, _>>()?;
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().all(|r| r.state.status == RunStatus::Success));
+    Ok(())
+}
