@@ -127,16 +127,9 @@ pub const TASK_TRANSITIONS: &[(Cause, &[TaskState], TaskState)] = &[
 /// Every move a run may make: (cause, from any of, to).
 pub const RUN_TRANSITIONS: &[(Cause, &[RunStatus], RunStatus)] = &[
     (Cause::Evaluate, &[RunStatus::Queued], RunStatus::Running),
-    (
-        Cause::Settle,
-        &[RunStatus::Queued, RunStatus::Running],
-        RunStatus::Success,
-    ),
-    (
-        Cause::Settle,
-        &[RunStatus::Queued, RunStatus::Running],
-        RunStatus::Failed,
-    ),
+    // A mark can turn a finished run's outcome over, so settling starts from any status.
+    (Cause::Settle, &RunStatus::ALL, RunStatus::Success),
+    (Cause::Settle, &RunStatus::ALL, RunStatus::Failed),
     (
         Cause::Settle,
         &[RunStatus::Success, RunStatus::Failed],
@@ -175,12 +168,6 @@ pub fn transition_lines() -> Vec<String> {
             .collect::<Vec<_>>()
             .join(" | ")
     }
-    let runs = [
-        RunStatus::Queued,
-        RunStatus::Running,
-        RunStatus::Success,
-        RunStatus::Failed,
-    ];
     let tasks = TASK_TRANSITIONS.iter().map(|(cause, from, to)| {
         format!(
             "task: {} → {to} ({})",
@@ -189,7 +176,11 @@ pub fn transition_lines() -> Vec<String> {
         )
     });
     let runs = RUN_TRANSITIONS.iter().map(|(cause, from, to)| {
-        format!("run: {} → {to} ({})", from_text(from, &runs), cause.name())
+        format!(
+            "run: {} → {to} ({})",
+            from_text(from, &RunStatus::ALL),
+            cause.name()
+        )
     });
     tasks.chain(runs).collect()
 }
@@ -223,6 +214,13 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    pub const ALL: [RunStatus; 4] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Success,
+        RunStatus::Failed,
+    ];
+
     pub fn is_finished(self) -> bool {
         matches!(self, RunStatus::Success | RunStatus::Failed)
     }
@@ -237,14 +235,7 @@ impl RunStatus {
     }
 
     pub fn parse(name: &str) -> Option<RunStatus> {
-        [
-            RunStatus::Queued,
-            RunStatus::Running,
-            RunStatus::Success,
-            RunStatus::Failed,
-        ]
-        .into_iter()
-        .find(|s| s.name() == name)
+        RunStatus::ALL.into_iter().find(|s| s.name() == name)
     }
 }
 

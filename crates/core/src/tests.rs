@@ -581,7 +581,63 @@ fn moves_outside_the_transition_table_are_refused() {
     assert!(!RunStatus::Success.may_move(crate::Cause::Evaluate, RunStatus::Running));
     let plan = chain(0, None);
     let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
+    // A mark turns a finished run's outcome over.
+    assert!(RunStatus::Success.may_move(crate::Cause::Settle, RunStatus::Failed));
     // Not scheduled yet: starting it changes nothing.
     assert!(run.start(0, t0()).is_empty());
     assert_eq!(run.tasks[0].state, TaskState::None);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Operators and executors in any order — evaluations with the gate open or shut, starts,
+    /// attempts ending every way, gate timeouts, clears with and without downstream, marks —
+    /// never make a move outside the transition tables (a refused move stops a debug build),
+    /// and every change reported is one the tables allow.
+    #[test]
+    fn any_sequence_of_events_stays_inside_the_transition_tables(
+        specs in dag_spec(),
+        events in prop::collection::vec((0u8..8, any::<prop::sample::Index>(), 0u8..6), 1..80),
+    ) {
+        let plan = plan(&specs, 8, Some(60));
+        let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
+        let mut now = t0();
+        for (event, pick, code) in events {
+            now += TimeDelta::minutes(1);
+            let task = pick.index(plan.tasks.len());
+            let before = run.clone();
+            let changes = match event {
+                0 => run.evaluate(&plan, &|_| Past::Satisfied, true, now),
+                1 => run.evaluate(&plan, &|_| Past::Satisfied, false, now),
+                2 => run.start(task, now),
+                3 => {
+                    let try_number = run.tasks[task].try_number;
+                    run.finish(&plan, task, try_number, &outcome(code), now)
+                }
+                4 => run.gate_timed_out(&plan, &|_| Past::Satisfied, "closed", now),
+                5 => run.clear(&plan, &[task], code % 2 == 0),
+                6 => run.mark(&plan, task, TaskState::Success, "by hand"),
+                _ => run.mark(&plan, task, TaskState::Failed, "by hand"),
+            };
+            // Each change names a real move from the state before.
+            let mut states: Vec<TaskState> = before.tasks.iter().map(|t| t.state).collect();
+            let mut status = before.status;
+            for change in changes {
+                match change {
+                    crate::Change::Task { index, from, to, .. } => {
+                        prop_assert_eq!(states[index], from);
+                        prop_assert!(TaskState::ALL.contains(&to));
+                        states[index] = to;
+                    }
+                    crate::Change::Run { from, to } => {
+                        prop_assert_eq!(status, from);
+                        status = to;
+                    }
+                }
+            }
+            prop_assert_eq!(states, run.tasks.iter().map(|t| t.state).collect::<Vec<_>>());
+            prop_assert_eq!(status, run.status);
+        }
+    }
 }

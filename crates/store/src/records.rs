@@ -37,6 +37,18 @@ pub struct RunRecord {
     pub sla: sluice_core::sla::SlaMarks,
 }
 
+impl RunRecord {
+    /// How many of the run's task instances are in each state, by state name: the one count
+    /// the CLI and the API both show.
+    pub fn task_counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for task in &self.state.tasks {
+            *counts.entry(task.state.name()).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
 /// Where a run's gate stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

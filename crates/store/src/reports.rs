@@ -1,6 +1,8 @@
-//! Reports read from the store: the SLA report (`sluice sla report`, `GET
-//! /api/v1/dags/{dag}/sla`): the processing latency of a DAG's scheduled runs (interval end
-//! → success) as p50/p95/max, and the SLA events raised with their deliveries.
+//! Reports read from the store, computed here once and rendered by the CLI and the API
+//! alike: the audit of a range of intervals (`sluice audit`, `GET /api/v1/dags/{dag}/audit`)
+//! and the SLA report (`sluice sla report`, `GET /api/v1/dags/{dag}/sla`): the processing
+//! latency of a DAG's scheduled runs (interval end → success) as p50/p95/max, and the SLA
+//! events raised with their deliveries.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -8,6 +10,93 @@ use utoipa::ToSchema;
 
 use crate::{Store, StoreError};
 use sluice_core::{RunKind, RunStatus};
+use sluice_model::spec::Dag;
+
+/// Most intervals one audit lists: a year of 15-minute intervals (366 × 96).
+pub const MAX_AUDIT_INTERVALS: usize = 35_136;
+
+/// One interval of an audit.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// The ledger's status, or `missing`.
+    pub status: String,
+    pub run_id: Option<String>,
+    pub successes: u32,
+    /// Not processed: missing, failed or still running.
+    pub gap: bool,
+}
+
+/// Every whole interval of a DAG's schedule in a range, with its ledger status.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditReport {
+    pub dag_id: String,
+    pub intervals: usize,
+    pub gaps: usize,
+    pub entries: Vec<AuditEntry>,
+}
+
+/// Why an audit could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("DAG `{0}` has no schedule, so it has no intervals to audit")]
+    Unscheduled(String),
+    #[error("the range holds more than {MAX_AUDIT_INTERVALS} intervals")]
+    TooManyIntervals,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AuditError {
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            AuditError::TooManyIntervals => Some("audit it in parts"),
+            _ => None,
+        }
+    }
+}
+
+/// The audit of `dag` over `[from, to)`: each whole interval from the DAG's `start` on.
+pub fn audit(
+    store: &Store,
+    dag: &Dag,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<AuditReport, AuditError> {
+    let schedule = dag
+        .schedule
+        .as_ref()
+        .ok_or_else(|| AuditError::Unscheduled(dag.dag.clone()))?;
+    let ledger: std::collections::BTreeMap<_, _> = store
+        .ledger_between(&dag.dag, from, to)?
+        .into_iter()
+        .collect();
+    let mut entries = Vec::new();
+    for interval in schedule
+        .intervals(dag.timezone.tz(), from.max(dag.start.unwrap_or(from)))
+        .take_while(|i| i.end <= to)
+    {
+        if entries.len() == MAX_AUDIT_INTERVALS {
+            return Err(AuditError::TooManyIntervals);
+        }
+        let entry = ledger.get(&interval.start);
+        entries.push(AuditEntry {
+            start: interval.start,
+            end: interval.end,
+            status: entry.map_or_else(|| "missing".to_owned(), |e| e.status.name().to_owned()),
+            run_id: entry.map(|e| e.run_id.clone()),
+            successes: entry.map_or(0, |e| e.successes),
+            gap: entry.is_none_or(|e| e.status != RunStatus::Success),
+        });
+    }
+    Ok(AuditReport {
+        dag_id: dag.dag.clone(),
+        intervals: entries.len(),
+        gaps: entries.iter().filter(|e| e.gap).count(),
+        entries,
+    })
+}
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LatencySummary {

@@ -372,6 +372,15 @@ pub enum BackfillAction {
 }
 
 impl BackfillAction {
+    /// The action's name in the API's path (`/backfills/{action}`).
+    pub fn name(self) -> &'static str {
+        match self {
+            BackfillAction::Pause => "pause",
+            BackfillAction::Resume => "resume",
+            BackfillAction::Cancel => "cancel",
+        }
+    }
+
     fn target(self) -> BackfillStatus {
         match self {
             BackfillAction::Pause => BackfillStatus::Paused,

@@ -1,7 +1,5 @@
 //! Runs: list (filters, paging), detail, trigger, clear; the interval audit.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -12,9 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::Api;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::views::{
-    AuditEntry, AuditReport, RunDetail, RunPage, Triggered, name_of, run_view, task_instances,
-};
+use super::views::{AuditReport, RunDetail, RunPage, Triggered, run_view, task_instances};
 use sluice_core::{RunKind, RunStatus};
 use sluice_runtime::scheduler::{Control, Input};
 
@@ -265,9 +261,6 @@ pub struct AuditQuery {
     pub to: DateTime<Utc>,
 }
 
-/// At most this many intervals per audit call (a year of 15-minute intervals).
-const MAX_AUDIT_INTERVALS: usize = 35_136;
-
 /// Every interval of a range with its ledger status: the proof that each was processed.
 #[utoipa::path(get, path = "/api/v1/dags/{dag_id}/audit", operation_id = "audit_intervals", tag = "runs",
     params(("dag_id" = String, Path), AuditQuery),
@@ -282,43 +275,20 @@ pub async fn audit(
     let Query(range) = query?;
     let (from, to) = time_range(Some(range.from), Some(range.to))?;
     let (_, dag) = api.current_dag(&dag_id)?;
-    let schedule = dag.schedule.as_ref().ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "DAG `{dag_id}` has no schedule, so it has no intervals to audit"
-        ))
-    })?;
-    let ledger: BTreeMap<_, _> = api
-        .store
-        .ledger_between(&dag_id, from, to)?
-        .into_iter()
-        .collect();
-    let mut entries = Vec::new();
-    for interval in schedule
-        .intervals(dag.timezone.tz(), from.max(dag.start.unwrap_or(from)))
-        .take_while(|i| i.end <= to)
-    {
-        if entries.len() == MAX_AUDIT_INTERVALS {
-            return Err(ApiError::bad_request(format!(
-                "the range holds more than {MAX_AUDIT_INTERVALS} intervals"
-            ))
-            .hint("audit it in parts"));
+    let report = sluice_store::reports::audit(&api.store, &dag, from, to).map_err(|e| {
+        let hint = e.hint();
+        match e {
+            sluice_store::reports::AuditError::Store(e) => ApiError::from(e),
+            other => {
+                let error = ApiError::bad_request(other.to_string());
+                match hint {
+                    Some(hint) => error.hint(hint),
+                    None => error,
+                }
+            }
         }
-        let entry = ledger.get(&interval.start);
-        entries.push(AuditEntry {
-            start: interval.start,
-            end: interval.end,
-            status: entry.map_or_else(|| "missing".to_owned(), |e| name_of(&e.status)),
-            run_id: entry.map(|e| e.run_id.clone()),
-            successes: entry.map_or(0, |e| e.successes),
-            gap: entry.is_none_or(|e| e.status != RunStatus::Success),
-        });
-    }
-    Ok(Json(AuditReport {
-        dag_id,
-        intervals: entries.len(),
-        gaps: entries.iter().filter(|e| e.gap).count(),
-        entries,
-    }))
+    })?;
+    Ok(Json(report))
 }
 
 /// The range of an SLA report (default: the last 24 hours).

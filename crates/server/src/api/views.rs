@@ -181,24 +181,7 @@ pub struct BackfillList {
     pub backfills: Vec<BackfillView>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditEntry {
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-    /// The ledger's status, or `missing`.
-    pub status: String,
-    pub run_id: Option<String>,
-    pub successes: u32,
-    pub gap: bool,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditReport {
-    pub dag_id: String,
-    pub intervals: usize,
-    pub gaps: usize,
-    pub entries: Vec<AuditEntry>,
-}
+pub use sluice_store::reports::{AuditEntry, AuditReport};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
@@ -223,13 +206,11 @@ pub fn name_of<T: Serialize>(value: &T) -> String {
 
 pub fn run_view(record: &RunRecord) -> RunView {
     let state = &record.state;
-    let mut task_counts = serde_json::Map::new();
-    for t in &state.tasks {
-        let entry = task_counts
-            .entry(t.state.name().to_owned())
-            .or_insert(serde_json::json!(0));
-        *entry = serde_json::json!(entry.as_u64().unwrap_or(0) + 1);
-    }
+    let task_counts = record
+        .task_counts()
+        .into_iter()
+        .map(|(state, n)| (state.to_owned(), serde_json::json!(n)))
+        .collect();
     RunView {
         dag_id: state.dag_id.clone(),
         run_id: state.run_id.clone(),

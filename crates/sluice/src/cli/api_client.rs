@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::runs::time_arg;
 use super::{CliError, Command, OutputFormat, Streams};
 use sluice_runtime::config::Secret;
+use sluice_runtime::scheduler::Control;
 
 const FILE: &str = "api.json";
 
@@ -113,79 +114,92 @@ pub fn run(
     output: OutputFormat,
     streams: &mut Streams<'_>,
 ) -> Option<Result<i32, CliError>> {
-    use super::dags::DagsCommand;
-    use reqwest::Method;
-    let result = match command {
-        Command::Dags {
-            command:
-                DagsCommand::Trigger {
-                    dag,
-                    conf,
-                    logical_date,
-                },
-        } => (|| {
-            let mut body = json!({});
-            if let Some(date) = logical_date {
-                body["logical_date"] = json!(time_arg("--logical-date", date)?);
-            }
-            let conf = super::runs::parse_conf(conf.as_deref())?;
-            if !conf.is_null() {
-                body["conf"] = conf;
-            }
-            let answer = client.call(
-                Method::POST,
-                &format!("/api/v1/dags/{}/runs", seg(dag)),
-                Some(body),
-            )?;
-            Ok(answer["message"].as_str().unwrap_or_default().to_owned())
-        })(),
-        Command::Dags {
-            command: DagsCommand::Pause { dag } | DagsCommand::Unpause { dag },
-        } => {
-            let paused = matches!(
-                command,
-                Command::Dags {
-                    command: DagsCommand::Pause { .. }
+    if let Command::Backfill {
+        dag,
+        from,
+        to,
+        reprocess,
+        max_active_runs,
+        dry_run: false,
+    } = command
+    {
+        return Some(backfill(
+            client,
+            dag,
+            (from, to),
+            *reprocess,
+            *max_active_runs,
+            output,
+            streams,
+        ));
+    }
+    let control = match command.control() {
+        Ok(control) => control?,
+        Err(e) => return Some(Err(e)),
+    };
+    Some(client.control(&control).and_then(|message| {
+        match output {
+            OutputFormat::Json => streams.json(&json!({ "ok": true, "message": message }))?,
+            OutputFormat::Table => writeln!(streams.out, "{message}")?,
+        }
+        Ok(0)
+    }))
+}
+
+impl ApiClient {
+    /// A change, as the REST call that makes it; what was done.
+    pub fn control(&self, control: &Control) -> Result<String, CliError> {
+        use reqwest::Method;
+        match control {
+            Control::Trigger {
+                dag,
+                logical_date,
+                conf,
+            } => {
+                let mut body = json!({});
+                if let Some(date) = logical_date {
+                    body["logical_date"] = json!(date);
                 }
-            );
-            client
+                if !conf.is_null() {
+                    body["conf"] = conf.clone();
+                }
+                let answer = self.call(
+                    Method::POST,
+                    &format!("/api/v1/dags/{}/runs", seg(dag)),
+                    Some(body),
+                )?;
+                Ok(answer["message"].as_str().unwrap_or_default().to_owned())
+            }
+            Control::Pause { dag, paused } => self
                 .call(
                     Method::PATCH,
                     &format!("/api/v1/dags/{}", seg(dag)),
                     Some(json!({ "is_paused": paused })),
                 )
-                .map(|_| format!("DAG `{dag}` {}", if paused { "paused" } else { "unpaused" }))
-        }
-        Command::Clear {
-            dag,
-            run_id,
-            tasks,
-            downstream,
-            failed_only,
-        } => client
-            .call(
-                Method::POST,
-                &format!("/api/v1/dags/{}/runs/{}/clear", seg(dag), seg(run_id)),
-                Some(
-                    json!({ "tasks": tasks, "downstream": downstream, "failed_only": failed_only }),
-                ),
-            )
-            .map(|_| format!("cleared {run_id} of `{dag}`")),
-        Command::Tasks {
-            command:
-                super::runs::TasksCommand::Mark {
-                    dag,
-                    run_id,
-                    task,
-                    state,
-                },
-        } => {
-            let state = match state {
-                super::runs::MarkState::Success => "success",
-                super::runs::MarkState::Failed => "failed",
-            };
-            client
+                .map(|_| format!("DAG `{dag}` {}", if *paused { "paused" } else { "unpaused" })),
+            Control::Clear {
+                dag,
+                run_id,
+                tasks,
+                downstream,
+                failed_only,
+            } => self
                 .call(
+                    Method::POST,
+                    &format!("/api/v1/dags/{}/runs/{}/clear", seg(dag), seg(run_id)),
+                    Some(
+                        json!({ "tasks": tasks, "downstream": downstream, "failed_only": failed_only }),
+                    ),
+                )
+                .map(|_| format!("cleared {run_id} of `{dag}`")),
+            Control::Mark {
+                dag,
+                run_id,
+                task,
+                state,
+            } => {
+                let state = state.name();
+                self.call(
                     Method::POST,
                     &format!(
                         "/api/v1/dags/{}/runs/{}/tasks/{}/mark",
@@ -196,34 +210,16 @@ pub fn run(
                     Some(json!({ "state": state })),
                 )
                 .map(|_| format!("{task} of {run_id} marked {state}"))
+            }
+            Control::Backfill { dag, action } => self
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/dags/{}/backfills/{}", seg(dag), action.name()),
+                    None,
+                )
+                .map(|answer| answer["message"].as_str().unwrap_or_default().to_owned()),
         }
-        Command::Backfill {
-            dag,
-            from,
-            to,
-            reprocess,
-            max_active_runs,
-            dry_run: false,
-        } => {
-            return Some(backfill(
-                client,
-                dag,
-                (from, to),
-                *reprocess,
-                *max_active_runs,
-                output,
-                streams,
-            ));
-        }
-        _ => return None,
-    };
-    Some(result.and_then(|message| {
-        match output {
-            OutputFormat::Json => streams.json(&json!({ "ok": true, "message": message }))?,
-            OutputFormat::Table => writeln!(streams.out, "{message}")?,
-        }
-        Ok(0)
-    }))
+    }
 }
 
 /// Starts the backfill through the API and follows it to its end, then reports the

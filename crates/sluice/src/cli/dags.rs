@@ -131,42 +131,10 @@ pub fn run(cli: &Cli, command: &DagsCommand, streams: &mut Streams<'_>) -> Resul
             upstream_outputs,
             streams,
         ),
-        DagsCommand::Trigger {
-            dag,
-            conf,
-            logical_date,
-        } => {
-            let logical_date = logical_date
-                .as_deref()
-                .map(|t| super::runs::time_arg("--logical-date", t))
-                .transpose()?;
-            let conf = super::runs::parse_conf(conf.as_deref())?;
-            super::runs::control(
-                cli,
-                sluice_runtime::scheduler::Control::Trigger {
-                    dag: dag.clone(),
-                    logical_date,
-                    conf,
-                },
-                streams,
-            )
+        // Changes go through `Command::control` (cli/mod.rs).
+        DagsCommand::Trigger { .. } | DagsCommand::Pause { .. } | DagsCommand::Unpause { .. } => {
+            Ok(0)
         }
-        DagsCommand::Pause { dag } => super::runs::control(
-            cli,
-            sluice_runtime::scheduler::Control::Pause {
-                dag: dag.clone(),
-                paused: true,
-            },
-            streams,
-        ),
-        DagsCommand::Unpause { dag } => super::runs::control(
-            cli,
-            sluice_runtime::scheduler::Control::Pause {
-                dag: dag.clone(),
-                paused: false,
-            },
-            streams,
-        ),
         DagsCommand::Test {
             dag,
             logical_date,

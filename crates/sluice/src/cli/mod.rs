@@ -17,6 +17,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use sluice_runtime::scheduler::Control;
 
 pub use output::Streams;
 
@@ -296,6 +297,69 @@ pub enum Command {
 }
 
 impl Command {
+    /// The change a command asks of the scheduler, in the one model every door takes (the
+    /// REST API, the control socket, the state opened here); `None` for commands that change
+    /// nothing this way. Arguments are checked here, once.
+    pub fn control(&self) -> Result<Option<Control>, CliError> {
+        Ok(Some(match self {
+            Command::Dags {
+                command:
+                    dags::DagsCommand::Trigger {
+                        dag,
+                        conf,
+                        logical_date,
+                    },
+            } => Control::Trigger {
+                dag: dag.clone(),
+                logical_date: logical_date
+                    .as_deref()
+                    .map(|t| runs::time_arg("--logical-date", t))
+                    .transpose()?,
+                conf: runs::parse_conf(conf.as_deref())?,
+            },
+            Command::Dags {
+                command: dags::DagsCommand::Pause { dag },
+            } => Control::Pause {
+                dag: dag.clone(),
+                paused: true,
+            },
+            Command::Dags {
+                command: dags::DagsCommand::Unpause { dag },
+            } => Control::Pause {
+                dag: dag.clone(),
+                paused: false,
+            },
+            Command::Clear {
+                dag,
+                run_id,
+                tasks,
+                downstream,
+                failed_only,
+            } => Control::Clear {
+                dag: dag.clone(),
+                run_id: run_id.clone(),
+                tasks: tasks.clone(),
+                downstream: *downstream,
+                failed_only: *failed_only,
+            },
+            Command::Tasks {
+                command:
+                    runs::TasksCommand::Mark {
+                        dag,
+                        run_id,
+                        task,
+                        state,
+                    },
+            } => Control::Mark {
+                dag: dag.clone(),
+                run_id: run_id.clone(),
+                task: task.clone(),
+                state: runs::mark_state(*state),
+            },
+            _ => return Ok(None),
+        }))
+    }
+
     /// Whether the command reads or changes the scheduler's state.
     fn needs_state(&self) -> bool {
         match self {
@@ -384,6 +448,13 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
             return code;
         }
     }
+    let control = match cli.command.control() {
+        Ok(control) => control,
+        Err(e) => return finish(Err(e), streams),
+    };
+    if let Some(control) = control {
+        return finish(runs::control(&cli, control, streams), streams);
+    }
     let result = match &cli.command {
         Command::Dags { command } => dags::run(&cli, command, streams),
         Command::Schema => streams.print(&sluice_model::spec::schema::dag_schema_json()),
@@ -415,23 +486,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
         ),
         Command::Runs { command } => runs::runs(&cli, command, streams),
         Command::Tasks { command } => runs::tasks(&cli, command, streams),
-        Command::Clear {
-            dag,
-            run_id,
-            tasks,
-            downstream,
-            failed_only,
-        } => runs::control(
-            &cli,
-            sluice_runtime::scheduler::Control::Clear {
-                dag: dag.clone(),
-                run_id: run_id.clone(),
-                tasks: tasks.clone(),
-                downstream: *downstream,
-                failed_only: *failed_only,
-            },
-            streams,
-        ),
+        // Changes went through `Command::control` above.
+        Command::Clear { .. } => Ok(0),
         Command::Audit { dag, from, to } => runs::audit(&cli, dag, from, to, streams),
         Command::Sla {
             command: SlaCommand::Report { dag, from, to },

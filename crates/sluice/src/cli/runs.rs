@@ -1,8 +1,6 @@
 //! Commands over the scheduler's state: `scheduler`, `backfill`, `runs`, `tasks`, `clear`,
 //! `audit`, and `dags trigger|pause|unpause|test`.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
 
@@ -592,11 +590,7 @@ fn find_run(store: &Store, dag: &str, run_id: &str) -> Result<RunRecord, CliErro
 }
 
 fn task_counts(run: &RunRecord) -> String {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for t in &run.state.tasks {
-        *counts.entry(t.state.name()).or_insert(0) += 1;
-    }
-    counts
+    run.task_counts()
         .iter()
         .map(|(s, n)| format!("{n} {s}"))
         .collect::<Vec<_>>()
@@ -773,21 +767,8 @@ pub fn tasks(
             })?;
             streams.print(&text)
         }
-        TasksCommand::Mark {
-            dag,
-            run_id,
-            task,
-            state,
-        } => control(
-            cli,
-            Control::Mark {
-                dag: dag.clone(),
-                run_id: run_id.clone(),
-                task: task.clone(),
-                state: mark_state(*state),
-            },
-            streams,
-        ),
+        // Changes go through `Command::control` (cli/mod.rs).
+        TasksCommand::Mark { .. } => Ok(0),
     }
 }
 
@@ -801,56 +782,27 @@ pub fn audit(
 ) -> Result<i32, CliError> {
     let from = time_arg("--from", from)?;
     let to = time_arg("--to", to)?;
-    let (loaded, schedule) = super::dags::scheduled_dag(cli, dag, streams)?;
+    let (loaded, _) = super::dags::scheduled_dag(cli, dag, streams)?;
     let store = open_store(cli, streams)?;
-    let ledger: BTreeMap<DateTime<Utc>, sluice_store::LedgerEntry> =
-        store.ledger_between(dag, from, to)?.into_iter().collect();
-    let mut rows = Vec::new();
-    let mut gaps = 0;
-    let mut total = 0;
-    for interval in schedule
-        .intervals(
-            loaded.dag.timezone.tz(),
-            from.max(loaded.dag.start.unwrap_or(from)),
-        )
-        .take_while(|i| i.end <= to)
-    {
-        total += 1;
-        let entry = ledger.get(&interval.start);
-        let status = entry.map_or("missing".to_owned(), |e| e.status.to_string());
-        let gap = entry.is_none_or(|e| e.status != RunStatus::Success);
-        if gap {
-            gaps += 1;
+    let report = sluice_store::reports::audit(&store, &loaded.dag, from, to).map_err(|e| {
+        CliError::Invalid {
+            hint: e.hint().map(str::to_owned),
+            message: e.to_string(),
         }
-        rows.push((
-            interval,
-            status,
-            entry.map(|e| e.run_id.clone()),
-            entry.map_or(0, |e| e.successes),
-            gap,
-        ));
-    }
+    })?;
     match cli.output {
-        OutputFormat::Json => {
-            let items: Vec<_> = rows
-                .iter()
-                .map(|(i, status, run, successes, gap)| {
-                    serde_json::json!({"start": format_instant(i.start), "end": format_instant(i.end),
-                        "status": status, "run_id": run, "successes": successes, "gap": gap})
-                })
-                .collect();
-            streams.json(&serde_json::json!({"dag": dag, "intervals": total, "gaps": gaps, "entries": items}))?;
-        }
+        OutputFormat::Json => streams.json(&report)?,
         OutputFormat::Table => {
-            let table: Vec<Vec<String>> = rows
+            let table: Vec<Vec<String>> = report
+                .entries
                 .iter()
-                .filter(|r| r.4)
-                .map(|(i, status, run, _, _)| {
+                .filter(|e| e.gap)
+                .map(|e| {
                     vec![
-                        format_instant(i.start),
-                        format_instant(i.end),
-                        status.clone(),
-                        run.clone().unwrap_or_else(|| "-".into()),
+                        format_instant(e.start),
+                        format_instant(e.end),
+                        e.status.clone(),
+                        e.run_id.clone().unwrap_or_else(|| "-".into()),
                     ]
                 })
                 .collect();
@@ -859,14 +811,20 @@ pub fn audit(
             }
             writeln!(
                 streams.out,
-                "audit {dag} {} → {}: {total} interval(s), {} processed, {gaps} gap(s)",
+                "audit {dag} {} → {}: {} interval(s), {} processed, {} gap(s)",
                 format_instant(from),
                 format_instant(to),
-                total - gaps
+                report.intervals,
+                report.intervals - report.gaps,
+                report.gaps
             )?;
         }
     }
-    Ok(if gaps == 0 { 0 } else { super::EXIT_FAILURE })
+    Ok(if report.gaps == 0 {
+        0
+    } else {
+        super::EXIT_FAILURE
+    })
 }
 
 pub fn parse_conf(conf: Option<&str>) -> Result<serde_json::Value, CliError> {
