@@ -110,6 +110,8 @@ pub struct Stats {
     pub runs_created: u64,
     pub runs_finished: u64,
     pub recovered_attempts: u64,
+    /// The most runs held in memory at once (each iteration, once its runs are created).
+    pub most_runs_held: usize,
     /// Upstream success reported → downstream running durable, per dependent start.
     pub latencies: Vec<std::time::Duration>,
 }
@@ -309,6 +311,7 @@ impl Engine {
                     self.reprocess_late(&dag, &run_id);
                 }
                 self.advance_backfills(now)?;
+                self.stats.most_runs_held = self.stats.most_runs_held.max(self.runs.len());
                 self.evaluate(now)?;
                 dispatches = self.admit(now);
                 dispatches.extend(self.attempts.take_adopted());

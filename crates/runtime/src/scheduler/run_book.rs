@@ -126,6 +126,10 @@ impl RunBook {
         self.runs.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.runs.len()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&RunKey, &ActiveRun)> {
         self.runs.iter()
     }

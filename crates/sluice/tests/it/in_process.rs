@@ -4,15 +4,23 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sluice_runtime::scheduler::{Engine, EngineConfig, Input, Mode};
+use sluice_runtime::scheduler::{Engine, EngineConfig, Input, Mode, Stats};
 use sluice_store::Store;
 
 pub struct Scheduler {
     pub store: Store,
     pub sender: std::sync::mpsc::Sender<Input>,
     pub metrics: Arc<sluice_runtime::metrics::Metrics>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Stats>>,
     root: PathBuf,
+}
+
+impl Scheduler {
+    /// Shuts the engine down and says what it did.
+    pub fn stop(mut self) -> Option<Stats> {
+        let _ = self.sender.send(Input::Shutdown);
+        self.thread.take()?.join().ok()
+    }
 }
 
 impl Drop for Scheduler {
@@ -49,6 +57,7 @@ pub fn start(
             .send((engine.store().clone(), engine.sender(), engine.metrics()))
             .unwrap();
         engine.run().unwrap();
+        engine.stats().clone()
     });
     let (store, sender, metrics) = received.recv().unwrap();
     Scheduler {

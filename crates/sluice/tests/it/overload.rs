@@ -16,7 +16,8 @@ const MAX_ACTIVE_RUNS: usize = 16;
 const QUEUED_AHEAD: usize = 16;
 
 #[test]
-fn ten_thousand_due_intervals_are_run_with_a_bounded_number_of_runs_in_flight() {
+fn ten_thousand_due_intervals_are_run_with_a_bounded_number_of_runs_in_flight()
+-> Result<(), Box<dyn std::error::Error>> {
     let now = Utc::now()
         .with_second(0)
         .and_then(|t| t.with_nanosecond(0))
@@ -29,10 +30,7 @@ fn ten_thousand_due_intervals_are_run_with_a_bounded_number_of_runs_in_flight() 
     );
     let scheduler = in_process::start("overload", &[("overload.yaml", &dag)], |_| {});
     let began = Instant::now();
-    let mut most_active = 0;
     loop {
-        let active = scheduler.store.active_runs().map(|r| r.len()).unwrap_or(0);
-        most_active = most_active.max(active);
         let succeeded = scheduler
             .store
             .ledger_between("overload", start, now)
@@ -52,10 +50,11 @@ fn ten_thousand_due_intervals_are_run_with_a_bounded_number_of_runs_in_flight() 
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!(
-        "{INTERVALS} intervals in {:.1?}; at most {most_active} runs active at once",
-        began.elapsed()
-    );
+    let elapsed = began.elapsed();
+    // The engine's own count: a scan of the store's index of unfinished runs, taken while
+    // the loop commits, can count a run that ended and the one created in its place.
+    let most_active = scheduler.stop().ok_or("the engine stopped")?.most_runs_held;
+    println!("{INTERVALS} intervals in {elapsed:.1?}; at most {most_active} runs held at once");
     assert!(
         most_active <= 2 * MAX_ACTIVE_RUNS + QUEUED_AHEAD,
         "{most_active} runs active at once"
@@ -64,6 +63,7 @@ fn ten_thousand_due_intervals_are_run_with_a_bounded_number_of_runs_in_flight() 
         most_active >= MAX_ACTIVE_RUNS,
         "the runs did not overlap: {most_active}"
     );
+    Ok(())
 }
 
 /// A thousand DAG files: all loaded, each one's due intervals run, every interval in the
