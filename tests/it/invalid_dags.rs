@@ -9,6 +9,13 @@ use sluice_tests::{TempDir, fixture};
 /// (file, line, code, part of the message, part of the help or "").
 const EXPECTED: &[(&str, usize, &str, &str, &str)] = &[
     (
+        "sensor_zero_poke_interval.yaml",
+        9,
+        "spec::out-of-range",
+        "`poke_interval` must be longer than 0s",
+        "`30s` or more is usual",
+    ),
+    (
         "transient_cluster_groups_and_fleets.yaml",
         11,
         "spec::cluster-instances",

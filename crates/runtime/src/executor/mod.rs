@@ -7,6 +7,7 @@ pub mod clickhouse;
 pub mod command;
 pub mod noop;
 pub mod orphans;
+pub mod sensor;
 pub mod spark;
 pub mod wasm;
 
@@ -99,6 +100,7 @@ pub struct Executors {
     pub spark: spark::SparkExecutor,
     pub wasm: wasm::WasmExecutor,
     pub clickhouse: clickhouse::ClickhouseExecutor,
+    pub sensor: sensor::SensorExecutor,
 }
 
 impl Executors {
@@ -116,7 +118,8 @@ impl Executors {
                 runtime.clone(),
             ),
             command,
-            clickhouse: clickhouse::ClickhouseExecutor::new(runtime),
+            clickhouse: clickhouse::ClickhouseExecutor::new(runtime.clone()),
+            sensor: sensor::SensorExecutor::new(runtime),
             wasm,
         }
     }
@@ -129,6 +132,7 @@ impl Executors {
             TaskKind::Wasm(_) => self.wasm.start(attempt, reporter),
             TaskKind::Spark(_) => self.spark.start(attempt, reporter),
             TaskKind::Clickhouse(_) => self.clickhouse.start(attempt, reporter),
+            TaskKind::Sensor(_) => self.sensor.start(attempt, reporter),
             TaskKind::Backfill(_) => reporter.send(Report::Finished {
                 outcome: Outcome::Failed {
                     retryable: false,
@@ -146,6 +150,7 @@ impl Executors {
         self.spark.cancel(idempotency_key);
         self.wasm.cancel(idempotency_key);
         self.clickhouse.cancel(idempotency_key);
+        self.sensor.cancel(idempotency_key);
     }
 
     /// Whether a kind's attempts run outside this process (an EMR step) and so survive it.

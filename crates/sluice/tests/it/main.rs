@@ -18,6 +18,7 @@ mod kafka_gates;
 mod overload;
 mod retries;
 mod scheduler_process;
+mod sensor;
 mod sla_webhooks;
 mod state_backup;
 mod state_disk_full;

@@ -12,6 +12,7 @@ mod backfill;
 mod clickhouse;
 mod command;
 mod noop;
+mod sensor;
 mod spark;
 mod wasm;
 
@@ -19,6 +20,7 @@ pub use backfill::BackfillTask;
 pub use clickhouse::ClickhouseTask;
 pub use command::{CommandLine, CommandTask};
 pub use noop::NoopTask;
+pub use sensor::SensorTask;
 pub use spark::{
     FleetInstanceType, InstanceFleet, InstanceGroup, InstanceMarket, InstanceRole, ManagedScaling,
     SparkBackend, SparkTask, TransientCluster,
@@ -146,6 +148,7 @@ task_kinds! {
     Clickhouse(ClickhouseTask),
     Wasm(WasmTask),
     Backfill(BackfillTask),
+    Sensor(SensorTask),
 }
 
 fn visit_list(path: &str, items: &mut [String], visit: &mut dyn FnMut(&str, &mut String)) {
