@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use sluice_core::Outcome;
 use tokio::sync::Notify;
 
 #[derive(Clone, Default)]
@@ -32,5 +33,30 @@ impl CancelMap {
             // `notify_one` keeps the permit when the attempt is not waiting at this moment.
             signal.notify_one();
         }
+    }
+}
+
+/// An attempt's work, run until it ends, its timeout passes (`timed_out` says how that
+/// fails) or it is cancelled (a retryable failure). The work stops where it is either way.
+pub async fn bounded<T>(
+    work: impl Future<Output = Result<T, Outcome>>,
+    limit: Option<std::time::Duration>,
+    cancel: &Notify,
+    timed_out: impl FnOnce(std::time::Duration) -> Outcome,
+) -> Result<T, Outcome> {
+    let limited = async {
+        match limit {
+            Some(limit) => tokio::time::timeout(limit, work)
+                .await
+                .unwrap_or_else(|_| Err(timed_out(limit))),
+            None => work.await,
+        }
+    };
+    tokio::select! {
+        result = limited => result,
+        _ = cancel.notified() => Err(Outcome::Failed {
+            retryable: true,
+            reason: "cancelled".into(),
+        }),
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::attempt_log::AttemptLog;
-use super::cancel::CancelMap;
+use super::cancel::{CancelMap, bounded};
 use super::{Attempt, Executor, Report, Reporter};
 use crate::clickhouse::{errors, queries::client_for, statements};
 use sluice_core::Outcome;
@@ -67,21 +67,22 @@ impl Executor for ClickhouseExecutor {
         let running = self.running.clone();
         self.runtime.spawn(async move {
             let mut log = AttemptLog::open(&attempt.log_path);
-            let timeout = attempt.timeout.map(|t| t.as_std());
             let work = run(&attempt, &task, &mut log, &current_query);
-            let result = tokio::select! {
-                result = async {
-                    match timeout {
-                        Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-                            Err(failed(true, format!(
-                                "timed out after {}", sluice_model::spec::Duration::from_std(limit)
-                            )))
-                        }),
-                        None => work.await,
-                    }
-                } => result,
-                _ = cancel.notified() => Err(failed(true, "cancelled".into())),
-            };
+            let result = bounded(
+                work,
+                attempt.timeout.map(|t| t.as_std()),
+                &cancel,
+                |limit| {
+                    failed(
+                        true,
+                        format!(
+                            "timed out after {}",
+                            sluice_model::spec::Duration::from_std(limit)
+                        ),
+                    )
+                },
+            )
+            .await;
             if let Err(Outcome::Failed { reason, .. }) = &result {
                 log.line(&format!("failed: {reason}"));
                 kill_current(&current_query, &mut log).await;

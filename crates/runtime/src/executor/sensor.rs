@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::attempt_log::AttemptLog;
-use super::cancel::CancelMap;
+use super::cancel::{CancelMap, bounded};
 use super::clickhouse::redacted_url;
 use super::{Attempt, Executor, Report, Reporter};
 use crate::clickhouse::{errors, queries};
@@ -64,22 +64,22 @@ impl Executor for SensorExecutor {
             let started = Instant::now();
             let pokes = AtomicU64::new(0);
             let work = poke_until_ready(&task, &mut log, &pokes);
-            let limit = attempt.timeout.map(|t| t.as_std());
-            let result = tokio::select! {
-                result = async {
-                    match limit {
-                        Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-                            Err(failed(true, format!(
-                                "not ready after {} poke(s) in {}",
-                                pokes.load(Ordering::Relaxed),
-                                sluice_model::spec::Duration::from_std(limit)
-                            )))
-                        }),
-                        None => work.await,
-                    }
-                } => result,
-                _ = cancel.notified() => Err(failed(true, "cancelled".into())),
-            };
+            let result = bounded(
+                work,
+                attempt.timeout.map(|t| t.as_std()),
+                &cancel,
+                |limit| {
+                    failed(
+                        true,
+                        format!(
+                            "not ready after {} poke(s) in {}",
+                            pokes.load(Ordering::Relaxed),
+                            sluice_model::spec::Duration::from_std(limit)
+                        ),
+                    )
+                },
+            )
+            .await;
             running.finish(&attempt.idempotency_key);
             let pokes = pokes.load(Ordering::Relaxed);
             let (outcome, output) = match result {
