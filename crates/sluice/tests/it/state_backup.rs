@@ -135,6 +135,14 @@ fn a_backup_taken_during_a_backfill_restores_and_the_backfill_finishes()
             .stderr(Stdio::null())
             .spawn()?,
     );
+    // Until it holds the state, an audit would open the state itself (no scheduler answers
+    // on the socket) and, holding sled's lock at the wrong moment, keep the scheduler from
+    // starting.
+    wait_for(
+        "the restored scheduler's socket",
+        Duration::from_secs(30),
+        || fresh.join("control.sock").exists(),
+    );
     let audit = || {
         sluice(&dags, &fresh)
             .args([
