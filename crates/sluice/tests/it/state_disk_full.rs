@@ -116,6 +116,29 @@ fn a_full_state_disk_stops_the_scheduler_cleanly_and_a_restart_finishes_the_work
         .expect("check");
     assert!(check.status.success(), "{}", text(&check));
     let mut scheduler = start_scheduler();
+    // Until it holds the state, an audit would open the state itself (no scheduler answers
+    // on the socket) and, holding sled's lock at the wrong moment, keep the scheduler from
+    // starting: wait for its second start line in the shared log.
+    let held = Instant::now();
+    while std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches("sluice scheduler: DAGs from")
+        .count()
+        < 2
+    {
+        if let Some(status) = scheduler.try_wait().expect("wait") {
+            panic!(
+                "the restarted scheduler stopped ({status}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            held.elapsed() < Duration::from_secs(60),
+            "the restarted scheduler did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (from, to) = (start.to_rfc3339(), end.to_rfc3339());
     let audit = |dag: &str| {
         sluice(&dags, &state)
