@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::attempt_log::AttemptLog;
 use super::cancel::{CancelMap, bounded};
-use super::{Attempt, Executor, Report, Reporter};
+use super::{Attempt, Executor, Report, Reporter, wrong_kind};
 use crate::clickhouse::{errors, queries::client_for, statements};
 use sluice_core::Outcome;
 use sluice_model::spec::{ClickhouseTask, TaskKind};
@@ -50,17 +50,7 @@ impl Executor for ClickhouseExecutor {
 
     fn start(&self, attempt: Attempt, reporter: Reporter) {
         let TaskKind::Clickhouse(task) = attempt.kind.clone() else {
-            reporter.send(Report::Finished {
-                outcome: failed(
-                    false,
-                    format!(
-                        "the clickhouse executor cannot run a `{}` task",
-                        attempt.kind.type_name()
-                    ),
-                ),
-                output: None,
-            });
-            return;
+            return reporter.fatal(wrong_kind("clickhouse", &attempt.kind));
         };
         let cancel = self.running.register(&attempt.idempotency_key);
         let current_query = Arc::new(Mutex::new(None));

@@ -97,10 +97,7 @@ async fn run(
     running: &Mutex<HashMap<String, i32>>,
 ) -> Result<(Outcome, Option<i32>), String> {
     let TaskKind::Command(task) = &attempt.kind else {
-        return Err(format!(
-            "the command executor cannot run a `{}` task",
-            attempt.kind.type_name()
-        ));
+        return Err(super::wrong_kind("command", &attempt.kind));
     };
     if let Some(parent) = attempt.log_path.parent() {
         std::fs::create_dir_all(parent)

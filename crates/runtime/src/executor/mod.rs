@@ -77,6 +77,25 @@ impl Reporter {
     pub fn send(&self, report: Report) {
         self.sink.report(self.id.clone(), report);
     }
+
+    /// Ends the attempt with a failure no retry can mend.
+    pub fn fatal(&self, reason: String) {
+        self.send(Report::Finished {
+            outcome: Outcome::Failed {
+                retryable: false,
+                reason,
+            },
+            output: None,
+        });
+    }
+}
+
+/// What an executor says of an attempt of another kind than its own.
+pub fn wrong_kind(executor: &str, kind: &TaskKind) -> String {
+    format!(
+        "the {executor} executor cannot run a `{}` task",
+        kind.type_name()
+    )
 }
 
 /// Runs attempts of one kind of task.

@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::attempt_log::AttemptLog;
 use super::cancel::{CancelMap, bounded};
 use super::clickhouse::redacted_url;
-use super::{Attempt, Executor, Report, Reporter};
+use super::{Attempt, Executor, Report, Reporter, wrong_kind};
 use crate::clickhouse::{errors, queries};
 use sluice_core::Outcome;
 use sluice_model::spec::{SensorTask, TaskKind};
@@ -45,17 +45,7 @@ impl Executor for SensorExecutor {
 
     fn start(&self, attempt: Attempt, reporter: Reporter) {
         let TaskKind::Sensor(task) = attempt.kind.clone() else {
-            reporter.send(Report::Finished {
-                outcome: failed(
-                    false,
-                    format!(
-                        "the sensor executor cannot run a `{}` task",
-                        attempt.kind.type_name()
-                    ),
-                ),
-                output: None,
-            });
-            return;
+            return reporter.fatal(wrong_kind("sensor", &attempt.kind));
         };
         let cancel = self.running.register(&attempt.idempotency_key);
         let running = self.running.clone();

@@ -559,16 +559,8 @@ impl Engine {
         {
             return Ok(());
         }
-        let verbose = self.config.verbose;
-        let log = |line: String| {
-            if verbose {
-                tracing::info!("{line}");
-            }
-        };
-        let reloaded =
-            self.registry
-                .reload(&self.store, &self.config.dags_dir, &self.config.mode, &log)?;
-        if reloaded {
+        if self.registry.folder_changed(&self.config.dags_dir) {
+            self.load_dags()?;
             self.refresh_gate_watch();
         }
         Ok(())

@@ -174,24 +174,16 @@ impl Registry {
         every.saturating_sub(self.last_reload.elapsed())
     }
 
-    /// Looks at the folder; reads it again only when a file appeared, vanished or changed
-    /// (parsing every file every few seconds would cost real CPU with a thousand DAGs).
-    /// Returns whether it was read.
-    pub fn reload(
-        &mut self,
-        store: &Store,
-        dags_dir: &Path,
-        mode: &Mode,
-        log: &dyn Fn(String),
-    ) -> Result<bool, EngineError> {
+    /// Looks at the folder: whether a file appeared, vanished or changed since the last
+    /// look (parsing every file every few seconds would cost real CPU with a thousand DAGs).
+    pub fn folder_changed(&mut self, dags_dir: &Path) -> bool {
         self.last_reload = Instant::now();
         let seen = folder_fingerprint(dags_dir);
         if seen.is_some() && seen == self.folder_seen {
-            return Ok(false);
+            return false;
         }
         self.folder_seen = seen;
-        self.load(store, dags_dir, mode, log)?;
-        Ok(true)
+        true
     }
 
     /// Reads the DAG folder. A file that fails keeps its DAG's last good version (reported,

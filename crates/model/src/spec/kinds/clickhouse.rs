@@ -53,14 +53,7 @@ impl Kind for ClickhouseTask {
     }
 
     fn check(&self, task: &str, problems: &mut Vec<FieldProblem>) {
-        if self.sql.trim().is_empty() {
-            problems.push(FieldProblem::new(
-                "spec::empty-sql",
-                format!("task `{task}` has empty `sql`"),
-                "sql",
-                "no statement",
-            ));
-        }
+        problems.extend(FieldProblem::empty_sql(task, &self.sql, "no statement"));
     }
 
     fn schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {

@@ -85,6 +85,20 @@ impl FieldProblem {
     }
 }
 
+impl FieldProblem {
+    /// `sql` holds no statement (`label` says what was expected there).
+    pub fn empty_sql(task: &str, sql: &str, label: &'static str) -> Option<FieldProblem> {
+        sql.trim().is_empty().then(|| {
+            FieldProblem::new(
+                "spec::empty-sql",
+                format!("task `{task}` has empty `sql`"),
+                "sql",
+                label,
+            )
+        })
+    }
+}
+
 /// The one list of task kinds: `Variant(Type)`, each type implementing [`Kind`].
 macro_rules! task_kinds {
     ($($variant:ident($ty:ty)),* $(,)?) => {

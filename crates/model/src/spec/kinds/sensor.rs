@@ -51,14 +51,7 @@ impl Kind for SensorTask {
     }
 
     fn check(&self, task: &str, problems: &mut Vec<FieldProblem>) {
-        if self.sql.trim().is_empty() {
-            problems.push(FieldProblem::new(
-                "spec::empty-sql",
-                format!("task `{task}` has empty `sql`"),
-                "sql",
-                "no query",
-            ));
-        }
+        problems.extend(FieldProblem::empty_sql(task, &self.sql, "no query"));
         if self.poke_interval.is_zero() {
             problems.push(
                 FieldProblem::new(

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use super::command::CommandExecutor;
 use super::{Attempt, Executor, Report, Reporter};
-use sluice_core::Outcome;
 use sluice_model::spec::{SparkBackend, TaskKind};
 
 /// Overrides Spark tasks' `backend` in this environment: `local` on a laptop or in tests,
@@ -183,16 +182,6 @@ impl SparkExecutor {
     }
 }
 
-fn fatal(reporter: &Reporter, reason: String) {
-    reporter.send(Report::Finished {
-        outcome: Outcome::Failed {
-            retryable: false,
-            reason,
-        },
-        output: None,
-    });
-}
-
 impl Executor for SparkExecutor {
     fn name(&self) -> &'static str {
         "spark"
@@ -200,17 +189,11 @@ impl Executor for SparkExecutor {
 
     fn start(&self, attempt: Attempt, reporter: Reporter) {
         let TaskKind::Spark(task) = &attempt.kind else {
-            return fatal(
-                &reporter,
-                format!(
-                    "the spark executor cannot run a `{}` task",
-                    attempt.kind.type_name()
-                ),
-            );
+            return reporter.fatal(super::wrong_kind("spark", &attempt.kind));
         };
         let backend = match self.backend_of(task) {
             Ok(backend) => backend,
-            Err(e) => return fatal(&reporter, e),
+            Err(e) => return reporter.fatal(e),
         };
         match backend {
             SparkBackend::Local => {
@@ -223,14 +206,13 @@ impl Executor for SparkExecutor {
             }
             SparkBackend::Emr => {
                 let Some(name) = task.connection.clone() else {
-                    return fatal(
-                        &reporter,
+                    return reporter.fatal(
                         "`backend: emr` needs `connection`: the EMR connection (cluster, region) to submit to".into(),
                     );
                 };
                 let conn = match crate::connections::emr(&name) {
                     Ok(conn) => conn,
-                    Err(e) => return fatal(&reporter, e.to_string()),
+                    Err(e) => return reporter.fatal(e.to_string()),
                 };
                 let task = task.clone();
                 let clients = Arc::clone(&self.emr);

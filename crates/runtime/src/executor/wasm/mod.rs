@@ -160,13 +160,7 @@ impl Executor for WasmExecutor {
                 (Err(e), _) => {
                     runner::failed(format!("wasmtime could not start: {e}"), String::new())
                 }
-                (_, other) => runner::failed(
-                    format!(
-                        "the wasm executor cannot run a `{}` task",
-                        other.type_name()
-                    ),
-                    String::new(),
-                ),
+                (_, other) => runner::failed(super::wrong_kind("wasm", other), String::new()),
             };
             write_log(&attempt, &result);
             reporter.send(Report::Finished {
