@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::{Store, StoreError};
+use crate::{RunRecord, Store, StoreError};
 use sluice_core::{RunKind, RunStatus};
 use sluice_model::spec::Dag;
 
@@ -54,6 +54,68 @@ impl AuditError {
             AuditError::TooManyIntervals => Some("audit it in parts"),
             _ => None,
         }
+    }
+}
+
+/// A span of time, `[start, end)`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Interval {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// One run as every caller sees it: the CLI's `runs list`/`runs show`, the API, the UI.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunSummary {
+    pub dag_id: String,
+    pub run_id: String,
+    /// `scheduled`, `manual` or `backfill`.
+    pub run_type: String,
+    /// `queued`, `running`, `success`, `failed`.
+    pub state: String,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval: Interval,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Task instances by state (`success: 3`).
+    #[schema(value_type = Object)]
+    pub task_counts: std::collections::BTreeMap<&'static str, usize>,
+    #[schema(value_type = Object)]
+    pub conf: serde_json::Value,
+    /// The readiness gate: state, watermark and lag figures of its last decision.
+    #[schema(value_type = Option<Object>)]
+    pub gate: Option<crate::GateRecord>,
+}
+
+impl RunSummary {
+    pub fn of(record: &RunRecord) -> RunSummary {
+        let state = &record.state;
+        RunSummary {
+            dag_id: state.dag_id.clone(),
+            run_id: state.run_id.clone(),
+            run_type: name_of(&state.kind),
+            state: name_of(&state.status),
+            logical_date: state.logical_date,
+            data_interval: Interval {
+                start: state.interval.start,
+                end: state.interval.end,
+            },
+            created_at: record.created_at,
+            started_at: record.started_at,
+            ended_at: record.ended_at,
+            task_counts: record.task_counts(),
+            conf: record.conf.clone(),
+            gate: record.gate.clone(),
+        }
+    }
+}
+
+/// A serde enum's snake_case name (`RunStatus::Success` → `success`).
+pub fn name_of<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
     }
 }
 

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::Api;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::views::{AuditReport, RunDetail, RunPage, Triggered, run_view, task_instances};
+use super::views::{AuditReport, RunDetail, RunPage, RunSummary, Triggered, task_instances};
 use sluice_core::{RunKind, RunStatus};
 use sluice_runtime::scheduler::{Control, Input};
 
@@ -111,7 +111,7 @@ pub async fn list(
             continue;
         }
         if total >= offset && runs.len() < limit {
-            runs.push(run_view(&run));
+            runs.push(RunSummary::of(&run));
         }
         total += 1;
     }
@@ -137,7 +137,7 @@ pub async fn detail(
         .store
         .attempts_of_run(&dag_id, record.state.logical_date)?;
     Ok(Json(RunDetail {
-        run: run_view(&record),
+        run: RunSummary::of(&record),
         task_instances: task_instances(&record, &plan, &attempts),
     }))
 }

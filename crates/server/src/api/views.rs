@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use sluice_core::DagPlan;
-use sluice_store::{AttemptRecord, BackfillRecord, GateRecord, RunRecord};
+use sluice_store::{AttemptRecord, BackfillRecord, RunRecord};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DagSummary {
@@ -24,12 +24,6 @@ pub struct DagSummary {
     pub recent_runs: Vec<RunBrief>,
     /// Hash of the DAG version the scheduler runs.
     pub version: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Interval {
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -83,38 +77,15 @@ pub struct TaskInstanceView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RunView {
-    pub dag_id: String,
-    pub run_id: String,
-    /// `scheduled`, `manual` or `backfill`.
-    pub run_type: String,
-    /// `queued`, `running`, `success`, `failed`.
-    pub state: String,
-    pub logical_date: DateTime<Utc>,
-    pub data_interval: Interval,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    /// Task instances by state (`success: 3`).
-    #[schema(value_type = Object)]
-    pub task_counts: serde_json::Map<String, serde_json::Value>,
-    #[schema(value_type = Object)]
-    pub conf: serde_json::Value,
-    /// The readiness gate: state, watermark and lag figures of its last decision.
-    #[schema(value_type = Option<Object>)]
-    pub gate: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
 pub struct RunDetail {
     #[serde(flatten)]
-    pub run: RunView,
+    pub run: RunSummary,
     pub task_instances: Vec<TaskInstanceView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunPage {
-    pub runs: Vec<RunView>,
+    pub runs: Vec<RunSummary>,
     /// Runs matching the filters (all pages).
     pub total: usize,
     pub offset: usize,
@@ -181,7 +152,7 @@ pub struct BackfillList {
     pub backfills: Vec<BackfillView>,
 }
 
-pub use sluice_store::reports::{AuditEntry, AuditReport};
+pub use sluice_store::reports::{AuditEntry, AuditReport, Interval, RunSummary, name_of};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
@@ -194,44 +165,6 @@ pub struct Triggered {
     pub run_id: String,
     pub logical_date: DateTime<Utc>,
     pub message: String,
-}
-
-/// A serde enum's snake_case name (`RunStatus::Success` → `success`).
-pub fn name_of<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
-}
-
-pub fn run_view(record: &RunRecord) -> RunView {
-    let state = &record.state;
-    let task_counts = record
-        .task_counts()
-        .into_iter()
-        .map(|(state, n)| (state.to_owned(), serde_json::json!(n)))
-        .collect();
-    RunView {
-        dag_id: state.dag_id.clone(),
-        run_id: state.run_id.clone(),
-        run_type: name_of(&state.kind),
-        state: name_of(&state.status),
-        logical_date: state.logical_date,
-        data_interval: Interval {
-            start: state.interval.start,
-            end: state.interval.end,
-        },
-        created_at: record.created_at,
-        started_at: record.started_at,
-        ended_at: record.ended_at,
-        task_counts,
-        conf: record.conf.clone(),
-        gate: record.gate.as_ref().map(gate_view),
-    }
-}
-
-fn gate_view(gate: &GateRecord) -> serde_json::Value {
-    serde_json::to_value(gate).unwrap_or(serde_json::Value::Null)
 }
 
 /// The task instances of a run, named by the plan of the run's DAG version; an attempt's end

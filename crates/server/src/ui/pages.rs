@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{error_page, render, svg};
 use crate::api::Api;
-use crate::api::views::{attempt_view, name_of, run_view, task_instances};
+use crate::api::views::{RunSummary, attempt_view, name_of, task_instances};
 use sluice_core::DagPlan;
 use sluice_core::sla::SlaKind;
 
@@ -306,7 +306,7 @@ pub async fn run(
         context! {
             title => run_id.clone(),
             dag_id,
-            run => Value::from(Serde(run_view(&record))),
+            run => Value::from(Serde(RunSummary::of(&record))),
             tasks => Value::from(Serde(&instances)),
             gantt,
             gate,

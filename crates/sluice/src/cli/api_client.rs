@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::runs::time_arg;
-use super::{CliError, Command, OutputFormat, Streams};
+use super::{CliError, OutputFormat, Streams};
 use sluice_runtime::config::Secret;
 use sluice_runtime::scheduler::Control;
 
@@ -107,45 +107,6 @@ fn seg(text: &str) -> String {
         .replace('/', "%2F")
 }
 
-/// Runs a state-changing command through the API; `None` for commands it does not handle.
-pub fn run(
-    client: &ApiClient,
-    command: &Command,
-    output: OutputFormat,
-    streams: &mut Streams<'_>,
-) -> Option<Result<i32, CliError>> {
-    if let Command::Backfill {
-        dag,
-        from,
-        to,
-        reprocess,
-        max_active_runs,
-        dry_run: false,
-    } = command
-    {
-        return Some(backfill(
-            client,
-            dag,
-            (from, to),
-            *reprocess,
-            *max_active_runs,
-            output,
-            streams,
-        ));
-    }
-    let control = match command.control() {
-        Ok(control) => control?,
-        Err(e) => return Some(Err(e)),
-    };
-    Some(client.control(&control).and_then(|message| {
-        match output {
-            OutputFormat::Json => streams.json(&json!({ "ok": true, "message": message }))?,
-            OutputFormat::Table => writeln!(streams.out, "{message}")?,
-        }
-        Ok(0)
-    }))
-}
-
 impl ApiClient {
     /// A change, as the REST call that makes it; what was done.
     pub fn control(&self, control: &Control) -> Result<String, CliError> {
@@ -222,82 +183,84 @@ impl ApiClient {
     }
 }
 
-/// Starts the backfill through the API and follows it to its end, then reports the
-/// range's intervals from the audit.
-fn backfill(
-    client: &ApiClient,
-    dag: &str,
-    (from, to): (&String, &String),
-    reprocess: super::runs::ReprocessArg,
-    max_active_runs: Option<usize>,
-    output: OutputFormat,
-    streams: &mut Streams<'_>,
-) -> Result<i32, CliError> {
-    use reqwest::Method;
-    let (from, to) = (time_arg("--from", from)?, time_arg("--to", to)?);
-    let reprocess = match reprocess {
-        super::runs::ReprocessArg::None => "none",
-        super::runs::ReprocessArg::Failed => "failed",
-        super::runs::ReprocessArg::Completed => "completed",
-    };
-    let mut body = json!({ "from": from, "to": to, "reprocess": reprocess });
-    if let Some(n) = max_active_runs {
-        body["max_active_runs"] = json!(n);
-    }
-    let started = client.call(
-        Method::POST,
-        &format!("/api/v1/dags/{}/backfills", seg(dag)),
-        Some(body),
-    )?;
-    let total = started["total"].as_u64().unwrap_or(0);
-    writeln!(
-        streams.err,
-        "backfill of `{dag}`: {total} interval(s), handed to the running scheduler through its API"
-    )?;
-    let state = loop {
-        let list = client.call(Method::GET, "/api/v1/backfills", None)?;
-        let state = list["backfills"]
-            .as_array()
-            .and_then(|all| all.iter().find(|b| b["dag_id"] == dag))
-            .and_then(|b| b["state"].as_str())
-            .unwrap_or("done")
-            .to_owned();
-        if state != "running" && state != "paused" {
-            break state;
+impl ApiClient {
+    /// Starts the backfill through the API and follows it to its end, then reports the
+    /// range's intervals from the audit.
+    pub fn backfill(
+        &self,
+        dag: &str,
+        (from, to): (&String, &String),
+        reprocess: super::runs::ReprocessArg,
+        max_active_runs: Option<usize>,
+        output: OutputFormat,
+        streams: &mut Streams<'_>,
+    ) -> Result<i32, CliError> {
+        use reqwest::Method;
+        let (from, to) = (time_arg("--from", from)?, time_arg("--to", to)?);
+        let reprocess = match reprocess {
+            super::runs::ReprocessArg::None => "none",
+            super::runs::ReprocessArg::Failed => "failed",
+            super::runs::ReprocessArg::Completed => "completed",
+        };
+        let mut body = json!({ "from": from, "to": to, "reprocess": reprocess });
+        if let Some(n) = max_active_runs {
+            body["max_active_runs"] = json!(n);
         }
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    let audit = client.call(
-        Method::GET,
-        &format!(
-            "/api/v1/dags/{}/audit?from={}&to={}",
-            seg(dag),
-            seg(&sluice_model::spec::instant::format_instant(from)),
-            seg(&sluice_model::spec::instant::format_instant(to))
-        ),
-        None,
-    )?;
-    let entries = audit["entries"].as_array().cloned().unwrap_or_default();
-    let count = |status: &str| entries.iter().filter(|e| e["status"] == status).count();
-    let (succeeded, failed) = (count("success"), count("failed"));
-    match output {
-        OutputFormat::Json => streams.json(&json!({
-            "dag": dag, "from": from, "to": to, "intervals": total,
-            "succeeded": succeeded, "failed": failed, "state": state,
-        }))?,
-        OutputFormat::Table => writeln!(
-            streams.out,
-            "backfill {dag}: {total} interval(s), {succeeded} succeeded, {failed} failed{}",
-            if state == "cancelled" {
-                " (cancelled)"
-            } else {
-                ""
+        let started = self.call(
+            Method::POST,
+            &format!("/api/v1/dags/{}/backfills", seg(dag)),
+            Some(body),
+        )?;
+        let total = started["total"].as_u64().unwrap_or(0);
+        writeln!(
+            streams.err,
+            "backfill of `{dag}`: {total} interval(s), handed to the running scheduler through its API"
+        )?;
+        let state = loop {
+            let list = self.call(Method::GET, "/api/v1/backfills", None)?;
+            let state = list["backfills"]
+                .as_array()
+                .and_then(|all| all.iter().find(|b| b["dag_id"] == dag))
+                .and_then(|b| b["state"].as_str())
+                .unwrap_or("done")
+                .to_owned();
+            if state != "running" && state != "paused" {
+                break state;
             }
-        )?,
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        let audit = self.call(
+            Method::GET,
+            &format!(
+                "/api/v1/dags/{}/audit?from={}&to={}",
+                seg(dag),
+                seg(&sluice_model::spec::instant::format_instant(from)),
+                seg(&sluice_model::spec::instant::format_instant(to))
+            ),
+            None,
+        )?;
+        let entries = audit["entries"].as_array().cloned().unwrap_or_default();
+        let count = |status: &str| entries.iter().filter(|e| e["status"] == status).count();
+        let (succeeded, failed) = (count("success"), count("failed"));
+        match output {
+            OutputFormat::Json => streams.json(&json!({
+                "dag": dag, "from": from, "to": to, "intervals": total,
+                "succeeded": succeeded, "failed": failed, "state": state,
+            }))?,
+            OutputFormat::Table => writeln!(
+                streams.out,
+                "backfill {dag}: {total} interval(s), {succeeded} succeeded, {failed} failed{}",
+                if state == "cancelled" {
+                    " (cancelled)"
+                } else {
+                    ""
+                }
+            )?,
+        }
+        Ok(if succeeded as u64 == total {
+            0
+        } else {
+            super::EXIT_FAILURE
+        })
     }
-    Ok(if succeeded as u64 == total {
-        0
-    } else {
-        super::EXIT_FAILURE
-    })
 }

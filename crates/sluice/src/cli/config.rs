@@ -1,7 +1,7 @@
 //! `sluice config check`: every problem of the configuration file with its location, then
 //! the settings it resolves to (secrets shown only as set or not).
 
-use super::{Cli, EXIT_FAILURE, OutputFormat, Streams};
+use super::{Cli, CliError, EXIT_FAILURE, OutputFormat, Streams};
 use sluice_runtime::config::ConfigError;
 
 /// Prints a configuration error (with each located problem) and returns the exit code.
@@ -22,7 +22,9 @@ pub fn report_error(error: &ConfigError, streams: &mut Streams<'_>) -> i32 {
     EXIT_FAILURE
 }
 
-pub fn check(cli: &mut Cli, streams: &mut Streams<'_>) -> i32 {
+/// `sluice config check`, before the settings are loaded: every problem of the file, not
+/// only the first one loading stops at; `None` when it has none.
+pub fn file_problems(cli: &Cli, streams: &mut Streams<'_>) -> Option<i32> {
     let path = cli.config.clone().or_else(|| {
         Some(std::path::PathBuf::from(
             sluice_runtime::config::DEFAULT_FILE,
@@ -42,15 +44,17 @@ pub fn check(cli: &mut Cli, streams: &mut Streams<'_>) -> i32 {
                     path.display(),
                     report.diagnostics.len()
                 );
-                return EXIT_FAILURE;
+                return Some(EXIT_FAILURE);
             }
             Ok(_) => {}
-            Err(e) => return report_error(&e, streams),
+            Err(e) => return Some(report_error(&e, streams)),
         }
     }
-    if let Err(e) = cli.load_settings() {
-        return report_error(&e, streams);
-    }
+    None
+}
+
+/// `sluice config check`, once the settings loaded: what they resolve to.
+pub fn show(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
     let s = &cli.settings;
     let summary = serde_json::json!({
         "file": s.file.as_ref().map(|p| p.display().to_string()),
@@ -91,13 +95,9 @@ pub fn check(cli: &mut Cli, streams: &mut Streams<'_>) -> i32 {
                     vec![key.clone(), text]
                 })
                 .collect();
-            writeln!(streams.out, "{origin}")
-                .map_err(super::CliError::from)
-                .and_then(|()| streams.table(&["SETTING", "VALUE"], &rows))
+            writeln!(streams.out, "{origin}")?;
+            streams.table(&["SETTING", "VALUE"], &rows)
         }
     };
-    match printed {
-        Ok(()) => 0,
-        Err(_) => EXIT_FAILURE,
-    }
+    printed.map(|()| 0)
 }

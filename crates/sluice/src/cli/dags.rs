@@ -131,9 +131,8 @@ pub fn run(cli: &Cli, command: &DagsCommand, streams: &mut Streams<'_>) -> Resul
             upstream_outputs,
             streams,
         ),
-        // Changes go through `Command::control` (cli/mod.rs).
         DagsCommand::Trigger { .. } | DagsCommand::Pause { .. } | DagsCommand::Unpause { .. } => {
-            Ok(0)
+            super::runs::change(cli, streams)
         }
         DagsCommand::Test {
             dag,

@@ -2,6 +2,7 @@
 //! process exit code, so tests run commands in-process.
 
 pub mod api_client;
+pub mod client;
 mod config;
 mod dags;
 mod output;
@@ -16,7 +17,7 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use sluice_runtime::scheduler::Control;
 
 pub use output::Streams;
@@ -360,8 +361,25 @@ impl Command {
         }))
     }
 
+    /// Whether the command changes the scheduler's state: the commands `control` models,
+    /// and a backfill that is not a dry run.
+    pub fn is_change(&self) -> bool {
+        match self {
+            Command::Backfill { dry_run, .. } => !dry_run,
+            Command::Clear { .. } => true,
+            Command::Dags { command } => matches!(
+                command,
+                dags::DagsCommand::Trigger { .. }
+                    | dags::DagsCommand::Pause { .. }
+                    | dags::DagsCommand::Unpause { .. }
+            ),
+            Command::Tasks { command } => matches!(command, runs::TasksCommand::Mark { .. }),
+            _ => false,
+        }
+    }
+
     /// Whether the command reads or changes the scheduler's state.
-    fn needs_state(&self) -> bool {
+    pub fn needs_state(&self) -> bool {
         match self {
             Command::Backfill { dry_run, .. } => !dry_run,
             Command::Runs { .. }
@@ -423,94 +441,21 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
     if let Command::Config {
         command: ConfigCommand::Check,
     } = &cli.command
+        && let Some(code) = config::file_problems(&cli, streams)
     {
-        return config::check(&mut cli, streams);
+        return code;
     }
     if let Err(e) = cli.load_settings() {
         return config::report_error(&e, streams);
     }
-    // Changes go through a running scheduler's API when there is a token to call it with.
-    if streams.remote.is_none()
-        && cli.command.needs_state()
-        && let Some(client) =
-            api_client::ApiClient::discover(cli.state(), cli.settings.api_token.as_ref())
-        && let Some(result) = api_client::run(&client, &cli.command, cli.output, streams)
-    {
-        return finish(result, streams);
-    }
-    // A scheduler holding the state answers the commands that need it.
-    if streams.remote.is_none() && cli.command.needs_state() {
-        let text: Option<Vec<String>> =
-            args.iter().map(|a| a.to_str().map(str::to_owned)).collect();
-        if let Some(text) = text
-            && let Some(code) = remote::forward(cli.state(), &text, streams)
-        {
-            return code;
-        }
-    }
-    let control = match cli.command.control() {
-        Ok(control) => control,
-        Err(e) => return finish(Err(e), streams),
-    };
-    if let Some(control) = control {
-        return finish(runs::control(&cli, control, streams), streams);
-    }
-    let result = match &cli.command {
-        Command::Dags { command } => dags::run(&cli, command, streams),
-        Command::Schema => streams.print(&sluice_model::spec::schema::dag_schema_json()),
-        Command::Api {
-            command: ApiCommand::Openapi,
-        } => streams
-            .json(&sluice_server::api::openapi::document())
-            .map(|()| 0),
-        Command::Scheduler {
-            grace, not_before, ..
-        } => runs::scheduler(&cli, *grace, not_before.as_deref(), streams),
-        Command::Config { .. } => Ok(0),
-        Command::Backfill {
-            dag,
-            from,
-            to,
-            reprocess,
-            max_active_runs,
-            dry_run,
-        } => runs::backfill(
-            &cli,
-            dag,
-            from,
-            to,
-            *reprocess,
-            *max_active_runs,
-            *dry_run,
-            streams,
-        ),
-        Command::Runs { command } => runs::runs(&cli, command, streams),
-        Command::Tasks { command } => runs::tasks(&cli, command, streams),
-        // Changes went through `Command::control` above.
-        Command::Clear { .. } => Ok(0),
-        Command::Audit { dag, from, to } => runs::audit(&cli, dag, from, to, streams),
-        Command::Sla {
-            command: SlaCommand::Report { dag, from, to },
-        } => sla::report(&cli, dag, from.as_deref(), to.as_deref(), streams),
-        Command::State {
-            command: StateCommand::Check,
-        } => runs::check(&cli, streams),
-        Command::State {
-            command: StateCommand::Backup { to },
-        } => state::backup(&cli, to, streams),
-        Command::State {
-            command: StateCommand::Restore { from },
-        } => state::restore(&cli, from, streams),
-        Command::State {
-            command: StateCommand::Compact { older_than },
-        } => state::compact(&cli, older_than, streams),
-        Command::Plugins { command } => plugins::run(&cli, command, streams),
-        Command::Completions { shell } => {
-            let mut command = Cli::command();
-            clap_complete::generate(*shell, &mut command, "sluice", &mut *streams.out);
-            Ok(0)
-        }
-    };
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_str().map(str::to_owned))
+        .collect::<Option<_>>()
+        // A command line that is not UTF-8 cannot be forwarded: run it here.
+        .unwrap_or_default();
+    let client = client::choose(&cli, &args, streams);
+    let result = client.execute(&cli, &args, streams);
     finish(result, streams)
 }
 

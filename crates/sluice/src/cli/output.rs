@@ -19,6 +19,17 @@ impl Streams<'_> {
         Ok(0)
     }
 
+    /// A change's outcome: its message, or `{"ok": true, "message": …}`.
+    pub fn done(&mut self, format: super::OutputFormat, message: &str) -> Result<i32, CliError> {
+        match format {
+            super::OutputFormat::Json => {
+                self.json(&serde_json::json!({ "ok": true, "message": message }))?
+            }
+            super::OutputFormat::Table => writeln!(self.out, "{message}")?,
+        }
+        Ok(0)
+    }
+
     pub fn json(&mut self, value: &impl serde::Serialize) -> Result<(), CliError> {
         serde_json::to_writer_pretty(&mut *self.out, value)
             .map_err(|e| CliError::Output(e.into()))?;

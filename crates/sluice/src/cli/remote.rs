@@ -1,16 +1,16 @@
 //! Commands while a scheduler runs: sled lets one process open the state, so the scheduler
 //! listens on `<state>/control.sock` and runs the commands other `sluice` processes forward
 //! to it — reads against its open store, changes through its event loop — and sends back
-//! their output and exit code. Without a scheduler, commands open the state themselves.
+//! their output and exit code (the client side is `client::Socket`). Without a scheduler,
+//! commands open the state themselves.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use serde::{Deserialize, Serialize};
-
 use super::Streams;
+use super::client::{SocketRequest, SocketResponse};
 use sluice_runtime::scheduler::Input;
 use sluice_store::Store;
 
@@ -19,18 +19,6 @@ use sluice_store::Store;
 pub struct Remote {
     pub store: Store,
     pub sender: mpsc::Sender<Input>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Request {
-    args: Vec<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Response {
-    code: i32,
-    stdout: String,
-    stderr: String,
 }
 
 pub fn socket_path(state: &Path) -> PathBuf {
@@ -70,7 +58,7 @@ fn answer(connection: UnixStream, remote: Remote) {
     if reader.read_line(&mut line).is_err() {
         return;
     }
-    let response = match serde_json::from_str::<Request>(&line) {
+    let response = match serde_json::from_str::<SocketRequest>(&line) {
         Ok(request) => {
             let mut out = Vec::new();
             let mut err = Vec::new();
@@ -83,13 +71,13 @@ fn answer(connection: UnixStream, remote: Remote) {
                     remote: Some(remote),
                 },
             );
-            Response {
+            SocketResponse {
                 code,
                 stdout: String::from_utf8_lossy(&out).into_owned(),
                 stderr: String::from_utf8_lossy(&err).into_owned(),
             }
         }
-        Err(e) => Response {
+        Err(e) => SocketResponse {
             code: super::EXIT_USAGE,
             stdout: String::new(),
             stderr: format!("error: bad request on the control socket: {e}\n"),
@@ -99,21 +87,4 @@ fn answer(connection: UnixStream, remote: Remote) {
     if let Ok(text) = serde_json::to_string(&response) {
         let _ = writeln!(connection, "{text}");
     }
-}
-
-/// Runs the command in the scheduler that holds `state`, if one is listening. `None`: no
-/// scheduler answered, run it here.
-pub fn forward(state: &Path, args: &[String], streams: &mut Streams<'_>) -> Option<i32> {
-    let mut connection = UnixStream::connect(socket_path(state)).ok()?;
-    let request = serde_json::to_string(&Request {
-        args: args.to_vec(),
-    })
-    .ok()?;
-    writeln!(connection, "{request}").ok()?;
-    let mut line = String::new();
-    BufReader::new(&connection).read_line(&mut line).ok()?;
-    let response: Response = serde_json::from_str(&line).ok()?;
-    let _ = streams.out.write_all(response.stdout.as_bytes());
-    let _ = streams.err.write_all(response.stderr.as_bytes());
-    Some(response.code)
 }

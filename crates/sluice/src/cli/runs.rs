@@ -8,6 +8,7 @@ use super::{Cli, CliError, OutputFormat, Streams};
 use sluice_core::{RunStatus, TaskState};
 use sluice_model::spec::instant::{format_instant, parse_instant};
 use sluice_runtime::scheduler::{Control, ControlError, Engine, EngineError, Input, Mode};
+use sluice_store::reports::RunSummary;
 use sluice_store::{Reprocess, RunRecord, Store, StoreError};
 
 #[derive(Debug, Subcommand)]
@@ -426,19 +427,24 @@ fn backfill_in_scheduler(
     report_backfill(cli, &remote.store, &record, false, streams)
 }
 
-/// `sluice dags trigger|pause|unpause`, `sluice clear`, `sluice tasks mark`
-pub fn control(cli: &Cli, command: Control, streams: &mut Streams<'_>) -> Result<i32, CliError> {
+/// `sluice dags trigger|pause|unpause`, `sluice clear`, `sluice tasks mark`, carried out
+/// here: through the scheduler's loop when the command came in on its socket, else on the
+/// state opened by this process.
+pub fn change(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
+    let command = cli.command.control()?.ok_or_else(not_a_change)?;
     let message = match &streams.remote {
         Some(remote) => ask(remote, |reply| Input::Control { command, reply })?,
         None => engine(cli, Mode::Scheduler, false)?.control(command)?,
     };
-    match cli.output {
-        OutputFormat::Json => {
-            streams.json(&serde_json::json!({ "ok": true, "message": message }))?
-        }
-        OutputFormat::Table => writeln!(streams.out, "{message}")?,
+    streams.done(cli.output, &message)
+}
+
+/// `Command::control` and `Command::is_change` disagree: a bug, reported as one.
+pub fn not_a_change() -> CliError {
+    CliError::Invalid {
+        message: "internal error: this command has no change to make".into(),
+        hint: Some("please report it with the command line".into()),
     }
-    Ok(0)
 }
 
 pub fn mark_state(state: MarkState) -> TaskState {
@@ -531,7 +537,7 @@ pub fn runs(cli: &Cli, command: &RunsCommand, streams: &mut Streams<'_>) -> Resu
             runs.truncate(*limit);
             match cli.output {
                 OutputFormat::Json => {
-                    let items: Vec<_> = runs.iter().map(run_summary).collect();
+                    let items: Vec<_> = runs.iter().map(RunSummary::of).collect();
                     streams.json(&items)?;
                 }
                 OutputFormat::Table => {
@@ -597,19 +603,6 @@ fn task_counts(run: &RunRecord) -> String {
         .join(", ")
 }
 
-fn run_summary(r: &RunRecord) -> serde_json::Value {
-    serde_json::json!({
-        "dag": r.state.dag_id,
-        "run_id": r.state.run_id,
-        "kind": r.state.kind,
-        "state": r.state.status,
-        "data_interval": r.state.interval,
-        "created_at": r.created_at,
-        "started_at": r.started_at,
-        "ended_at": r.ended_at,
-    })
-}
-
 fn print_run(
     cli: &Cli,
     run: &RunRecord,
@@ -618,13 +611,18 @@ fn print_run(
 ) -> Result<(), CliError> {
     match cli.output {
         OutputFormat::Json => {
-            let mut value = run_summary(run);
-            value["tasks"] = serde_json::json!(run.state.tasks);
-            value["attempts"] = serde_json::json!(attempts);
-            if let Some(gate) = &run.gate {
-                value["gate"] = serde_json::json!(gate);
+            #[derive(serde::Serialize)]
+            struct RunShown<'a> {
+                #[serde(flatten)]
+                run: RunSummary,
+                tasks: &'a [sluice_core::run::TaskInstance],
+                attempts: &'a [sluice_store::AttemptRecord],
             }
-            streams.json(&value)?;
+            streams.json(&RunShown {
+                run: RunSummary::of(run),
+                tasks: &run.state.tasks,
+                attempts,
+            })?;
         }
         OutputFormat::Table => {
             writeln!(
@@ -767,8 +765,7 @@ pub fn tasks(
             })?;
             streams.print(&text)
         }
-        // Changes go through `Command::control` (cli/mod.rs).
-        TasksCommand::Mark { .. } => Ok(0),
+        TasksCommand::Mark { .. } => change(cli, streams),
     }
 }
 

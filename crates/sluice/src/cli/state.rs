@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::runs::ask;
-use super::{Cli, CliError, OutputFormat, Streams};
+use super::{Cli, CliError, Streams};
 use sluice_runtime::scheduler::Input;
 use sluice_store::Store;
 
@@ -14,13 +14,6 @@ fn absolute(path: &Path) -> Result<std::path::PathBuf, CliError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-fn say(cli: &Cli, streams: &mut Streams<'_>, message: &str) -> Result<(), CliError> {
-    match cli.output {
-        OutputFormat::Json => streams.json(&serde_json::json!({ "ok": true, "message": message })),
-        OutputFormat::Table => Ok(writeln!(streams.out, "{message}")?),
-    }
 }
 
 pub fn backup(cli: &Cli, to: &Path, streams: &mut Streams<'_>) -> Result<i32, CliError> {
@@ -39,8 +32,8 @@ pub fn backup(cli: &Cli, to: &Path, streams: &mut Streams<'_>) -> Result<i32, Cl
                 "--to".to_owned(),
                 to.display().to_string(),
             ];
-            if let Some(code) = super::remote::forward(cli.state(), &args, streams) {
-                return Ok(code);
+            if let Some(scheduler) = super::client::Socket::connect(cli.state()) {
+                return scheduler.forward(&args, streams);
             }
             let manifest = Store::open(cli.state())?.backup_to(&to)?;
             format!(
@@ -50,8 +43,7 @@ pub fn backup(cli: &Cli, to: &Path, streams: &mut Streams<'_>) -> Result<i32, Cl
             )
         }
     };
-    say(cli, streams, &message)?;
-    Ok(0)
+    streams.done(cli.output, &message)
 }
 
 pub fn compact(cli: &Cli, older_than: &str, streams: &mut Streams<'_>) -> Result<i32, CliError> {
@@ -61,23 +53,20 @@ pub fn compact(cli: &Cli, older_than: &str, streams: &mut Streams<'_>) -> Result
     })?;
     let cutoff = chrono::Utc::now() - keep.as_chrono();
     let compacted = Store::open(cli.state())?.compact(cutoff)?;
-    say(
-        cli,
-        streams,
+    streams.done(
+        cli.output,
         &format!(
             "compacted the history that ended before {}: {compacted}; the interval ledger is kept",
             sluice_model::spec::instant::format_instant(cutoff)
         ),
-    )?;
-    Ok(0)
+    )
 }
 
 pub fn restore(cli: &Cli, from: &Path, streams: &mut Streams<'_>) -> Result<i32, CliError> {
     let manifest = Store::restore_from(from, cli.state())?;
     let problems = Store::open(cli.state())?.check()?;
-    say(
-        cli,
-        streams,
+    streams.done(
+        cli.output,
         &format!(
             "restored {} run(s) from the backup of {} into {}; state check: {} problem(s){}",
             manifest.runs(),

@@ -446,6 +446,39 @@ fn state_changing_commands_use_the_running_schedulers_api() -> Result<(), Box<dy
         text(&unknown)
     );
 
+    // A read goes through the control socket, and its run summary is the API's, field for
+    // field: one shape computed in the store, rendered by both.
+    let listed = run("cli-token", &["--output", "json", "runs", "list", "hourly"])?;
+    assert!(listed.status.success(), "{}", text(&listed));
+    let from_cli: serde_json::Value = serde_json::from_slice(&listed.stdout)?;
+    let address: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("api.json"))?)?;
+    let url = address["url"].as_str().ok_or("api.json has no url")?;
+    let from_api: serde_json::Value = reqwest::blocking::Client::new()
+        .get(format!("{url}/api/v1/dags/hourly/runs?limit=100"))
+        .bearer_auth("cli-token")
+        .send()?
+        .json()?;
+    let by_id = |runs: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
+        let mut runs: Vec<_> = runs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r["run_id"].as_str().unwrap_or_default().to_owned(),
+                    r.clone(),
+                )
+            })
+            .collect();
+        runs.sort_by(|a, b| a.0.cmp(&b.0));
+        runs
+    };
+    let (cli_runs, api_runs) = (by_id(&from_cli), by_id(&from_api["runs"]));
+    assert_eq!(cli_runs.len(), 4, "{from_cli}");
+    assert_eq!(cli_runs, api_runs);
+    assert_eq!(cli_runs[0].1["dag_id"], "hourly");
+
     terminate(&scheduler)?;
     scheduler.wait()?;
     assert!(
