@@ -200,8 +200,8 @@ fn api_fixture() -> &'static (tokio::runtime::Runtime, sluice_server::api::Api) 
         let api = sluice_server::api::Api {
             store,
             sender,
-            token: None,
-            token_for_reads: false,
+            access: sluice_server::api::auth::Access::default(),
+            max_backfill_intervals: sluice_runtime::scheduler::MAX_BACKFILL_INTERVALS,
             log: std::sync::Arc::new(|_: &str| {}),
             metrics: std::sync::Arc::new(sluice_runtime::metrics::Metrics::new()),
         };

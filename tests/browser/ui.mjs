@@ -25,9 +25,16 @@ const errors = [];
 page.on("pageerror", (e) => errors.push(e.message));
 const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
 
+const bearer = { headers: { Authorization: "Bearer " + token } };
+
 try {
+  // With a token configured, pages need it too: the first page asks for it, then reloads.
+  const signIn = await page.goto(base + "/");
+  check(signIn.status() === 401 && await page.locator("#sign-in").count() === 1, "without the token, a sign-in page");
+  await page.fill("#token", token);
+  await Promise.all([page.waitForNavigation(), page.click("#token-form button")]);
+
   // The DAG list.
-  await page.goto(base + "/");
   check(await page.locator("#dags tr[data-dag=pipeline]").count() === 1, "the DAG list shows `pipeline`");
   check(await page.locator("#dags tr[data-dag=playground]").count() === 1, "the DAG list shows `playground`");
   const dots = await page.locator("#dags tr[data-dag=pipeline] .dot").evaluateAll((els) => els.map((e) => e.dataset.state));
@@ -74,7 +81,10 @@ try {
   check(await page.locator("svg.gantt .bar").count() === 2, "the Gantt chart has a bar per attempt");
   await shot("4-run-gantt");
 
-  // Buttons need the token: without it the API's refusal is shown.
+  // Buttons need the token in this browser's storage (the cookie serves reads only): without
+  // it the API's refusal is shown.
+  await page.evaluate(() => localStorage.removeItem("sluice.api-token"));
+  await page.goto(base + "/ui/dags/pipeline/runs/scheduled__2025-01-01T01:00:00Z");
   await page.click("#tasks tr[data-task=work] button[data-action=clear-task]");
   await page.waitForSelector("#toast:not([hidden]).error");
   check((await page.locator("#toast").textContent()).startsWith("401"), "without a token, the refusal is shown");
@@ -86,7 +96,7 @@ try {
   await page.click("#tasks tr[data-task=work] button[data-action=clear-task]");
   await page.waitForLoadState("load");
   const tries = async () => (await (await page.request.get(base +
-    "/api/v1/dags/pipeline/runs/scheduled__2025-01-01T01:00:00Z/tasks/work")).json()).attempts.length;
+    "/api/v1/dags/pipeline/runs/scheduled__2025-01-01T01:00:00Z/tasks/work", bearer)).json()).attempts.length;
   for (let i = 0; i < 100 && (await tries()) < 2; i++) await page.waitForTimeout(100);
   check((await tries()) === 2, "clearing through the button ran the task again");
   await page.goto(base + "/ui/dags/pipeline/runs/scheduled__2025-01-01T01:00:00Z");
@@ -100,7 +110,7 @@ try {
   ]);
   const runId = decodeURIComponent(page.url().split("/runs/")[1]);
   check(runId.startsWith("manual__"), "trigger created " + runId);
-  const triggered = await (await page.request.get(base + "/api/v1/dags/playground/runs/" + encodeURIComponent(runId))).json();
+  const triggered = await (await page.request.get(base + "/api/v1/dags/playground/runs/" + encodeURIComponent(runId), bearer)).json();
   check(triggered.run_type === "manual", "the triggered run exists in the API");
   await shot("6-triggered-run");
 

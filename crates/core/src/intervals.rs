@@ -46,3 +46,73 @@ pub fn due_intervals(
         end: last_end,
     }]
 }
+
+/// What a backfill of `[from, to)` covers: the range clamped to the DAG's `start` and `end`,
+/// its first whole interval, and how many whole intervals it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillRange {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub first: Option<DataInterval>,
+    pub total: usize,
+}
+
+/// Why a backfill range is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    #[error("`from` must be before `to`")]
+    Empty,
+    #[error("DAG `{0}` has no schedule to cut the range into intervals")]
+    Unscheduled(String),
+    #[error(
+        "the range holds more than {cap} intervals of `{dag}` (scheduler.max_backfill_intervals)"
+    )]
+    TooMany { dag: String, cap: usize },
+}
+
+impl RangeError {
+    pub fn hint(&self) -> &'static str {
+        match self {
+            RangeError::Empty => "give a `to` after `from`",
+            RangeError::Unscheduled(_) => "trigger runs of unscheduled DAGs instead",
+            RangeError::TooMany { .. } => "backfill it in parts, or raise the cap",
+        }
+    }
+}
+
+/// The whole intervals a backfill of `[from, to)` covers, clamped to the DAG's life and
+/// counted, never collected, up to `cap`: a range of ten thousand years is refused after
+/// `cap + 1` steps of the schedule.
+pub fn backfill_range(
+    dag: &Dag,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    cap: usize,
+) -> Result<BackfillRange, RangeError> {
+    if from >= to {
+        return Err(RangeError::Empty);
+    }
+    let schedule = dag
+        .schedule
+        .as_ref()
+        .ok_or_else(|| RangeError::Unscheduled(dag.dag.clone()))?;
+    let from = dag.start.map_or(from, |start| from.max(start));
+    let to = dag.end.map_or(to, |end| to.min(end));
+    let mut intervals = schedule
+        .intervals(dag.timezone.tz(), from)
+        .take_while(|i| i.end <= to);
+    let first = intervals.next();
+    let total = usize::from(first.is_some()) + intervals.take(cap).count();
+    if total > cap {
+        return Err(RangeError::TooMany {
+            dag: dag.dag.clone(),
+            cap,
+        });
+    }
+    Ok(BackfillRange {
+        from,
+        to,
+        first,
+        total,
+    })
+}

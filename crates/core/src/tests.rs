@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use proptest::prelude::*;
 
 use super::admission::Admission;
-use super::intervals::due_intervals;
+use super::intervals::{RangeError, backfill_range, due_intervals};
 use super::plan::{DagPlan, TaskPlan};
 use super::retry::retry_delay;
 use super::run::{Outcome, RunState};
@@ -271,6 +271,49 @@ proptest! {
             .map(|s| s.intervals(dag.timezone.tz(), dag.start.unwrap_or_default()).take_while(|i| i.end <= now).collect())
             .unwrap_or_default();
         prop_assert_eq!(created, expected);
+    }
+
+    /// A backfill range counts exactly the whole intervals inside the DAG's life and the
+    /// range, and is refused exactly when they are more than the cap.
+    #[test]
+    fn a_backfill_range_counts_the_intervals_inside_the_dags_life_up_to_the_cap(
+        from_hours in -2000i64..2000,
+        length_hours in 1i64..3000,
+        cap in 1usize..400,
+        expression in prop::sample::select(vec!["*/15 * * * *", "0 * * * *", "5 */2 * * *", "30 2 * * *"]),
+        zone in prop::sample::select(vec!["UTC", "Europe/Berlin", "America/New_York"]),
+    ) {
+        let text = format!(
+            "dag: d\nschedule: \"{expression}\"\ntimezone: {zone}\nstart: 2025-09-01T00:00:00Z\nend: 2025-10-15T00:00:00Z\ntasks:\n  a: {{ type: noop }}\n"
+        );
+        let loaded = sluice_model::spec::load_bytes(std::path::Path::new("d.yaml"), text.into_bytes());
+        let dag = match loaded { Ok(l) => l.dag, Err(r) => return Err(TestCaseError::fail(r.render(false))) };
+        let from = t0() + TimeDelta::hours(from_hours);
+        let to = from + TimeDelta::hours(length_hours);
+        let (start, end) = (dag.start.unwrap_or_default(), dag.end.unwrap_or_default());
+        let expected: Vec<DataInterval> = dag
+            .schedule
+            .as_ref()
+            .map(|s| {
+                s.intervals(dag.timezone.tz(), start)
+                    .take_while(|i| i.end <= end)
+                    .filter(|i| i.start >= from && i.end <= to)
+                    .collect()
+            })
+            .unwrap_or_default();
+        match backfill_range(&dag, from, to, cap) {
+            Ok(range) => {
+                prop_assert!(expected.len() <= cap);
+                prop_assert_eq!(range.total, expected.len());
+                prop_assert_eq!(range.first, expected.first().cloned());
+                prop_assert!(range.from >= start && range.to <= end.max(range.from));
+            }
+            Err(RangeError::TooMany { cap: refused, .. }) => {
+                prop_assert_eq!(refused, cap);
+                prop_assert!(expected.len() > cap, "{} intervals refused at cap {}", expected.len(), cap);
+            }
+            Err(other) => return Err(TestCaseError::fail(other.to_string())),
+        }
     }
 }
 

@@ -138,14 +138,81 @@ pub fn variable(name: &str) -> String {
     )
 }
 
-/// Connections from the configuration file, by name (the environment overrides them).
-static CONFIGURED: std::sync::RwLock<BTreeMap<String, serde_json::Value>> =
-    std::sync::RwLock::new(BTreeMap::new());
+/// The connections one scheduler (or one command) uses: those of its own configuration
+/// file, by name, with `SLUICE_CONN_<NAME>` in its environment overriding them. A value the
+/// engine is configured with and hands to its executors and gates, never a process-wide
+/// table: nothing a client sends can change them.
+#[derive(Debug, Clone, Default)]
+pub struct Connections {
+    configured: std::sync::Arc<BTreeMap<String, serde_json::Value>>,
+}
 
-/// Makes the configuration file's connections known to this process.
-pub fn install(connections: BTreeMap<String, serde_json::Value>) {
-    if let Ok(mut configured) = CONFIGURED.write() {
-        *configured = connections;
+impl Connections {
+    pub fn new(configured: BTreeMap<String, serde_json::Value>) -> Connections {
+        Connections {
+            configured: std::sync::Arc::new(configured),
+        }
+    }
+
+    pub fn emr(&self, name: &str) -> Result<EmrConnection, ConnectionError> {
+        match self.read(
+            name,
+            r#"{"type": "emr", "cluster_id": "j-…", "region": "us-east-1"}"#,
+        )? {
+            (_, Connection::Emr(emr)) => Ok(emr),
+            (var, _) => Err(wrong_type(name, var, "emr")),
+        }
+    }
+
+    pub fn clickhouse(&self, name: &str) -> Result<ClickhouseConnection, ConnectionError> {
+        match self.read(
+            name,
+            r#"{"type": "clickhouse", "url": "http://127.0.0.1:8123"}"#,
+        )? {
+            (_, Connection::Clickhouse(c)) => Ok(c),
+            (var, _) => Err(wrong_type(name, var, "clickhouse")),
+        }
+    }
+
+    pub fn kafka(&self, name: &str) -> Result<KafkaConnection, ConnectionError> {
+        match self.read(
+            name,
+            r#"{"type": "kafka", "bootstrap_servers": "127.0.0.1:9092"}"#,
+        )? {
+            (_, Connection::Kafka(c)) => Ok(c),
+            (var, _) => Err(wrong_type(name, var, "kafka")),
+        }
+    }
+
+    fn read(
+        &self,
+        name: &str,
+        example: &'static str,
+    ) -> Result<(String, Connection), ConnectionError> {
+        let var = variable(name);
+        let invalid = |var: String, e: serde_json::Error| ConnectionError::Invalid {
+            name: name.to_owned(),
+            var,
+            detail: e.to_string(),
+        };
+        if let Ok(text) = std::env::var(&var) {
+            return serde_json::from_str::<Connection>(&text)
+                .map(|c| (var.clone(), c))
+                .map_err(|e| invalid(var, e));
+        }
+        match self.configured.get(name) {
+            Some(value) => {
+                let place = format!("[connections.{name}] in the configuration file");
+                Connection::deserialize(value)
+                    .map(|c| (place.clone(), c))
+                    .map_err(|e| invalid(place, e))
+            }
+            None => Err(ConnectionError::Missing {
+                name: name.to_owned(),
+                var,
+                example,
+            }),
+        }
     }
 }
 
@@ -156,69 +223,11 @@ pub fn check_value(value: &serde_json::Value) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-fn read(name: &str, example: &'static str) -> Result<(String, Connection), ConnectionError> {
-    let var = variable(name);
-    let invalid = |var: String, e: serde_json::Error| ConnectionError::Invalid {
-        name: name.to_owned(),
-        var,
-        detail: e.to_string(),
-    };
-    if let Ok(text) = std::env::var(&var) {
-        return serde_json::from_str::<Connection>(&text)
-            .map(|c| (var.clone(), c))
-            .map_err(|e| invalid(var, e));
-    }
-    let configured = CONFIGURED.read().ok().and_then(|c| c.get(name).cloned());
-    match configured {
-        Some(value) => {
-            let place = format!("[connections.{name}] in the configuration file");
-            Connection::deserialize(&value)
-                .map(|c| (place.clone(), c))
-                .map_err(|e| invalid(place, e))
-        }
-        None => Err(ConnectionError::Missing {
-            name: name.to_owned(),
-            var,
-            example,
-        }),
-    }
-}
-
 fn wrong_type(name: &str, var: String, wanted: &str) -> ConnectionError {
     ConnectionError::Invalid {
         name: name.to_owned(),
         var,
         detail: format!("it is not a `{wanted}` connection"),
-    }
-}
-
-pub fn emr(name: &str) -> Result<EmrConnection, ConnectionError> {
-    match read(
-        name,
-        r#"{"type": "emr", "cluster_id": "j-…", "region": "us-east-1"}"#,
-    )? {
-        (_, Connection::Emr(emr)) => Ok(emr),
-        (var, _) => Err(wrong_type(name, var, "emr")),
-    }
-}
-
-pub fn clickhouse(name: &str) -> Result<ClickhouseConnection, ConnectionError> {
-    match read(
-        name,
-        r#"{"type": "clickhouse", "url": "http://127.0.0.1:8123"}"#,
-    )? {
-        (_, Connection::Clickhouse(c)) => Ok(c),
-        (var, _) => Err(wrong_type(name, var, "clickhouse")),
-    }
-}
-
-pub fn kafka(name: &str) -> Result<KafkaConnection, ConnectionError> {
-    match read(
-        name,
-        r#"{"type": "kafka", "bootstrap_servers": "127.0.0.1:9092"}"#,
-    )? {
-        (_, Connection::Kafka(c)) => Ok(c),
-        (var, _) => Err(wrong_type(name, var, "kafka")),
     }
 }
 
@@ -234,7 +243,7 @@ mod tests {
 
     #[test]
     fn a_connection_from_the_configuration_file_is_found_and_checked() {
-        install(BTreeMap::from([
+        let connections = Connections::new(BTreeMap::from([
             (
                 "file_wh".to_owned(),
                 serde_json::json!({"type": "clickhouse", "url": "http://127.0.0.1:8123"}),
@@ -245,10 +254,11 @@ mod tests {
             ),
         ]));
         assert_eq!(
-            clickhouse("file_wh").map(|c| c.url),
+            connections.clickhouse("file_wh").map(|c| c.url),
             Ok("http://127.0.0.1:8123".to_owned())
         );
-        let err = kafka("file_broken")
+        let err = connections
+            .kafka("file_broken")
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -257,11 +267,17 @@ mod tests {
             "{err}"
         );
         assert!(check_value(&serde_json::json!({"type": "emr"})).is_err());
+        // Another command's table is its own: it changes nothing here.
+        let other = Connections::new(BTreeMap::new());
+        assert!(other.clickhouse("file_wh").is_err());
+        assert!(connections.clickhouse("file_wh").is_ok());
     }
 
     #[test]
     fn a_missing_connection_says_which_variable_to_set() {
-        let err = emr("no_such_connection_for_sure").err();
+        let err = Connections::default()
+            .emr("no_such_connection_for_sure")
+            .err();
         assert!(
             matches!(&err, Some(ConnectionError::Missing { var, .. }) if var == "SLUICE_CONN_NO_SUCH_CONNECTION_FOR_SURE")
         );

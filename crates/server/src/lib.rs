@@ -21,8 +21,10 @@ pub fn router(api: Api) -> Router {
         .fallback(api::health::not_found)
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
-            api::auth::require_token,
+            api::auth::guard,
         ))
+        // Outside the guard: a page refused for want of the token becomes a sign-in page.
+        .layer(axum::middleware::from_fn(ui::sign_in_when_refused))
         .with_state(api)
 }
 

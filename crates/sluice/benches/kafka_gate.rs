@@ -13,6 +13,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_core::gate::{GateRule, decide};
+use sluice_runtime::connections::Connections;
 use sluice_runtime::gate::kafka::GateSource;
 use sluice_runtime::gate::kafka::monitor::look;
 use sluice_runtime::gate::kafka::observer::SourceMemory;
@@ -101,14 +102,14 @@ fn main() -> Result<(), Error> {
     let mut memory = SourceMemory::default();
 
     let started = Instant::now();
-    let first = look(&mut links, &source, &mut memory)?;
+    let first = look(&Connections::default(), &mut links, &source, &mut memory)?;
     let cold = started.elapsed();
     assert_eq!(first.view.partitions.len(), PARTITIONS as usize);
 
     let evaluate =
         |links: &mut HashMap<_, _>, memory: &mut SourceMemory| -> Result<Duration, Error> {
             let started = Instant::now();
-            let seen = look(links, &source, memory)?;
+            let seen = look(&Connections::default(), links, &source, memory)?;
             let decision = decide(&rule, end, end, Ok(&seen.view), seen.view.at);
             std::hint::black_box(decision);
             Ok(started.elapsed())
@@ -125,7 +126,7 @@ fn main() -> Result<(), Error> {
         next += 10_000;
         busy.push(evaluate(&mut links, &mut memory)?);
     }
-    let seen = look(&mut links, &source, &mut memory)?;
+    let seen = look(&Connections::default(), &mut links, &source, &mut memory)?;
     let started = Instant::now();
     for _ in 0..1000 {
         std::hint::black_box(decide(&rule, end, end, Ok(&seen.view), seen.view.at));
@@ -133,7 +134,7 @@ fn main() -> Result<(), Error> {
     let decide_only = started.elapsed() / 1000;
 
     // Where a busy look's time goes: each broker exchange on its own.
-    let conn = sluice_runtime::connections::kafka("bench_broker")?;
+    let conn = Connections::default().kafka("bench_broker")?;
     let mut link = sluice_runtime::gate::kafka::client::KafkaLink::new(conn)?;
     let ids = link.partitions(&topic)?;
     let (mut metadata, mut list_offsets, mut offset_fetch, mut fetch) =

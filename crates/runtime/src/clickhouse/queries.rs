@@ -25,6 +25,7 @@ impl QueryError {
 /// blocking pool), it drives the query on the executor runtime.
 pub struct ClickhouseQueries {
     runtime: tokio::runtime::Handle,
+    connections: crate::connections::Connections,
     clients: Mutex<HashMap<String, ::clickhouse::Client>>,
 }
 
@@ -32,9 +33,13 @@ pub struct ClickhouseQueries {
 const MAX_BYTES: usize = 64 << 20;
 
 impl ClickhouseQueries {
-    pub fn new(runtime: tokio::runtime::Handle) -> Self {
+    pub fn new(
+        runtime: tokio::runtime::Handle,
+        connections: crate::connections::Connections,
+    ) -> Self {
         ClickhouseQueries {
             runtime,
+            connections,
             clients: Mutex::default(),
         }
     }
@@ -43,8 +48,10 @@ impl ClickhouseQueries {
         if let Some(client) = self.clients.lock().ok().and_then(|m| m.get(name).cloned()) {
             return Ok(client);
         }
-        let conn =
-            crate::connections::clickhouse(name).map_err(|e| QueryError::fatal(e.to_string()))?;
+        let conn = self
+            .connections
+            .clickhouse(name)
+            .map_err(|e| QueryError::fatal(e.to_string()))?;
         let client = client_for(&conn).map_err(QueryError::fatal)?;
         if let Ok(mut map) = self.clients.lock() {
             map.insert(name.to_owned(), client.clone());

@@ -66,6 +66,9 @@ pub struct SchedulerSection {
     /// compacted away; the interval ledger is kept. None: keep everything.
     #[serde(default)]
     pub retention: Option<Duration>,
+    /// Most intervals one backfill may cover: a request for more is refused.
+    #[serde(default = "defaults::max_backfill_intervals")]
+    pub max_backfill_intervals: usize,
 }
 
 impl Default for SchedulerSection {
@@ -75,6 +78,7 @@ impl Default for SchedulerSection {
             reload_every: defaults::reload_every(),
             not_before: None,
             retention: None,
+            max_backfill_intervals: defaults::max_backfill_intervals(),
         }
     }
 }
@@ -82,11 +86,25 @@ impl Default for SchedulerSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSection {
-    /// Bearer token that mutating API calls (and the UI's buttons) need.
+    /// Bearer token every API call and UI page needs (the probes `/healthz` and `/readyz`
+    /// excepted).
     pub token: Option<Spanned<SecretSource>>,
-    /// Reads need the token too.
+    /// Kept for older files: with a token, reads always need it now. `true` with no token
+    /// at all is refused (it would leave reads open while promising otherwise).
     #[serde(default)]
     pub token_for_reads: bool,
+    /// Serve reads without a token on an address other than loopback (off: such a
+    /// scheduler refuses to start without a token).
+    #[serde(default)]
+    pub allow_anonymous_reads: bool,
+    /// `/metrics` answers without the token (for scrapers that cannot send one).
+    #[serde(default)]
+    pub public_metrics: bool,
+    /// Host names the API answers to besides IP addresses and `localhost` (the names a
+    /// reverse proxy or DNS gives it); any other `Host` header is refused, so a web page
+    /// cannot reach a local API by rebinding its own name.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +126,10 @@ pub struct WebhookSection {
 
 mod defaults {
     use serde::Deserialize;
+
+    pub fn max_backfill_intervals() -> usize {
+        crate::scheduler::MAX_BACKFILL_INTERVALS
+    }
     use toml::Spanned;
 
     use sluice_model::spec::duration::Duration;

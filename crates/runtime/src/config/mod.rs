@@ -48,12 +48,20 @@ pub struct Settings {
     pub listen: Option<SocketAddr>,
     pub log_format: LogFormat,
     pub api_token: Option<Secret>,
-    /// Reads (GET) need the token too.
+    /// `api.token_for_reads` of older files: reads always need a configured token.
     pub token_for_reads: bool,
+    /// Reads without a token on an address other than loopback.
+    pub allow_anonymous_reads: bool,
+    /// `/metrics` without the token.
+    pub public_metrics: bool,
+    /// Host names the API answers to besides IP addresses and `localhost`.
+    pub allowed_hosts: Vec<String>,
     pub shutdown_grace: std::time::Duration,
     pub reload_every: std::time::Duration,
     pub not_before: Option<DateTime<Utc>>,
     pub retention: Option<sluice_model::spec::Duration>,
+    /// Most intervals one backfill may cover.
+    pub max_backfill_intervals: usize,
     pub pools: BTreeMap<String, usize>,
     /// Connections by name, as JSON objects with a `type` (the `SLUICE_CONN_*` form).
     pub connections: BTreeMap<String, serde_json::Value>,
@@ -201,10 +209,14 @@ impl Settings {
             log_format: overrides.log_format.or(file.log_format).unwrap_or_default(),
             api_token,
             token_for_reads: file.api.token_for_reads,
+            allow_anonymous_reads: file.api.allow_anonymous_reads,
+            public_metrics: file.api.public_metrics,
+            allowed_hosts: file.api.allowed_hosts.clone(),
             shutdown_grace: file.scheduler.shutdown_grace.as_std(),
             reload_every: file.scheduler.reload_every.as_std(),
             not_before: file.scheduler.not_before.map(|t| *t.get_ref()),
             retention: file.scheduler.retention,
+            max_backfill_intervals: file.scheduler.max_backfill_intervals,
             pools: file
                 .pools
                 .iter()
@@ -217,6 +229,34 @@ impl Settings {
                 .collect(),
             webhooks,
         })
+    }
+
+    /// What would expose the scheduler to callers it cannot tell apart, each with what to
+    /// do: an API on an address other than loopback with no token (anyone who reaches it
+    /// reads DAGs, run conf and logs) unless `api.allow_anonymous_reads` says so, and
+    /// `token_for_reads` with no token. The scheduler refuses to start with any, and
+    /// `sluice config check` reports them.
+    pub fn insecure(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(address) = self.listen
+            && !address.ip().is_loopback()
+            && self.api_token.is_none()
+            && !self.allow_anonymous_reads
+        {
+            problems.push(format!(
+                "the API would listen on {address} with no token, so anyone who reaches it \
+                 would read the DAGs, run conf and task logs: set api.token (or \
+                 SLUICE_API_TOKEN), listen on 127.0.0.1, or set api.allow_anonymous_reads"
+            ));
+        }
+        if self.token_for_reads && self.api_token.is_none() {
+            problems.push(
+                "api.token_for_reads is set but no token is (api.token or SLUICE_API_TOKEN): \
+                 reads would be open; set a token (reads then always need it)"
+                    .to_owned(),
+            );
+        }
+        problems
     }
 
     /// The settings with nothing configured (tests, commands without a file).

@@ -15,6 +15,7 @@ use super::attempt_log::AttemptLog;
 use super::cancel::{CancelMap, bounded};
 use super::{Attempt, Executor, Report, Reporter, wrong_kind};
 use crate::clickhouse::{errors, queries::client_for, statements};
+use crate::connections::Connections;
 use sluice_core::Outcome;
 use sluice_model::spec::{ClickhouseTask, TaskKind};
 
@@ -25,15 +26,17 @@ const MAX_OUTPUT_BYTES: usize = 16 << 20;
 
 pub struct ClickhouseExecutor {
     runtime: tokio::runtime::Handle,
+    connections: Connections,
     /// Cancel signal of each running attempt; the attempt itself kills its query on the
     /// server when it ends early.
     running: CancelMap,
 }
 
 impl ClickhouseExecutor {
-    pub fn new(runtime: tokio::runtime::Handle) -> Self {
+    pub fn new(runtime: tokio::runtime::Handle, connections: Connections) -> Self {
         ClickhouseExecutor {
             runtime,
+            connections,
             running: CancelMap::default(),
         }
     }
@@ -55,9 +58,10 @@ impl Executor for ClickhouseExecutor {
         let cancel = self.running.register(&attempt.idempotency_key);
         let current_query = Arc::new(Mutex::new(None));
         let running = self.running.clone();
+        let connections = self.connections.clone();
         self.runtime.spawn(async move {
             let mut log = AttemptLog::open(&attempt.log_path);
-            let work = run(&attempt, &task, &mut log, &current_query);
+            let work = run(&attempt, &task, &connections, &mut log, &current_query);
             let result = bounded(
                 work,
                 attempt.timeout.map(|t| t.as_std()),
@@ -95,10 +99,12 @@ impl Executor for ClickhouseExecutor {
 async fn run(
     attempt: &Attempt,
     task: &ClickhouseTask,
+    connections: &Connections,
     log: &mut AttemptLog,
     current_query: &Mutex<Option<(::clickhouse::Client, String)>>,
 ) -> Result<serde_json::Value, Outcome> {
-    let conn = crate::connections::clickhouse(&task.connection)
+    let conn = connections
+        .clickhouse(&task.connection)
         .map_err(|e| failed(false, e.to_string()))?;
     let mut client = client_for(&conn).map_err(|e| failed(false, e))?;
     // 64-bit integers as JSON numbers, so templates and checks compare them as numbers.

@@ -126,6 +126,7 @@ impl Executors {
     pub fn new(
         runtime: tokio::runtime::Handle,
         dags_dir: &std::path::Path,
+        connections: &crate::connections::Connections,
         wasm: wasm::WasmExecutor,
     ) -> Executors {
         let command = Arc::new(command::CommandExecutor::new(runtime.clone()));
@@ -135,10 +136,11 @@ impl Executors {
                 Arc::clone(&command),
                 dags_dir.to_path_buf(),
                 runtime.clone(),
+                connections.clone(),
             ),
             command,
-            clickhouse: clickhouse::ClickhouseExecutor::new(runtime.clone()),
-            sensor: sensor::SensorExecutor::new(runtime),
+            clickhouse: clickhouse::ClickhouseExecutor::new(runtime.clone(), connections.clone()),
+            sensor: sensor::SensorExecutor::new(runtime, connections.clone()),
             wasm,
         }
     }

@@ -14,6 +14,7 @@ use super::cancel::{CancelMap, bounded};
 use super::clickhouse::redacted_url;
 use super::{Attempt, Executor, Report, Reporter, wrong_kind};
 use crate::clickhouse::{errors, queries};
+use crate::connections::Connections;
 use sluice_core::Outcome;
 use sluice_model::spec::{SensorTask, TaskKind};
 
@@ -22,13 +23,15 @@ const MAX_ANSWER_BYTES: usize = 64 << 10;
 
 pub struct SensorExecutor {
     runtime: tokio::runtime::Handle,
+    connections: Connections,
     running: CancelMap,
 }
 
 impl SensorExecutor {
-    pub fn new(runtime: tokio::runtime::Handle) -> Self {
+    pub fn new(runtime: tokio::runtime::Handle, connections: Connections) -> Self {
         SensorExecutor {
             runtime,
+            connections,
             running: CancelMap::default(),
         }
     }
@@ -49,11 +52,12 @@ impl Executor for SensorExecutor {
         };
         let cancel = self.running.register(&attempt.idempotency_key);
         let running = self.running.clone();
+        let connections = self.connections.clone();
         self.runtime.spawn(async move {
             let mut log = AttemptLog::open(&attempt.log_path);
             let started = Instant::now();
             let pokes = AtomicU64::new(0);
-            let work = poke_until_ready(&task, &mut log, &pokes);
+            let work = poke_until_ready(&task, &connections, &mut log, &pokes);
             let result = bounded(
                 work,
                 attempt.timeout.map(|t| t.as_std()),
@@ -100,10 +104,12 @@ impl Executor for SensorExecutor {
 /// Pokes until the query says ready; an error only when a poke cannot run at all.
 async fn poke_until_ready(
     task: &SensorTask,
+    connections: &Connections,
     log: &mut AttemptLog,
     pokes: &AtomicU64,
 ) -> Result<(), Outcome> {
-    let conn = crate::connections::clickhouse(&task.connection)
+    let conn = connections
+        .clickhouse(&task.connection)
         .map_err(|e| failed(false, e.to_string()))?;
     let client = queries::client_for(&conn).map_err(|e| failed(false, e))?;
     log.line(&format!(

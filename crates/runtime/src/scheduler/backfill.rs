@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 
 use super::engine::{Engine, EngineError};
 use sluice_core::{RunKind, RunStatus};
-use sluice_model::schedule::DataInterval;
 use sluice_store::{BackfillRecord, BackfillStatus, Reprocess, Store, Writes};
 
 /// Intervals of a backfill and how far it got, from the ledger.
@@ -167,28 +166,6 @@ impl Backfills {
 }
 
 impl Engine {
-    /// The whole intervals of a DAG's schedule inside `[from, to)`.
-    pub fn backfill_intervals(
-        &self,
-        dag: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<DataInterval>, EngineError> {
-        let entry = self
-            .registry
-            .get(dag)
-            .ok_or_else(|| EngineError::UnknownDag(dag.to_owned()))?;
-        let schedule = entry.dag.schedule.as_ref().ok_or_else(|| {
-            EngineError::Invalid(format!(
-                "DAG `{dag}` has no schedule to cut the range into intervals"
-            ))
-        })?;
-        Ok(schedule
-            .intervals(entry.dag.timezone.tz(), from)
-            .take_while(|i| i.end <= to)
-            .collect())
-    }
-
     /// Starts a backfill, or resumes the one with the same arguments.
     pub fn start_backfill(
         &mut self,
@@ -198,10 +175,18 @@ impl Engine {
         reprocess: Reprocess,
         max_active_runs: Option<usize>,
     ) -> Result<BackfillRecord, EngineError> {
-        if from >= to {
-            return Err(EngineError::Invalid("--from must be before --to".into()));
-        }
-        let intervals = self.backfill_intervals(dag, from, to)?;
+        let entry = self
+            .registry
+            .get(dag)
+            .ok_or_else(|| EngineError::UnknownDag(dag.to_owned()))?;
+        let range = sluice_core::intervals::backfill_range(
+            &entry.dag,
+            from,
+            to,
+            self.config.max_backfill_intervals,
+        )
+        .map_err(|e| EngineError::Invalid(format!("{e}: {}", e.hint())))?;
+        let (from, to) = (range.from, range.to);
         if let Some(existing) = self.store.backfill(dag)?
             && existing.status.is_open()
         {
@@ -230,8 +215,8 @@ impl Engine {
             to,
             reprocess,
             max_active_runs: limit.max(1),
-            next_start: intervals.first().map(|i| i.start),
-            total: intervals.len(),
+            next_start: range.first.map(|i| i.start),
+            total: range.total,
             status: BackfillStatus::Running,
             created_at: Utc::now(),
         };

@@ -56,6 +56,11 @@ pub struct EngineConfig {
     pub webhook_backoff: std::time::Duration,
     /// History older than this is compacted away (scheduler mode); none keeps everything.
     pub retention: Option<sluice_model::spec::Duration>,
+    /// The connections of this scheduler's own configuration, handed to its executors and
+    /// gates.
+    pub connections: crate::connections::Connections,
+    /// Most intervals one backfill may cover.
+    pub max_backfill_intervals: usize,
 }
 
 impl EngineConfig {
@@ -77,6 +82,8 @@ impl EngineConfig {
             webhooks: Vec::new(),
             webhook_backoff: std::time::Duration::from_secs(2),
             retention: None,
+            connections: crate::connections::Connections::default(),
+            max_backfill_intervals: super::MAX_BACKFILL_INTERVALS,
         }
     }
 }
@@ -186,7 +193,11 @@ impl Engine {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let admission = Admission::new(config.pools.clone());
         let inbox_sink = Arc::new(super::Inbox(sender.clone()));
-        let gates = GateTracker::new(inbox_sink.clone(), config.ignore_gates);
+        let gates = GateTracker::new(
+            inbox_sink.clone(),
+            config.connections.clone(),
+            config.ignore_gates,
+        );
         let notifier = if config.mode == Mode::Scheduler && !config.webhooks.is_empty() {
             Some(
                 crate::notify::Notifier::start(
@@ -208,6 +219,7 @@ impl Engine {
             executors: Executors::new(
                 runtime.handle().clone(),
                 &config.dags_dir,
+                &config.connections,
                 crate::executor::wasm::WasmExecutor::new(
                     runtime.handle().clone(),
                     config.plugins_dir.clone(),
@@ -217,6 +229,7 @@ impl Engine {
                         kv: Some(Arc::new(store.kv())),
                         queries: Some(Arc::new(crate::clickhouse::ClickhouseQueries::new(
                             runtime.handle().clone(),
+                            config.connections.clone(),
                         ))),
                         ..crate::executor::wasm::RunnerConfig::default()
                     },

@@ -47,9 +47,13 @@ pub(super) struct GateTracker {
 }
 
 impl GateTracker {
-    pub fn new(sink: Arc<dyn ViewSink>, ignore: bool) -> GateTracker {
+    pub fn new(
+        sink: Arc<dyn ViewSink>,
+        connections: crate::connections::Connections,
+        ignore: bool,
+    ) -> GateTracker {
         GateTracker {
-            monitor: GateMonitor::new(sink),
+            monitor: GateMonitor::new(sink, connections),
             views: HashMap::new(),
             ignore,
             late_reprocess: Vec::new(),

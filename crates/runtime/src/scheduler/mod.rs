@@ -25,6 +25,10 @@ mod scheduled;
 mod sla;
 
 pub use backfill::{BackfillAction, BackfillProgress};
+
+/// The default cap on the intervals of one backfill: about three years of 15-minute
+/// intervals (`scheduler.max_backfill_intervals` changes it).
+pub const MAX_BACKFILL_INTERVALS: usize = 100_000;
 pub use control::{Control, ControlError};
 pub use engine::{Engine, EngineConfig, EngineError, Mode, Stats};
 

@@ -54,15 +54,14 @@ pub async fn create(
     let Path(dag_id) = path?;
     let Json(request) = body?;
     let (_, dag) = api.current_dag(&dag_id)?;
-    if request.from >= request.to {
-        return Err(ApiError::bad_request("`from` must be before `to`"));
-    }
-    if dag.schedule.is_none() {
-        return Err(ApiError::bad_request(format!(
-            "DAG `{dag_id}` has no schedule to cut the range into intervals"
-        ))
-        .hint("trigger runs of unscheduled DAGs instead"));
-    }
+    // Refused here, before the loop hears of it: bounded by the same rule the loop keeps.
+    sluice_core::intervals::backfill_range(
+        &dag,
+        request.from,
+        request.to,
+        api.max_backfill_intervals,
+    )
+    .map_err(|e| ApiError::bad_request(e.to_string()).hint(e.hint()))?;
     if request.max_active_runs == Some(0) {
         return Err(ApiError::bad_request(
             "`max_active_runs` must be at least 1",

@@ -6,7 +6,7 @@
 //! go through the loop as `Input::Control`/`Input::Backfill`, exactly as the CLI's, so the
 //! loop stays the only writer of scheduling state.
 
-pub(crate) mod auth;
+pub mod auth;
 mod backfills;
 pub(crate) mod dags;
 pub mod error;
@@ -25,7 +25,6 @@ use axum::routing::{get, post};
 use error::{ApiError, ApiResult};
 use sluice_core::DagPlan;
 use sluice_model::spec::Dag;
-use sluice_runtime::config::Secret;
 use sluice_runtime::scheduler::{Input, Reply};
 use sluice_store::{RunRecord, Store};
 
@@ -37,8 +36,10 @@ const LOOP_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Api {
     pub store: Store,
     pub sender: mpsc::Sender<Input>,
-    pub token: Option<Secret>,
-    pub token_for_reads: bool,
+    /// Who may call (the token, the open paths, the host names).
+    pub access: auth::Access,
+    /// Most intervals one backfill may cover (`scheduler.max_backfill_intervals`).
+    pub max_backfill_intervals: usize,
     /// Where refusals and server errors are logged (the scheduler's log).
     pub log: LogSink,
     /// The scheduler's metrics, rendered at `/metrics`.

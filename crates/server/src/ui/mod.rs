@@ -11,7 +11,9 @@ mod pages;
 mod svg;
 
 use axum::Router;
+use axum::extract::Request;
 use axum::http::header;
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use minijinja::Environment;
@@ -25,6 +27,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("run.html", include_str!("templates/run.html")),
     ("task.html", include_str!("templates/task.html")),
     ("error.html", include_str!("templates/error.html")),
+    ("signin.html", include_str!("templates/signin.html")),
 ];
 
 const STYLE: &str = include_str!("assets/style.css");
@@ -78,6 +81,22 @@ fn error_page(error: crate::api::error::ApiError) -> Response {
     );
     *page.status_mut() = status;
     page
+}
+
+/// A page the guard refused for want of the token becomes a sign-in page (401 still), whose
+/// token field saves the token and reloads; API calls keep their JSON refusal.
+pub async fn sign_in_when_refused(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let page = request.method() == axum::http::Method::GET
+        && (path == "/" || path.starts_with("/ui/"))
+        && !path.starts_with("/ui/assets/");
+    let response = next.run(request).await;
+    if !page || response.status() != axum::http::StatusCode::UNAUTHORIZED {
+        return response;
+    }
+    let mut sign_in = render("signin.html", minijinja::context! { title => "Sign in" });
+    *sign_in.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
+    sign_in
 }
 
 pub fn router() -> Router<Api> {

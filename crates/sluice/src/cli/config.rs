@@ -53,8 +53,22 @@ pub fn file_problems(cli: &Cli, streams: &mut Streams<'_>) -> Option<i32> {
     None
 }
 
-/// `sluice config check`, once the settings loaded: what they resolve to.
+/// `sluice config check`, once the settings loaded: what they resolve to, then what would
+/// expose the scheduler (exit 1: it would refuse to start).
 pub fn show(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
+    let code = print_settings(cli, streams)?;
+    let insecure = cli.settings.insecure();
+    for problem in &insecure {
+        writeln!(streams.err, "error: insecure: {problem}")?;
+    }
+    Ok(if insecure.is_empty() {
+        code
+    } else {
+        EXIT_FAILURE
+    })
+}
+
+fn print_settings(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
     let s = &cli.settings;
     let summary = serde_json::json!({
         "file": s.file.as_ref().map(|p| p.display().to_string()),
@@ -64,7 +78,9 @@ pub fn show(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
         "listen": s.listen.map_or("off".to_owned(), |a| a.to_string()),
         "log_format": format!("{:?}", s.log_format).to_lowercase(),
         "api_token": if s.api_token.is_some() { "set" } else { "not set" },
-        "token_for_reads": s.token_for_reads,
+        "allow_anonymous_reads": s.allow_anonymous_reads,
+        "public_metrics": s.public_metrics,
+        "allowed_hosts": s.allowed_hosts,
         "shutdown_grace_seconds": s.shutdown_grace.as_secs_f64(),
         "reload_every_seconds": s.reload_every.as_secs_f64(),
         "not_before": s.not_before,

@@ -76,6 +76,9 @@ impl Cli {
         config.reload_every = settings.reload_every;
         config.not_before = settings.not_before;
         config.retention = settings.retention;
+        config.max_backfill_intervals = settings.max_backfill_intervals;
+        config.connections =
+            sluice_runtime::connections::Connections::new(settings.connections.clone());
         config.webhooks = settings.webhooks.clone();
         config.pools = settings
             .pools
@@ -112,7 +115,6 @@ impl Cli {
                 api_token: std::env::var("SLUICE_API_TOKEN").ok(),
                 log_format: self.log_format,
             })?;
-        sluice_runtime::connections::install(self.settings.connections.clone());
         Ok(())
     }
 
@@ -378,6 +380,18 @@ impl Command {
         }
     }
 
+    /// Whether a running scheduler carries the command out when it comes in on the control
+    /// socket: the commands on its state, and a backup (taken by its loop).
+    pub fn runs_in_scheduler(&self) -> bool {
+        self.needs_state()
+            || matches!(
+                self,
+                Command::State {
+                    command: StateCommand::Backup { .. }
+                }
+            )
+    }
+
     /// Whether the command reads or changes the scheduler's state.
     pub fn needs_state(&self) -> bool {
         match self {
@@ -438,6 +452,14 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
             return code;
         }
     };
+    if streams.remote.is_some() && !cli.command.runs_in_scheduler() {
+        let _ = writeln!(
+            streams.err,
+            "error: the control socket runs only commands on the scheduler's state\n  \
+             help: run this command in your own process, without the socket"
+        );
+        return EXIT_USAGE;
+    }
     if let Command::Config {
         command: ConfigCommand::Check,
     } = &cli.command
@@ -445,7 +467,16 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
     {
         return code;
     }
-    if let Err(e) = cli.load_settings() {
+    let loaded = match &streams.remote {
+        // Forwarded to the scheduler: only a command on its state, with its own settings,
+        // so nothing a client sends (`--config`, `--dags`, the environment) changes them.
+        Some(remote) => {
+            cli.settings = remote.settings.as_ref().clone();
+            Ok(())
+        }
+        None => cli.load_settings(),
+    };
+    if let Err(e) = loaded {
         return config::report_error(&e, streams);
     }
     let args: Vec<String> = args

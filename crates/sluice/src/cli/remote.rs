@@ -19,6 +19,8 @@ use sluice_store::Store;
 pub struct Remote {
     pub store: Store,
     pub sender: mpsc::Sender<Input>,
+    /// The scheduler's own settings, which every forwarded command runs with.
+    pub settings: std::sync::Arc<sluice_runtime::config::Settings>,
 }
 
 pub fn socket_path(state: &Path) -> PathBuf {

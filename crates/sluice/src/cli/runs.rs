@@ -184,6 +184,12 @@ pub fn scheduler(
     let not_before = not_before
         .map(|text| time_arg("--not-before", text))
         .transpose()?;
+    if let Some(problem) = cli.settings.insecure().into_iter().next() {
+        return Err(CliError::Invalid {
+            message: format!("refusing to start: {problem}"),
+            hint: Some("`sluice config check` lists every such problem; docs/security.md".into()),
+        });
+    }
     sluice_runtime::logging::init(cli.settings.log_format, streams.color);
     let store = Store::open(cli.state())?;
     let mut config = cli.engine_config(Mode::Scheduler);
@@ -204,6 +210,7 @@ pub fn scheduler(
         super::remote::Remote {
             store: engine.store().clone(),
             sender: engine.sender(),
+            settings: std::sync::Arc::new(cli.settings.clone()),
         },
     )
     .map_err(|source| CliError::Io {
@@ -218,8 +225,12 @@ pub fn scheduler(
                 sluice_server::api::Api {
                     store: engine.store().clone(),
                     sender: engine.sender(),
-                    token: cli.settings.api_token.clone(),
-                    token_for_reads: cli.settings.token_for_reads,
+                    access: sluice_server::api::auth::Access {
+                        token: cli.settings.api_token.clone(),
+                        public_metrics: cli.settings.public_metrics,
+                        allowed_hosts: cli.settings.allowed_hosts.clone(),
+                    },
+                    max_backfill_intervals: cli.settings.max_backfill_intervals,
                     log: sluice_server::api::stderr_log(),
                     metrics: engine.metrics(),
                 },
@@ -274,9 +285,20 @@ pub fn backfill(
     let to = time_arg("--to", to)?;
     if dry_run {
         let (loaded, schedule) = super::dags::scheduled_dag(cli, dag, streams)?;
+        // The scheduler's rule: clamped to the DAG's life, at most the configured count.
+        let range = sluice_core::intervals::backfill_range(
+            &loaded.dag,
+            from,
+            to,
+            cli.settings.max_backfill_intervals,
+        )
+        .map_err(|e| CliError::Invalid {
+            message: e.to_string(),
+            hint: Some(e.hint().into()),
+        })?;
         let intervals: Vec<_> = schedule
-            .intervals(loaded.dag.timezone.tz(), from)
-            .take_while(|i| i.end <= to)
+            .intervals(loaded.dag.timezone.tz(), range.from)
+            .take_while(|i| i.end <= range.to)
             .collect();
         match cli.output {
             OutputFormat::Json => streams.json(&intervals)?,

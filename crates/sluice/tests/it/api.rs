@@ -104,14 +104,18 @@ fn start() -> Result<Fixture, Box<dyn std::error::Error>> {
     }
 }
 
-fn api(token: Option<&str>, token_for_reads: bool) -> axum::Router {
+fn api(token: Option<&str>, public_metrics: bool) -> axum::Router {
     let f = fixture();
     let logged = Arc::clone(&f.logged);
     router(Api {
         store: f.store.clone(),
         sender: f.sender.clone(),
-        token: token.map(Secret::new),
-        token_for_reads,
+        access: sluice_server::api::auth::Access {
+            token: token.map(Secret::new),
+            public_metrics,
+            allowed_hosts: Vec::new(),
+        },
+        max_backfill_intervals: sluice_runtime::scheduler::MAX_BACKFILL_INTERVALS,
         log: Arc::new(move |line| logged.lock().unwrap().push(line.to_owned())),
         metrics: Arc::clone(&f.metrics),
     })
@@ -158,7 +162,7 @@ async fn call_with(
 }
 
 async fn get(uri: &str) -> Answer {
-    call_with(api(Some(TOKEN), false), Method::GET, uri, None, None).await
+    call_with(api(Some(TOKEN), false), Method::GET, uri, None, Some(TOKEN)).await
 }
 
 async fn send(method: Method, uri: &str, body: Option<&str>) -> Answer {
@@ -396,6 +400,72 @@ async fn a_run_shows_its_task_instances_attempts_and_logs() {
     );
 }
 
+/// Before: with a token configured, the DAG definition, run conf and task logs answered
+/// without it, and to any `Host` (DNS rebinding reaches a loopback API from a browser);
+/// `/healthz` and `/readyz` answered 401 with `token_for_reads`.
+#[tokio::test]
+async fn reads_need_the_token_probes_do_not_and_foreign_hosts_are_refused() {
+    let with_host = |host: &'static str, uri: &'static str, token: Option<&'static str>| async move {
+        let mut request = Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .header(header::HOST, host);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        api(Some(TOKEN), false)
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status()
+    };
+    for uri in [
+        "/api/v1/dags/pipeline",
+        "/api/v1/dags/pipeline/runs",
+        "/api/v1/dags/pipeline/runs/scheduled__2025-01-01T00:00:00Z/tasks/work/logs",
+        "/metrics",
+        "/",
+    ] {
+        assert_eq!(
+            with_host("127.0.0.1:8080", uri, None).await,
+            StatusCode::UNAUTHORIZED,
+            "{uri}"
+        );
+        assert_ne!(
+            with_host("127.0.0.1:8080", uri, Some(TOKEN)).await,
+            StatusCode::UNAUTHORIZED,
+            "{uri}"
+        );
+    }
+    for probe in ["/healthz", "/ui/assets/app.js"] {
+        assert_eq!(
+            with_host("localhost:8080", probe, None).await,
+            StatusCode::OK,
+            "{probe}"
+        );
+    }
+    // A name that is not this scheduler's is refused even with the token.
+    assert_eq!(
+        with_host("evil.example", "/api/v1/dags", Some(TOKEN)).await,
+        StatusCode::MISDIRECTED_REQUEST
+    );
+    assert_eq!(
+        with_host("evil.example:8080", "/healthz", None).await,
+        StatusCode::MISDIRECTED_REQUEST
+    );
+    // `api.public_metrics` opens /metrics alone.
+    let public = api(Some(TOKEN), true)
+        .oneshot(
+            Request::builder()
+                .uri("/metrics")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(public.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn changes_need_the_token_which_is_never_logged() {
     let trigger = "/api/v1/dags/playground/runs";
@@ -415,9 +485,9 @@ async fn changes_need_the_token_which_is_never_logged() {
         "{logged}"
     );
 
-    // Reads are open unless configured otherwise.
+    // With a token, reads need it too.
     let read = call_with(
-        api(Some(TOKEN), true),
+        api(Some(TOKEN), false),
         Method::GET,
         "/api/v1/dags",
         None,
@@ -426,7 +496,7 @@ async fn changes_need_the_token_which_is_never_logged() {
     .await;
     assert_refused(&read, StatusCode::UNAUTHORIZED, "no token");
     let read = call_with(
-        api(Some(TOKEN), true),
+        api(Some(TOKEN), false),
         Method::GET,
         "/api/v1/dags",
         None,
@@ -653,7 +723,7 @@ async fn pause_and_backfills_go_through_the_scheduler() {
     let create = send(
         Method::POST,
         "/api/v1/dags/playground/backfills",
-        Some(r#"{"from": "2020-01-01T00:00:00Z", "to": "2020-03-01T00:00:00Z", "max_active_runs": 1}"#),
+        Some(r#"{"from": "2030-01-01T00:00:00Z", "to": "2030-03-02T00:00:00Z", "max_active_runs": 1}"#),
     )
     .await;
     assert_eq!(create.status, StatusCode::CREATED, "{}", create.body);
@@ -843,7 +913,8 @@ async fn metrics_parse_as_prometheus_text_and_count_what_happened() {
         .uri("/metrics")
         .body(Body::empty())
         .unwrap();
-    let response = api(Some(TOKEN), false).oneshot(request).await.unwrap();
+    // Scrapers that cannot send the token are served with `api.public_metrics`.
+    let response = api(Some(TOKEN), true).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()[header::CONTENT_TYPE]

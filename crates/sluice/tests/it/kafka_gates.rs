@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use sluice_core::gate::{GateDecision, GateRule, decide, watermark};
 use sluice_core::lag::LagStatus;
 use sluice_demo::services::OwnBroker;
+use sluice_runtime::connections::Connections;
 use sluice_runtime::gate::kafka::GateSource;
 use sluice_runtime::gate::kafka::monitor::look;
 use sluice_runtime::gate::kafka::observer::SourceMemory;
@@ -73,7 +74,7 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
     };
     let mut links = HashMap::new();
     let mut memory = SourceMemory::default();
-    let view = look(&mut links, &source, &mut memory)?.view;
+    let view = look(&Connections::default(), &mut links, &source, &mut memory)?.view;
     let by_id: HashMap<i32, _> = view.partitions.iter().map(|p| (p.partition, p)).collect();
     assert_eq!(view.partitions.len(), 4);
     assert_eq!(
@@ -118,7 +119,7 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
     // Partition 3 gets data and partition 1 gets an older event: its watermark stays.
     produce(&p, &topic, 3, &[ms("2025-09-01T10:07:00Z")])?;
     produce(&p, &topic, 1, &[ms("2025-09-01T10:00:00Z")])?;
-    let seen = look(&mut links, &source, &mut memory)?;
+    let seen = look(&Connections::default(), &mut links, &source, &mut memory)?;
     // What arrived since the previous look, by event second: exactly those two.
     assert_eq!(
         seen.arrivals.into_iter().collect::<Vec<_>>(),
@@ -155,7 +156,7 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
         other => panic!("the gate should be closed by lag: {other:?}"),
     }
     // Lag over the window: partition 1's consumer is not moving while lag stays.
-    let view = look(&mut links, &source, &mut memory)?.view;
+    let view = look(&Connections::default(), &mut links, &source, &mut memory)?.view;
     let p1 = view
         .partitions
         .iter()
@@ -175,7 +176,7 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
     let remembered = serde_json::to_vec(&memory)?;
     let mut memory: SourceMemory = serde_json::from_slice(&remembered)?;
     let mut links = HashMap::new();
-    let seen = look(&mut links, &source, &mut memory)?;
+    let seen = look(&Connections::default(), &mut links, &source, &mut memory)?;
     assert!(seen.arrivals.is_empty(), "{:?}", seen.arrivals);
     let p1 = seen
         .view
@@ -574,7 +575,7 @@ fn hostile_timestamps_do_not_move_the_watermark_and_are_counted() -> Result<(), 
     };
     let mut links = HashMap::new();
     let mut memory = SourceMemory::default();
-    look(&mut links, &source, &mut memory)?;
+    look(&Connections::default(), &mut links, &source, &mut memory)?;
 
     let ten_years_ahead = chrono::Utc::now().timestamp_millis() + 10 * 365 * 86_400_000;
     produce(
@@ -583,7 +584,7 @@ fn hostile_timestamps_do_not_move_the_watermark_and_are_counted() -> Result<(), 
         0,
         &[ten_years_ahead, 1, i64::MAX / 2, ms("2025-09-01T10:05:00Z")],
     )?;
-    let view = look(&mut links, &source, &mut memory)?.view;
+    let view = look(&Connections::default(), &mut links, &source, &mut memory)?.view;
     let at = chrono::DateTime::parse_from_rfc3339("2025-09-01T10:05:00Z")?.to_utc();
     assert_eq!(view.partitions[0].high_watermark, 5);
     assert_eq!(view.partitions[0].event_time, Some(at));

@@ -23,5 +23,6 @@ mod sla_webhooks;
 mod state_backup;
 mod state_disk_full;
 mod store_recovery;
+mod trust;
 mod ui_browser;
 mod wasm_sandbox;

@@ -45,17 +45,29 @@ fn the_scheduler_catches_up_keeps_good_dags_and_stops_gracefully()
         .and_then(|t| t.with_nanosecond(0))
         .ok_or("time")?;
     let start_text = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // The DAG's life begins five minutes earlier; `--not-before` leaves those intervals to
+    // a backfill (a backfill covers only the DAG's life).
+    let before =
+        (start - chrono::TimeDelta::minutes(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let dag_file = dags.join("minutely.yaml");
     std::fs::write(
         &dag_file,
         format!(
-            "dag: minutely\nschedule: \"* * * * *\"\nstart: {start_text}\ncatchup: true\ntasks:\n  \
+            "dag: minutely\nschedule: \"* * * * *\"\nstart: {before}\ncatchup: true\ntasks:\n  \
              mark: {{ type: noop }}\n  record: {{ type: command, depends_on: [mark], command: 'echo $SLUICE_LOGICAL_DATE >> {}' }}\n",
             effects.display()
         ),
     )?;
     let mut scheduler = sluice(&dags, &state)
-        .args(["scheduler", "--grace", "5", "--listen", "off"])
+        .args([
+            "scheduler",
+            "--grace",
+            "5",
+            "--listen",
+            "off",
+            "--not-before",
+            &start_text,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -89,8 +101,6 @@ fn the_scheduler_catches_up_keeps_good_dags_and_stops_gracefully()
         .output()?;
     assert!(unpaused.status.success());
     // A backfill is handed to the scheduler, which runs it; the command follows it to the end.
-    let before =
-        (start - chrono::TimeDelta::minutes(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let backfill = sluice(&dags, &state)
         .args([
             "backfill",

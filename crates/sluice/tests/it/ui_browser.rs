@@ -72,7 +72,7 @@ fn wait_for_outcomes(url: &str) {
         let states = Command::new("python3")
             .arg("-c")
             .arg(format!(
-                "import json, urllib.request; r = json.load(urllib.request.urlopen('{url}/api/v1/dags/pipeline/runs?run_type=scheduled')); \
+                "import json, urllib.request; r = json.load(urllib.request.urlopen(urllib.request.Request('{url}/api/v1/dags/pipeline/runs?run_type=scheduled', headers={{'Authorization': 'Bearer {TOKEN}'}}))); \
                  print(','.join(x['state'] for x in r['runs']))"
             ))
             .output()

@@ -79,6 +79,7 @@ pub struct SparkExecutor {
     dags_dir: PathBuf,
     runtime: tokio::runtime::Handle,
     emr: Arc<emr::EmrClients>,
+    connections: crate::connections::Connections,
 }
 
 impl SparkExecutor {
@@ -86,6 +87,7 @@ impl SparkExecutor {
         command: Arc<CommandExecutor>,
         dags_dir: PathBuf,
         runtime: tokio::runtime::Handle,
+        connections: crate::connections::Connections,
     ) -> Self {
         SparkExecutor {
             backend: backend_override(),
@@ -93,6 +95,7 @@ impl SparkExecutor {
             dags_dir,
             runtime,
             emr: Arc::default(),
+            connections,
         }
     }
 }
@@ -134,7 +137,7 @@ impl SparkExecutor {
         logical_date: chrono::DateTime<chrono::Utc>,
     ) {
         for (task, connection) in self.transient_tasks(dag) {
-            if let Ok(conn) = crate::connections::emr(&connection) {
+            if let Ok(conn) = self.connections.emr(&connection) {
                 let name = transient::cluster_name(&dag.dag, logical_date, &task);
                 self.emr
                     .terminate_clusters(connection, conn, vec![name], &self.runtime);
@@ -160,7 +163,7 @@ impl SparkExecutor {
             if !seen.insert(connection.clone()) {
                 continue;
             }
-            let Ok(conn) = crate::connections::emr(&connection) else {
+            let Ok(conn) = self.connections.emr(&connection) else {
                 continue;
             };
             match self
@@ -210,7 +213,7 @@ impl Executor for SparkExecutor {
                         "`backend: emr` needs `connection`: the EMR connection (cluster, region) to submit to".into(),
                     );
                 };
-                let conn = match crate::connections::emr(&name) {
+                let conn = match self.connections.emr(&name) {
                     Ok(conn) => conn,
                     Err(e) => return reporter.fatal(e.to_string()),
                 };

@@ -3,6 +3,7 @@
 //! [`KafkaLink`] per connection; it never blocks the loop, and a broker that is down only
 //! costs it a request time-out per look.
 
+use crate::connections::Connections;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,11 +48,13 @@ pub struct GateMonitor {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     sink: Arc<dyn ViewSink>,
+    connections: Connections,
 }
 
 impl GateMonitor {
-    pub fn new(sink: Arc<dyn ViewSink>) -> Self {
+    pub fn new(sink: Arc<dyn ViewSink>, connections: Connections) -> Self {
         GateMonitor {
+            connections,
             watchlist: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
             thread: None,
@@ -70,9 +73,10 @@ impl GateMonitor {
         }
         let (watchlist, stop) = (Arc::clone(&self.watchlist), Arc::clone(&self.stop));
         let sink = Arc::clone(&self.sink);
+        let connections = self.connections.clone();
         self.thread = std::thread::Builder::new()
             .name("sluice-gates".into())
-            .spawn(move || run(&watchlist, &stop, &sink))
+            .spawn(move || run(&watchlist, &stop, &sink, &connections))
             .ok();
     }
 }
@@ -86,7 +90,12 @@ impl Drop for GateMonitor {
     }
 }
 
-fn run(watchlist: &Mutex<Watchlist>, stop: &AtomicBool, sink: &Arc<dyn ViewSink>) {
+fn run(
+    watchlist: &Mutex<Watchlist>,
+    stop: &AtomicBool,
+    sink: &Arc<dyn ViewSink>,
+    connections: &Connections,
+) {
     let mut links: HashMap<String, KafkaLink> = HashMap::new();
     let mut memories: HashMap<GateSource, SourceMemory> = HashMap::new();
     let mut next_look: HashMap<GateSource, Instant> = HashMap::new();
@@ -102,7 +111,7 @@ fn run(watchlist: &Mutex<Watchlist>, stop: &AtomicBool, sink: &Arc<dyn ViewSink>
                 .entry(source.clone())
                 .or_insert_with(|| watch.remembered.clone());
             // A failed look keeps its link: the client reconnects by itself.
-            let seen = look(&mut links, source, memory);
+            let seen = look(connections, &mut links, source, memory);
             let remember = seen.is_ok().then(|| memory.clone());
             let delivered = sink.view(GateView {
                 source: source.clone(),
@@ -119,12 +128,15 @@ fn run(watchlist: &Mutex<Watchlist>, stop: &AtomicBool, sink: &Arc<dyn ViewSink>
 
 /// One look at a source.
 pub fn look(
+    connections: &Connections,
     links: &mut HashMap<String, KafkaLink>,
     source: &GateSource,
     memory: &mut SourceMemory,
 ) -> Result<Look, String> {
     if !links.contains_key(&source.connection) {
-        let conn = crate::connections::kafka(&source.connection).map_err(|e| e.to_string())?;
+        let conn = connections
+            .kafka(&source.connection)
+            .map_err(|e| e.to_string())?;
         links.insert(source.connection.clone(), KafkaLink::new(conn)?);
     }
     let link = links

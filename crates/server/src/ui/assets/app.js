@@ -85,6 +85,8 @@ document.addEventListener("submit", async (event) => {
     document.getElementById("token").value = "";
     showTokenState();
     toast(value ? "Token saved in this browser" : "Token removed");
+    // A sign-in page: the page it stands for, now with the token.
+    if (value && document.getElementById("sign-in")) setTimeout(() => location.reload(), 300);
     return;
   }
   if (form.id === "backfill-form") {

@@ -1,0 +1,416 @@
+//! Trust boundaries attacked against the real binary (docs/security.md): what a client of
+//! the control socket, a caller of the API, a DAG folder or a run's conf can make the
+//! scheduler do. Each test is an attack that worked before its boundary existed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice_tests::TempDir;
+use sluice_tests::commands::{sluice_on, text};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Result {
+    let started = Instant::now();
+    while !check() {
+        if started.elapsed() > limit {
+            return Err(format!("timed out waiting for {what}").into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// A scheduler that is stopped with SIGTERM and waited for when dropped.
+struct Scheduler(Child);
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn start_scheduler(dags: &Path, state: &Path, config: &Path) -> Result<Scheduler> {
+    let child = sluice_on(dags, state)
+        .arg("--config")
+        .arg(config)
+        .args(["scheduler", "--grace", "1", "--listen", "off"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let scheduler = Scheduler(child);
+    wait_for("the control socket", Duration::from_secs(30), || {
+        state.join("control.sock").exists()
+    })?;
+    Ok(scheduler)
+}
+
+/// One raw request on the control socket, as any process that can reach it could send.
+fn raw_request(state: &Path, args: &[&str]) -> Result<serde_json::Value> {
+    let mut socket = UnixStream::connect(state.join("control.sock"))?;
+    writeln!(socket, "{}", serde_json::json!({ "args": args }))?;
+    let mut line = String::new();
+    BufReader::new(&socket).read_line(&mut line)?;
+    Ok(serde_json::from_str(&line)?)
+}
+
+/// Before: a forwarded command ran `load_settings()` inside the scheduler and replaced its
+/// process-wide connections with the client's (none, from another folder; or its own
+/// `--config`): every ClickHouse and EMR task failed with "no connection" until a restart.
+#[test]
+fn a_forwarded_command_never_changes_the_schedulers_connections() -> Result {
+    let root = TempDir::new("trust-connections")?;
+    let dags = root.path().join("dags");
+    let state = root.path().join("state");
+    root.write(
+        "dags/ch.yaml",
+        "dag: ch\ntasks:\n  q: { type: clickhouse, connection: wh, sql: \"SELECT 1\", retries: 0 }\n",
+    )?;
+    // Nothing listens on the discard port: the task fails, but it finds its connection.
+    let config = root.write(
+        "sluice.toml",
+        "[connections.wh]\ntype = \"clickhouse\"\nurl = \"http://127.0.0.1:9\"\n",
+    )?;
+    let client_config = root.write("client.toml", "[scheduler]\nshutdown_grace = \"2s\"\n")?;
+    let _scheduler = start_scheduler(&dags, &state, &config)?;
+
+    // Clients from another folder, one with a configuration of its own that has no `wh`.
+    let elsewhere = TempDir::new("trust-elsewhere")?;
+    let listed = sluice_on(&dags, &state)
+        .current_dir(elsewhere.path())
+        .args(["runs", "list", "ch"])
+        .output()?;
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed));
+    let listed = sluice_on(&dags, &state)
+        .current_dir(elsewhere.path())
+        .arg("--config")
+        .arg(&client_config)
+        .args(["runs", "list", "ch"])
+        .output()?;
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed));
+
+    let triggered = sluice_on(&dags, &state)
+        .current_dir(elsewhere.path())
+        .args(["--output", "json", "dags", "trigger", "ch"])
+        .output()?;
+    assert_eq!(triggered.status.code(), Some(0), "{}", text(&triggered));
+    let run_state = || -> Option<(String, String)> {
+        let out = sluice_on(&dags, &state)
+            .args(["--output", "json", "runs", "list", "ch"])
+            .output()
+            .ok()?;
+        let runs: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let run = runs.get(0)?;
+        Some((
+            run["run_id"].as_str()?.to_owned(),
+            run["state"].as_str()?.to_owned(),
+        ))
+    };
+    wait_for("the run to end", Duration::from_secs(60), || {
+        run_state().is_some_and(|(_, s)| s == "success" || s == "failed")
+    })?;
+    let (run_id, _) = run_state().ok_or("no run")?;
+    let shown = sluice_on(&dags, &state)
+        .args(["--output", "json", "runs", "show", "ch", &run_id])
+        .output()?;
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout)?;
+    let error = shown["attempts"][0]["error"]
+        .as_str()
+        .ok_or_else(|| format!("no attempt error in {shown}"))?;
+    assert!(
+        !error.contains("no connection `wh`"),
+        "the scheduler lost its connections to a client's command: {error}"
+    );
+    Ok(())
+}
+
+/// Before: anyone reaching the socket ran any command inside the scheduler (a `dags test`
+/// of their own DAG folder ran as the scheduler's user).
+#[test]
+fn the_control_socket_runs_only_commands_on_the_schedulers_state() -> Result {
+    let root = TempDir::new("trust-socket-commands")?;
+    let dags = root.path().join("dags");
+    let state = root.path().join("state");
+    root.write(
+        "dags/d.yaml",
+        "dag: d\ntasks:\n  a: { type: command, command: \"touch ran\" }\n",
+    )?;
+    let config = root.write("sluice.toml", "")?;
+    let _scheduler = start_scheduler(&dags, &state, &config)?;
+    let theirs = TempDir::new("trust-socket-theirs")?;
+    let marker = theirs.path().join("PWNED");
+    theirs.write(
+        "dags/x.yaml",
+        format!(
+            "dag: x\ntasks:\n  a: {{ type: command, command: \"touch {}\" }}\n",
+            marker.display()
+        ),
+    )?;
+    let their_dags = theirs.path().join("dags");
+    let their_dags = their_dags.to_str().ok_or("path")?;
+    for args in [
+        &[
+            "sluice",
+            "--dags",
+            their_dags,
+            "dags",
+            "test",
+            "x",
+            "--logical-date",
+            "2025-01-01T00:00:00Z",
+        ][..],
+        &["sluice", "config", "check"],
+        &["sluice", "scheduler", "--listen", "off"],
+    ] {
+        let answer = raw_request(&state, args)?;
+        assert_eq!(answer["code"], 2, "{args:?} → {answer}");
+        assert!(
+            answer["stderr"]
+                .as_str()
+                .is_some_and(|e| e.contains("only commands on the scheduler's state")),
+            "{args:?} → {answer}"
+        );
+    }
+    assert!(!marker.exists(), "a forwarded `dags test` ran a task");
+    // A command on the state still answers.
+    let answer = raw_request(&state, &["sluice", "runs", "list", "d"])?;
+    assert_eq!(answer["code"], 0, "{answer}");
+    Ok(())
+}
+
+/// A scheduler serving its API on a free port with `token`; its base URL.
+fn start_scheduler_with_api(dags: &Path, state: &Path, token: &str) -> Result<(Scheduler, String)> {
+    let child = sluice_on(dags, state)
+        .args(["scheduler", "--grace", "1", "--listen", "127.0.0.1:0"])
+        .env("SLUICE_API_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let scheduler = Scheduler(child);
+    let address = state.join("api.json");
+    wait_for("the API address", Duration::from_secs(30), || {
+        address.exists()
+    })?;
+    let address: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(address)?)?;
+    let url = address["url"]
+        .as_str()
+        .ok_or("api.json has no url")?
+        .to_owned();
+    Ok((scheduler, url))
+}
+
+/// The resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS".into())
+}
+
+/// Before: a backfill of 0001 → 9999 collected every interval and grew the scheduler to
+/// 6 GB in 12 s before it aborted.
+#[test]
+fn a_backfill_of_ten_thousand_years_is_refused_at_once() -> Result {
+    let root = TempDir::new("trust-backfill")?;
+    let dags = root.path().join("dags");
+    let state = root.path().join("state");
+    root.write(
+        "dags/q.yaml",
+        "dag: q\nschedule: \"*/15 * * * *\"\nstart: 2025-01-01T00:00:00Z\ncatchup: false\ntasks:\n  a: { type: noop }\n",
+    )?;
+    let (scheduler, url) = start_scheduler_with_api(&dags, &state, "t0ken")?;
+    let before = rss_kib(scheduler.0.id())?;
+    let http = reqwest::blocking::Client::new();
+    let started = Instant::now();
+    let answer = http
+        .post(format!("{url}/api/v1/dags/q/backfills"))
+        .bearer_auth("t0ken")
+        .json(&serde_json::json!({"from": "0001-01-01T00:00:00Z", "to": "9999-01-01T00:00:00Z"}))
+        .send()?;
+    let took = started.elapsed();
+    let status = answer.status();
+    let body: serde_json::Value = answer.json()?;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("more than 100000 intervals")),
+        "{body}"
+    );
+    // A bound, not a speed goal: the old code took 12 s and 6 GB to fail.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let after = rss_kib(scheduler.0.id())?;
+    assert!(
+        after < before + 64 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    eprintln!("refused in {took:?}; RSS {before} KiB → {after} KiB");
+
+    // The CLI, through the socket (no token), and its dry run, are refused the same way.
+    for args in [
+        &[
+            "backfill",
+            "q",
+            "--from",
+            "0001-01-01T00:00:00Z",
+            "--to",
+            "9999-01-01T00:00:00Z",
+        ][..],
+        &[
+            "backfill",
+            "q",
+            "--from",
+            "0001-01-01T00:00:00Z",
+            "--to",
+            "9999-01-01T00:00:00Z",
+            "--dry-run",
+        ],
+    ] {
+        let out = sluice_on(&dags, &state).args(args).output()?;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains("more than 100000 intervals"),
+            "{}",
+            text(&out)
+        );
+    }
+    // A range inside the DAG's life still runs; one reaching before its start is clamped.
+    let out = sluice_on(&dags, &state)
+        .args([
+            "backfill",
+            "q",
+            "--from",
+            "1999-01-01T00:00:00Z",
+            "--to",
+            "2025-01-01T01:00:00Z",
+        ])
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("4 interval(s), 4 succeeded"),
+        "{}",
+        text(&out)
+    );
+    Ok(())
+}
+
+/// One raw HTTP/1.1 GET with the given `Host`, as a browser fooled by DNS rebinding sends it.
+fn get_with_host(url: &str, path: &str, host: &str) -> Result<u16> {
+    use std::io::Read;
+    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(address)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Before: with a token configured, the DAG definition, run conf and task logs answered 200
+/// without it, and to `Host: evil.example`.
+#[test]
+fn the_real_api_wants_the_token_for_reads_and_its_own_host_name() -> Result {
+    let root = TempDir::new("trust-reads")?;
+    let dags = root.path().join("dags");
+    let state = root.path().join("state");
+    root.write("dags/d.yaml", "dag: d\ntasks:\n  a: { type: noop }\n")?;
+    let (_scheduler, url) = start_scheduler_with_api(&dags, &state, "t0ken")?;
+    let http = reqwest::blocking::Client::new();
+    for path in ["/api/v1/dags/d", "/api/v1/dags/d/runs", "/metrics", "/"] {
+        let anonymous = http.get(format!("{url}{path}")).send()?.status();
+        assert_eq!(anonymous, reqwest::StatusCode::UNAUTHORIZED, "{path}");
+        let signed = http
+            .get(format!("{url}{path}"))
+            .bearer_auth("t0ken")
+            .send()?
+            .status();
+        assert_eq!(signed, reqwest::StatusCode::OK, "{path}");
+    }
+    assert_eq!(
+        http.get(format!("{url}/healthz")).send()?.status(),
+        reqwest::StatusCode::OK
+    );
+    assert_eq!(
+        http.get(format!("{url}/readyz")).send()?.status(),
+        reqwest::StatusCode::OK
+    );
+    assert_eq!(get_with_host(&url, "/healthz", "evil.example")?, 421);
+    assert_eq!(get_with_host(&url, "/healthz", "localhost:1")?, 200);
+    Ok(())
+}
+
+/// Before: bound to 0.0.0.0 with no token, the scheduler started and served everything;
+/// `token_for_reads = true` with no token passed `config check`.
+#[test]
+fn an_exposed_api_without_a_token_is_refused_before_it_starts() -> Result {
+    let root = TempDir::new("trust-exposed")?;
+    let dags = root.path().join("dags");
+    let state = root.path().join("state");
+    root.write("dags/d.yaml", "dag: d\ntasks:\n  a: { type: noop }\n")?;
+    let refused = sluice_on(&dags, &state)
+        .args(["scheduler", "--listen", "0.0.0.0:0"])
+        .output()?;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("refusing to start") && text(&refused).contains("with no token"),
+        "{}",
+        text(&refused)
+    );
+    assert!(!state.join("api.json").exists());
+    for (name, body, problem) in [
+        (
+            "exposed.toml",
+            "listen = \"0.0.0.0:8080\"\n",
+            "with no token",
+        ),
+        (
+            "reads.toml",
+            "[api]\ntoken_for_reads = true\n",
+            "token_for_reads",
+        ),
+    ] {
+        let file = root.write(name, body)?;
+        let checked = sluice_on(&dags, &state)
+            .arg("--config")
+            .arg(&file)
+            .args(["config", "check"])
+            .output()?;
+        assert_eq!(checked.status.code(), Some(1), "{name}: {}", text(&checked));
+        assert!(
+            text(&checked).contains(problem),
+            "{name}: {}",
+            text(&checked)
+        );
+    }
+    // Said out loud, anonymous reads on any address are the operator's choice.
+    let open = root.write(
+        "open.toml",
+        "listen = \"0.0.0.0:0\"\n[api]\nallow_anonymous_reads = true\n",
+    )?;
+    let checked = sluice_on(&dags, &state)
+        .arg("--config")
+        .arg(&open)
+        .args(["config", "check"])
+        .output()?;
+    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
+    Ok(())
+}
