@@ -5,6 +5,7 @@
 
 mod architecture;
 mod cli;
+mod hostile_conf;
 mod invalid_dags;
 mod pipeline;
 mod plugins;

@@ -108,6 +108,8 @@ fn plan(specs: &[TaskSpec], max_active_tasks: usize, sla: Option<i64>) -> DagPla
         gate: None,
         defaults: Default::default(),
         params: Default::default(),
+        param_specs: Default::default(),
+        allow_undeclared_conf: false,
         tasks: Default::default(),
     };
     for (i, s) in specs.iter().enumerate() {

@@ -9,6 +9,7 @@ pub mod connections;
 pub mod executor;
 pub mod gate;
 pub mod logging;
+pub mod masking;
 pub mod metrics;
 pub mod notify;
 pub mod scheduler;

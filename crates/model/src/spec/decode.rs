@@ -6,6 +6,7 @@ use super::diagnostic::Diagnostic;
 use super::fields::{Decoder, Fields};
 use super::instant::parse_instant;
 use super::model::*;
+use super::params::{ParamSpec, ParamType};
 use super::timezone::TimeZone;
 use super::yaml::{Node, NodeKind};
 use crate::schedule::Schedule;
@@ -43,7 +44,8 @@ pub fn decode_dag(decoder: &mut Decoder, root: &Node) -> Option<Dag> {
         fields.finish(d);
         Some(policy)
     });
-    let params = f.read(decoder, "params", Decoder::json_object);
+    let params = f.read(decoder, "params", read_params);
+    let allow_undeclared_conf = f.read(decoder, "allow_undeclared_conf", Decoder::boolean);
     let tasks = f.read_required(decoder, "tasks", read_tasks);
     f.finish(decoder);
 
@@ -63,7 +65,9 @@ pub fn decode_dag(decoder: &mut Decoder, root: &Node) -> Option<Dag> {
         sla,
         gate,
         defaults: defaults.unwrap_or_default(),
-        params: params.unwrap_or_default(),
+        params: params.as_ref().map(|(p, _)| p.clone()).unwrap_or_default(),
+        param_specs: params.map(|(_, s)| s).unwrap_or_default(),
+        allow_undeclared_conf: allow_undeclared_conf.unwrap_or(false),
         tasks: tasks?,
     })
 }
@@ -288,4 +292,141 @@ pub fn task_fields(type_name: &str) -> Vec<&'static str> {
     read_settings(&mut d, &mut f);
     drop(TaskKind::decode(type_name, &mut d, &mut f));
     f.known().to_vec()
+}
+
+/// `params:`: each entry a plain value (a param of that value's type) or a declaration
+/// (`default`, `type`, constraints); the defaults for templates, and each param's spec.
+fn read_params(
+    d: &mut Decoder,
+    node: &Node,
+    path: &str,
+) -> Option<(
+    serde_json::Map<String, serde_json::Value>,
+    IndexMap<String, ParamSpec>,
+)> {
+    let entries = d.map(node, path, read_param)?;
+    let mut defaults = serde_json::Map::new();
+    let mut specs = IndexMap::new();
+    for (name, (default, spec)) in entries {
+        defaults.insert(name.clone(), default);
+        specs.insert(name, spec);
+    }
+    Some((defaults, specs))
+}
+
+fn is_declaration(node: &Node) -> bool {
+    let NodeKind::Map(entries) = &node.kind else {
+        return false;
+    };
+    entries.iter().any(|(key, _)| {
+        key.as_scalar()
+            .is_some_and(|k| k.value == "default" || k.value == "type")
+    })
+}
+
+fn read_param(d: &mut Decoder, node: &Node, path: &str) -> Option<(serde_json::Value, ParamSpec)> {
+    if !is_declaration(node) {
+        let value = d.json(node, path)?;
+        let spec = ParamSpec::inferred(&value);
+        return Some((value, spec));
+    }
+    let mut f = d.fields(node, path, &format!("param `{path}`"))?;
+    let default_node = f.get("default");
+    let default = default_node.and_then(|n| d.json(n, &format!("{path}.default")));
+    let spec = read_param_spec(d, &mut f, path, default.as_ref());
+    f.finish(d);
+    let spec = spec?;
+    let Some((default, default_node)) = default.zip(default_node) else {
+        d.report(
+            Diagnostic::error(
+                "spec::param-default",
+                format!("param `{path}` has no `default`"),
+            )
+            .at(node.location, "declared here")
+            .help("scheduled runs have no conf: give the value they use as `default:`"),
+        );
+        return None;
+    };
+    if let Err(rule) = spec.check(&default) {
+        d.report(
+            Diagnostic::error(
+                "spec::param-default",
+                format!("the default of `{path}` {rule}"),
+            )
+            .at(default_node.location, "does not fit its declaration"),
+        );
+        return None;
+    }
+    Some((default, spec))
+}
+
+/// The constraint keywords of a declaration (and of its `items`); the type comes from
+/// `type`, else from the default.
+fn read_param_spec(
+    d: &mut Decoder,
+    f: &mut Fields<'_>,
+    path: &str,
+    default: Option<&serde_json::Value>,
+) -> Option<ParamSpec> {
+    let kind = f.read(d, "type", |d, n, p| d.choice(n, p, ParamType::NAMES));
+    let choices = f.read(d, "enum", |d, n, p| d.list(n, p, |d, i, p| d.json(i, p)));
+    let pattern = f.read(d, "pattern", |d, n, p| {
+        let text = d.string(n, p)?;
+        match super::params::compile(&text) {
+            Ok(_) => Some(text),
+            Err(e) => {
+                d.report(
+                    Diagnostic::error("spec::param-pattern", format!("`{p}`: {e}"))
+                        .at(n.location, "not a usable regular expression"),
+                );
+                None
+            }
+        }
+    });
+    let number = |d: &mut Decoder, n: &Node, p: &str| {
+        let value = d.json(n, p)?;
+        let number = value.as_f64();
+        if number.is_none() {
+            d.report(
+                Diagnostic::error("spec::wrong-type", format!("`{p}` must be a number"))
+                    .at(n.location, "expected a number"),
+            );
+        }
+        number
+    };
+    let minimum = f.read(d, "minimum", number);
+    let maximum = f.read(d, "maximum", number);
+    let min_length = f.read(d, "minLength", Decoder::unsigned);
+    let max_length = f.read(d, "maxLength", Decoder::unsigned);
+    let items = f.read(d, "items", |d, n, p| {
+        let mut fields = d.fields(n, p, &format!("`{p}`"))?;
+        let spec = read_param_spec(d, &mut fields, p, None);
+        fields.finish(d);
+        spec.map(Box::new)
+    });
+    let description = f.read(d, "description", Decoder::string);
+    let kind = match (kind, default) {
+        (Some(kind), _) => kind,
+        (None, Some(default)) => ParamType::of(default),
+        (None, None) => {
+            d.report(
+                Diagnostic::error("spec::param-type", format!("`{path}` has no `type`"))
+                    .at(f.location(), "declared here")
+                    .help("give a `type`: string, integer, number, boolean, array or object"),
+            );
+            return None;
+        }
+    };
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    Some(ParamSpec {
+        kind,
+        choices,
+        pattern,
+        minimum,
+        maximum,
+        min_length: min_length.map(size),
+        max_length: max_length.map(size),
+        items,
+        description,
+    })
 }

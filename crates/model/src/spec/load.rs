@@ -64,24 +64,62 @@ fn whole_file_problem(path: &Path, text: String, diagnostic: Diagnostic) -> File
 
 /// Reads and validates one DAG file.
 pub fn load_file(path: &Path) -> Result<LoadedDag, FileReport> {
-    let metadata = std::fs::metadata(path).map_err(|e| {
-        whole_file_problem(
-            path,
-            String::new(),
-            Diagnostic::error("file::unreadable", format!("cannot read the file: {e}")),
+    let bytes = read_bounded(path)?;
+    load_bytes(path, bytes)
+}
+
+/// A DAG file's bytes: a regular file (a symlink to one is fine) of at most
+/// [`MAX_FILE_BYTES`], opened without blocking and read through a bounded reader, so a FIFO,
+/// a device or a file that grows while it is read never stalls or floods the caller.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, FileReport> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let problem = |code: &'static str, message: String, help: Option<&str>| {
+        let mut diagnostic = Diagnostic::error(code, message);
+        if let Some(help) = help {
+            diagnostic = diagnostic.help(help);
+        }
+        whole_file_problem(path, String::new(), diagnostic)
+    };
+    let unreadable = |e: std::io::Error| {
+        problem(
+            "file::unreadable",
+            format!("cannot read the file: {e}"),
+            None,
         )
-    })?;
+    };
+    let not_regular = || {
+        problem(
+            "file::not-regular",
+            "not a regular file (a FIFO, a device or a socket): it is not read".to_owned(),
+            Some("a DAG file is a plain .yaml file; remove this entry from the DAG folder"),
+        )
+    };
+    // Checked before opening (opening a FIFO for reading would wait for a writer), and
+    // again on the open file, for an entry swapped in between.
+    if !std::fs::metadata(path).map_err(unreadable)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(unreadable)?;
+    let metadata = file.metadata().map_err(unreadable)?;
+    if !metadata.is_file() {
+        return Err(not_regular());
+    }
     if metadata.len() > MAX_FILE_BYTES as u64 {
         return Err(too_large(path, metadata.len()));
     }
-    let bytes = std::fs::read(path).map_err(|e| {
-        whole_file_problem(
-            path,
-            String::new(),
-            Diagnostic::error("file::unreadable", format!("cannot read the file: {e}")),
-        )
-    })?;
-    load_bytes(path, bytes)
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(too_large(path, bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 fn too_large(path: &Path, len: u64) -> FileReport {

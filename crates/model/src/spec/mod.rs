@@ -12,6 +12,7 @@ pub mod instant;
 pub mod kinds;
 pub mod load;
 pub mod model;
+pub mod params;
 pub mod policy;
 pub mod schema;
 pub mod size;

@@ -67,9 +67,19 @@ pub struct Dag {
     /// Settings every task inherits unless it sets its own.
     #[serde(default)]
     pub defaults: TaskPolicy,
-    /// Values available to templates as `params.<name>`.
+    /// Values available to templates as `params.<name>`: each a plain value (a param of
+    /// that value's type) or a declaration `{default, type, enum, pattern, minimum, maximum,
+    /// minLength, maxLength, items, description}`. A run's conf may set only these, each as
+    /// declared. Here: the defaults.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// What each param admits (from `params:`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(skip)]
+    pub param_specs: IndexMap<String, super::params::ParamSpec>,
+    /// A run's conf may also set keys that are not declared params.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_undeclared_conf: bool,
     /// The tasks, by id.
     pub tasks: IndexMap<String, Task>,
 }

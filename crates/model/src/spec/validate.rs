@@ -7,6 +7,7 @@ use petgraph::graphmap::DiGraphMap;
 
 use super::diagnostic::{Diagnostic, Location, SourceText};
 use super::fields::SourceMap;
+use super::kinds::Interpreter;
 use super::model::Dag;
 use super::policy::EffectivePolicy;
 use super::suggest;
@@ -27,6 +28,9 @@ pub fn is_valid_id(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        // Ids name folders (`logs/<dag>/…`): `.` and `..` would be the folder itself or its
+        // parent.
+        && id.chars().any(|c| c != '.')
 }
 
 impl<'a> Validator<'a> {
@@ -62,7 +66,7 @@ impl<'a> Validator<'a> {
                     format!("`{}` is not a valid DAG id", dag.dag),
                 )
                 .at(self.at("dag"), "invalid id")
-                .help("use letters, digits, `_`, `-` and `.` (at most 250)"),
+                .help("use letters, digits, `_`, `-` and `.` (at most 250; not only dots)"),
             );
         }
         if dag.tasks.is_empty() {
@@ -81,7 +85,7 @@ impl<'a> Validator<'a> {
                 self.report(
                     Diagnostic::error("spec::bad-id", format!("`{id}` is not a valid task id"))
                         .at(location, "invalid id")
-                        .help("use letters, digits, `_`, `-` and `.` (at most 250)"),
+                        .help("use letters, digits, `_`, `-` and `.` (at most 250; not only dots)"),
                 );
             }
         }
@@ -338,11 +342,18 @@ impl<'a> Validator<'a> {
             let mut found = Vec::new();
             kind.visit_templates_mut(&mut |field, text| {
                 if template::is_template(text) {
-                    found.push((format!("tasks.{id}.{field}"), text.clone()));
+                    found.push((
+                        format!("tasks.{id}.{field}"),
+                        text.clone(),
+                        task.kind.interpreter_of(field),
+                    ));
                 }
             });
-            for (path, text) in found {
+            for (path, text, interpreter) in found {
                 self.template(&path, id, &text, &upstream);
+                if let Some(interpreter) = interpreter {
+                    self.unquoted_params(&path, &text, interpreter);
+                }
             }
         }
     }
@@ -420,6 +431,42 @@ impl<'a> Validator<'a> {
                     .help(help),
                 );
             }
+        }
+    }
+
+    /// Warns where a param that a run's conf may set reaches a shell line or SQL without
+    /// its quoting filter (params that are numbers, booleans or one of an `enum` are safe).
+    fn unquoted_params(&mut self, path: &str, text: &str, interpreter: Interpreter) {
+        let (filters, reader, example) = match interpreter {
+            Interpreter::Shell => (
+                template::quoting::SHELL_FILTERS,
+                "a shell line",
+                "shell_quote",
+            ),
+            Interpreter::Sql => (template::quoting::SQL_FILTERS, "SQL", "sql_string"),
+        };
+        for (name, offset) in template::quoting::unquoted_params(text, filters) {
+            if self
+                .dag
+                .param_specs
+                .get(&name)
+                .is_some_and(|spec| spec.is_inert())
+            {
+                continue;
+            }
+            let location =
+                self.locate_in_template(path, text, offset, "params.".len() + name.len());
+            self.report(
+                Diagnostic::warning(
+                    "spec::unquoted-param",
+                    format!("`params.{name}` reaches {reader} unquoted in `{path}`"),
+                )
+                .at(location, "a run's conf sets this")
+                .help(format!(
+                    "end the expression with `| {example}` (a whole value, one literal), or \
+                     declare the param with an `enum`; a command given as a list needs no shell"
+                )),
+            );
         }
     }
 

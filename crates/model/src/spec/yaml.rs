@@ -16,6 +16,14 @@ use super::diagnostic::{Diagnostic, Location, SourceText};
 pub const MAX_DEPTH: usize = 64;
 /// Most nodes a file may produce, counting every node an alias expands into.
 pub const MAX_NODES: usize = 250_000;
+/// Most bytes of scalar text a file may produce, counting every copy an alias makes: eight
+/// times the largest file, so a few anchors reused widely still load, and one large anchor
+/// repeated by thousands of aliases does not.
+pub const MAX_EXPANDED_BYTES: usize = 8 << 20;
+
+fn add(a: (usize, usize), b: (usize, usize)) -> (usize, usize) {
+    (a.0.saturating_add(b.0), a.1.saturating_add(b.1))
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -70,16 +78,16 @@ impl Node {
         }
     }
 
-    fn count(&self) -> usize {
+    /// Nodes and bytes of scalar text in this tree: what a copy of it costs.
+    fn size(&self) -> (usize, usize) {
         match &self.kind {
-            NodeKind::Null | NodeKind::Scalar(_) => 1,
-            NodeKind::Seq(items) => 1 + items.iter().map(Node::count).sum::<usize>(),
-            NodeKind::Map(entries) => {
-                1 + entries
-                    .iter()
-                    .map(|(k, v)| k.count() + v.count())
-                    .sum::<usize>()
-            }
+            NodeKind::Null => (1, 0),
+            NodeKind::Scalar(s) => (1, s.value.len()),
+            NodeKind::Seq(items) => items.iter().map(Node::size).fold((1, 0), add),
+            NodeKind::Map(entries) => entries
+                .iter()
+                .flat_map(|(k, v)| [k.size(), v.size()])
+                .fold((1, 0), add),
         }
     }
 }
@@ -111,6 +119,8 @@ struct TreeBuilder<'s> {
     stack: Vec<Frame>,
     anchors: Vec<Option<Node>>,
     nodes: usize,
+    /// Bytes of scalar text produced so far, aliases included.
+    bytes: usize,
     root: Option<Node>,
     documents: usize,
 }
@@ -123,6 +133,7 @@ impl<'s> TreeBuilder<'s> {
             stack: Vec::new(),
             anchors: Vec::new(),
             nodes: 0,
+            bytes: 0,
             root: None,
             documents: 0,
         }
@@ -168,7 +179,11 @@ impl<'s> TreeBuilder<'s> {
                             style,
                         })
                     };
-                    self.spend(1, location)?;
+                    let bytes = match &kind {
+                        NodeKind::Scalar(s) => s.value.len(),
+                        _ => 0,
+                    };
+                    self.spend((1, bytes), location)?;
                     self.complete(Node { kind, location }, anchor)?;
                 }
                 Event::SequenceStart(anchor, _) => {
@@ -200,8 +215,13 @@ impl<'s> TreeBuilder<'s> {
                             .at(location, "unknown alias"),
                         ));
                     };
+                    // Counted before it is copied: a refused alias allocates nothing.
+                    let size = target.size();
+                    self.spend(size, location)?;
+                    let Some(Some(target)) = self.anchors.get(id) else {
+                        continue;
+                    };
                     let mut copy = target.clone();
-                    self.spend(copy.count(), location)?;
                     copy.location = location;
                     self.complete(copy, 0)?;
                 }
@@ -225,12 +245,33 @@ impl<'s> TreeBuilder<'s> {
                 .help("a DAG file needs a handful of levels; flatten this structure"),
             ));
         }
-        self.spend(1, location)
+        self.spend((1, 0), location)
     }
 
-    /// Counts nodes against the budget, aliases included, and refuses past it.
-    fn spend(&mut self, nodes: usize, location: Location) -> Result<(), Box<Diagnostic>> {
+    /// Counts nodes and bytes against the budgets, aliases included, and refuses past them.
+    fn spend(
+        &mut self,
+        (nodes, bytes): (usize, usize),
+        location: Location,
+    ) -> Result<(), Box<Diagnostic>> {
         self.nodes = self.nodes.saturating_add(nodes);
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.bytes > MAX_EXPANDED_BYTES {
+            return Err(Box::new(
+                Diagnostic::error(
+                    "yaml::too-large",
+                    format!(
+                        "the document expands to more than {} MiB of text",
+                        MAX_EXPANDED_BYTES >> 20
+                    ),
+                )
+                .at(location, "limit passed here")
+                .help(
+                    "an alias copies its anchor's whole text: reference a large anchor fewer \
+                     times, or write the value once",
+                ),
+            ));
+        }
         if self.nodes > MAX_NODES {
             return Err(Box::new(
                 Diagnostic::error(

@@ -4,9 +4,11 @@
 //! data_interval_start, data_interval_end, ds, ds_nodash, ts, ts_nodash, params, conn, var,
 //! outputs`. Instants render as RFC 3339 in UTC (`2025-09-01T00:00:00Z`). Time helpers are
 //! filters: `strftime(fmt[, tz])`, `add_duration(d)`, `sub_duration(d)`,
-//! `date_trunc(unit)`, `to_epoch`.
+//! `date_trunc(unit)`, `to_epoch`. Quoting filters (`quoting`): `shell_quote`,
+//! `sql_string`, `sql_identifier`.
 
 mod filters;
+pub mod quoting;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -38,7 +40,7 @@ pub const CONTEXT_NAMES: &[&str] = &[
 ];
 
 /// minijinja's global functions, which `undeclared_variables` reports like variables.
-const GLOBAL_FUNCTIONS: &[&str] = &["range", "dict", "namespace", "debug"];
+const GLOBAL_FUNCTIONS: &[&str] = &["range", "dict", "namespace"];
 
 /// The shared environment: strict undefined, Sluice's filters, no auto-escaping (SQL and
 /// shell text are not HTML).
@@ -61,6 +63,9 @@ pub fn environment() -> &'static Environment<'static> {
         // scheduler's thread for long (a normal SQL template takes a few thousand).
         env.set_fuel(Some(RENDER_FUEL));
         filters::register(&mut env);
+        quoting::register(&mut env);
+        // `debug()` would dump every name in the context, `var` and `conn` included.
+        env.remove_global("debug");
         env
     })
 }

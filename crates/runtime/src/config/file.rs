@@ -69,6 +69,10 @@ pub struct SchedulerSection {
     /// Most intervals one backfill may cover: a request for more is refused.
     #[serde(default = "defaults::max_backfill_intervals")]
     pub max_backfill_intervals: usize,
+    /// Environment variables tasks inherit from the scheduler besides the base allowlist
+    /// (PATH, HOME, LANG, JAVA_HOME, SPARK_HOME, …): names, or prefixes ending in `*`.
+    #[serde(default)]
+    pub task_env: Vec<String>,
 }
 
 impl Default for SchedulerSection {
@@ -79,6 +83,7 @@ impl Default for SchedulerSection {
             not_before: None,
             retention: None,
             max_backfill_intervals: defaults::max_backfill_intervals(),
+            task_env: Vec::new(),
         }
     }
 }

@@ -62,6 +62,8 @@ pub struct Settings {
     pub retention: Option<sluice_model::spec::Duration>,
     /// Most intervals one backfill may cover.
     pub max_backfill_intervals: usize,
+    /// Environment names (or `PREFIX*`) tasks inherit besides the base allowlist.
+    pub task_env: Vec<String>,
     pub pools: BTreeMap<String, usize>,
     /// Connections by name, as JSON objects with a `type` (the `SLUICE_CONN_*` form).
     pub connections: BTreeMap<String, serde_json::Value>,
@@ -217,6 +219,7 @@ impl Settings {
             not_before: file.scheduler.not_before.map(|t| *t.get_ref()),
             retention: file.scheduler.retention,
             max_backfill_intervals: file.scheduler.max_backfill_intervals,
+            task_env: file.scheduler.task_env.clone(),
             pools: file
                 .pools
                 .iter()

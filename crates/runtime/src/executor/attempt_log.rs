@@ -24,8 +24,9 @@ impl AttemptLog {
         if let Some(file) = &mut self.0 {
             let _ = writeln!(
                 file,
-                "[sluice {}] {text}",
-                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                "[sluice {}] {}",
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                crate::masking::mask(text)
             );
         }
     }

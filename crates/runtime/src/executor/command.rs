@@ -24,13 +24,16 @@ pub struct CommandExecutor {
     runtime: tokio::runtime::Handle,
     /// Process group of each running attempt, by idempotency key.
     running: Arc<Mutex<HashMap<String, i32>>>,
+    /// What a task's process inherits from the scheduler's environment.
+    task_env: super::task_env::TaskEnv,
 }
 
 impl CommandExecutor {
-    pub fn new(runtime: tokio::runtime::Handle) -> Self {
+    pub fn new(runtime: tokio::runtime::Handle, task_env: super::task_env::TaskEnv) -> Self {
         CommandExecutor {
             runtime,
             running: Arc::default(),
+            task_env,
         }
     }
 }
@@ -42,8 +45,9 @@ impl Executor for CommandExecutor {
 
     fn start(&self, attempt: Attempt, reporter: Reporter) {
         let running = Arc::clone(&self.running);
+        let task_env = self.task_env.clone();
         self.runtime.spawn(async move {
-            let outcome = run(&attempt, &reporter, &running).await;
+            let outcome = run(&attempt, &reporter, &running, &task_env).await;
             if let Ok(mut map) = running.lock() {
                 map.remove(&attempt.idempotency_key);
             }
@@ -85,8 +89,9 @@ impl Executor for CommandExecutor {
 fn log_line(log: &mut std::fs::File, text: &str) {
     let _ = writeln!(
         log,
-        "[sluice {}] {text}",
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        "[sluice {}] {}",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        crate::masking::mask(text)
     );
 }
 
@@ -95,6 +100,7 @@ async fn run(
     attempt: &Attempt,
     reporter: &Reporter,
     running: &Mutex<HashMap<String, i32>>,
+    task_env: &super::task_env::TaskEnv,
 ) -> Result<(Outcome, Option<i32>), String> {
     let TaskKind::Command(task) = &attempt.kind else {
         return Err(super::wrong_kind("command", &attempt.kind));
@@ -108,7 +114,7 @@ async fn run(
         .append(true)
         .open(&attempt.log_path)
         .map_err(|e| format!("cannot open the log {}: {e}", attempt.log_path.display()))?;
-    let mut command = build(task, attempt)?;
+    let mut command = build(task, attempt, task_env)?;
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -241,6 +247,8 @@ impl BoundedLog {
     }
 
     fn write(&mut self, bytes: &[u8]) {
+        let bytes = crate::masking::mask_bytes(bytes);
+        let bytes = bytes.as_ref();
         let kept = bytes
             .len()
             .min(usize::try_from(self.left).unwrap_or(usize::MAX));
@@ -302,7 +310,11 @@ fn describe(command: &CommandLine) -> String {
     }
 }
 
-fn build(task: &CommandTask, attempt: &Attempt) -> Result<tokio::process::Command, String> {
+fn build(
+    task: &CommandTask,
+    attempt: &Attempt,
+    task_env: &super::task_env::TaskEnv,
+) -> Result<tokio::process::Command, String> {
     let mut command = match &task.command {
         CommandLine::Shell(line) => {
             let mut c = tokio::process::Command::new("sh");
@@ -328,6 +340,7 @@ fn build(task: &CommandTask, attempt: &Attempt) -> Result<tokio::process::Comman
             work_dir.display()
         )
     })?;
+    task_env.apply(&mut command);
     command
         .current_dir(work_dir)
         .envs(&task.env)

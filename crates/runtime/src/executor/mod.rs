@@ -9,6 +9,7 @@ pub mod noop;
 pub mod orphans;
 pub mod sensor;
 pub mod spark;
+pub mod task_env;
 pub mod wasm;
 
 use std::path::PathBuf;
@@ -74,7 +75,21 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    /// Sends a report, a failure's reason with its secrets masked (the API shows it).
     pub fn send(&self, report: Report) {
+        let report = match report {
+            Report::Finished {
+                outcome: Outcome::Failed { retryable, reason },
+                output,
+            } => Report::Finished {
+                outcome: Outcome::Failed {
+                    retryable,
+                    reason: crate::masking::mask(&reason).into_owned(),
+                },
+                output,
+            },
+            other => other,
+        };
         self.sink.report(self.id.clone(), report);
     }
 
@@ -127,9 +142,10 @@ impl Executors {
         runtime: tokio::runtime::Handle,
         dags_dir: &std::path::Path,
         connections: &crate::connections::Connections,
+        task_env: task_env::TaskEnv,
         wasm: wasm::WasmExecutor,
     ) -> Executors {
-        let command = Arc::new(command::CommandExecutor::new(runtime.clone()));
+        let command = Arc::new(command::CommandExecutor::new(runtime.clone(), task_env));
         Executors {
             noop: noop::NoopExecutor,
             spark: spark::SparkExecutor::new(

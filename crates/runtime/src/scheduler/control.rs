@@ -131,6 +131,17 @@ impl Engine {
                 Some("`sluice dags list` shows the DAGs"),
             )
         })?;
+        // The conf fills only declared params, each as declared: it reaches templates,
+        // and through them shell lines and SQL.
+        sluice_model::spec::params::check_conf(
+            &entry.dag.param_specs,
+            entry.dag.allow_undeclared_conf,
+            &conf,
+        )
+        .map_err(|e| ControlError::Refused {
+            hint: Some(e.hint()),
+            message: e.to_string(),
+        })?;
         let tz = entry.dag.timezone.tz();
         // Airflow's manual runs: an aligned date is its interval's start; any other instant
         // gets the last interval closed at that time; unscheduled DAGs an empty interval.

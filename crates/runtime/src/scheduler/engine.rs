@@ -61,6 +61,8 @@ pub struct EngineConfig {
     pub connections: crate::connections::Connections,
     /// Most intervals one backfill may cover.
     pub max_backfill_intervals: usize,
+    /// Environment names (or `PREFIX*`) tasks inherit besides the base allowlist.
+    pub task_env: Vec<String>,
 }
 
 impl EngineConfig {
@@ -84,6 +86,7 @@ impl EngineConfig {
             retention: None,
             connections: crate::connections::Connections::default(),
             max_backfill_intervals: super::MAX_BACKFILL_INTERVALS,
+            task_env: Vec::new(),
         }
     }
 }
@@ -220,6 +223,7 @@ impl Engine {
                 runtime.handle().clone(),
                 &config.dags_dir,
                 &config.connections,
+                crate::executor::task_env::TaskEnv::new(config.task_env.clone()),
                 crate::executor::wasm::WasmExecutor::new(
                     runtime.handle().clone(),
                     config.plugins_dir.clone(),

@@ -168,11 +168,14 @@ pub async fn trigger(
 ) -> ApiResult<(StatusCode, Json<Triggered>)> {
     let Path(dag_id) = path?;
     let Json(request) = body?;
-    api.current_dag(&dag_id)?;
+    let (_, dag) = api.current_dag(&dag_id)?;
     let conf = request.conf.unwrap_or(serde_json::Value::Null);
     if !(conf.is_object() || conf.is_null()) {
         return Err(ApiError::bad_request("`conf` must be a JSON object"));
     }
+    // Refused here with a 400, by the rule the loop keeps too.
+    sluice_model::spec::params::check_conf(&dag.param_specs, dag.allow_undeclared_conf, &conf)
+        .map_err(|e| ApiError::bad_request(e.to_string()).hint(e.hint()))?;
     // Chosen here so the answer can name the run.
     let logical_date = request.logical_date.unwrap_or_else(Utc::now);
     let message = api

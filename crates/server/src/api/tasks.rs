@@ -171,7 +171,11 @@ pub async fn logs(
             "`limit` must be 1 to {MAX_LOG_CHUNK} bytes"
         )));
     }
-    let path = attempt.log.clone();
+    // The path is computed here from ids the DAG's validation bounds, never taken from a
+    // record: a log is read only from under `<state>/logs`.
+    let path = api
+        .store
+        .log_path(&dag_id, &record.state.run_id, &task_id, attempt.try_number);
     let (offset, tail) = (query.offset.unwrap_or(0), query.tail);
     let read = tokio::task::spawn_blocking(move || read_range(&path, offset, limit, tail))
         .await

@@ -5,6 +5,7 @@
 //! commands open the state themselves.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -33,6 +34,8 @@ pub fn serve(state: &Path, remote: Remote) -> std::io::Result<SocketGuard> {
     // We hold the state's lock, so a socket file left here is from a dead process.
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
+    // Whatever the umask: only the scheduler's user may connect (and each peer is checked).
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     std::thread::Builder::new()
         .name("sluice-control".into())
         .spawn(move || {
@@ -54,35 +57,59 @@ impl Drop for SocketGuard {
     }
 }
 
+/// Longest request line: a command line, not a file.
+const MAX_REQUEST_BYTES: u64 = 64 << 10;
+
+/// The user id of the process at the other end of the socket.
+fn peer_uid(connection: &UnixStream) -> Option<u32> {
+    nix::sys::socket::getsockopt(connection, nix::sys::socket::sockopt::PeerCredentials)
+        .ok()
+        .map(|credentials| credentials.uid())
+}
+
 fn answer(connection: UnixStream, remote: Remote) {
-    let mut reader = BufReader::new(&connection);
+    let me = nix::unistd::geteuid().as_raw();
+    let refusal = |stderr: String| SocketResponse {
+        code: super::EXIT_USAGE,
+        stdout: String::new(),
+        stderr,
+    };
     let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    let response = match serde_json::from_str::<SocketRequest>(&line) {
-        Ok(request) => {
-            let mut out = Vec::new();
-            let mut err = Vec::new();
-            let code = super::run(
-                request.args.into_iter().map(Into::into),
-                &mut Streams {
-                    out: &mut out,
-                    err: &mut err,
-                    color: false,
-                    remote: Some(remote),
-                },
-            );
-            SocketResponse {
-                code,
-                stdout: String::from_utf8_lossy(&out).into_owned(),
-                stderr: String::from_utf8_lossy(&err).into_owned(),
+    let read =
+        BufReader::new(std::io::Read::take(&connection, MAX_REQUEST_BYTES)).read_line(&mut line);
+    let response = match (peer_uid(&connection), read) {
+        (peer, _) if peer != Some(me) => refusal(format!(
+            "error: the control socket answers only its scheduler's user (uid {me}), not uid {}\n",
+            peer.map_or_else(|| "unknown".to_owned(), |u| u.to_string())
+        )),
+        (_, Err(_)) => return,
+        (_, Ok(_)) if !line.ends_with('\n') => refusal(format!(
+            "error: a request on the control socket is one line of at most {MAX_REQUEST_BYTES} bytes\n"
+        )),
+        _ => match serde_json::from_str::<SocketRequest>(&line) {
+            Ok(request) => {
+                let mut out = Vec::new();
+                let mut err = Vec::new();
+                let code = super::run(
+                    request.args.into_iter().map(Into::into),
+                    &mut Streams {
+                        out: &mut out,
+                        err: &mut err,
+                        color: false,
+                        remote: Some(remote),
+                    },
+                );
+                SocketResponse {
+                    code,
+                    stdout: String::from_utf8_lossy(&out).into_owned(),
+                    stderr: String::from_utf8_lossy(&err).into_owned(),
+                }
             }
-        }
-        Err(e) => SocketResponse {
-            code: super::EXIT_USAGE,
-            stdout: String::new(),
-            stderr: format!("error: bad request on the control socket: {e}\n"),
+            Err(e) => SocketResponse {
+                code: super::EXIT_USAGE,
+                stdout: String::new(),
+                stderr: format!("error: bad request on the control socket: {e}\n"),
+            },
         },
     };
     let mut connection = connection;

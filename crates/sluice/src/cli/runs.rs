@@ -136,7 +136,35 @@ pub(super) fn ask(
         .map_err(|(message, hint)| CliError::Invalid { message, hint })
 }
 
+/// Masks this process's secrets in what its tasks leave behind: its environment's values
+/// named like secrets, the API and webhook tokens, the variables connections name for
+/// their passwords.
+fn install_masking(cli: &Cli) {
+    let settings = &cli.settings;
+    let mut secrets = sluice_runtime::masking::from_environment();
+    secrets.extend(settings.api_token.iter().map(|t| t.expose().to_owned()));
+    secrets.extend(
+        settings
+            .webhooks
+            .iter()
+            .filter_map(|w| w.token.as_ref().map(|t| t.expose().to_owned())),
+    );
+    for connection in settings.connections.values() {
+        let named = connection.as_object().into_iter().flatten();
+        for (field, value) in named {
+            if field.ends_with("_env")
+                && let Some(var) = value.as_str()
+                && let Ok(secret) = std::env::var(var)
+            {
+                secrets.push(secret);
+            }
+        }
+    }
+    sluice_runtime::masking::install(secrets);
+}
+
 fn engine(cli: &Cli, mode: Mode, verbose: bool) -> Result<Engine, CliError> {
+    install_masking(cli);
     let store = Store::open(cli.state())?;
     let mut config = cli.engine_config(mode);
     config.verbose = verbose;
@@ -191,7 +219,18 @@ pub fn scheduler(
         });
     }
     sluice_runtime::logging::init(cli.settings.log_format, streams.color);
+    install_masking(cli);
     let store = Store::open(cli.state())?;
+    // A state folder made before the umask (or by hand) becomes private too.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(cli.state(), std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| CliError::Io {
+                path: cli.state().to_path_buf(),
+                source,
+            },
+        )?;
+    }
     let mut config = cli.engine_config(Mode::Scheduler);
     config.verbose = true;
     config.not_before = not_before.or(config.not_before);
@@ -781,10 +820,10 @@ pub fn tasks(
                     message: format!("no attempt of `{task}` in {run_id}"),
                     hint: Some("`sluice runs show DAG RUN_ID` lists the attempts".into()),
                 })?;
-            let text = std::fs::read_to_string(&attempt.log).map_err(|source| CliError::Io {
-                path: attempt.log.clone(),
-                source,
-            })?;
+            // Computed from the ids, never taken from the record: only `<state>/logs`.
+            let path = store.log_path(dag, &run.state.run_id, task, attempt.try_number);
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| CliError::Io { path, source })?;
             streams.print(&text)
         }
         TasksCommand::Mark { .. } => change(cli, streams),

@@ -414,3 +414,285 @@ fn an_exposed_api_without_a_token_is_refused_before_it_starts() -> Result {
     assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
     Ok(())
 }
+
+/// Before: `POST /runs {"conf": {"n": "a; touch PWNED"}}` on a DAG whose command is
+/// `echo {{ params.n }} > out.txt` created `PWNED`, and undeclared keys were accepted.
+#[test]
+fn a_run_conf_is_refused_unless_declared_and_reaches_the_shell_quoted() -> Result {
+    let root = TempDir::new("trust-conf")?;
+    let dags = root.path().join("dags");
+    let state = root.path().join("state");
+    let work = root.path().join("work");
+    std::fs::create_dir_all(&work)?;
+    root.write(
+        "dags/typed.yaml",
+        format!(
+            "dag: typed\nparams:\n  n: {{ default: 1, type: integer, maximum: 100 }}\ntasks:\n  \
+             a: {{ type: command, working_dir: {w}, command: 'echo {{{{ params.n }}}} > out.txt' }}\n",
+            w = work.display()
+        ),
+    )?;
+    root.write(
+        "dags/quoted.yaml",
+        format!(
+            "dag: quoted\nparams:\n  title: hello\ntasks:\n  \
+             a: {{ type: command, working_dir: {w}, command: 'echo {{{{ params.title | shell_quote }}}} > title.txt' }}\n",
+            w = work.display()
+        ),
+    )?;
+    let (_scheduler, url) = start_scheduler_with_api(&dags, &state, "t0ken")?;
+    let http = reqwest::blocking::Client::new();
+    let trigger = |dag: &str, conf: serde_json::Value| -> Result<(u16, serde_json::Value)> {
+        let answer = http
+            .post(format!("{url}/api/v1/dags/{dag}/runs"))
+            .bearer_auth("t0ken")
+            .json(&serde_json::json!({ "conf": conf }))
+            .send()?;
+        let status = answer.status().as_u16();
+        Ok((status, answer.json()?))
+    };
+    for (dag, conf, rule) in [
+        (
+            "typed",
+            serde_json::json!({"n": "a; touch PWNED"}),
+            "conf `n`: must be an integer",
+        ),
+        (
+            "typed",
+            serde_json::json!({"n": 1000}),
+            "conf `n`: must be at most 100",
+        ),
+        (
+            "typed",
+            serde_json::json!({"m": 1}),
+            "conf `m`: not a param of this DAG",
+        ),
+        (
+            "quoted",
+            serde_json::json!({"title": ["a"]}),
+            "must be a string",
+        ),
+    ] {
+        let (status, body) = trigger(dag, conf)?;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains(rule)),
+            "{body}"
+        );
+    }
+    // A declared string, quoted, is one word whatever it holds.
+    let payload = "a; touch PWNED; echo $(touch PWNED2) 'x'";
+    let (status, body) = trigger("quoted", serde_json::json!({"title": payload}))?;
+    assert_eq!(status, 201, "{body}");
+    let written = work.join("title.txt");
+    wait_for("the quoted run", Duration::from_secs(30), || {
+        written.exists()
+    })?;
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(std::fs::read_to_string(&written)?.trim_end(), payload);
+    assert!(!work.join("PWNED").exists() && !work.join("PWNED2").exists());
+
+    // `dags validate` warns where a free-form param reaches a shell unquoted.
+    let unsafe_dags = TempDir::new("trust-conf-unquoted")?;
+    unsafe_dags.write(
+        "u.yaml",
+        "dag: u\nparams:\n  n: x\ntasks:\n  a: { type: command, command: 'echo {{ params.n }} > out.txt' }\n",
+    )?;
+    let validated = sluice_on(unsafe_dags.path(), &state)
+        .args(["dags", "validate"])
+        .arg(unsafe_dags.path())
+        .output()?;
+    assert!(
+        text(&validated).contains("spec::unquoted-param")
+            && text(&validated).contains("`params.n` reaches"),
+        "{}",
+        text(&validated)
+    );
+    assert!(
+        text(&validated).contains("u.yaml:5:"),
+        "{}",
+        text(&validated)
+    );
+    Ok(())
+}
+
+/// Before: a FIFO named `x.yaml` hung `dags validate` and kept the scheduler from opening its
+/// API (the stuck loop ignored SIGTERM); a symlink to `/dev/zero` was read to gigabytes; a
+/// 1 MB file of one 512 KiB anchor and 120k aliases aborted on allocation.
+#[test]
+fn hostile_files_in_the_dag_folder_are_reported_and_the_rest_runs() -> Result {
+    use std::io::Read;
+    let root = TempDir::new("trust-folder")?;
+    let dags = root.path().join("dags");
+    let state = root.path().join("state");
+    let start = chrono::Utc::now() - chrono::TimeDelta::minutes(4);
+    root.write(
+        "dags/good.yaml",
+        format!(
+            "dag: good\nschedule: \"* * * * *\"\nstart: {}\ncatchup: true\ntasks:\n  a: {{ type: noop }}\n",
+            start.format("%Y-%m-%dT%H:%M:00Z")
+        ),
+    )?;
+    let fifo = dags.join("x.yaml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+    assert!(made.success(), "mkfifo failed");
+    std::os::unix::fs::symlink("/dev/zero", dags.join("zero.yaml"))?;
+    let anchor = "x".repeat(512 << 10);
+    let aliases = vec!["*a"; 120_000].join(", ");
+    let bomb = root.write(
+        "dags/bomb.yaml",
+        format!("dag: bomb\nbig: &a \"{anchor}\"\nrepeat: [{aliases}]\ntasks: {{}}\n"),
+    )?;
+    assert!(
+        std::fs::metadata(&bomb)?.len() < 1 << 20,
+        "the bomb is under the file size bound"
+    );
+
+    // `dags validate` answers at once, naming each file.
+    let started = Instant::now();
+    let validated = sluice_on(&dags, &state)
+        .args(["dags", "validate"])
+        .output()?;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "validate took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(validated.status.code(), Some(1), "{}", text(&validated));
+    for (file, problem) in [
+        ("x.yaml", "not a regular file"),
+        ("zero.yaml", "not a regular file"),
+        ("bomb.yaml", "MiB of text"),
+    ] {
+        assert!(
+            text(&validated)
+                .lines()
+                .any(|l| l.contains(file) && l.contains(problem))
+                || (text(&validated).contains(file) && text(&validated).contains(problem)),
+            "{file}: {}",
+            text(&validated)
+        );
+    }
+
+    // The scheduler: its API answers, the good DAG runs, and SIGTERM stops it.
+    let mut child = sluice_on(&dags, &state)
+        .args(["scheduler", "--grace", "1", "--listen", "127.0.0.1:0"])
+        .env("SLUICE_API_TOKEN", "t0ken")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stderr = child.stderr.take().ok_or("stderr")?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let scheduler = Scheduler(child);
+    let address = state.join("api.json");
+    wait_for("the API", Duration::from_secs(30), || address.exists())?;
+    let address: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&address)?)?;
+    let url = address["url"].as_str().ok_or("url")?.to_owned();
+    let ready = reqwest::blocking::get(format!("{url}/readyz"))?.status();
+    assert_eq!(ready, reqwest::StatusCode::OK);
+    let http = reqwest::blocking::Client::new();
+    wait_for("the good DAG's runs", Duration::from_secs(30), || {
+        http.get(format!("{url}/api/v1/dags/good/runs?state=success"))
+            .bearer_auth("t0ken")
+            .send()
+            .and_then(|r| r.json::<serde_json::Value>())
+            .is_ok_and(|page| page["total"].as_u64().unwrap_or(0) >= 3)
+    })?;
+    // A reload of the folder (every 5 s) meets the same files and keeps going.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        reqwest::blocking::get(format!("{url}/readyz"))?.status(),
+        reqwest::StatusCode::OK
+    );
+    let stopping = Instant::now();
+    drop(scheduler);
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "stop took {:?}",
+        stopping.elapsed()
+    );
+    let log = reader.join().map_err(|_| "stderr reader")?;
+    for file in ["x.yaml", "zero.yaml", "bomb.yaml"] {
+        assert!(log.contains(file), "{file} not reported:\n{log}");
+    }
+    Ok(())
+}
+
+/// Before: a command task's `env` showed `SLUICE_API_TOKEN`, `*_PASSWORD` variables and
+/// cloud keys, and what a task printed of them stayed in logs anyone could read.
+#[test]
+fn tasks_get_an_allowlisted_environment_and_secrets_are_masked_in_logs() -> Result {
+    let root = TempDir::new("trust-env")?;
+    let dags = root.path().join("dags");
+    let state = root.path().join("state");
+    let work = root.path().join("work");
+    std::fs::create_dir_all(&work)?;
+    root.write(
+        "dags/e.yaml",
+        format!(
+            "dag: e\ntasks:\n  a:\n    type: command\n    working_dir: {}\n    command: 'env > env.txt; echo \"leak pw-secret-123 done\"'\n",
+            work.display()
+        ),
+    )?;
+    let config = root.write("sluice.toml", "[scheduler]\ntask_env = [\"FOO_*\"]\n")?;
+    let child = sluice_on(&dags, &state)
+        .arg("--config")
+        .arg(&config)
+        .args(["scheduler", "--grace", "1", "--listen", "127.0.0.1:0"])
+        .env("SLUICE_API_TOKEN", "t0ken-secret-value")
+        .env("WAREHOUSE_PASSWORD", "pw-secret-123")
+        .env("AWS_SECRET_ACCESS_KEY", "aws-secret-456")
+        .env("FOO_PLAIN", "visible")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let _scheduler = Scheduler(child);
+    let address = state.join("api.json");
+    wait_for("the API", Duration::from_secs(30), || address.exists())?;
+    let triggered = sluice_on(&dags, &state)
+        .args(["dags", "trigger", "e"])
+        .output()?;
+    assert_eq!(triggered.status.code(), Some(0), "{}", text(&triggered));
+    let env_file = work.join("env.txt");
+    wait_for("the task", Duration::from_secs(30), || env_file.exists())?;
+    std::thread::sleep(Duration::from_millis(300));
+    let env = std::fs::read_to_string(&env_file)?;
+    for hidden in [
+        "SLUICE_API_TOKEN",
+        "WAREHOUSE_PASSWORD",
+        "AWS_SECRET_ACCESS_KEY",
+        "t0ken-secret-value",
+    ] {
+        assert!(!env.contains(hidden), "{hidden} reached the task:\n{env}");
+    }
+    for passed in ["PATH=", "FOO_PLAIN=visible", "SLUICE_DAG_ID=e"] {
+        assert!(env.contains(passed), "{passed} missing:\n{env}");
+    }
+    let run_id = {
+        let out = sluice_on(&dags, &state)
+            .args(["--output", "json", "runs", "list", "e"])
+            .output()?;
+        let runs: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        runs[0]["run_id"].as_str().ok_or("no run")?.to_owned()
+    };
+    let log = || {
+        sluice_on(&dags, &state)
+            .args(["tasks", "logs", "e", &run_id, "a"])
+            .output()
+            .map(|o| text(&o))
+            .unwrap_or_default()
+    };
+    wait_for("the task's log", Duration::from_secs(30), || {
+        log().contains("done")
+    })?;
+    let log = log();
+    assert!(log.contains("leak *** done"), "{log}");
+    assert!(!log.contains("pw-secret-123"), "{log}");
+    Ok(())
+}

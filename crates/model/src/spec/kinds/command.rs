@@ -74,6 +74,22 @@ impl Kind for CommandTask {
         }
     }
 
+    /// A string command is a shell line; so is the script of an argv `sh -c SCRIPT`.
+    fn interpreter_of(&self, field: &str) -> Option<super::Interpreter> {
+        match &self.command {
+            CommandLine::Shell(_) => (field == "command").then_some(super::Interpreter::Shell),
+            CommandLine::Argv(argv) => {
+                let shell = argv.first().is_some_and(|program| {
+                    let name = program.rsplit('/').next().unwrap_or(program);
+                    matches!(name, "sh" | "bash" | "dash" | "zsh" | "ksh")
+                });
+                let script = argv.iter().position(|a| a == "-c").map(|i| i + 1);
+                (shell && script.is_some_and(|i| field == format!("command[{i}]")))
+                    .then_some(super::Interpreter::Shell)
+            }
+        }
+    }
+
     fn check(&self, task: &str, problems: &mut Vec<FieldProblem>) {
         let empty = match &self.command {
             CommandLine::Shell(s) => s.trim().is_empty(),

@@ -44,11 +44,26 @@ pub trait Kind: Sized {
     /// Calls `visit` with the path (relative to the task) and text of each templated field.
     fn visit_templates(&mut self, _visit: &mut dyn FnMut(&str, &mut String)) {}
 
+    /// Which templated field (a path `visit_templates` gives) is read by an interpreter: a
+    /// value rendered into it must be quoted for that interpreter.
+    fn interpreter_of(&self, _field: &str) -> Option<Interpreter> {
+        None
+    }
+
     /// Rules across the kind's fields, after decoding.
     fn check(&self, _task: &str, _problems: &mut Vec<FieldProblem>) {}
 
     /// The kind's own fields in the JSON Schema; `None` when it has none.
     fn schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema>;
+}
+
+/// What reads a rendered field as code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interpreter {
+    /// A POSIX shell (`sh -c`): values need `shell_quote`.
+    Shell,
+    /// ClickHouse SQL: values need `sql_string` or `sql_identifier`.
+    Sql,
 }
 
 /// A rule a kind's fields break: the validator turns it into a located diagnostic.
@@ -133,6 +148,13 @@ macro_rules! task_kinds {
             pub fn visit_templates_mut(&mut self, visit: &mut dyn FnMut(&str, &mut String)) {
                 match self {
                     $(TaskKind::$variant(kind) => kind.visit_templates(visit)),*
+                }
+            }
+
+            /// The interpreter that reads a templated field, if any.
+            pub fn interpreter_of(&self, field: &str) -> Option<Interpreter> {
+                match self {
+                    $(TaskKind::$variant(kind) => kind.interpreter_of(field)),*
                 }
             }
 

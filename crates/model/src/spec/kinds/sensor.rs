@@ -50,6 +50,10 @@ impl Kind for SensorTask {
         visit("sql", &mut self.sql);
     }
 
+    fn interpreter_of(&self, field: &str) -> Option<super::Interpreter> {
+        (field == "sql").then_some(super::Interpreter::Sql)
+    }
+
     fn check(&self, task: &str, problems: &mut Vec<FieldProblem>) {
         problems.extend(FieldProblem::empty_sql(task, &self.sql, "no query"));
         if self.poke_interval.is_zero() {

@@ -36,10 +36,14 @@ impl ModuleCache {
         self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
     }
 
-    /// The cached compilation of the wasm with this hash, if there is a usable one.
+    /// The cached compilation of the wasm with this hash, if there is a usable one: a
+    /// regular file (not a symlink), in a folder and under a name owned by this process's
+    /// user, writable by nobody else. Anything else is removed and recompiled: another local
+    /// user who could write native code here would run it as the scheduler.
     pub fn load(&self, engine: &Engine, sha256: &str) -> Option<Module> {
         let path = self.path(sha256);
-        if !path.is_file() {
+        if !owned_and_private(&self.dir) || !owned_and_private(&path) {
+            let _ = std::fs::remove_file(&path);
             return None;
         }
         // SAFETY: the file is in Sluice's own cache directory under a name only `store`
@@ -55,8 +59,10 @@ impl ModuleCache {
 
     /// Saves a compiled module; a failure only costs a compile later.
     pub fn store(&self, sha256: &str, module: &Module) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
         let bytes = module.serialize().map_err(std::io::Error::other)?;
         std::fs::create_dir_all(&self.dir)?;
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))?;
         let temp = self.dir.join(format!(
             ".{sha256}.{}.{}.tmp",
             std::process::id(),
@@ -67,4 +73,15 @@ impl ModuleCache {
             let _ = std::fs::remove_file(&temp);
         })
     }
+}
+
+/// Whether `path` itself (not a symlink's target) belongs to this process's user and no
+/// one else may write it.
+fn owned_and_private(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| {
+        !m.file_type().is_symlink()
+            && m.uid() == nix::unistd::geteuid().as_raw()
+            && m.mode() & 0o022 == 0
+    })
 }
