@@ -152,7 +152,7 @@ impl Platform {
         let output_zone = server.user_files.join(in_warehouse);
         let settings = [
             ("SLUICE_SPARK_BACKEND", "local".to_owned()),
-            ("SLUICE_CONN_WAREHOUSE", serde_json::json!({"type": "clickhouse", "url": server.url, "database": database, "validation": false}).to_string()),
+            ("SLUICE_CONN_WAREHOUSE", serde_json::json!({"type": "clickhouse", "url": server.url, "database": database, "validation": false, "plugins": true}).to_string()),
             ("SLUICE_CONN_EVENTS_KAFKA", serde_json::json!({"type": "kafka", "bootstrap_servers": broker.bootstrap}).to_string()),
             ("SLUICE_VAR_RAW_ZONE", raw_zone.display().to_string()),
             ("SLUICE_VAR_OUTPUT_ZONE", output_zone.display().to_string()),

@@ -22,7 +22,9 @@ pub fn sql(statement: &str) -> Result<String, Error> {
     }
 }
 
-/// `SLUICE_CONN_<NAME>` for this server (validation off: Debian's server is older than it).
+/// `SLUICE_CONN_<NAME>` for this server (validation off: Debian's server is older than it),
+/// open to plugins.
 pub fn connection() -> String {
-    serde_json::json!({"type": "clickhouse", "url": url(), "validation": false}).to_string()
+    serde_json::json!({"type": "clickhouse", "url": url(), "validation": false, "plugins": true})
+        .to_string()
 }

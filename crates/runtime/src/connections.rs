@@ -105,6 +105,10 @@ pub struct ClickhouseConnection {
     /// The client's schema validation; off for servers older than it (before 24.10).
     #[serde(default = "defaults::validation")]
     pub validation: bool,
+    /// Plugins may query it (read-only, time-limited) when their DAG grants it
+    /// (`capabilities: { clickhouse: NAME }`). Off: no DAG can hand it to a plugin.
+    #[serde(default)]
+    pub plugins: bool,
 }
 
 /// A Kafka cluster.

@@ -8,8 +8,23 @@ pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// Most connections served at once; more are closed as they come.
+pub const MAX_CONNECTIONS: usize = 256;
+/// A client has this long to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request has this long to be answered (log reads, scans and the loop's answer included).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// A connection, however busy, is closed after this long (clients reconnect).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(600);
+/// Largest request body (a trigger's conf, a backfill request).
+pub const BODY_LIMIT: usize = 1 << 20;
 
 pub use api::Api;
 
@@ -25,7 +40,32 @@ pub fn router(api: Api) -> Router {
         ))
         // Outside the guard: a page refused for want of the token becomes a sign-in page.
         .layer(axum::middleware::from_fn(ui::sign_in_when_refused))
+        .layer(axum::middleware::from_fn(bounded))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(api)
+}
+
+/// Every request within [`REQUEST_TIMEOUT`]; reads (which scan the store, synchronously) on
+/// a thread the async workers hand over, so a slow scan never stalls other connections.
+async fn bounded(request: Request, next: Next) -> Response {
+    let reading = request.method() == axum::http::Method::GET;
+    let answer = async move {
+        let handle = tokio::runtime::Handle::current();
+        // The scheduler's server runs on a multi-threaded runtime; tests may not.
+        if reading && handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            tokio::task::block_in_place(move || handle.block_on(next.run(request)))
+        } else {
+            next.run(request).await
+        }
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+        Ok(response) => response,
+        Err(_) => api::error::ApiError::unavailable(format!(
+            "the request took longer than {} s",
+            REQUEST_TIMEOUT.as_secs()
+        ))
+        .into_response(),
+    }
 }
 
 /// The server running in the background; stops with the process.
@@ -52,10 +92,38 @@ pub fn serve(address: SocketAddr, api: Api) -> std::io::Result<Server> {
                     return;
                 };
                 let log = Arc::clone(&api.log);
-                if let Err(e) = axum::serve(listener, router(api)).await {
-                    log(&format!("api: server stopped: {e}"));
-                }
+                serve_connections(listener, router(api), log).await;
             });
         })?;
     Ok(Server { address: bound })
+}
+
+/// Accepts connections up to [`MAX_CONNECTIONS`] at once, each with a header-read timeout
+/// and a lifetime; a connection over the cap is closed at once.
+async fn serve_connections(listener: tokio::net::TcpListener, app: Router, log: api::LogSink) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: wait, do not spin.
+                log(&format!("api: accept failed: {e}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+            drop(permit);
+        });
+    }
 }

@@ -172,3 +172,55 @@ fn a_hostile_template_runs_out_of_fuel_or_size_instead_of_spinning_or_filling_me
         .expect("an ordinary template");
     assert_eq!(sql, "SELECT country, device FROM t");
 }
+
+#[test]
+fn quoting_filters_make_one_word_or_one_literal_and_debug_is_gone() {
+    let mut context = context();
+    context
+        .params
+        .insert("title".into(), serde_json::json!("it's; rm -rf /"));
+    let r = Renderer::new(&context);
+    let render = |source: &str| r.render(source).map_err(|e| e.message);
+    assert_eq!(
+        render("echo {{ params.title | shell_quote }}"),
+        Ok(r"echo 'it'\''s; rm -rf /'".to_owned())
+    );
+    assert_eq!(
+        render("{{ params.cube_dims | shell_quote }}"),
+        Ok("'country' 'device'".to_owned())
+    );
+    assert_eq!(
+        render("SELECT {{ params.title | sql_string }}"),
+        Ok(r"SELECT 'it\'s; rm -rf /'".to_owned())
+    );
+    assert_eq!(
+        render("{{ 'db.t`x' | sql_identifier }}"),
+        Ok(r"`db`.`t\`x`".to_owned())
+    );
+    assert!(render("{{ '' | sql_identifier }}").is_err());
+    assert!(render("{{ debug() }}").is_err());
+}
+
+#[test]
+fn unquoted_params_are_found_in_expressions_without_a_quoting_filter() {
+    use super::quoting::{SHELL_FILTERS, unquoted_params};
+    let found = |source: &str| -> Vec<String> {
+        unquoted_params(source, SHELL_FILTERS)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    };
+    assert_eq!(
+        found("echo {{ params.a }} {{ params.b | shell_quote }}"),
+        ["a"]
+    );
+    assert_eq!(found("echo {{ params['c'] | upper }}"), ["c"]);
+    assert_eq!(
+        found("echo {{ (params.d ~ 'x') | shell_quote }}"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        found("echo {{ ds }} {{- myparams.e -}}"),
+        Vec::<String>::new()
+    );
+}

@@ -32,6 +32,9 @@ pub struct ClickhouseQueries {
 /// Most bytes of rows one query may return to a plugin.
 const MAX_BYTES: usize = 64 << 20;
 
+/// Longest a plugin's query may run, on the server (`max_execution_time`) and here.
+pub const QUERY_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl ClickhouseQueries {
     pub fn new(
         runtime: tokio::runtime::Handle,
@@ -52,7 +55,19 @@ impl ClickhouseQueries {
             .connections
             .clickhouse(name)
             .map_err(|e| QueryError::fatal(e.to_string()))?;
-        let client = client_for(&conn).map_err(QueryError::fatal)?;
+        if !conn.plugins {
+            return Err(QueryError::fatal(format!(
+                "connection `{name}` is not open to plugins: the operator allows it with \
+                 `plugins = true` on the connection in sluice.toml (or in SLUICE_CONN_{})",
+                name.to_ascii_uppercase().replace(['-', '.'], "_")
+            )));
+        }
+        // A plugin reads: the server refuses its writes (`readonly = 2` still lets the
+        // client set the settings it sends) and stops a query past the time limit.
+        let client = client_for(&conn)
+            .map_err(QueryError::fatal)?
+            .with_setting("readonly", "2")
+            .with_setting("max_execution_time", QUERY_TIME_LIMIT.as_secs().to_string());
         if let Ok(mut map) = self.clients.lock() {
             map.insert(name.to_owned(), client.clone());
         }
@@ -102,13 +117,25 @@ impl ClickhouseQueries {
     /// Rows of `sql` run on `connection`, as JSON objects.
     pub fn rows(&self, connection: &str, sql: &str) -> Result<Vec<serde_json::Value>, QueryError> {
         let client = self.client(connection)?;
-        let fetched = self
-            .runtime
-            .block_on(fetch(&client, sql, "JSONEachRow", MAX_BYTES));
-        let bytes = fetched.map_err(|e| QueryError {
-            retryable: super::errors::is_retryable(&e),
-            message: format!("ClickHouse ({connection}): {e}"),
-        })?;
+        let fetched = self.runtime.block_on(async {
+            tokio::time::timeout(
+                QUERY_TIME_LIMIT + std::time::Duration::from_secs(5),
+                fetch(&client, sql, "JSONEachRow", MAX_BYTES),
+            )
+            .await
+        });
+        let bytes = fetched
+            .map_err(|_| QueryError {
+                retryable: true,
+                message: format!(
+                    "ClickHouse ({connection}): no answer within {} s",
+                    QUERY_TIME_LIMIT.as_secs()
+                ),
+            })?
+            .map_err(|e| QueryError {
+                retryable: super::errors::is_retryable(&e),
+                message: format!("ClickHouse ({connection}): {e}"),
+            })?;
         if bytes.len() > MAX_BYTES {
             return Err(QueryError::fatal(format!(
                 "the query returned more than {} MiB; aggregate or filter in SQL",

@@ -48,6 +48,20 @@ pub struct ConfigFile {
     pub connections: BTreeMap<String, Spanned<toml::Table>>,
     #[serde(default)]
     pub notifications: NotificationsSection,
+    #[serde(default)]
+    pub plugin_grants: PluginGrantsSection,
+}
+
+/// What DAGs may grant their plugins; default: nothing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginGrantsSection {
+    /// Host folders (relative to this file) a granted folder must be inside.
+    #[serde(default)]
+    pub dirs: Vec<PathBuf>,
+    /// Environment variables a DAG may pass to its plugin: names, or prefixes ending in `*`.
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

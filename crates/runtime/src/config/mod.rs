@@ -64,6 +64,8 @@ pub struct Settings {
     pub max_backfill_intervals: usize,
     /// Environment names (or `PREFIX*`) tasks inherit besides the base allowlist.
     pub task_env: Vec<String>,
+    /// What DAGs may grant their plugins.
+    pub plugin_grants: crate::executor::wasm::GrantPolicy,
     pub pools: BTreeMap<String, usize>,
     /// Connections by name, as JSON objects with a `type` (the `SLUICE_CONN_*` form).
     pub connections: BTreeMap<String, serde_json::Value>,
@@ -220,6 +222,15 @@ impl Settings {
             retention: file.scheduler.retention,
             max_backfill_intervals: file.scheduler.max_backfill_intervals,
             task_env: file.scheduler.task_env.clone(),
+            plugin_grants: crate::executor::wasm::GrantPolicy {
+                dirs: file
+                    .plugin_grants
+                    .dirs
+                    .iter()
+                    .map(|d| base.join(d))
+                    .collect(),
+                env: file.plugin_grants.env.clone(),
+            },
             pools: file
                 .pools
                 .iter()

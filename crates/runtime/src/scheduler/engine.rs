@@ -63,6 +63,8 @@ pub struct EngineConfig {
     pub max_backfill_intervals: usize,
     /// Environment names (or `PREFIX*`) tasks inherit besides the base allowlist.
     pub task_env: Vec<String>,
+    /// What DAGs may grant their plugins.
+    pub plugin_grants: crate::executor::wasm::GrantPolicy,
 }
 
 impl EngineConfig {
@@ -87,6 +89,7 @@ impl EngineConfig {
             connections: crate::connections::Connections::default(),
             max_backfill_intervals: super::MAX_BACKFILL_INTERVALS,
             task_env: Vec::new(),
+            plugin_grants: Default::default(),
         }
     }
 }
@@ -235,6 +238,7 @@ impl Engine {
                             runtime.handle().clone(),
                             config.connections.clone(),
                         ))),
+                        policy: Some(config.plugin_grants.clone()),
                         ..crate::executor::wasm::RunnerConfig::default()
                     },
                 ),

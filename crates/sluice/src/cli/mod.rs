@@ -78,6 +78,7 @@ impl Cli {
         config.retention = settings.retention;
         config.max_backfill_intervals = settings.max_backfill_intervals;
         config.task_env = settings.task_env.clone();
+        config.plugin_grants = settings.plugin_grants.clone();
         config.connections =
             sluice_runtime::connections::Connections::new(settings.connections.clone());
         config.webhooks = settings.webhooks.clone();

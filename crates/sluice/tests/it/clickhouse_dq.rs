@@ -120,3 +120,42 @@ tasks:
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }
+
+/// Before: `clickhouse_query` ran any statement with no time limit, on any connection a DAG
+/// named. Now a plugin's queries are read-only on the server, time-limited, and only on
+/// connections the operator opened to plugins (`plugins = true`).
+#[test]
+fn plugin_queries_are_read_only_and_only_on_connections_open_to_plugins()
+-> Result<(), Box<dyn std::error::Error>> {
+    use sluice_runtime::clickhouse::ClickhouseQueries;
+    use sluice_runtime::connections::Connections;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let server = |plugins: bool| serde_json::json!({"type": "clickhouse", "url": support::clickhouse::url(), "validation": false, "plugins": plugins});
+    let queries = ClickhouseQueries::new(
+        runtime.handle().clone(),
+        Connections::new(std::collections::BTreeMap::from([
+            ("open".to_owned(), server(true)),
+            ("closed".to_owned(), server(false)),
+        ])),
+    );
+    let rows = queries
+        .rows("open", "SELECT 1 AS n")
+        .map_err(|e| e.message)?;
+    assert_eq!(rows, vec![serde_json::json!({"n": 1})]);
+    let table = format!("plugin_write_{}", std::process::id());
+    let write = queries.rows(
+        "open",
+        &format!("CREATE TABLE {table} (n UInt8) ENGINE = Memory"),
+    );
+    let refused = write.err().map(|e| e.message).unwrap_or_default();
+    assert!(refused.to_lowercase().contains("readonly"), "{refused}");
+    let exists = sql(&format!("EXISTS TABLE {table}"))?;
+    assert_eq!(exists.trim(), "0", "the plugin's CREATE ran");
+    let closed = queries
+        .rows("closed", "SELECT 1")
+        .err()
+        .map(|e| e.message)
+        .unwrap_or_default();
+    assert!(closed.contains("not open to plugins"), "{closed}");
+    Ok(())
+}

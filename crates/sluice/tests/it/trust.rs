@@ -696,3 +696,138 @@ fn tasks_get_an_allowlisted_environment_and_secrets_are_masked_in_logs() -> Resu
     assert!(!log.contains("pw-secret-123"), "{log}");
     Ok(())
 }
+
+/// Before: the HTTP server had no request timeouts, no connection cap and no body limit:
+/// a few hundred idle connections, or one huge body, held it.
+#[test]
+fn the_http_server_bounds_connections_headers_and_bodies() -> Result {
+    use std::io::Read;
+    let root = TempDir::new("trust-http")?;
+    let dags = root.path().join("dags");
+    let state = root.path().join("state");
+    root.write("dags/d.yaml", "dag: d\ntasks:\n  a: { type: noop }\n")?;
+    let (_scheduler, url) = start_scheduler_with_api(&dags, &state, "t0ken")?;
+    let address = url.trim_start_matches("http://").to_owned();
+    // A body over 1 MiB is refused, not read.
+    let big = serde_json::json!({ "conf": { "x": "y".repeat(2 << 20) } });
+    let status = reqwest::blocking::Client::new()
+        .post(format!("{url}/api/v1/dags/d/runs"))
+        .bearer_auth("t0ken")
+        .json(&big)
+        .send()?
+        .status();
+    assert_eq!(status, reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+    // Slow clients: as many as the cap, each sending half a request line.
+    let mut slow = Vec::new();
+    for _ in 0..sluice_server::MAX_CONNECTIONS {
+        let mut stream = std::net::TcpStream::connect(&address)?;
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHo")?;
+        slow.push(stream);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // One more is closed at once.
+    let mut extra = std::net::TcpStream::connect(&address)?;
+    extra.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = extra.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty(),
+        "served over the cap: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    // The slow ones are dropped after the header timeout, and the server answers again.
+    let started = Instant::now();
+    let mut first = slow.remove(0);
+    first.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut rest = Vec::new();
+    let _ = first.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(
+        waited < sluice_server::HEADER_READ_TIMEOUT + Duration::from_secs(5),
+        "a slow client was kept {waited:?}"
+    );
+    drop(slow);
+    wait_for(
+        "the server to answer again",
+        Duration::from_secs(15),
+        || reqwest::blocking::get(format!("{url}/healthz")).is_ok_and(|r| r.status().is_success()),
+    )?;
+    Ok(())
+}
+
+/// Before: the state folder, logs, `api.json` and the database followed the umask (644:
+/// any local user read run conf and logs), and any local user reaching `control.sock` ran
+/// commands inside the scheduler.
+#[test]
+fn the_state_is_private_and_the_socket_answers_only_the_schedulers_user() -> Result {
+    use std::os::unix::fs::PermissionsExt;
+    let root = TempDir::new("trust-files")?;
+    let dags = root.path().join("dags");
+    let state = root.path().join("state");
+    root.write(
+        "dags/d.yaml",
+        "dag: d\ntasks:\n  a: { type: command, command: 'echo hi' }\n",
+    )?;
+    // A state folder made loose beforehand, as an older version or a hand would.
+    std::fs::create_dir_all(&state)?;
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755))?;
+    let (_scheduler, _url) = start_scheduler_with_api(&dags, &state, "t0ken")?;
+    let triggered = sluice_on(&dags, &state)
+        .args(["dags", "trigger", "d"])
+        .output()?;
+    assert_eq!(triggered.status.code(), Some(0), "{}", text(&triggered));
+    let logs = state.join("logs").join("d");
+    wait_for("a log", Duration::from_secs(30), || logs.exists())?;
+    std::thread::sleep(Duration::from_millis(500));
+    let mode = |path: &Path| -> Result<u32> {
+        Ok(std::fs::symlink_metadata(path)?.permissions().mode() & 0o777)
+    };
+    assert_eq!(mode(&state)?, 0o700, "the state folder");
+    assert_eq!(mode(&state.join("control.sock"))? & 0o077, 0, "the socket");
+    assert_eq!(mode(&state.join("api.json"))? & 0o077, 0, "api.json");
+    let mut stack = vec![state.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let m = mode(&path)?;
+            assert_eq!(m & 0o077, 0, "{} is {m:o}", path.display());
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    // Loosen the folder and the socket by hand: the peer check still turns away another
+    // user (uid 65534) when run as root here; otherwise the folder's mode already did.
+    if nix::unistd::geteuid().is_root() {
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(
+            state.join("control.sock"),
+            std::fs::Permissions::from_mode(0o666),
+        )?;
+        let script = format!(
+            "import socket,json; s=socket.socket(socket.AF_UNIX); s.connect({:?}); \
+             s.sendall(json.dumps({{'args': ['sluice','runs','list','d']}}).encode()+b'\\n'); \
+             print(s.makefile().readline())",
+            state.join("control.sock").display().to_string()
+        );
+        let other = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "/usr/bin/python3",
+                "-c",
+                &script,
+            ])
+            .output()?;
+        let answer = String::from_utf8_lossy(&other.stdout);
+        assert!(
+            answer.contains("answers only its scheduler's user"),
+            "{answer}{}",
+            String::from_utf8_lossy(&other.stderr)
+        );
+    }
+    Ok(())
+}

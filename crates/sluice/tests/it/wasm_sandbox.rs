@@ -425,3 +425,99 @@ fn in_a_dag_run_retryable_plugin_failures_are_retried_and_a_runaway_plugin_does_
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }
+
+/// Before: grants came only from the DAG file, so a DAG could hand its plugin `/` read-write
+/// or the variable holding the API token. Now the operator's `[plugin_grants]` bounds them.
+#[test]
+fn a_dag_grants_its_plugin_only_what_the_operator_allows() -> Result<(), Box<dyn std::error::Error>>
+{
+    use sluice_runtime::executor::wasm::GrantPolicy;
+    let plugin = build("dirs_and_env");
+    let root = std::env::temp_dir().join(format!("sluice-wasm-policy-{}", std::process::id()));
+    let dags = root.join("dags");
+    std::fs::create_dir_all(&dags)?;
+    std::fs::create_dir_all(root.join("data/in"))?;
+    std::fs::create_dir_all(root.join("data/out"))?;
+    std::fs::write(root.join("data/in/input.txt"), "interval 7\n")?;
+    let dag = |grants: &str| {
+        format!(
+            "dag: g\ntasks:\n  read:\n    type: wasm\n    plugin: {}\n    timeout: 30s\n    capabilities: {grants}\n",
+            plugin.display()
+        )
+    };
+    let attempt = |grants: &str,
+                   policy: GrantPolicy,
+                   name: &str|
+     -> Result<(RunStatus, String), Box<dyn std::error::Error>> {
+        std::fs::write(dags.join("g.yaml"), dag(grants))?;
+        let mut config = EngineConfig::new(dags.clone(), Mode::Test { dag: "g".into() });
+        config.plugin_grants = policy;
+        let mut engine = Engine::new(Store::temporary(&root.join(name))?, config)?;
+        engine.control(Control::Trigger {
+            dag: "g".into(),
+            logical_date: Some(
+                chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")?.into(),
+            ),
+            conf: serde_json::Value::Null,
+        })?;
+        engine.run()?;
+        let run = engine.store().runs_of("g").next().ok_or("no run")??;
+        let attempts = engine
+            .store()
+            .attempts_of_run("g", run.state.logical_date)?;
+        let error = attempts
+            .first()
+            .and_then(|a| a.error.clone())
+            .unwrap_or_default();
+        Ok((run.state.status, error))
+    };
+    let data = root.join("data");
+    let whole_disk = "{ dirs: [{ host: /, guest: /host, mode: read_write }] }";
+    let inside = format!(
+        "{{ dirs: [{{ host: {}, guest: /in }}], env: [GREETING] }}",
+        data.join("in").display()
+    );
+    // No policy: nothing may be granted.
+    let (status, error) = attempt(&inside, GrantPolicy::default(), "none")?;
+    assert_eq!(status, RunStatus::Failed);
+    assert!(error.contains("plugin_grants.dirs"), "{error}");
+    // A policy for `data/` and GREETING: that grant runs, `/` is still refused.
+    let policy = GrantPolicy {
+        dirs: vec![data.clone()],
+        env: vec!["GREETING".into()],
+    };
+    let (status, error) = attempt(&inside, policy.clone(), "allowed")?;
+    assert_eq!(status, RunStatus::Success, "{error}");
+    let (status, error) = attempt(whole_disk, policy.clone(), "disk")?;
+    assert_eq!(status, RunStatus::Failed);
+    assert!(error.contains("host folder /,"), "{error}");
+    let (status, error) = attempt("{ env: [SLUICE_API_TOKEN] }", policy, "token")?;
+    assert_eq!(status, RunStatus::Failed);
+    assert!(
+        error.contains("SLUICE_API_TOKEN") && error.contains("plugin_grants.env"),
+        "{error}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
+
+/// Before: the memory limit bounded each memory alone, and multi-memory was on: a module
+/// with many memories could take the limit many times over.
+#[test]
+fn a_module_with_two_memories_is_refused() -> Result<(), Box<dyn std::error::Error>> {
+    // `(module (memory 1) (memory 1))`, by hand: the header, then a memory section of two.
+    let two_memories: Vec<u8> = vec![
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x05, 0x05, 0x02, 0x00, 0x01, 0x00, 0x01,
+    ];
+    // The same module with one memory parses (and fails later, for want of `_start`).
+    let one_memory: Vec<u8> = vec![
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x05, 0x03, 0x01, 0x00, 0x01,
+    ];
+    let runner = WasmRunner::new()?;
+    let (retryable, why) = reason(&runner.run(&two_memories, b"{}".to_vec(), Limits::default()));
+    assert!(!retryable);
+    assert!(why.contains("not a valid WebAssembly module"), "{why}");
+    let (_, why) = reason(&runner.run(&one_memory, b"{}".to_vec(), Limits::default()));
+    assert!(!why.contains("not a valid WebAssembly module"), "{why}");
+    Ok(())
+}

@@ -21,6 +21,52 @@ pub struct Grants {
     pub env: Vec<String>,
 }
 
+/// What the operator lets DAGs grant their plugins (`[plugin_grants]` in sluice.toml):
+/// host folders (a granted folder must be inside one) and environment variables (names, or
+/// prefixes ending in `*`). Default: none. ClickHouse connections are opened to plugins on
+/// the connection itself (`plugins = true`); the key-value store is the DAG's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantPolicy {
+    pub dirs: Vec<PathBuf>,
+    pub env: Vec<String>,
+}
+
+impl GrantPolicy {
+    /// Whether a DAG's grants stay inside the policy; the first that does not, said.
+    pub fn check(&self, grants: &Grants) -> Result<(), String> {
+        for dir in &grants.dirs {
+            let inside = std::fs::canonicalize(&dir.host).is_ok_and(|host| {
+                self.dirs.iter().any(|allowed| {
+                    std::fs::canonicalize(allowed).is_ok_and(|allowed| host.starts_with(allowed))
+                })
+            });
+            if !inside {
+                return Err(format!(
+                    "the DAG grants its plugin the host folder {}, which the operator does not \
+                     allow: add a folder containing it to `plugin_grants.dirs` in sluice.toml",
+                    dir.host.display()
+                ));
+            }
+        }
+        for name in &grants.env {
+            let allowed = self
+                .env
+                .iter()
+                .any(|pattern| match pattern.strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix),
+                    None => pattern == name,
+                });
+            if !allowed {
+                return Err(format!(
+                    "the DAG grants its plugin the environment variable {name}, which the \
+                     operator does not allow: add it to `plugin_grants.env` in sluice.toml"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dir {
     pub host: PathBuf,

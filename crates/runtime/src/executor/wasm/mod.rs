@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
-pub use grants::Grants;
+pub use grants::{GrantPolicy, Grants};
 pub use host::LinkSet;
 pub use host::{HostCallError, KeyValue, QueryService};
 pub use inspect::{ModuleInfo, capability_of, inspect, optional_capabilities, sha256_hex};
@@ -117,6 +117,7 @@ impl Executor for WasmExecutor {
             .clone();
         let plugins_dir = self.plugins_dir.clone();
         let files = self.files.clone();
+        let policy = self.runner_config.policy.clone();
         self.runtime.spawn_blocking(move || {
             let result = match (runner, &attempt.kind) {
                 (Ok(runner), TaskKind::Wasm(task)) => {
@@ -141,7 +142,13 @@ impl Executor for WasmExecutor {
                                 ..defaults
                             };
                             let grants = Grants::from_capabilities(&task.capabilities);
-                            runner.invoke(&plugin, Invocation::of_context(&context, limits, grants))
+                            match policy.as_ref().map_or(Ok(()), |p| p.check(&grants)) {
+                                Ok(()) => runner.invoke(
+                                    &plugin,
+                                    Invocation::of_context(&context, limits, grants),
+                                ),
+                                Err(refused) => runner::failed(refused, String::new()),
+                            }
                         }
                         Err(e) => runner::failed(
                             format!(

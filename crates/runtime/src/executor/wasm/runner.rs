@@ -113,36 +113,57 @@ pub struct PluginState {
     pub(super) host: HostState,
 }
 
-/// Denies memory growth past the limit and remembers that it did.
+/// Most table elements a plugin's tables may hold together.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+/// Denies growth past the limits, counted over all of a plugin's memories and tables
+/// together (multi-memory is off too), and remembers that it did.
 struct MemoryLimiter {
     limit: usize,
     hit: bool,
+    /// Bytes of all memories so far.
+    memory_total: usize,
+    /// Elements of all tables so far.
+    table_total: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
+        let total = self
+            .memory_total
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > self.limit {
             self.hit = true;
             return Err(wasmtime::Error::msg(format!(
                 "memory limit of {} MiB exceeded",
                 self.limit >> 20
             )));
         }
+        self.memory_total = total;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        let total = self
+            .table_total
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_total = total;
+        Ok(true)
     }
 }
 
@@ -166,6 +187,9 @@ pub struct RunnerConfig {
     pub queries: Option<Arc<dyn QueryService>>,
     /// Counts module look-ups by where the module came from.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// What DAGs may grant their plugins; `None` (`sluice plugins run`, tests): whatever
+    /// the caller grants.
+    pub policy: Option<super::grants::GrantPolicy>,
 }
 
 impl Default for RunnerConfig {
@@ -176,6 +200,7 @@ impl Default for RunnerConfig {
             kv: None,
             queries: None,
             metrics: None,
+            policy: None,
         }
     }
 }
@@ -215,6 +240,9 @@ impl WasmRunner {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.consume_fuel(runner_config.fuel_metering);
+        // One memory per plugin: the limiter bounds the total anyway, and a plugin from our
+        // SDK never needs more.
+        config.wasm_multi_memory(false);
         let engine = Engine::new(&config).map_err(|e| format!("cannot start wasmtime: {e}"))?;
         let make_linker = |set: LinkSet| -> Result<Linker<PluginState>, String> {
             let mut linker: Linker<PluginState> = Linker::new(&engine);
@@ -359,6 +387,8 @@ impl WasmRunner {
                 limiter: MemoryLimiter {
                     limit: limits.memory_bytes,
                     hit: false,
+                    memory_total: 0,
+                    table_total: 0,
                 },
                 host,
             },

@@ -159,7 +159,7 @@ impl Platform {
     /// The environment the scheduler gets: the platform's, with ClickHouse reached at
     /// `warehouse_url` (the fault proxy).
     pub fn environment(&self, warehouse_url: &str, emr: &str) -> Vec<(String, String)> {
-        let warehouse = serde_json::json!({"type": "clickhouse", "url": warehouse_url, "database": DATABASE, "validation": false});
+        let warehouse = serde_json::json!({"type": "clickhouse", "url": warehouse_url, "database": DATABASE, "validation": false, "plugins": true});
         let kafka =
             serde_json::json!({"type": "kafka", "bootstrap_servers": self.broker.bootstrap});
         [
