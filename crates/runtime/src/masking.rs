@@ -26,7 +26,10 @@ pub fn is_secret_name(name: &str) -> bool {
         "SECRET",
         "PASSWORD",
         "PASSWD",
+        "_PASS",
         "_KEY",
+        "APIKEY",
+        "AUTH_",
         "CREDENTIAL",
         "PRIVATE",
     ]
@@ -70,15 +73,24 @@ fn mask_with<'t>(secrets: &[String], text: &'t str) -> Cow<'t, str> {
     masked
 }
 
-/// Bytes of output with every installed secret masked (non-UTF-8 output is kept as is).
+/// Bytes of output with every installed secret masked, UTF-8 or not.
 pub fn mask_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => match mask(text) {
-            Cow::Borrowed(_) => Cow::Borrowed(bytes),
-            Cow::Owned(text) => Cow::Owned(text.into_bytes()),
-        },
-        Err(_) => Cow::Borrowed(bytes),
+    let mut masked = Cow::Borrowed(bytes);
+    for secret in SECRETS.get().map_or(&[][..], Vec::as_slice) {
+        let secret = secret.as_bytes();
+        if masked.windows(secret.len()).any(|w| w == secret) {
+            let mut out = Vec::with_capacity(masked.len());
+            let mut rest: &[u8] = &masked;
+            while let Some(at) = rest.windows(secret.len()).position(|w| w == secret) {
+                out.extend_from_slice(&rest[..at]);
+                out.extend_from_slice(MASK.as_bytes());
+                rest = &rest[at + secret.len()..];
+            }
+            out.extend_from_slice(rest);
+            masked = Cow::Owned(out);
+        }
     }
+    masked
 }
 
 #[cfg(test)]

@@ -48,23 +48,40 @@ pub fn router(api: Api) -> Router {
 /// Every request within [`REQUEST_TIMEOUT`]; reads (which scan the store, synchronously) on
 /// a thread the async workers hand over, so a slow scan never stalls other connections.
 async fn bounded(request: Request, next: Next) -> Response {
+    // A body announced larger than the limit is refused before any of it is read.
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > BODY_LIMIT as u64) {
+        return api::error::ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {} KiB", BODY_LIMIT >> 10),
+        )
+        .into_response();
+    }
     let reading = request.method() == axum::http::Method::GET;
-    let answer = async move {
-        let handle = tokio::runtime::Handle::current();
-        // The scheduler's server runs on a multi-threaded runtime; tests may not.
-        if reading && handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            tokio::task::block_in_place(move || handle.block_on(next.run(request)))
-        } else {
-            next.run(request).await
-        }
-    };
-    match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
-        Ok(response) => response,
-        Err(_) => api::error::ApiError::unavailable(format!(
+    let too_long = || {
+        api::error::ApiError::unavailable(format!(
             "the request took longer than {} s",
             REQUEST_TIMEOUT.as_secs()
         ))
-        .into_response(),
+        .into_response()
+    };
+    if !reading {
+        return tokio::time::timeout(REQUEST_TIMEOUT, next.run(request))
+            .await
+            .unwrap_or_else(|_| too_long());
+    }
+    // On the blocking pool: the async workers stay free, and the timeout here can fire
+    // while the scan goes on (its answer is then dropped).
+    let handle = tokio::runtime::Handle::current();
+    let read = tokio::task::spawn_blocking(move || handle.block_on(next.run(request)));
+    match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(_)) => api::error::ApiError::unavailable("the read failed").into_response(),
+        Err(_) => too_long(),
     }
 }
 

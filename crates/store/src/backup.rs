@@ -76,6 +76,7 @@ impl Store {
             ));
         }
         std::fs::create_dir_all(folder).map_err(io(folder))?;
+        crate::private(folder)?;
         let db_dir = folder.join("db");
         let target = sled::Config::new().path(&db_dir).open()?;
         let trees = copy(&self.db, &target)?;

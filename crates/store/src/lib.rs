@@ -105,11 +105,14 @@ fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
 
 impl Store {
     /// Opens (or creates) the store under `dir`; fails cleanly when another process has it.
+    /// The folder is made private to this user (0700): run conf, rendered SQL and logs are
+    /// not for other local users, whatever the umask.
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_owned(),
             source,
         })?;
+        private(dir)?;
         let db_dir = dir.join("db");
         let config = sled::Config::new()
             .path(&db_dir)
@@ -600,5 +603,16 @@ fn migrate(_store: &Store, from: u32) -> Result<()> {
     Err(StoreError::Corrupt {
         what: "schema version",
         detail: format!("no migration from layout version {from}"),
+    })
+}
+
+/// Makes a folder this user's alone (0700).
+pub(crate) fn private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|source| {
+        StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        }
     })
 }

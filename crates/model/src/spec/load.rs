@@ -68,56 +68,71 @@ pub fn load_file(path: &Path) -> Result<LoadedDag, FileReport> {
     load_bytes(path, bytes)
 }
 
-/// A DAG file's bytes: a regular file (a symlink to one is fine) of at most
-/// [`MAX_FILE_BYTES`], opened without blocking and read through a bounded reader, so a FIFO,
-/// a device or a file that grows while it is read never stalls or floods the caller.
+/// A DAG file's bytes, read by [`read_regular_file`]; each refusal as a file problem.
 fn read_bounded(path: &Path) -> Result<Vec<u8>, FileReport> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let problem = |code: &'static str, message: String, help: Option<&str>| {
-        let mut diagnostic = Diagnostic::error(code, message);
+    read_regular_file(path, MAX_FILE_BYTES).map_err(|e| {
+        let (code, help) = match e.kind() {
+            std::io::ErrorKind::InvalidInput => (
+                "file::not-regular",
+                Some("a DAG file is a plain .yaml file; remove this entry from the DAG folder"),
+            ),
+            std::io::ErrorKind::FileTooLarge => (
+                "file::too-large",
+                Some("split it, or move data out of the DAG file (into params files or the task's own inputs)"),
+            ),
+            _ => ("file::unreadable", None),
+        };
+        let mut diagnostic = Diagnostic::error(code, format!("cannot read the file: {e}"));
         if let Some(help) = help {
             diagnostic = diagnostic.help(help);
         }
         whole_file_problem(path, String::new(), diagnostic)
-    };
-    let unreadable = |e: std::io::Error| {
-        problem(
-            "file::unreadable",
-            format!("cannot read the file: {e}"),
-            None,
+    })
+}
+
+/// The bytes of a regular file (a symlink to one is fine) of at most `max` bytes, opened
+/// without blocking and read through a bounded reader: a FIFO, a device or a socket is
+/// refused (`InvalidInput`) before it is read, and a file larger than `max`, or growing past
+/// it while read, is refused (`FileTooLarge`). DAG files and plugins are read this way.
+pub fn read_regular_file(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let not_regular = || {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, a device or a socket): it is not read",
         )
     };
-    let not_regular = || {
-        problem(
-            "file::not-regular",
-            "not a regular file (a FIFO, a device or a socket): it is not read".to_owned(),
-            Some("a DAG file is a plain .yaml file; remove this entry from the DAG folder"),
+    let too_large = |len: u64| {
+        Error::new(
+            ErrorKind::FileTooLarge,
+            format!(
+                "the file is {:.1} MiB, over the {:.1} MiB allowed",
+                len as f64 / f64::from(1 << 20),
+                max as f64 / f64::from(1 << 20)
+            ),
         )
     };
     // Checked before opening (opening a FIFO for reading would wait for a writer), and
     // again on the open file, for an entry swapped in between.
-    if !std::fs::metadata(path).map_err(unreadable)?.is_file() {
+    if !std::fs::metadata(path)?.is_file() {
         return Err(not_regular());
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(unreadable)?;
-    let metadata = file.metadata().map_err(unreadable)?;
+        .open(path)?;
+    let metadata = file.metadata()?;
     if !metadata.is_file() {
         return Err(not_regular());
     }
-    if metadata.len() > MAX_FILE_BYTES as u64 {
-        return Err(too_large(path, metadata.len()));
+    if metadata.len() > max as u64 {
+        return Err(too_large(metadata.len()));
     }
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() > MAX_FILE_BYTES {
-        return Err(too_large(path, bytes.len() as u64));
+    file.take(max as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > max {
+        return Err(too_large(bytes.len() as u64));
     }
     Ok(bytes)
 }

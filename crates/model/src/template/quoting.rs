@@ -83,11 +83,16 @@ pub fn unquoted_params(source: &str, quoting: &[&str]) -> Vec<(String, usize)> {
         };
         let expression =
             source[open + 2..close].trim_matches(|c: char| c == '-' || c.is_whitespace());
-        let last_filter = expression
-            .rsplit_once('|')
+        let split = expression.rsplit_once('|');
+        let last_filter = split
             .map(|(_, filter)| filter.trim())
             .map(|f| f.split('(').next().unwrap_or(f).trim());
-        let quoted = last_filter.is_some_and(|f| quoting.contains(&f));
+        // A filter binds tighter than `~`: in `a ~ b | shell_quote` only `b` is quoted.
+        let whole = split.is_some_and(|(value, _)| !has_top_level_concat(value));
+        // Quoting inside quotes undoes itself: `'{{ x | sql_string }}'` ends the literal.
+        let before = source[..open].trim_end_matches([' ', '\t']);
+        let inside_quotes = before.ends_with(['\'', '"']);
+        let quoted = last_filter.is_some_and(|f| quoting.contains(&f)) && whole && !inside_quotes;
         if !quoted {
             for (offset, name) in params_in(&source[open + 2..close]) {
                 found.push((name, open + 2 + offset));
@@ -96,6 +101,23 @@ pub fn unquoted_params(source: &str, quoting: &[&str]) -> Vec<(String, usize)> {
         rest = close + 2;
     }
     found
+}
+
+/// Whether an expression joins parts with `~` outside parentheses and string literals.
+fn has_top_level_concat(expression: &str) -> bool {
+    let (mut depth, mut quote) = (0i32, None);
+    for c in expression.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[') => depth += 1,
+            (None, ')' | ']') => depth -= 1,
+            (None, '~') if depth == 0 => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// `params.NAME` and `params["NAME"]` / `params['NAME']` in an expression.

@@ -223,4 +223,8 @@ fn unquoted_params_are_found_in_expressions_without_a_quoting_filter() {
         found("echo {{ ds }} {{- myparams.e -}}"),
         Vec::<String>::new()
     );
+    // `~` binds looser than a filter: only the last part would be quoted.
+    assert_eq!(found("echo {{ params.f ~ 'x' | shell_quote }}"), ["f"]);
+    // Quoted inside quotes: the quoting ends the surrounding literal.
+    assert_eq!(found("echo '{{ params.g | shell_quote }}'"), ["g"]);
 }

@@ -62,11 +62,12 @@ impl ClickhouseQueries {
                 name.to_ascii_uppercase().replace(['-', '.'], "_")
             )));
         }
-        // A plugin reads: the server refuses its writes (`readonly = 2` still lets the
-        // client set the settings it sends) and stops a query past the time limit.
+        // A plugin reads: the server refuses its writes and any `SETTINGS` or `SET` of its
+        // own (`readonly = 1`, so it cannot lift the time limit either) and stops a query
+        // past the time limit.
         let client = client_for(&conn)
             .map_err(QueryError::fatal)?
-            .with_setting("readonly", "2")
+            .with_setting("readonly", "1")
             .with_setting("max_execution_time", QUERY_TIME_LIMIT.as_secs().to_string());
         if let Ok(mut map) = self.clients.lock() {
             map.insert(name.to_owned(), client.clone());

@@ -26,11 +26,21 @@ pub struct AddressGuard(PathBuf);
 
 impl AddressGuard {
     pub fn write(state: &Path, url: &str) -> std::io::Result<AddressGuard> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let path = address_file(state);
-        std::fs::write(
-            &path,
-            json!({ "url": url, "pid": std::process::id() }).to_string(),
-        )?;
+        // Only this user may read where the API is, or rewrite it to catch the CLI's token.
+        let _ = std::fs::remove_file(&path);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?
+            .write_all(
+                json!({ "url": url, "pid": std::process::id() })
+                    .to_string()
+                    .as_bytes(),
+            )?;
         Ok(AddressGuard(path))
     }
 }

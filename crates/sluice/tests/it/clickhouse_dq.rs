@@ -149,6 +149,13 @@ fn plugin_queries_are_read_only_and_only_on_connections_open_to_plugins()
     );
     let refused = write.err().map(|e| e.message).unwrap_or_default();
     assert!(refused.to_lowercase().contains("readonly"), "{refused}");
+    // Nor can it lift the time limit for itself.
+    let unlimited = queries
+        .rows("open", "SELECT 1 SETTINGS max_execution_time = 0")
+        .err()
+        .map(|e| e.message)
+        .unwrap_or_default();
+    assert!(unlimited.to_lowercase().contains("readonly"), "{unlimited}");
     let exists = sql(&format!("EXISTS TABLE {table}"))?;
     assert_eq!(exists.trim(), "0", "the plugin's CREATE ran");
     let closed = queries

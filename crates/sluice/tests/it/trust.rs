@@ -24,6 +24,21 @@ fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Res
     Ok(())
 }
 
+/// A test's folder, with the `dags/` and `state/` in it.
+struct Folders {
+    root: TempDir,
+    dags: std::path::PathBuf,
+    state: std::path::PathBuf,
+}
+
+impl Folders {
+    fn new(name: &str) -> Result<Folders> {
+        let root = TempDir::new(name)?;
+        let (dags, state) = (root.path().join("dags"), root.path().join("state"));
+        Ok(Folders { root, dags, state })
+    }
+}
+
 /// A scheduler that is stopped with SIGTERM and waited for when dropped.
 struct Scheduler(Child);
 
@@ -69,9 +84,7 @@ fn raw_request(state: &Path, args: &[&str]) -> Result<serde_json::Value> {
 /// `--config`): every ClickHouse and EMR task failed with "no connection" until a restart.
 #[test]
 fn a_forwarded_command_never_changes_the_schedulers_connections() -> Result {
-    let root = TempDir::new("trust-connections")?;
-    let dags = root.path().join("dags");
-    let state = root.path().join("state");
+    let Folders { root, dags, state } = Folders::new("trust-connections")?;
     root.write(
         "dags/ch.yaml",
         "dag: ch\ntasks:\n  q: { type: clickhouse, connection: wh, sql: \"SELECT 1\", retries: 0 }\n",
@@ -138,9 +151,7 @@ fn a_forwarded_command_never_changes_the_schedulers_connections() -> Result {
 /// of their own DAG folder ran as the scheduler's user).
 #[test]
 fn the_control_socket_runs_only_commands_on_the_schedulers_state() -> Result {
-    let root = TempDir::new("trust-socket-commands")?;
-    let dags = root.path().join("dags");
-    let state = root.path().join("state");
+    let Folders { root, dags, state } = Folders::new("trust-socket-commands")?;
     root.write(
         "dags/d.yaml",
         "dag: d\ntasks:\n  a: { type: command, command: \"touch ran\" }\n",
@@ -224,9 +235,7 @@ fn rss_kib(pid: u32) -> Result<u64> {
 /// 6 GB in 12 s before it aborted.
 #[test]
 fn a_backfill_of_ten_thousand_years_is_refused_at_once() -> Result {
-    let root = TempDir::new("trust-backfill")?;
-    let dags = root.path().join("dags");
-    let state = root.path().join("state");
+    let Folders { root, dags, state } = Folders::new("trust-backfill")?;
     root.write(
         "dags/q.yaml",
         "dag: q\nschedule: \"*/15 * * * *\"\nstart: 2025-01-01T00:00:00Z\ncatchup: false\ntasks:\n  a: { type: noop }\n",
@@ -329,9 +338,7 @@ fn get_with_host(url: &str, path: &str, host: &str) -> Result<u16> {
 /// without it, and to `Host: evil.example`.
 #[test]
 fn the_real_api_wants_the_token_for_reads_and_its_own_host_name() -> Result {
-    let root = TempDir::new("trust-reads")?;
-    let dags = root.path().join("dags");
-    let state = root.path().join("state");
+    let Folders { root, dags, state } = Folders::new("trust-reads")?;
     root.write("dags/d.yaml", "dag: d\ntasks:\n  a: { type: noop }\n")?;
     let (_scheduler, url) = start_scheduler_with_api(&dags, &state, "t0ken")?;
     let http = reqwest::blocking::Client::new();
@@ -362,9 +369,7 @@ fn the_real_api_wants_the_token_for_reads_and_its_own_host_name() -> Result {
 /// `token_for_reads = true` with no token passed `config check`.
 #[test]
 fn an_exposed_api_without_a_token_is_refused_before_it_starts() -> Result {
-    let root = TempDir::new("trust-exposed")?;
-    let dags = root.path().join("dags");
-    let state = root.path().join("state");
+    let Folders { root, dags, state } = Folders::new("trust-exposed")?;
     root.write("dags/d.yaml", "dag: d\ntasks:\n  a: { type: noop }\n")?;
     let refused = sluice_on(&dags, &state)
         .args(["scheduler", "--listen", "0.0.0.0:0"])
@@ -419,9 +424,7 @@ fn an_exposed_api_without_a_token_is_refused_before_it_starts() -> Result {
 /// `echo {{ params.n }} > out.txt` created `PWNED`, and undeclared keys were accepted.
 #[test]
 fn a_run_conf_is_refused_unless_declared_and_reaches_the_shell_quoted() -> Result {
-    let root = TempDir::new("trust-conf")?;
-    let dags = root.path().join("dags");
-    let state = root.path().join("state");
+    let Folders { root, dags, state } = Folders::new("trust-conf")?;
     let work = root.path().join("work");
     std::fs::create_dir_all(&work)?;
     root.write(
@@ -485,10 +488,14 @@ fn a_run_conf_is_refused_unless_declared_and_reaches_the_shell_quoted() -> Resul
     let (status, body) = trigger("quoted", serde_json::json!({"title": payload}))?;
     assert_eq!(status, 201, "{body}");
     let written = work.join("title.txt");
-    wait_for("the quoted run", Duration::from_secs(30), || {
-        written.exists()
+    wait_for("the quoted run to succeed", Duration::from_secs(30), || {
+        sluice_on(&dags, &state)
+            .args(["--output", "json", "runs", "list", "quoted"])
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .is_some_and(|runs| runs[0]["state"] == "success")
     })?;
-    std::thread::sleep(Duration::from_millis(200));
     assert_eq!(std::fs::read_to_string(&written)?.trim_end(), payload);
     assert!(!work.join("PWNED").exists() && !work.join("PWNED2").exists());
 
@@ -522,9 +529,7 @@ fn a_run_conf_is_refused_unless_declared_and_reaches_the_shell_quoted() -> Resul
 #[test]
 fn hostile_files_in_the_dag_folder_are_reported_and_the_rest_runs() -> Result {
     use std::io::Read;
-    let root = TempDir::new("trust-folder")?;
-    let dags = root.path().join("dags");
-    let state = root.path().join("state");
+    let Folders { root, dags, state } = Folders::new("trust-folder")?;
     let start = chrono::Utc::now() - chrono::TimeDelta::minutes(4);
     root.write(
         "dags/good.yaml",
@@ -548,6 +553,9 @@ fn hostile_files_in_the_dag_folder_are_reported_and_the_rest_runs() -> Result {
         "the bomb is under the file size bound"
     );
 
+    // An id of dots would name the logs folder itself (`logs/..`).
+    root.write("dags/dots.yaml", "dag: ..\ntasks:\n  a: { type: noop }\n")?;
+
     // `dags validate` answers at once, naming each file.
     let started = Instant::now();
     let validated = sluice_on(&dags, &state)
@@ -559,19 +567,28 @@ fn hostile_files_in_the_dag_folder_are_reported_and_the_rest_runs() -> Result {
         started.elapsed()
     );
     assert_eq!(validated.status.code(), Some(1), "{}", text(&validated));
-    for (file, problem) in [
-        ("x.yaml", "not a regular file"),
-        ("zero.yaml", "not a regular file"),
-        ("bomb.yaml", "MiB of text"),
+    let validated = sluice_on(&dags, &state)
+        .args(["--output", "json", "dags", "validate"])
+        .output()?;
+    let report: serde_json::Value = serde_json::from_slice(&validated.stdout)?;
+    let problem_of = |file: &str| -> Option<String> {
+        report["diagnostics"]
+            .as_array()?
+            .iter()
+            .find(|d| {
+                d["file"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with(&format!("/{file}")))
+            })
+            .and_then(|d| d["code"].as_str().map(str::to_owned))
+    };
+    for (file, code) in [
+        ("x.yaml", "file::not-regular"),
+        ("zero.yaml", "file::not-regular"),
+        ("bomb.yaml", "yaml::too-large"),
+        ("dots.yaml", "spec::bad-id"),
     ] {
-        assert!(
-            text(&validated)
-                .lines()
-                .any(|l| l.contains(file) && l.contains(problem))
-                || (text(&validated).contains(file) && text(&validated).contains(problem)),
-            "{file}: {}",
-            text(&validated)
-        );
+        assert_eq!(problem_of(file).as_deref(), Some(code), "{file}: {report}");
     }
 
     // The scheduler: its API answers, the good DAG runs, and SIGTERM stops it.
@@ -603,8 +620,12 @@ fn hostile_files_in_the_dag_folder_are_reported_and_the_rest_runs() -> Result {
             .and_then(|r| r.json::<serde_json::Value>())
             .is_ok_and(|page| page["total"].as_u64().unwrap_or(0) >= 3)
     })?;
-    // A reload of the folder (every 5 s) meets the same files and keeps going.
-    std::thread::sleep(Duration::from_secs(6));
+    // A FIFO appearing while it runs changes the folder: the reload (every 5 s) meets it
+    // and keeps going.
+    let late = dags.join("late.yaml");
+    let made = std::process::Command::new("mkfifo").arg(&late).status()?;
+    assert!(made.success(), "mkfifo failed");
+    std::thread::sleep(Duration::from_secs(7));
     assert_eq!(
         reqwest::blocking::get(format!("{url}/readyz"))?.status(),
         reqwest::StatusCode::OK
@@ -617,7 +638,7 @@ fn hostile_files_in_the_dag_folder_are_reported_and_the_rest_runs() -> Result {
         stopping.elapsed()
     );
     let log = reader.join().map_err(|_| "stderr reader")?;
-    for file in ["x.yaml", "zero.yaml", "bomb.yaml"] {
+    for file in ["x.yaml", "zero.yaml", "bomb.yaml", "late.yaml"] {
         assert!(log.contains(file), "{file} not reported:\n{log}");
     }
     Ok(())
@@ -627,9 +648,7 @@ fn hostile_files_in_the_dag_folder_are_reported_and_the_rest_runs() -> Result {
 /// cloud keys, and what a task printed of them stayed in logs anyone could read.
 #[test]
 fn tasks_get_an_allowlisted_environment_and_secrets_are_masked_in_logs() -> Result {
-    let root = TempDir::new("trust-env")?;
-    let dags = root.path().join("dags");
-    let state = root.path().join("state");
+    let Folders { root, dags, state } = Folders::new("trust-env")?;
     let work = root.path().join("work");
     std::fs::create_dir_all(&work)?;
     root.write(
@@ -688,11 +707,17 @@ fn tasks_get_an_allowlisted_environment_and_secrets_are_masked_in_logs() -> Resu
             .map(|o| text(&o))
             .unwrap_or_default()
     };
-    wait_for("the task's log", Duration::from_secs(30), || {
-        log().contains("done")
+    wait_for("the run to succeed", Duration::from_secs(30), || {
+        sluice_on(&dags, &state)
+            .args(["--output", "json", "runs", "list", "e"])
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .is_some_and(|runs| runs[0]["state"] == "success")
     })?;
     let log = log();
-    assert!(log.contains("leak *** done"), "{log}");
+    // Masked twice: in the rendered command Sluice logs, and in what the process printed.
+    assert_eq!(log.matches("leak *** done").count(), 2, "{log}");
     assert!(!log.contains("pw-secret-123"), "{log}");
     Ok(())
 }
@@ -702,21 +727,25 @@ fn tasks_get_an_allowlisted_environment_and_secrets_are_masked_in_logs() -> Resu
 #[test]
 fn the_http_server_bounds_connections_headers_and_bodies() -> Result {
     use std::io::Read;
-    let root = TempDir::new("trust-http")?;
-    let dags = root.path().join("dags");
-    let state = root.path().join("state");
+    let Folders { root, dags, state } = Folders::new("trust-http")?;
     root.write("dags/d.yaml", "dag: d\ntasks:\n  a: { type: noop }\n")?;
     let (_scheduler, url) = start_scheduler_with_api(&dags, &state, "t0ken")?;
     let address = url.trim_start_matches("http://").to_owned();
     // A body over 1 MiB is refused, not read.
-    let big = serde_json::json!({ "conf": { "x": "y".repeat(2 << 20) } });
-    let status = reqwest::blocking::Client::new()
-        .post(format!("{url}/api/v1/dags/d/runs"))
-        .bearer_auth("t0ken")
-        .json(&big)
-        .send()?
-        .status();
-    assert_eq!(status, reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+    {
+        let mut stream = std::net::TcpStream::connect(&address)?;
+        write!(
+            stream,
+            "POST /api/v1/dags/d/runs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t0ken\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{{\"conf\": {{\"x\": \"",
+            2 << 20
+        )?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut answer = [0u8; 64];
+        let n = stream.read(&mut answer)?;
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    }
     // Slow clients: as many as the cap, each sending half a request line.
     let mut slow = Vec::new();
     for _ in 0..sluice_server::MAX_CONNECTIONS {
@@ -762,9 +791,7 @@ fn the_http_server_bounds_connections_headers_and_bodies() -> Result {
 #[test]
 fn the_state_is_private_and_the_socket_answers_only_the_schedulers_user() -> Result {
     use std::os::unix::fs::PermissionsExt;
-    let root = TempDir::new("trust-files")?;
-    let dags = root.path().join("dags");
-    let state = root.path().join("state");
+    let Folders { root, dags, state } = Folders::new("trust-files")?;
     root.write(
         "dags/d.yaml",
         "dag: d\ntasks:\n  a: { type: command, command: 'echo hi' }\n",
@@ -786,17 +813,13 @@ fn the_state_is_private_and_the_socket_answers_only_the_schedulers_user() -> Res
     assert_eq!(mode(&state)?, 0o700, "the state folder");
     assert_eq!(mode(&state.join("control.sock"))? & 0o077, 0, "the socket");
     assert_eq!(mode(&state.join("api.json"))? & 0o077, 0, "api.json");
-    let mut stack = vec![state.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            let m = mode(&path)?;
-            assert_eq!(m & 0o077, 0, "{} is {m:o}", path.display());
-            if path.is_dir() {
-                stack.push(path);
-            }
-        }
-    }
+    let backup = root.path().join("backup");
+    let backed = sluice_on(&dags, &state)
+        .args(["state", "backup", "--to"])
+        .arg(&backup)
+        .output()?;
+    assert_eq!(backed.status.code(), Some(0), "{}", text(&backed));
+    assert_eq!(mode(&backup)?, 0o700, "the backup folder");
     // Loosen the folder and the socket by hand: the peer check still turns away another
     // user (uid 65534) when run as root here; otherwise the folder's mode already did.
     if nix::unistd::geteuid().is_root() {

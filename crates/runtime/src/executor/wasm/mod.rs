@@ -32,6 +32,9 @@ pub use runner::{
     Invocation, Limits, Plugin, Prepared, RETRYABLE_EXIT, RunResult, RunnerConfig, WasmRunner,
 };
 
+/// Largest plugin read: an SDK plugin is well under 10 MiB.
+pub const MAX_PLUGIN_BYTES: usize = 64 << 20;
+
 use super::{Attempt, Executor, Report, Reporter};
 use sluice_core::Outcome;
 use sluice_model::spec::TaskKind;
@@ -53,6 +56,12 @@ struct PluginFiles {
 
 impl PluginFiles {
     fn load(&self, path: &Path) -> std::io::Result<Plugin> {
+        if !std::fs::metadata(path)?.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file: it is not read",
+            ));
+        }
         let meta = std::fs::metadata(path)?;
         let stamp = (meta.len(), meta.modified()?);
         if let Some((len, modified, plugin)) =
@@ -61,7 +70,12 @@ impl PluginFiles {
         {
             return Ok(plugin);
         }
-        let plugin = Plugin::new(std::fs::read(path)?);
+        // A plugin path is the DAG author's: a FIFO or `/dev/zero` must not hang or flood
+        // the scheduler.
+        let plugin = Plugin::new(sluice_model::spec::load::read_regular_file(
+            path,
+            MAX_PLUGIN_BYTES,
+        )?);
         if let Ok(mut seen) = self.seen.lock() {
             seen.insert(path.to_owned(), (stamp.0, stamp.1, plugin.clone()));
         }
