@@ -87,6 +87,10 @@ pub struct SchedulerSection {
     /// (PATH, HOME, LANG, JAVA_HOME, SPARK_HOME, …): names, or prefixes ending in `*`.
     #[serde(default)]
     pub task_env: Vec<String>,
+    /// A group whose members (by their effective gid) may use the control socket besides
+    /// the scheduler's user: the state folder becomes 0710 and the socket 0660 for it.
+    #[serde(default)]
+    pub socket_group: Option<String>,
 }
 
 impl Default for SchedulerSection {
@@ -98,6 +102,7 @@ impl Default for SchedulerSection {
             retention: None,
             max_backfill_intervals: defaults::max_backfill_intervals(),
             task_env: Vec::new(),
+            socket_group: None,
         }
     }
 }

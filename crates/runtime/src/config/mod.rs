@@ -66,6 +66,8 @@ pub struct Settings {
     pub task_env: Vec<String>,
     /// What DAGs may grant their plugins.
     pub plugin_grants: crate::executor::wasm::GrantPolicy,
+    /// A group that may use the control socket besides the scheduler's user.
+    pub socket_group: Option<String>,
     pub pools: BTreeMap<String, usize>,
     /// Connections by name, as JSON objects with a `type` (the `SLUICE_CONN_*` form).
     pub connections: BTreeMap<String, serde_json::Value>,
@@ -222,6 +224,7 @@ impl Settings {
             retention: file.scheduler.retention,
             max_backfill_intervals: file.scheduler.max_backfill_intervals,
             task_env: file.scheduler.task_env.clone(),
+            socket_group: file.scheduler.socket_group.clone(),
             plugin_grants: crate::executor::wasm::GrantPolicy {
                 dirs: file
                     .plugin_grants

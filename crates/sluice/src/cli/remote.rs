@@ -22,6 +22,19 @@ pub struct Remote {
     pub sender: mpsc::Sender<Input>,
     /// The scheduler's own settings, which every forwarded command runs with.
     pub settings: std::sync::Arc<sluice_runtime::config::Settings>,
+    /// The group (gid) whose members may use the socket besides the scheduler's user.
+    pub group: Option<u32>,
+}
+
+/// The gid of `scheduler.socket_group`, or why there is none.
+pub fn socket_group(name: &str) -> Result<u32, String> {
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(format!(
+            "scheduler.socket_group: no group `{name}` on this host"
+        )),
+        Err(e) => Err(format!("scheduler.socket_group `{name}`: {e}")),
+    }
 }
 
 pub fn socket_path(state: &Path) -> PathBuf {
@@ -34,8 +47,19 @@ pub fn serve(state: &Path, remote: Remote) -> std::io::Result<SocketGuard> {
     // We hold the state's lock, so a socket file left here is from a dead process.
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
-    // Whatever the umask: only the scheduler's user may connect (and each peer is checked).
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    // Whatever the umask: only the scheduler's user (and its socket group) may connect, and
+    // each peer is checked again.
+    match remote.group {
+        Some(gid) => {
+            let group = Some(nix::unistd::Gid::from_raw(gid));
+            nix::unistd::chown(&path, None, group).map_err(std::io::Error::from)?;
+            nix::unistd::chown(state, None, group).map_err(std::io::Error::from)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+            // The group may reach the socket, not list or read the state.
+            std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o710))?;
+        }
+        None => std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?,
+    }
     std::thread::Builder::new()
         .name("sluice-control".into())
         .spawn(move || {
@@ -79,11 +103,11 @@ const REQUEST_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// Longest request line: a command line, not a file.
 const MAX_REQUEST_BYTES: u64 = 64 << 10;
 
-/// The user id of the process at the other end of the socket.
-fn peer_uid(connection: &UnixStream) -> Option<u32> {
+/// The user and group ids of the process at the other end of the socket.
+fn peer_of(connection: &UnixStream) -> Option<(u32, u32)> {
     nix::sys::socket::getsockopt(connection, nix::sys::socket::sockopt::PeerCredentials)
         .ok()
-        .map(|credentials| credentials.uid())
+        .map(|credentials| (credentials.uid(), credentials.gid()))
 }
 
 fn answer(connection: UnixStream, remote: Remote) {
@@ -94,21 +118,24 @@ fn answer(connection: UnixStream, remote: Remote) {
         stderr,
     };
     // Who it is, before reading anything from it.
-    let peer = peer_uid(&connection);
+    let credentials = peer_of(&connection);
+    let allowed =
+        credentials.is_some_and(|(uid, gid)| uid == me || remote.group.is_some_and(|g| g == gid));
     let mut line = String::new();
-    let read = if peer == Some(me) {
+    let read = if allowed {
         let _ = connection.set_read_timeout(Some(REQUEST_READ_TIMEOUT));
         BufReader::new(std::io::Read::take(&connection, MAX_REQUEST_BYTES)).read_line(&mut line)
     } else {
         Ok(0)
     };
-    let response = match (peer, read) {
-        (peer, _) if peer != Some(me) => refusal(format!(
-            "error: the control socket answers only its scheduler's user (uid {me}), not uid {}\n",
-            peer.map_or_else(|| "unknown".to_owned(), |u| u.to_string())
+    let response = match read {
+        _ if !allowed => refusal(format!(
+            "error: the control socket answers only its scheduler's user (uid {me}) and its \
+             socket group, not uid {}\n",
+            credentials.map_or_else(|| "unknown".to_owned(), |(u, _)| u.to_string())
         )),
-        (_, Err(_)) => return,
-        (_, Ok(_)) if !line.ends_with('\n') => refusal(format!(
+        Err(_) => return,
+        Ok(_) if !line.ends_with('\n') => refusal(format!(
             "error: a request on the control socket is one line of at most {MAX_REQUEST_BYTES} bytes\n"
         )),
         _ => match serde_json::from_str::<SocketRequest>(&line) {

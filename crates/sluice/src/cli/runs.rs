@@ -239,12 +239,24 @@ pub fn scheduler(
         cli.state().display()
     );
     forward_signals(engine.sender());
+    let group = match &cli.settings.socket_group {
+        Some(name) => {
+            Some(
+                super::remote::socket_group(name).map_err(|message| CliError::Invalid {
+                    message,
+                    hint: Some("name an existing group, or remove scheduler.socket_group".into()),
+                })?,
+            )
+        }
+        None => None,
+    };
     let socket = super::remote::serve(
         cli.state(),
         super::remote::Remote {
             store: engine.store().clone(),
             sender: engine.sender(),
             settings: std::sync::Arc::new(cli.settings.clone()),
+            group,
         },
     )
     .map_err(|source| CliError::Io {

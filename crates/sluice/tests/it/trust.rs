@@ -854,3 +854,52 @@ fn the_state_is_private_and_the_socket_answers_only_the_schedulers_user() -> Res
     }
     Ok(())
 }
+
+/// With `scheduler.socket_group`, members of that group (by effective gid) may use the
+/// socket too, and no one else; the state folder lets them reach it, not read it.
+#[test]
+fn a_socket_group_lets_its_members_in_and_no_one_else() -> Result {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !nix::unistd::geteuid().is_root() {
+        return Err("this test switches users with setpriv: run it as root, as CI does".into());
+    }
+    let Folders { root, dags, state } = Folders::new("trust-socket-group")?;
+    root.write("dags/d.yaml", "dag: d\ntasks:\n  a: { type: noop }\n")?;
+    // `nogroup` (65534) is on every Debian; the test runs as root and switches to it.
+    let config = root.write("sluice.toml", "[scheduler]\nsocket_group = \"nogroup\"\n")?;
+    let _scheduler = start_scheduler(&dags, &state, &config)?;
+    let meta = std::fs::metadata(&state)?;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o710);
+    assert_eq!(meta.gid(), 65534);
+    let socket = std::fs::metadata(state.join("control.sock"))?;
+    assert_eq!(socket.permissions().mode() & 0o777, 0o660);
+    let ask_as = |gid: u32| -> Result<String> {
+        let script = format!(
+            "import socket,json; s=socket.socket(socket.AF_UNIX); s.connect({:?}); \
+             s.sendall(json.dumps({{'args': ['sluice','runs','list','d']}}).encode()+b'\\n'); \
+             print(s.makefile().readline())",
+            state.join("control.sock").display().to_string()
+        );
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                &format!("--regid={gid}"),
+                "--clear-groups",
+                "/usr/bin/python3",
+                "-c",
+                &script,
+            ])
+            .output()?;
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    };
+    let member = ask_as(65534)?;
+    assert!(member.contains("\"code\":0"), "{member}");
+    // Another group reaches neither the folder nor, were it open, the socket.
+    let stranger = ask_as(1)?;
+    assert!(!stranger.contains("\"code\":0"), "{stranger}");
+    Ok(())
+}
