@@ -22,6 +22,17 @@ pub const BASE: &[&str] = &[
     "VIRTUAL_ENV",
 ];
 
+/// Whether an environment variable's name matches one of the operator's patterns: a name,
+/// or a prefix ending in `*` (`scheduler.task_env`, `plugin_grants.env`).
+pub fn any_matches(patterns: &[String], name: &str) -> bool {
+    patterns
+        .iter()
+        .any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => pattern == name,
+        })
+}
+
 /// The names a task's process inherits: [`BASE`] and the operator's own, each a name or a
 /// prefix ending in `*` (`AWS_PROFILE`, `SPARK_*`).
 #[derive(Debug, Clone, Default)]
@@ -35,14 +46,7 @@ impl TaskEnv {
     }
 
     pub fn allows(&self, name: &str) -> bool {
-        BASE.contains(&name)
-            || self
-                .passed
-                .iter()
-                .any(|pattern| match pattern.strip_suffix('*') {
-                    Some(prefix) => name.starts_with(prefix),
-                    None => pattern == name,
-                })
+        BASE.contains(&name) || any_matches(&self.passed, name)
     }
 
     /// Clears the command's environment and puts back what is allowed.

@@ -70,6 +70,25 @@ fn start_scheduler(dags: &Path, state: &Path, config: &Path) -> Result<Scheduler
     Ok(scheduler)
 }
 
+/// The newest run of `dag`, (run id, state), as `sluice runs list` shows it.
+fn latest_run(dags: &Path, state: &Path, dag: &str) -> Option<(String, String)> {
+    let out = sluice_on(dags, state)
+        .args(["--output", "json", "runs", "list", dag])
+        .output()
+        .ok()?;
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let run = runs.get(0)?;
+    Some((
+        run["run_id"].as_str()?.to_owned(),
+        run["state"].as_str()?.to_owned(),
+    ))
+}
+
+/// Whether the newest run of `dag` succeeded.
+fn succeeded(dags: &Path, state: &Path, dag: &str) -> bool {
+    latest_run(dags, state, dag).is_some_and(|(_, s)| s == "success")
+}
+
 /// One raw request on the control socket, as any process that can reach it could send.
 fn raw_request(state: &Path, args: &[&str]) -> Result<serde_json::Value> {
     let mut socket = UnixStream::connect(state.join("control.sock"))?;
@@ -117,18 +136,7 @@ fn a_forwarded_command_never_changes_the_schedulers_connections() -> Result {
         .args(["--output", "json", "dags", "trigger", "ch"])
         .output()?;
     assert_eq!(triggered.status.code(), Some(0), "{}", text(&triggered));
-    let run_state = || -> Option<(String, String)> {
-        let out = sluice_on(&dags, &state)
-            .args(["--output", "json", "runs", "list", "ch"])
-            .output()
-            .ok()?;
-        let runs: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        let run = runs.get(0)?;
-        Some((
-            run["run_id"].as_str()?.to_owned(),
-            run["state"].as_str()?.to_owned(),
-        ))
-    };
+    let run_state = || latest_run(&dags, &state, "ch");
     wait_for("the run to end", Duration::from_secs(60), || {
         run_state().is_some_and(|(_, s)| s == "success" || s == "failed")
     })?;
@@ -489,12 +497,7 @@ fn a_run_conf_is_refused_unless_declared_and_reaches_the_shell_quoted() -> Resul
     assert_eq!(status, 201, "{body}");
     let written = work.join("title.txt");
     wait_for("the quoted run to succeed", Duration::from_secs(30), || {
-        sluice_on(&dags, &state)
-            .args(["--output", "json", "runs", "list", "quoted"])
-            .output()
-            .ok()
-            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-            .is_some_and(|runs| runs[0]["state"] == "success")
+        succeeded(&dags, &state, "quoted")
     })?;
     assert_eq!(std::fs::read_to_string(&written)?.trim_end(), payload);
     assert!(!work.join("PWNED").exists() && !work.join("PWNED2").exists());
@@ -693,13 +696,7 @@ fn tasks_get_an_allowlisted_environment_and_secrets_are_masked_in_logs() -> Resu
     for passed in ["PATH=", "FOO_PLAIN=visible", "SLUICE_DAG_ID=e"] {
         assert!(env.contains(passed), "{passed} missing:\n{env}");
     }
-    let run_id = {
-        let out = sluice_on(&dags, &state)
-            .args(["--output", "json", "runs", "list", "e"])
-            .output()?;
-        let runs: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        runs[0]["run_id"].as_str().ok_or("no run")?.to_owned()
-    };
+    let (run_id, _) = latest_run(&dags, &state, "e").ok_or("no run")?;
     let log = || {
         sluice_on(&dags, &state)
             .args(["tasks", "logs", "e", &run_id, "a"])
@@ -708,12 +705,7 @@ fn tasks_get_an_allowlisted_environment_and_secrets_are_masked_in_logs() -> Resu
             .unwrap_or_default()
     };
     wait_for("the run to succeed", Duration::from_secs(30), || {
-        sluice_on(&dags, &state)
-            .args(["--output", "json", "runs", "list", "e"])
-            .output()
-            .ok()
-            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-            .is_some_and(|runs| runs[0]["state"] == "success")
+        succeeded(&dags, &state, "e")
     })?;
     let log = log();
     // Masked twice: in the rendered command Sluice logs, and in what the process printed.

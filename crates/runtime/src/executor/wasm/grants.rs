@@ -49,14 +49,7 @@ impl GrantPolicy {
             }
         }
         for name in &grants.env {
-            let allowed = self
-                .env
-                .iter()
-                .any(|pattern| match pattern.strip_suffix('*') {
-                    Some(prefix) => name.starts_with(prefix),
-                    None => pattern == name,
-                });
-            if !allowed {
+            if !crate::executor::task_env::any_matches(&self.env, name) {
                 return Err(format!(
                     "the DAG grants its plugin the environment variable {name}, which the \
                      operator does not allow: add it to `plugin_grants.env` in sluice.toml"
