@@ -96,19 +96,10 @@ fn read_output(dir: &Path) -> Result<(Vec<serde_json::Value>, usize), Box<dyn st
     Ok((rows, parts))
 }
 
-#[test]
-fn the_aggregation_job_cubes_each_interval_and_a_rerun_replaces_it_identically()
--> Result<(), Box<dyn std::error::Error>> {
-    assert!(
-        spark_installed(),
-        "SPARK_HOME must point at a Spark with bin/spark-submit: run scripts/install-spark (scripts/test does)"
-    );
-    let dir = TempDir::new("spark-local")?;
-    let raw = dir.path().join("raw");
-    let out = dir.path().join("agg");
-    let all = events(3000);
-    // As a Kafka-to-S3 sink writes: by event hour, several files, out of order, with
-    // duplicates (at-least-once delivery) that must count once.
+/// The events as a Kafka-to-S3 sink writes them: by event hour, several files, out of
+/// order, with duplicates (at-least-once delivery) that must count once; and one event of
+/// the hour before, which no interval here may count.
+fn write_raw_zone(raw: &Path, all: &[Event]) -> Result<(), Box<dyn std::error::Error>> {
     let partition = raw.join("event_date=2025-09-01/event_hour=10");
     std::fs::create_dir_all(&partition)?;
     for (file, chunk) in all.chunks(1000).enumerate() {
@@ -119,11 +110,14 @@ fn the_aggregation_job_cubes_each_interval_and_a_rerun_replaces_it_identically()
             lines.join("\n") + "\n",
         )?;
     }
-    // An event of the hour before, which no interval here may count.
     let before = raw.join("event_date=2025-09-01/event_hour=09");
     std::fs::create_dir_all(&before)?;
     std::fs::write(before.join("part-0.jsonl"), all[0].json(9) + "\n")?;
+    Ok(())
+}
 
+/// A DAG folder with one `aggregate` task running the shipped job on local Spark.
+fn aggregation_dag(dir: &TempDir, raw: &Path, out: &Path, format: &str) -> std::io::Result<()> {
     let dag = format!(
         r#"dag: agg
 schedule: "*/15 * * * *"
@@ -144,7 +138,7 @@ tasks:
       - --end
       - "{{{{ data_interval_end }}}}"
       - --format
-      - json
+      - {format}
     conf: {{ spark.sql.shuffle.partitions: "4" }}
     timeout: 5m
 "#,
@@ -152,7 +146,23 @@ tasks:
         out = out.display(),
         job = repo_root().join("dags/jobs/aggregate_15m.py").display()
     );
-    dir.write("dags/agg.yaml", dag)?;
+    dir.write("dags/agg.yaml", dag).map(|_| ())
+}
+
+#[test]
+fn the_aggregation_job_cubes_each_interval_and_a_rerun_replaces_it_identically()
+-> Result<(), Box<dyn std::error::Error>> {
+    assert!(
+        spark_installed(),
+        "SPARK_HOME must point at a Spark with bin/spark-submit: run scripts/install-spark (scripts/test does)"
+    );
+    let dir = TempDir::new("spark-local")?;
+    let raw = dir.path().join("raw");
+    let out = dir.path().join("agg");
+    let all = events(3000);
+    write_raw_zone(&raw, &all)?;
+
+    aggregation_dag(&dir, &raw, &out, "json")?;
     let (dags, state) = (
         dir.path().join("dags").display().to_string(),
         dir.path().join("state").display().to_string(),
@@ -250,5 +260,179 @@ tasks:
     let runs: Vec<_> = store.runs_of("agg").collect::<Result<_, _>>()?;
     assert_eq!(runs.len(), 2);
     assert!(runs.iter().all(|r| r.state.status == RunStatus::Success));
+    Ok(())
+}
+
+/// The production load path on a current ClickHouse engine: the shipped job's Parquet
+/// output (local Spark), in S3 (moto, SLUICE_TEST_EMR_ENDPOINT), loaded by the exact SQL
+/// `events_aggregation_15m` renders for production (`s3()`, Parquet) into the tables of
+/// `dags/sql/warehouse.sql`, on chDB (ClickHouse embedded, PyPI; Debian's 18.16 server has
+/// neither Parquet nor `s3()`): column names and types line up, every cube cell arrives
+/// whole, and a second load replaces the first.
+#[test]
+fn the_parquet_output_loads_by_the_shipped_sql_on_a_current_clickhouse()
+-> Result<(), Box<dyn std::error::Error>> {
+    assert!(
+        spark_installed(),
+        "SPARK_HOME must point at a Spark with bin/spark-submit: run scripts/install-spark (scripts/test does)"
+    );
+    let s3 = std::env::var("SLUICE_TEST_EMR_ENDPOINT").map_err(|_| {
+        "SLUICE_TEST_EMR_ENDPOINT is not set: start moto with scripts/services/emr start (scripts/test does)"
+    })?;
+    let dir = TempDir::new("spark-parquet")?;
+    let (raw, out) = (dir.path().join("raw"), dir.path().join("agg"));
+    let all = events(3000);
+    write_raw_zone(&raw, &all)?;
+    aggregation_dag(&dir, &raw, &out, "parquet")?;
+    let result = sluice(&[
+        "--dags",
+        &dir.path().join("dags").display().to_string(),
+        "--state",
+        &dir.path().join("state").display().to_string(),
+        "backfill",
+        "agg",
+        "--from",
+        "2025-09-01T10:00:00Z",
+        "--to",
+        "2025-09-01T10:15:00Z",
+    ]);
+    assert_eq!(result.code, 0, "{}{}", result.stdout, result.stderr);
+
+    // Spark's files, uploaded where production's output zone would hold them.
+    let bucket = format!("sluice-parquet-{}", std::process::id());
+    let prefix = "agg_15m/window_start=20250901T1000";
+    let mut uploads = Vec::new();
+    for entry in std::fs::read_dir(out.join("window_start=20250901T1000"))? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        if name.ends_with(".parquet") {
+            uploads.push(serde_json::json!({"bucket": bucket, "key": format!("{prefix}/{name}"), "file": path}));
+        }
+    }
+    assert!(!uploads.is_empty(), "Spark wrote no Parquet file");
+
+    // The load as the shipped DAG renders it for production; only the bucket's address is
+    // moto's instead of AWS's.
+    let render = |try_number: &str| -> Result<String, Box<dyn std::error::Error>> {
+        // A process of its own: variables set by other tests in this one must not reach it.
+        let out = std::process::Command::new(sluice_tests::commands::sluice_binary())
+            .arg("--dags")
+            .arg(repo_root().join("dags"))
+            .args([
+                "--output",
+                "json",
+                "dags",
+                "render",
+                "events_aggregation_15m",
+                "load",
+            ])
+            .args([
+                "--logical-date",
+                "2025-09-01T10:00:00Z",
+                "--try-number",
+                try_number,
+            ])
+            .env_remove("SLUICE_VAR_OUTPUT_ZONE")
+            .env_remove("SLUICE_VAR_WAREHOUSE_READS")
+            .output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rendered: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let sql = rendered["fields"]["sql"].as_str().ok_or("no sql field")?;
+        assert!(
+            sql.contains(
+                "s3('s3://analytics-batch/agg_15m/window_start=20250901T1000/*.parquet', 'Parquet')"
+            ),
+            "{sql}"
+        );
+        Ok(sql.replace("s3://analytics-batch/", &format!("{s3}/{bucket}/")))
+    };
+    let first = render("1")?;
+    let split = sluice_runtime::clickhouse::statements::split;
+    let ddl = std::fs::read_to_string(repo_root().join("dags/sql/warehouse.sql"))?;
+    let mut statements = split(&ddl);
+    statements.extend(split(&first));
+    statements.extend(split(&render("2")?));
+    let job = serde_json::json!({
+        "s3": {"endpoint": s3, "uploads": uploads},
+        "statements": statements,
+        "query": "SELECT toString(window_start) AS window_start, toString(window_end) AS window_end, \
+                  country, device, event_type, rollup_level, event_count, distinct_users, value_sum, \
+                  (SELECT count() FROM agg_15m_versions) AS stored, \
+                  (SELECT uniqExact(load_id) FROM agg_15m_versions) AS loads \
+                  FROM agg_15m ORDER BY rollup_level, country, device, event_type",
+    });
+    let mut child = std::process::Command::new("python")
+        .arg(repo_root().join("tests/chdb/run.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .ok_or("no stdin")?
+            .write_all(job.to_string().as_bytes())?;
+    }
+    let answer = child.wait_with_output()?;
+    let engine = String::from_utf8_lossy(&answer.stderr);
+    assert!(answer.status.success(), "{engine}");
+    println!("{}", engine.trim());
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&answer.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+
+    let inside: Vec<&Event> = all.iter().filter(|e| e.minute < 15).collect();
+    let mut finest: BTreeMap<Cell, u64> = BTreeMap::new();
+    for e in &inside {
+        *finest
+            .entry((e.country.to_owned(), e.device.to_owned(), e.kind.to_owned()))
+            .or_default() += 1;
+    }
+    let loaded: BTreeMap<Cell, u64> = rows
+        .iter()
+        .filter(|r| r["rollup_level"] == 0)
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            let count = r["event_count"]
+                .as_str()
+                .and_then(|c| c.parse().ok())
+                .or(r["event_count"].as_u64());
+            (
+                (s("country"), s("device"), s("event_type")),
+                count.unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(loaded, finest, "the finest cells, loaded");
+    let total = rows
+        .iter()
+        .find(|r| r["country"] == "ALL" && r["device"] == "ALL" && r["event_type"] == "ALL")
+        .ok_or("no grand total row")?;
+    assert_eq!(
+        total["event_count"].to_string().trim_matches('"'),
+        inside.len().to_string()
+    );
+    for row in &rows {
+        assert_eq!(row["window_start"], "2025-09-01 10:00:00", "{row}");
+        assert_eq!(row["window_end"], "2025-09-01 10:15:00", "{row}");
+        // Two loads ran; the second replaced the first, whose rows are gone.
+        assert_eq!(
+            row["stored"].to_string().trim_matches('"'),
+            rows.len().to_string(),
+            "{row}"
+        );
+        assert_eq!(row["loads"].to_string().trim_matches('"'), "1", "{row}");
+    }
     Ok(())
 }

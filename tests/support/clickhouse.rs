@@ -28,3 +28,13 @@ pub fn connection() -> String {
     serde_json::json!({"type": "clickhouse", "url": url(), "validation": false, "plugins": true})
         .to_string()
 }
+
+/// The server's user_files folder, which `file()` reads (SLUICE_TEST_CLICKHOUSE_USER_FILES).
+pub fn user_files() -> std::path::PathBuf {
+    match std::env::var("SLUICE_TEST_CLICKHOUSE_USER_FILES") {
+        Ok(path) => path.into(),
+        Err(_) => panic!(
+            "SLUICE_TEST_CLICKHOUSE_USER_FILES is not set: `scripts/services/clickhouse user-files` prints it (scripts/test sets it)"
+        ),
+    }
+}

@@ -7,7 +7,9 @@
 //!   every partition is idle the watermark is the newest event time of any (Flink's
 //!   idleness). A partition that never had a message and is not idle holds it back.
 //! - The gate of an interval `[start, end)` is **open** when the watermark has reached
-//!   `end + lateness` and, if `max_lag` is set, the group's total lag is at most that.
+//!   `end + lateness` and, if `max_lag` is set, the group's total lag is at most that, and,
+//!   if `max_lag_time` is set, no partition is further behind in time than that
+//!   ([`crate::time_lag`]).
 //!   Once open, a run's gate stays open (the shell latches it).
 //! - It **times out** when still closed `timeout` after the later of the interval's end
 //!   and the moment the run began waiting (a backfill of old intervals gets its full
@@ -24,6 +26,7 @@ use super::lag::LagStatus;
 pub struct GateRule {
     pub lateness: TimeDelta,
     pub max_lag: Option<u64>,
+    pub max_lag_time: Option<TimeDelta>,
     pub timeout: Option<TimeDelta>,
     pub idle_after: Option<TimeDelta>,
 }
@@ -42,6 +45,10 @@ pub struct PartitionView {
     pub last_append: DateTime<Utc>,
     /// Burrow's status of the group on this partition over the lag window.
     pub lag_status: LagStatus,
+    /// How far behind in time the group is on this partition, in milliseconds
+    /// ([`crate::time_lag::time_lag`] at the look).
+    #[serde(default)]
+    pub time_lag_ms: i64,
 }
 
 impl PartitionView {
@@ -99,6 +106,11 @@ pub struct GateFigures {
     pub required_watermark: DateTime<Utc>,
     pub lag: u64,
     pub max_lag: Option<u64>,
+    /// The most any partition is behind in time, in milliseconds.
+    #[serde(default)]
+    pub time_lag_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag_time_ms: Option<i64>,
     pub lag_status: LagStatus,
     pub partitions: usize,
     /// Idle partitions, left out of the watermark.
@@ -136,12 +148,20 @@ pub fn decide(
         Ok(view) => {
             let (mark, idle) = watermark(view, rule.idle_after, now);
             let lag: u64 = view.partitions.iter().map(PartitionView::lag).sum();
+            let behind = view
+                .partitions
+                .iter()
+                .map(|p| TimeDelta::milliseconds(p.time_lag_ms))
+                .max()
+                .unwrap_or_default();
             let figures = GateFigures {
                 observed_at: view.at,
                 watermark: mark,
                 required_watermark: required,
                 lag,
                 max_lag: rule.max_lag,
+                time_lag_ms: behind.num_milliseconds(),
+                max_lag_time_ms: rule.max_lag_time.map(|t| t.num_milliseconds()),
                 lag_status: super::lag::group_status(view.partitions.iter().map(|p| p.lag_status)),
                 partitions: view.partitions.len(),
                 behind_partitions: view
@@ -155,9 +175,10 @@ pub fn decide(
             };
             let watermark_ok = mark.is_some_and(|m| m >= required);
             let lag_ok = rule.max_lag.is_none_or(|max| lag <= max);
+            let time_ok = rule.max_lag_time.is_none_or(|max| behind <= max);
             if view.partitions.is_empty() {
                 ("the topic has no partitions".to_owned(), Some(figures))
-            } else if watermark_ok && lag_ok {
+            } else if watermark_ok && lag_ok && time_ok {
                 return GateDecision::Open(figures);
             } else if !watermark_ok {
                 let seen = mark.map_or(
@@ -172,11 +193,20 @@ pub fn decide(
                     ),
                     Some(figures),
                 )
-            } else {
+            } else if !lag_ok {
                 (
                     format!(
                         "consumer lag {lag} > max_lag {}",
                         rule.max_lag.unwrap_or_default()
+                    ),
+                    Some(figures),
+                )
+            } else {
+                (
+                    format!(
+                        "consumer {} behind > max_lag_time {}",
+                        format_delta(behind),
+                        format_delta(rule.max_lag_time.unwrap_or_default())
                     ),
                     Some(figures),
                 )
@@ -197,6 +227,10 @@ pub fn decide(
     }
 }
 
+fn format_delta(delta: TimeDelta) -> String {
+    sluice_model::spec::Duration::from_std(delta.to_std().unwrap_or_default()).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +249,7 @@ mod tests {
             event_time: event_minute.map(t),
             last_append: t(last_append_minute),
             lag_status: LagStatus::Ok,
+            time_lag_ms: 0,
         }
     }
 
@@ -222,6 +257,7 @@ mod tests {
         GateRule {
             lateness: TimeDelta::minutes(5),
             max_lag: None,
+            max_lag_time: None,
             timeout: Some(TimeDelta::minutes(45)),
             idle_after: Some(TimeDelta::minutes(2)),
         }
@@ -292,6 +328,34 @@ mod tests {
     }
 
     #[test]
+    fn a_group_further_behind_in_time_than_allowed_keeps_it_closed() {
+        let mut view = TopicView {
+            at: t(30),
+            partitions: vec![partition(0, Some(30), 30), partition(1, Some(30), 30)],
+        };
+        view.partitions[1].time_lag_ms = 150_000;
+        let rule = GateRule {
+            max_lag_time: Some(TimeDelta::minutes(2)),
+            ..rule()
+        };
+        match decide(&rule, t(15), t(15), Ok(&view), t(30)) {
+            GateDecision::Closed { reason, figures } => {
+                assert!(
+                    reason.contains("consumer 2m30s behind > max_lag_time 2m"),
+                    "{reason}"
+                );
+                assert_eq!(figures.map(|f| f.time_lag_ms), Some(150_000));
+            }
+            other => panic!("{other:?}"),
+        }
+        view.partitions[1].time_lag_ms = 120_000;
+        assert!(matches!(
+            decide(&rule, t(15), t(15), Ok(&view), t(30)),
+            GateDecision::Open(_)
+        ));
+    }
+
+    #[test]
     fn a_missing_view_stays_closed_then_times_out() {
         let closed = decide(&rule(), t(15), t(15), Err("broker down"), t(59));
         assert!(
@@ -321,7 +385,7 @@ mod tests {
                     .map(|(i, m)| partition(i32::try_from(i).unwrap_or_default(), Some(*m), 120))
                     .collect(),
             };
-            let rule = GateRule { lateness: TimeDelta::minutes(lateness), idle_after: None, timeout: None, max_lag: None };
+            let rule = GateRule { lateness: TimeDelta::minutes(lateness), idle_after: None, timeout: None, max_lag: None, max_lag_time: None };
             let open = matches!(decide(&rule, t(end), t(end), Ok(&view), t(120)), GateDecision::Open(_));
             let complete = event_minutes.iter().all(|m| *m >= end + lateness);
             prop_assert_eq!(open, complete);

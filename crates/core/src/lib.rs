@@ -24,6 +24,7 @@ pub mod retry;
 pub mod run;
 pub mod sla;
 pub mod state;
+pub mod time_lag;
 pub mod trigger;
 
 pub use admission::Admission;

@@ -94,6 +94,7 @@ fn main() -> Result<(), Error> {
     let rule = GateRule {
         lateness: chrono::TimeDelta::minutes(5),
         max_lag: Some(100_000),
+        max_lag_time: None,
         timeout: Some(chrono::TimeDelta::minutes(45)),
         idle_after: Some(chrono::TimeDelta::minutes(2)),
     };

@@ -153,6 +153,7 @@ fn read_gate(d: &mut Decoder, node: &Node, path: &str) -> Option<Gate> {
                 .read(d, "watermark_lateness", Decoder::duration)
                 .unwrap_or_default(),
             max_lag: k.read(d, "max_lag", Decoder::unsigned),
+            max_lag_time: k.read(d, "max_lag_time", Decoder::duration),
             timeout: k.read(d, "timeout", Decoder::duration),
             idle_partition_timeout: k.read(d, "idle_partition_timeout", Decoder::duration),
             reprocess_late_data: k

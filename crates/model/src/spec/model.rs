@@ -159,6 +159,10 @@ pub struct KafkaGate {
     /// Open only while the group's total lag is at most this many messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lag: Option<u64>,
+    /// Open only while the group is at most this far behind in time: on every partition,
+    /// the time since the first message it has not consumed was appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag_time: Option<Duration>,
     /// Fail the run if the gate is still closed this long after the interval ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,

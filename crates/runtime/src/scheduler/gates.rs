@@ -30,6 +30,7 @@ pub(super) fn rule_of(gate: &sluice_model::spec::KafkaGate) -> GateRule {
     GateRule {
         lateness: gate.watermark_lateness.as_chrono(),
         max_lag: gate.max_lag,
+        max_lag_time: gate.max_lag_time.map(|t| t.as_chrono()),
         timeout: gate.timeout.map(|t| t.as_chrono()),
         idle_after: gate.idle_partition_timeout.map(|t| t.as_chrono()),
     }

@@ -250,6 +250,8 @@ fn gate_figures(f: &sluice_core::gate::GateFigures) -> minijinja::Value {
         watermark_delay => f.watermark.map(|w| format!("{}s", (f.observed_at - w).num_seconds())),
         lag => f.lag,
         max_lag => f.max_lag,
+        time_lag => format!("{}s", f.time_lag_ms / 1000),
+        max_lag_time => f.max_lag_time_ms.map(|m| format!("{}s", m / 1000)),
         lag_status => name_of(&f.lag_status),
         partitions => f.partitions,
         idle_partitions => f.idle_partitions.clone(),

@@ -412,13 +412,15 @@ fn show(
                 line(
                     "gate",
                     format!(
-                        "kafka {}/{} group {}, lateness {}{}",
+                        "kafka {}/{} group {}, lateness {}{}{}",
                         k.connection,
                         k.topic,
                         k.group,
                         k.watermark_lateness,
                         k.max_lag
-                            .map_or(String::new(), |l| format!(", max lag {l}"))
+                            .map_or(String::new(), |l| format!(", max lag {l}")),
+                        k.max_lag_time
+                            .map_or(String::new(), |t| format!(", max lag time {t}"))
                     ),
                 );
             }

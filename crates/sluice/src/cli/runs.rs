@@ -772,12 +772,16 @@ fn gate_lines(gate: &sluice_store::GateRecord) -> Vec<String> {
     }
     if let Some(f) = &gate.figures {
         lines.push(format!(
-            "  watermark {} (needs {}), lag {}{} ({}), {} partition(s){}{}",
+            "  watermark {} (needs {}), lag {}{}, {} behind{} ({}), {} partition(s){}{}",
             f.watermark.map_or("none".into(), format_instant),
             format_instant(f.required_watermark),
             f.lag,
             f.max_lag
                 .map(|m| format!(" of at most {m}"))
+                .unwrap_or_default(),
+            milliseconds(f.time_lag_ms),
+            f.max_lag_time_ms
+                .map(|m| format!(" of at most {}", milliseconds(m)))
                 .unwrap_or_default(),
             f.lag_status.name(),
             f.partitions,
@@ -920,4 +924,12 @@ pub fn check(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
     } else {
         super::EXIT_FAILURE
     })
+}
+
+/// Milliseconds as a duration in the DAG files' form (`2m30s`).
+fn milliseconds(ms: i64) -> String {
+    sluice_model::spec::Duration::from_std(std::time::Duration::from_millis(
+        u64::try_from(ms).unwrap_or(0),
+    ))
+    .to_string()
 }

@@ -75,6 +75,7 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
     let mut links = HashMap::new();
     let mut memory = SourceMemory::default();
     let view = look(&Connections::default(), &mut links, &source, &mut memory)?.view;
+    let first_look_at = view.at;
     let by_id: HashMap<i32, _> = view.partitions.iter().map(|p| (p.partition, p)).collect();
     assert_eq!(view.partitions.len(), 4);
     assert_eq!(
@@ -136,6 +137,7 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
     let rule = GateRule {
         lateness: chrono::TimeDelta::minutes(5),
         max_lag: Some(5),
+        max_lag_time: None,
         timeout: None,
         idle_after: None,
     };
@@ -170,6 +172,46 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
         .find(|p| p.partition == 0)
         .ok_or("no partition 0")?;
     assert_eq!(p0.lag_status, LagStatus::Ok);
+    // Lag in time, read off the looks: partition 3's unconsumed message was appended
+    // between the first look and the second, and partition 0 is caught up.
+    let p3 = view
+        .partitions
+        .iter()
+        .find(|p| p.partition == 3)
+        .ok_or("no partition 3")?;
+    assert_eq!(p0.time_lag_ms, 0);
+    assert!(
+        p3.time_lag_ms > 0 && p3.time_lag_ms <= (view.at - first_look_at).num_milliseconds(),
+        "{p3:?}"
+    );
+    let by_time = |max: chrono::TimeDelta| {
+        let rule = GateRule {
+            max_lag: None,
+            max_lag_time: Some(max),
+            ..rule
+        };
+        decide(
+            &rule,
+            at("2025-09-01T10:00:00Z").unwrap_or_default(),
+            view.at,
+            Ok(&view),
+            view.at,
+        )
+    };
+    assert!(matches!(
+        by_time(chrono::TimeDelta::hours(1)),
+        GateDecision::Open(_)
+    ));
+    match by_time(chrono::TimeDelta::milliseconds(1)) {
+        GateDecision::Closed {
+            reason,
+            figures: Some(f),
+        } => {
+            assert!(reason.contains("behind > max_lag_time 1ms"), "{reason}");
+            assert!(f.time_lag_ms >= p3.time_lag_ms, "{f:?}");
+        }
+        other => panic!("the gate should be closed by time behind: {other:?}"),
+    }
 
     // A restarted scheduler starts from what was remembered (as the monitor stores it in
     // sled): new clients, the same window — the stop is still seen on its first look,

@@ -14,6 +14,7 @@ mod crash_backfill;
 mod emr_steps;
 mod fault_proxy;
 mod in_process;
+mod interval_replace;
 mod kafka_gates;
 mod overload;
 mod retries;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::client::KafkaLink;
 use sluice_core::gate::{PartitionView, TopicView};
 use sluice_core::lag::{self, Observation};
+use sluice_core::time_lag::time_lag;
 
 /// Observations kept per partition for Burrow's rules (Burrow's default window).
 pub const LAG_WINDOW: usize = 10;
@@ -141,6 +142,7 @@ pub fn observe(
             }
         }
         let committed = committed.get(p).copied();
+        let consumed_to = committed.unwrap_or(o.low);
         m.window.push_back(Observation {
             at: now,
             committed: committed.unwrap_or(o.low),
@@ -157,6 +159,7 @@ pub fn observe(
             event_time: m.event_time,
             last_append: m.last_append,
             lag_status: lag::partition_status(m.window.make_contiguous(), now),
+            time_lag_ms: time_lag(m.window.make_contiguous(), consumed_to, now).num_milliseconds(),
         });
     }
     Ok(Look {
