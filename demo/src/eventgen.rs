@@ -29,9 +29,11 @@ pub struct Args {
     /// Partitions of the topic (events are spread over them by user id).
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
-    /// Raw zone root folder.
+    /// Raw zone root folder, written directly (as if a sink kept up perfectly). Leave it
+    /// out when `sluice-raw-sink` writes the raw zone from the topic (its consumer group is
+    /// what the batch layer's gate waits for).
     #[arg(long)]
-    pub raw_zone: PathBuf,
+    pub raw_zone: Option<PathBuf>,
     /// First event time (RFC 3339); with --realtime, now.
     #[arg(long)]
     pub from: Option<DateTime<Utc>>,
@@ -88,13 +90,15 @@ pub fn run(args: &Args) -> Result<Manifest, Error> {
         .set("linger.ms", "20")
         .set("message.timeout.ms", "60000")
         .create()?;
-    let mut raw_zone = RawZone::new(&args.raw_zone);
+    let mut raw_zone = args.raw_zone.as_deref().map(RawZone::new);
     let mut manifest = Manifest::new(TimeDelta::minutes(15));
     for arrival in Generator::new(plan) {
         if args.realtime {
             let wait = (arrival.arrives - Utc::now()).to_std().unwrap_or_default();
             if !wait.is_zero() {
-                raw_zone.flush()?;
+                if let Some(raw_zone) = raw_zone.as_mut() {
+                    raw_zone.flush()?;
+                }
                 std::thread::sleep(wait);
             }
         }
@@ -116,20 +120,27 @@ pub fn run(args: &Args) -> Result<Manifest, Error> {
             }
         }
         producer.poll(Duration::ZERO);
-        raw_zone.append(&arrival)?;
+        if let Some(raw_zone) = raw_zone.as_mut() {
+            raw_zone.append(&arrival)?;
+        }
         manifest.count(&arrival);
     }
     producer.flush(Duration::from_secs(60))?;
-    raw_zone.flush()?;
+    if let Some(raw_zone) = raw_zone.as_mut() {
+        raw_zone.flush()?;
+    }
     if let Some(path) = &args.manifest {
         std::fs::write(path, serde_json::to_string_pretty(&manifest)?)?;
     }
     eprintln!(
-        "sluice-eventgen: {} events over {} interval(s) to {} and {}",
+        "sluice-eventgen: {} events over {} interval(s) to {}{}",
         manifest.total(),
         manifest.intervals.len(),
         args.topic,
-        args.raw_zone.display()
+        args.raw_zone
+            .as_ref()
+            .map(|r| format!(" and {}", r.display()))
+            .unwrap_or_default()
     );
     Ok(manifest)
 }

@@ -7,13 +7,15 @@
 //!   event time), on the local disk.
 //! - [`manifest`]: the truth of what was generated: events per interval.
 //! - [`stream`]: the stream layer's 1-minute aggregation, for its stand-in.
-//! - [`eventgen`], [`stream_layer`]: the two programs (`sluice-eventgen`,
+//! - [`eventgen`], [`raw_sink`], [`stream_layer`]: the programs (`sluice-eventgen`,
+//!   `sluice-raw-sink`, the Kafka-to-raw-zone job with its arrival reports, and
 //!   `sluice-stream-layer`), callable in-process by tests.
 //! - [`services`]: a broker of one's own, topics, ClickHouse answers as text (for tests).
 
 pub mod eventgen;
 pub mod events;
 pub mod manifest;
+pub mod raw_sink;
 pub mod raw_zone;
 pub mod services;
 pub mod stream;

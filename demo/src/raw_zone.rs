@@ -46,7 +46,17 @@ impl RawZone {
     }
 
     pub fn append(&mut self, arrival: &Arrival) -> Result<(), RawZoneError> {
-        let path = RawZone::file_of(&self.root, arrival.happened, arrival.partition);
+        self.append_event(&arrival.event, arrival.happened, arrival.partition)
+    }
+
+    /// Appends an event that happened at `happened`, read from Kafka partition `partition`.
+    pub fn append_event(
+        &mut self,
+        event: &crate::events::Event,
+        happened: DateTime<Utc>,
+        partition: i32,
+    ) -> Result<(), RawZoneError> {
+        let path = RawZone::file_of(&self.root, happened, partition);
         if !self.open.contains_key(&path) {
             if self.open.len() >= MAX_OPEN {
                 self.flush()?;
@@ -67,7 +77,7 @@ impl RawZone {
             self.open
                 .insert(path.clone(), std::io::BufWriter::new(file));
         }
-        let line = serde_json::to_string(&arrival.event)?;
+        let line = serde_json::to_string(event)?;
         if let Some(writer) = self.open.get_mut(&path) {
             writeln!(writer, "{line}").map_err(|source| RawZoneError::Io { path, source })?;
         }

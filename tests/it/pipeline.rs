@@ -100,6 +100,7 @@ impl Platform {
         }
         let broker = OwnBroker::start(19900 + u16::try_from(id % 90)?)?;
         create_topic(&broker.bootstrap, "events", 4)?;
+        create_topic(&broker.bootstrap, "events.arrivals", 1)?;
 
         let raw_zone = root.join("raw");
         let manifest = sluice_demo::eventgen::run(&sluice_demo::eventgen::Args::parse_from([
@@ -108,8 +109,6 @@ impl Platform {
             &broker.bootstrap,
             "--partitions",
             "4",
-            "--raw-zone",
-            &raw_zone.display().to_string(),
             "--from",
             FROM,
             "--to",
@@ -119,6 +118,17 @@ impl Platform {
             "--seed",
             "5",
         ]))?;
+        // The raw zone is written from the topic by the sink whose group the gate waits for.
+        let written = sluice_demo::raw_sink::run(&sluice_demo::raw_sink::Args::parse_from([
+            "sluice-raw-sink",
+            "--bootstrap",
+            &broker.bootstrap,
+            "--raw-zone",
+            &raw_zone.display().to_string(),
+            "--idle-exit-seconds",
+            "3",
+        ]))?;
+        assert_eq!(written, manifest.total());
         let streamed =
             sluice_demo::stream_layer::run(&sluice_demo::stream_layer::Args::parse_from([
                 "sluice-stream-layer",

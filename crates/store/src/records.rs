@@ -82,6 +82,14 @@ pub struct GateRecord {
     /// Late events arrived and the DAG reprocesses late data: run again after success.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub late_pending: bool,
+    /// Times the interval was run again for late data (bounded by the gate's
+    /// `max_late_reprocessing`).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub late_reprocessed: u32,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 fn is_zero_u64(n: &u64) -> bool {

@@ -154,11 +154,15 @@ fn read_gate(d: &mut Decoder, node: &Node, path: &str) -> Option<Gate> {
                 .unwrap_or_default(),
             max_lag: k.read(d, "max_lag", Decoder::unsigned),
             max_lag_time: k.read(d, "max_lag_time", Decoder::duration),
+            arrivals_topic: k.read(d, "arrivals_topic", Decoder::string),
             timeout: k.read(d, "timeout", Decoder::duration),
             idle_partition_timeout: k.read(d, "idle_partition_timeout", Decoder::duration),
             reprocess_late_data: k
                 .read(d, "reprocess_late_data", Decoder::boolean)
                 .unwrap_or(false),
+            max_late_reprocessing: k
+                .read(d, "max_late_reprocessing", Decoder::u32)
+                .unwrap_or_else(defaults::max_late_reprocessing),
             poll_interval: k
                 .read(d, "poll_interval", Decoder::duration)
                 .unwrap_or(defaults::GATE_POLL_INTERVAL),

@@ -116,6 +116,10 @@ pub mod defaults {
     pub fn gate_poll_interval() -> Duration {
         GATE_POLL_INTERVAL
     }
+    pub const MAX_LATE_REPROCESSING: u32 = 3;
+    pub fn max_late_reprocessing() -> u32 {
+        MAX_LATE_REPROCESSING
+    }
     pub const RETRIES: u32 = 0;
     pub const RETRY_DELAY: Duration = Duration::from_secs(300);
     pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
@@ -169,9 +173,18 @@ pub struct KafkaGate {
     /// A partition with no new data for this long does not hold the watermark back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_partition_timeout: Option<Duration>,
-    /// Clear and rerun an interval when late events arrive for it after it succeeded.
+    /// The raw-zone sink's arrival reports (events written per event minute): late data is
+    /// counted from them, without reading the events. Without it, late data is not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrivals_topic: Option<String>,
+    /// Clear and rerun an interval when late events arrive for it after it succeeded
+    /// (needs `arrivals_topic`).
     #[serde(default)]
     pub reprocess_late_data: bool,
+    /// Most times one interval is run again for late data; later late events are counted
+    /// and shown, not reprocessed. Default 3.
+    #[serde(default = "defaults::max_late_reprocessing")]
+    pub max_late_reprocessing: u32,
     /// How often the topic and group are looked at. Default `10s`.
     #[serde(default = "defaults::gate_poll_interval")]
     pub poll_interval: Duration,

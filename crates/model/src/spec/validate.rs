@@ -256,6 +256,19 @@ impl<'a> Validator<'a> {
                 .help("the warning should come before the deadline"),
             );
         }
+        if let Some(gate) = &dag.gate
+            && gate.kafka.reprocess_late_data
+            && gate.kafka.arrivals_topic.is_none()
+        {
+            self.report(
+                Diagnostic::error(
+                    "spec::late-data-without-reports",
+                    "`reprocess_late_data` needs `arrivals_topic`: late data is counted from the raw-zone sink's arrival reports",
+                )
+                .at(self.at("gate.kafka.reprocess_late_data"), "nothing would count late data")
+                .help("name the topic the raw-zone sink reports its writes to (`arrivals_topic: events.arrivals`), or drop `reprocess_late_data`"),
+            );
+        }
     }
 
     fn limits(&mut self) {

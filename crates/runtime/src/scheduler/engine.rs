@@ -328,8 +328,8 @@ impl Engine {
             if self.shutdown_at.is_none() {
                 self.maybe_reload()?;
                 self.create_scheduled_runs(now)?;
-                for (dag, run_id) in self.gates.take_reprocess() {
-                    self.reprocess_late(&dag, &run_id);
+                for (dag, logical_date) in self.gates.take_reprocess() {
+                    self.reprocess_late(&dag, logical_date);
                 }
                 self.advance_backfills(now)?;
                 self.stats.most_runs_held = self.stats.most_runs_held.max(self.runs.len());

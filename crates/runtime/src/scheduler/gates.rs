@@ -44,7 +44,9 @@ pub(super) struct GateTracker {
     /// Every gate counts as open (`dags test --ignore-gate`).
     ignore: bool,
     /// Runs that succeeded with late data pending: cleared next iteration.
-    late_reprocess: Vec<(String, String)>,
+    late_reprocess: Vec<(String, DateTime<Utc>)>,
+    /// Sources whose arrival reports cannot be read, with why (logged when it changes).
+    arrivals_errors: HashMap<GateSource, String>,
 }
 
 impl GateTracker {
@@ -58,6 +60,7 @@ impl GateTracker {
             views: HashMap::new(),
             ignore,
             late_reprocess: Vec::new(),
+            arrivals_errors: HashMap::new(),
         }
     }
 
@@ -94,12 +97,29 @@ impl GateTracker {
         self.views.insert(source, view);
     }
 
-    /// A run that succeeded with late data pending, to clear next iteration.
-    pub fn reprocess_later(&mut self, dag: String, run_id: String) {
-        self.late_reprocess.push((dag, run_id));
+    /// Logs when a source's arrival reports become unreadable, or readable again.
+    pub fn keep_arrivals_error(&mut self, source: &GateSource, error: Option<String>) {
+        match error {
+            Some(e) => {
+                if self.arrivals_errors.get(source) != Some(&e) {
+                    eprintln!("gate {source}: late data is not counted: {e}");
+                    self.arrivals_errors.insert(source.clone(), e);
+                }
+            }
+            None => {
+                if self.arrivals_errors.remove(source).is_some() {
+                    eprintln!("gate {source}: arrival reports readable again");
+                }
+            }
+        }
     }
 
-    pub fn take_reprocess(&mut self) -> Vec<(String, String)> {
+    /// A run that succeeded with late data pending, to clear next iteration.
+    pub fn reprocess_later(&mut self, dag: String, logical_date: DateTime<Utc>) {
+        self.late_reprocess.push((dag, logical_date));
+    }
+
+    pub fn take_reprocess(&mut self) -> Vec<(String, DateTime<Utc>)> {
         std::mem::take(&mut self.late_reprocess)
     }
 
@@ -178,6 +198,7 @@ impl GateTracker {
         }
         let late_events = run.record.gate.as_ref().map_or(0, |g| g.late_events);
         let late_pending = run.record.gate.as_ref().is_some_and(|g| g.late_pending);
+        let late_reprocessed = run.record.gate.as_ref().map_or(0, |g| g.late_reprocessed);
         let record = GateRecord {
             status,
             waiting_since,
@@ -186,6 +207,7 @@ impl GateTracker {
             figures,
             late_events,
             late_pending,
+            late_reprocessed,
         };
         let changed = run.record.gate.as_ref().is_none_or(|g| {
             g.status != record.status || g.reason != record.reason || g.figures != record.figures
@@ -261,6 +283,8 @@ impl Engine {
     pub(super) fn apply_gate_view(&mut self, source: GateSource, look: Result<Look, String>) {
         let view = match look {
             Ok(look) => {
+                self.gates
+                    .keep_arrivals_error(&source, look.arrivals_error.clone());
                 if !look.arrivals.is_empty()
                     && let Err(e) = self.count_late_data(&source, &look.arrivals)
                 {

@@ -95,14 +95,50 @@ impl Engine {
         writes.put_run(&record);
         self.store.apply(writes)?;
         if pending && record.state.status == RunStatus::Success {
-            self.reprocess_late(&record.state.dag_id, &record.state.run_id);
+            self.reprocess_late(&record.state.dag_id, record.state.logical_date);
         }
         Ok(())
     }
 
-    /// A successful run with late events pending and `reprocess_late_data`: run it again.
-    pub(super) fn reprocess_late(&mut self, dag: &str, run_id: &str) {
-        match self.clear(dag, run_id, &[], false, false) {
+    /// A successful run with late events pending and `reprocess_late_data`: run it again,
+    /// unless the interval was already run again `max_late_reprocessing` times (then the
+    /// late events stay counted on the run for an operator, and nothing reruns).
+    pub(super) fn reprocess_late(&mut self, dag: &str, logical_date: DateTime<Utc>) {
+        let record = match self.store.run(dag, logical_date) {
+            Ok(Some(record)) => record,
+            Ok(None) => return,
+            Err(e) => {
+                eprintln!("{dag} {logical_date}: cannot read the run to reprocess late data: {e}");
+                return;
+            }
+        };
+        let run_id = record.state.run_id.clone();
+        let done = record.gate.as_ref().map_or(0, |g| g.late_reprocessed);
+        let most = self
+            .registry
+            .entries()
+            .find(|e| e.dag.dag == dag)
+            .and_then(|e| e.dag.gate.as_ref())
+            .map_or(
+                sluice_model::spec::model::defaults::MAX_LATE_REPROCESSING,
+                |g| g.kafka.max_late_reprocessing,
+            );
+        if done >= most {
+            let mut record = record;
+            if let Some(gate) = record.gate.as_mut() {
+                gate.late_pending = false;
+            }
+            let mut writes = self.store.writes();
+            writes.put_run(&record);
+            if let Err(e) = self.store.apply(writes) {
+                eprintln!("{dag} {run_id}: cannot record the late data left: {e}");
+            }
+            eprintln!(
+                "{dag} {run_id}: late events arrived, but the interval was already reprocessed {done} time(s) (max_late_reprocessing {most}): not again; `sluice clear {dag} {run_id}` reprocesses it"
+            );
+            return;
+        }
+        match self.clear(dag, &run_id, &[], false, false) {
             Ok(_) => {
                 let late = self
                     .runs
@@ -111,12 +147,14 @@ impl Engine {
                     .and_then(|(_, r)| {
                         let gate = r.record.gate.as_mut()?;
                         gate.late_pending = false;
+                        gate.late_reprocessed = done + 1;
                         r.record_touched = true;
                         Some(gate.late_events)
                     })
                     .unwrap_or_default();
                 eprintln!(
-                    "{dag} {run_id}: reprocessing, {late} late event(s) arrived after its gate opened"
+                    "{dag} {run_id}: reprocessing ({} of at most {most}), {late} late event(s) arrived after its gate opened",
+                    done + 1
                 );
             }
             Err(e) => eprintln!("{dag} {run_id}: cannot reprocess for late data: {e}"),

@@ -164,8 +164,7 @@ impl Engine {
                 if run.record.state.status == RunStatus::Success
                     && run.record.gate.as_ref().is_some_and(|g| g.late_pending)
                 {
-                    self.gates
-                        .reprocess_later(key.0.clone(), run.record.state.run_id.clone());
+                    self.gates.reprocess_later(key.0.clone(), key.1);
                 }
                 self.executors.spark.run_ended(&run.dag, key.1);
                 self.log_run(

@@ -300,6 +300,7 @@ pub async fn run(
             reason => g.reason.clone(),
             waiting_since => short(g.waiting_since),
             late_events => g.late_events,
+            late_reprocessed => g.late_reprocessed,
             figures => g.figures.as_ref().map(gate_figures),
         }
     });

@@ -800,8 +800,12 @@ fn gate_lines(gate: &sluice_store::GateRecord) -> Vec<String> {
     }
     if gate.late_events > 0 {
         lines.push(format!(
-            "  {} late event(s) after it opened",
-            gate.late_events
+            "  {} late event(s) after it opened{}",
+            gate.late_events,
+            match gate.late_reprocessed {
+                0 => String::new(),
+                n => format!(", reprocessed {n} time(s) for them"),
+            }
         ));
     }
     lines

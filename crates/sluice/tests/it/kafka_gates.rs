@@ -71,6 +71,7 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
         connection: "test_broker".into(),
         topic: topic.clone(),
         group: group.clone(),
+        arrivals_topic: None,
     };
     let mut links = HashMap::new();
     let mut memory = SourceMemory::default();
@@ -121,14 +122,10 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
     produce(&p, &topic, 3, &[ms("2025-09-01T10:07:00Z")])?;
     produce(&p, &topic, 1, &[ms("2025-09-01T10:00:00Z")])?;
     let seen = look(&Connections::default(), &mut links, &source, &mut memory)?;
-    // What arrived since the previous look, by event second: exactly those two.
-    assert_eq!(
-        seen.arrivals.into_iter().collect::<Vec<_>>(),
-        vec![
-            (ms("2025-09-01T10:00:00Z") / 1000, 1),
-            (ms("2025-09-01T10:07:00Z") / 1000, 1)
-        ]
-    );
+    // The look read the newest message of each partition with news, nothing else; no
+    // arrival reports are watched, so no late data is counted.
+    assert_eq!(seen.messages_read, 2);
+    assert!(seen.arrivals.is_empty());
     let view = seen.view;
     assert_eq!(
         watermark(&view, None, view.at).0,
@@ -515,7 +512,9 @@ fn late_events_are_counted_per_interval_and_reprocessed_when_the_dag_opts_in() -
 {
     let b = bootstrap();
     let (topic, group) = (unique("late"), unique("late-group"));
+    let arrivals = format!("{topic}.arrivals");
     create_topic(&b, &topic, 2)?;
+    create_topic(&b, &arrivals, 1)?;
     let p = producer(&b)?;
     produce(&p, &topic, 0, &[ms("2025-09-01T10:15:00Z")])?;
     produce(&p, &topic, 1, &[ms("2025-09-01T10:15:00Z")])?;
@@ -525,7 +524,7 @@ fn late_events_are_counted_per_interval_and_reprocessed_when_the_dag_opts_in() -
         gated_dag(
             &topic,
             &group,
-            &format!("    reprocess_late_data: {reprocess}"),
+            &format!("    arrivals_topic: {arrivals}\n    reprocess_late_data: {reprocess}"),
         )
         .replace("dag: gated", &format!("dag: {name}"))
         .replace(
@@ -533,6 +532,13 @@ fn late_events_are_counted_per_interval_and_reprocessed_when_the_dag_opts_in() -
             &format!("command: \"echo ran >> {}/{name}.txt\"", root.display()),
         )
     };
+    // What the raw-zone sink reported of the first two events: the gates' watermark.
+    let minute = |t: &str| ms(t) / 60_000 * 60;
+    for partition in [0, 1] {
+        let report = serde_json::json!({"partition": partition, "from_offset": 0, "to_offset": 1,
+            "minutes": [[minute("2025-09-01T10:15:00Z"), 1]], "newest_event_ms": ms("2025-09-01T10:15:00Z")});
+        produce_payload(&p, &arrivals, 0, &report.to_string())?;
+    }
     let (reprocessing, counting) = (dag("reprocessing", true), dag("counting", false));
     let mut scheduler = Scheduler::start_with(
         "late",
@@ -546,24 +552,25 @@ fn late_events_are_counted_per_interval_and_reprocessed_when_the_dag_opts_in() -
     let first = "scheduled__2025-09-01T10:00:00Z";
     scheduler.wait_for(&format!("reprocessing {first} success"), 20 * second)?;
     scheduler.wait_for(&format!("counting {first} success"), 20 * second)?;
-    // Three events of 10:00–10:15 arrive after that interval succeeded; one of 10:16
-    // belongs to an interval without a run.
-    produce(
-        &p,
-        &topic,
-        0,
-        &[ms("2025-09-01T10:05:00Z"), ms("2025-09-01T10:14:59Z")],
-    )?;
-    produce(
-        &p,
-        &topic,
-        1,
-        &[ms("2025-09-01T10:01:00Z"), ms("2025-09-01T10:16:00Z")],
-    )?;
+    // Three events of 10:00–10:15 are written after that interval succeeded; one of
+    // 10:16 belongs to an interval without a run. The raw-zone sink reports them, one
+    // report per partition flushed (the format of docs/dag-spec.md).
+    let reports = [
+        serde_json::json!({"partition": 0, "from_offset": 1, "to_offset": 3,
+            "minutes": [[minute("2025-09-01T10:05:00Z"), 1], [minute("2025-09-01T10:14:59Z"), 1]]}),
+        serde_json::json!({"partition": 1, "from_offset": 1, "to_offset": 3,
+            "minutes": [[minute("2025-09-01T10:01:00Z"), 1], [minute("2025-09-01T10:16:00Z"), 1]]}),
+        // Partition 0's range again (a sink that crashed before committing): counted once.
+        serde_json::json!({"partition": 0, "from_offset": 1, "to_offset": 3,
+            "minutes": [[minute("2025-09-01T10:05:00Z"), 1], [minute("2025-09-01T10:14:59Z"), 1]]}),
+    ];
+    for report in reports {
+        produce_payload(&p, &arrivals, 0, &report.to_string())?;
+    }
     // The four may land in two looks: one rerun per look that saw late events (or one
     // more if they came while a rerun ran), the last with all three counted.
     scheduler.wait_for(
-        "reprocessing, 3 late event(s) arrived after its gate opened",
+        ", 3 late event(s) arrived after its gate opened",
         20 * second,
     )?;
     let reruns = scheduler.count("late event(s) arrived after its gate opened");
@@ -615,18 +622,21 @@ fn hostile_timestamps_do_not_move_the_watermark_and_are_counted() -> Result<(), 
         connection: "test_broker".into(),
         topic: topic.clone(),
         group: unique("hostile-group"),
+        arrivals_topic: None,
     };
     let mut links = HashMap::new();
     let mut memory = SourceMemory::default();
     look(&Connections::default(), &mut links, &source, &mut memory)?;
 
     let ten_years_ahead = chrono::Utc::now().timestamp_millis() + 10 * 365 * 86_400_000;
-    produce(
-        &p,
-        &topic,
-        0,
-        &[ten_years_ahead, 1, i64::MAX / 2, ms("2025-09-01T10:05:00Z")],
-    )?;
+    let first = chrono::DateTime::parse_from_rfc3339("2025-09-01T10:00:00Z")?.to_utc();
+    // Each hostile time as the partition's newest message, the one a look reads.
+    for hostile in [ten_years_ahead, 1, i64::MAX / 2] {
+        produce(&p, &topic, 0, &[hostile])?;
+        let view = look(&Connections::default(), &mut links, &source, &mut memory)?.view;
+        assert_eq!(view.partitions[0].event_time, Some(first), "{hostile}");
+    }
+    produce(&p, &topic, 0, &[ms("2025-09-01T10:05:00Z")])?;
     let view = look(&Connections::default(), &mut links, &source, &mut memory)?.view;
     let at = chrono::DateTime::parse_from_rfc3339("2025-09-01T10:05:00Z")?.to_utc();
     assert_eq!(view.partitions[0].high_watermark, 5);
@@ -637,5 +647,145 @@ fn hostile_timestamps_do_not_move_the_watermark_and_are_counted() -> Result<(), 
         rejected, 2,
         "the two far-future timestamps are not believed"
     );
+    Ok(())
+}
+
+/// Produces one message with the given payload (an arrival report).
+fn produce_payload(
+    producer: &rdkafka::producer::BaseProducer,
+    topic: &str,
+    partition: i32,
+    payload: &str,
+) -> Result<(), Error> {
+    producer
+        .send(
+            rdkafka::producer::BaseRecord::to(topic)
+                .partition(partition)
+                .key("report")
+                .payload(payload),
+        )
+        .map_err(|(e, _)| e)?;
+    rdkafka::producer::Producer::flush(producer, std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+/// Late data counted exactly without reading the events: generated traffic with bursts
+/// of late events (a fifth of them 20 minutes late) goes through Kafka to the raw-zone sink
+/// (`sluice-raw-sink`, in process), which writes the raw zone and reports its writes; the
+/// gate's reader of those reports adds up to exactly the events of every interval, as many
+/// as the generator made and the sink wrote, in a handful of reports per flush.
+#[test]
+fn arrival_reports_count_every_event_of_every_interval_exactly() -> Result<(), Error> {
+    use clap::Parser;
+    use sluice_runtime::gate::kafka::arrivals::{self, ArrivalsMemory};
+    use sluice_runtime::gate::kafka::client::KafkaLink;
+
+    let b = bootstrap();
+    let (topic, reports) = (unique("sink"), unique("sink-arrivals"));
+    create_topic(&b, &topic, 4)?;
+    create_topic(&b, &reports, 1)?;
+    let mut link = KafkaLink::new(sluice_runtime::connections::KafkaConnection {
+        bootstrap_servers: b.clone(),
+        properties: Default::default(),
+        sasl_password_env: None,
+    })?;
+    // The gate's first look at the reports: everything after it counts.
+    let mut memory = ArrivalsMemory::default();
+    let first = arrivals::read(&mut link, &reports, &mut memory)?;
+    assert_eq!(first.reports, 0);
+
+    let raw = std::env::temp_dir().join(format!("sluice-sink-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&raw);
+    let manifest = sluice_demo::eventgen::run(&sluice_demo::eventgen::Args::parse_from([
+        "sluice-eventgen",
+        "--bootstrap",
+        &b,
+        "--topic",
+        &topic,
+        "--partitions",
+        "4",
+        "--from",
+        "2025-09-01T10:00:00Z",
+        "--to",
+        "2025-09-01T10:45:00Z",
+        "--rate",
+        "10",
+        "--late",
+        "0.2",
+        "--late-minutes",
+        "20",
+    ]))?;
+    let written = sluice_demo::raw_sink::run(&sluice_demo::raw_sink::Args::parse_from([
+        "sluice-raw-sink",
+        "--bootstrap",
+        &b,
+        "--topic",
+        &topic,
+        "--group",
+        &unique("sink-group"),
+        "--raw-zone",
+        &raw.display().to_string(),
+        "--arrivals-topic",
+        &reports,
+        "--batch",
+        "2000",
+        "--idle-exit-seconds",
+        "2",
+    ]))?;
+    assert_eq!(written, manifest.total());
+
+    let mut per_minute = std::collections::BTreeMap::new();
+    let mut newest = std::collections::BTreeMap::new();
+    let mut read_reports = 0;
+    loop {
+        let read = arrivals::read(&mut link, &reports, &mut memory)?;
+        if read.reports == 0 {
+            break;
+        }
+        read_reports += read.reports;
+        for (p, ms) in read.newest {
+            let at = newest.entry(p).or_insert(ms);
+            *at = (*at).max(ms);
+        }
+        for (minute, n) in read.per_minute {
+            *per_minute.entry(minute).or_insert(0u64) += n;
+        }
+    }
+    let mut per_interval = std::collections::BTreeMap::new();
+    for (minute, n) in per_minute {
+        let start = chrono::DateTime::from_timestamp(minute / 900 * 900, 0).ok_or("time")?;
+        *per_interval.entry(start).or_insert(0u64) += n;
+    }
+    let expected: std::collections::BTreeMap<_, _> = manifest
+        .intervals
+        .iter()
+        .map(|(start, counts)| (*start, counts.events))
+        .collect();
+    let late: u64 = manifest.intervals.values().map(|c| c.late).sum();
+    println!(
+        "{} events ({late} late) in {read_reports} reports: {per_interval:?}",
+        manifest.total()
+    );
+    assert!(
+        late > manifest.total() / 10,
+        "bursts of late events: {late}"
+    );
+    assert_eq!(per_interval, expected);
+    // The watermark the reports give: each partition's newest event written, the last
+    // minute of traffic (late events are older, never newer).
+    assert_eq!(newest.len(), 4, "{newest:?}");
+    for ms_written in newest.values() {
+        assert!(
+            (ms("2025-09-01T10:44:00Z")..ms("2025-09-01T10:45:00Z")).contains(ms_written),
+            "{newest:?}"
+        );
+    }
+    // A few reports per flush and partition, however many events they count.
+    assert!(
+        read_reports <= 4 * (written / 2000 + 10),
+        "{read_reports} reports"
+    );
+    assert_eq!(memory.unreadable, 0);
+    let _ = std::fs::remove_dir_all(&raw);
     Ok(())
 }

@@ -274,6 +274,67 @@ impl KafkaLink {
     }
 }
 
+/// A message's offset and payload.
+pub type Payload = (i64, Vec<u8>);
+
+impl KafkaLink {
+    /// Reads the payloads of each partition's messages in `[from, to)` (offsets), in offset
+    /// order; a partition that answers nothing in time ends short.
+    pub fn read_payloads(
+        &self,
+        topic: &str,
+        ranges: &BTreeMap<i32, (i64, i64)>,
+    ) -> Result<BTreeMap<i32, Vec<Payload>>, String> {
+        let mut read: BTreeMap<i32, Vec<Payload>> = BTreeMap::new();
+        let mut tpl = TopicPartitionList::new();
+        for (p, (from, to)) in ranges {
+            if from < to {
+                tpl.add_partition_offset(topic, *p, Offset::Offset(*from))
+                    .map_err(|e| kafka_error("assign", e))?;
+                read.insert(*p, Vec::new());
+            }
+        }
+        if read.is_empty() {
+            return Ok(read);
+        }
+        self.reader
+            .assign(&tpl)
+            .map_err(|e| kafka_error("assign", e))?;
+        let mut open = read.len();
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        while open > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.reader.poll(left.min(Duration::from_millis(100))) {
+                Some(Ok(message)) => {
+                    let p = message.partition();
+                    let (Some((from, to)), Some(got)) = (ranges.get(&p), read.get_mut(&p)) else {
+                        continue;
+                    };
+                    let offset = message.offset();
+                    let done = got.last().is_some_and(|(o, _)| o + 1 >= *to);
+                    if done || offset < *from || offset >= *to {
+                        continue;
+                    }
+                    got.push((offset, message.payload().unwrap_or_default().to_vec()));
+                    if offset + 1 >= *to {
+                        open -= 1;
+                    }
+                }
+                Some(Err(e)) => {
+                    let _ = self.reader.unassign();
+                    return Err(kafka_error("reading messages", e));
+                }
+                None => {}
+            }
+        }
+        let _ = self.reader.unassign();
+        Ok(read)
+    }
+}
+
 /// What a scan of one partition found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scanned {

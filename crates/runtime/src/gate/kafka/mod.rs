@@ -5,6 +5,7 @@
 //! A connection is `SLUICE_CONN_<NAME>` = `{"type": "kafka", "bootstrap_servers":
 //! "host:port", "properties": {…}, "sasl_password_env": "VAR"}` (see `crate::connections`).
 
+pub mod arrivals;
 pub mod client;
 pub mod monitor;
 pub mod observer;
@@ -17,6 +18,8 @@ pub struct GateSource {
     pub connection: String,
     pub topic: String,
     pub group: String,
+    /// The raw-zone sink's arrival reports, read for late data.
+    pub arrivals_topic: Option<String>,
 }
 
 impl GateSource {
@@ -25,6 +28,7 @@ impl GateSource {
             connection: gate.connection.clone(),
             topic: gate.topic.clone(),
             group: gate.group.clone(),
+            arrivals_topic: gate.arrivals_topic.clone(),
         }
     }
 

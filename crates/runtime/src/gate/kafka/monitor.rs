@@ -142,5 +142,12 @@ pub fn look(
     let link = links
         .get_mut(&source.connection)
         .ok_or_else(|| format!("no link for connection `{}`", source.connection))?;
-    observe(link, &source.topic, &source.group, memory, Utc::now())
+    observe(
+        link,
+        &source.topic,
+        &source.group,
+        source.arrivals_topic.as_deref(),
+        memory,
+        Utc::now(),
+    )
 }

@@ -60,6 +60,7 @@ impl Platform {
         }
         let broker = OwnBroker::start(19700 + u16::try_from(id % 90)?)?;
         create_topic(&broker.bootstrap, "events", 4)?;
+        create_topic(&broker.bootstrap, "events.arrivals", 1)?;
 
         // Events past the window's end by more than the gate's lateness, so every gate opens.
         let raw_zone = root.join("raw");
@@ -70,8 +71,6 @@ impl Platform {
             &broker.bootstrap,
             "--partitions",
             "4",
-            "--raw-zone",
-            &raw_zone.display().to_string(),
             "--from",
             &from.to_rfc3339(),
             "--to",
@@ -81,6 +80,19 @@ impl Platform {
             "--seed",
             "11",
         ]))?;
+        // The raw zone is written from the topic by the sink whose group the gate waits for.
+        let written = sluice_demo::raw_sink::run(&sluice_demo::raw_sink::Args::parse_from([
+            "sluice-raw-sink",
+            "--bootstrap",
+            &broker.bootstrap,
+            "--raw-zone",
+            &raw_zone.display().to_string(),
+            "--idle-exit-seconds",
+            "20",
+        ]))?;
+        if written != manifest.total() {
+            return Err(format!("the sink wrote {written} of {} events", manifest.total()).into());
+        }
         let streamed =
             sluice_demo::stream_layer::run(&sluice_demo::stream_layer::Args::parse_from([
                 "sluice-stream-layer",
