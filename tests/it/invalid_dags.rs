@@ -9,6 +9,20 @@ use sluice_tests::{TempDir, fixture};
 /// (file, line, code, part of the message, part of the help or "").
 const EXPECTED: &[(&str, usize, &str, &str, &str)] = &[
     (
+        "gate_group_and_groups.yaml",
+        10,
+        "spec::gate-groups",
+        "the gate names `group` and `groups`: one of them",
+        "move `group` into `groups`",
+    ),
+    (
+        "late_data_without_reports.yaml",
+        9,
+        "spec::late-data-without-reports",
+        "`reprocess_late_data` needs `arrivals_topic`",
+        "name the topic the raw-zone sink reports its writes to",
+    ),
+    (
         "sensor_zero_poke_interval.yaml",
         9,
         "spec::out-of-range",

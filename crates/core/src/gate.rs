@@ -31,6 +31,92 @@ pub struct GateRule {
     pub idle_after: Option<TimeDelta>,
 }
 
+/// A further consumer group a gate watches, with its own rule (the gate's own group is
+/// the one of [`GateRule`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupCheck {
+    pub group: String,
+    pub max_lag: Option<u64>,
+    pub max_lag_time: Option<TimeDelta>,
+    /// Whether the gate waits for it; if not, it is only shown.
+    pub required: bool,
+}
+
+/// What a further group's look said, recorded with the decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupFigures {
+    pub group: String,
+    pub required: bool,
+    /// Its total lag; none while it could not be seen.
+    pub lag: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag: Option<u64>,
+    /// The most any partition is behind in time, in milliseconds.
+    pub time_lag_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag_time_ms: Option<i64>,
+    pub lag_status: Option<LagStatus>,
+    /// Within its rule.
+    pub ok: bool,
+}
+
+/// The group's total lag, how far its worst partition is behind in time, its status.
+fn lag_of(view: &TopicView) -> (u64, TimeDelta, LagStatus) {
+    let lag = view.partitions.iter().map(PartitionView::lag).sum();
+    let behind = view
+        .partitions
+        .iter()
+        .map(|p| TimeDelta::milliseconds(p.time_lag_ms))
+        .max()
+        .unwrap_or_default();
+    let status = super::lag::group_status(view.partitions.iter().map(|p| p.lag_status));
+    (lag, behind, status)
+}
+
+/// Checks a further group: its figures, and why it is not within its rule.
+pub fn check_group(
+    check: &GroupCheck,
+    view: Result<&TopicView, &str>,
+) -> (GroupFigures, Option<String>) {
+    let mut figures = GroupFigures {
+        group: check.group.clone(),
+        required: check.required,
+        lag: None,
+        max_lag: check.max_lag,
+        time_lag_ms: None,
+        max_lag_time_ms: check.max_lag_time.map(|t| t.num_milliseconds()),
+        lag_status: None,
+        ok: false,
+    };
+    let why = match view {
+        Err(e) => Some(format!("group {}: no view: {e}", check.group)),
+        Ok(view) => {
+            let (lag, behind, status) = lag_of(view);
+            figures.lag = Some(lag);
+            figures.time_lag_ms = Some(behind.num_milliseconds());
+            figures.lag_status = Some(status);
+            if check.max_lag.is_some_and(|max| lag > max) {
+                Some(format!(
+                    "group {}: consumer lag {lag} > max_lag {}",
+                    check.group,
+                    check.max_lag.unwrap_or_default()
+                ))
+            } else if check.max_lag_time.is_some_and(|max| behind > max) {
+                Some(format!(
+                    "group {}: consumer {} behind > max_lag_time {}",
+                    check.group,
+                    format_delta(behind),
+                    format_delta(check.max_lag_time.unwrap_or_default())
+                ))
+            } else {
+                None
+            }
+        }
+    };
+    figures.ok = why.is_none();
+    (figures, why)
+}
+
 /// One partition as last seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionView {
@@ -117,6 +203,9 @@ pub struct GateFigures {
     pub idle_partitions: Vec<i32>,
     /// Active partitions whose event time is still short of the required watermark.
     pub behind_partitions: Vec<i32>,
+    /// The gate's further consumer groups, each with its rule's verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupFigures>,
 }
 
 /// What a gate says at one instant.
@@ -134,12 +223,14 @@ pub enum GateDecision {
 }
 
 /// Decides the gate of an interval ending at `interval_end` for a run waiting since
-/// `waiting_since`, from the latest view of the topic (or why there is none).
+/// `waiting_since`, from the latest view of the topic (or why there is none) and of each
+/// further group the gate watches.
 pub fn decide(
     rule: &GateRule,
     interval_end: DateTime<Utc>,
     waiting_since: DateTime<Utc>,
     view: Result<&TopicView, &str>,
+    others: &[(GroupCheck, Result<&TopicView, &str>)],
     now: DateTime<Utc>,
 ) -> GateDecision {
     let required = interval_end + rule.lateness;
@@ -147,13 +238,16 @@ pub fn decide(
         Err(why) => (format!("no view of the topic: {why}"), None),
         Ok(view) => {
             let (mark, idle) = watermark(view, rule.idle_after, now);
-            let lag: u64 = view.partitions.iter().map(PartitionView::lag).sum();
-            let behind = view
-                .partitions
-                .iter()
-                .map(|p| TimeDelta::milliseconds(p.time_lag_ms))
-                .max()
-                .unwrap_or_default();
+            let (lag, behind, lag_status) = lag_of(view);
+            let mut groups = Vec::with_capacity(others.len());
+            let mut blocking = None;
+            for (check, view) in others {
+                let (figures, why) = check_group(check, *view);
+                if check.required && blocking.is_none() {
+                    blocking = why;
+                }
+                groups.push(figures);
+            }
             let figures = GateFigures {
                 observed_at: view.at,
                 watermark: mark,
@@ -162,7 +256,8 @@ pub fn decide(
                 max_lag: rule.max_lag,
                 time_lag_ms: behind.num_milliseconds(),
                 max_lag_time_ms: rule.max_lag_time.map(|t| t.num_milliseconds()),
-                lag_status: super::lag::group_status(view.partitions.iter().map(|p| p.lag_status)),
+                lag_status,
+                groups,
                 partitions: view.partitions.len(),
                 behind_partitions: view
                     .partitions
@@ -178,7 +273,7 @@ pub fn decide(
             let time_ok = rule.max_lag_time.is_none_or(|max| behind <= max);
             if view.partitions.is_empty() {
                 ("the topic has no partitions".to_owned(), Some(figures))
-            } else if watermark_ok && lag_ok && time_ok {
+            } else if watermark_ok && lag_ok && time_ok && blocking.is_none() {
                 return GateDecision::Open(figures);
             } else if !watermark_ok {
                 let seen = mark.map_or(
@@ -201,7 +296,7 @@ pub fn decide(
                     ),
                     Some(figures),
                 )
-            } else {
+            } else if !time_ok {
                 (
                     format!(
                         "consumer {} behind > max_lag_time {}",
@@ -210,6 +305,8 @@ pub fn decide(
                     ),
                     Some(figures),
                 )
+            } else {
+                (blocking.unwrap_or_default(), Some(figures))
             }
         }
     };
@@ -302,9 +399,9 @@ mod tests {
             partitions: vec![partition(0, Some(minute), minute)],
         };
         // Interval ends at minute 15; lateness 5.
-        let closed = decide(&rule(), t(15), t(15), Ok(&view(19)), t(19));
+        let closed = decide(&rule(), t(15), t(15), Ok(&view(19)), &[], t(19));
         assert!(matches!(closed, GateDecision::Closed { .. }), "{closed:?}");
-        let open = decide(&rule(), t(15), t(15), Ok(&view(20)), t(20));
+        let open = decide(&rule(), t(15), t(15), Ok(&view(20)), &[], t(20));
         assert!(matches!(open, GateDecision::Open(_)), "{open:?}");
     }
 
@@ -318,7 +415,7 @@ mod tests {
             max_lag: Some(19),
             ..rule()
         };
-        match decide(&rule, t(15), t(15), Ok(&view), t(30)) {
+        match decide(&rule, t(15), t(15), Ok(&view), &[], t(30)) {
             GateDecision::Closed { reason, figures } => {
                 assert!(reason.contains("consumer lag 20 > max_lag 19"), "{reason}");
                 assert_eq!(figures.map(|f| f.lag), Some(20));
@@ -338,7 +435,7 @@ mod tests {
             max_lag_time: Some(TimeDelta::minutes(2)),
             ..rule()
         };
-        match decide(&rule, t(15), t(15), Ok(&view), t(30)) {
+        match decide(&rule, t(15), t(15), Ok(&view), &[], t(30)) {
             GateDecision::Closed { reason, figures } => {
                 assert!(
                     reason.contains("consumer 2m30s behind > max_lag_time 2m"),
@@ -350,21 +447,89 @@ mod tests {
         }
         view.partitions[1].time_lag_ms = 120_000;
         assert!(matches!(
-            decide(&rule, t(15), t(15), Ok(&view), t(30)),
+            decide(&rule, t(15), t(15), Ok(&view), &[], t(30)),
+            GateDecision::Open(_)
+        ));
+    }
+
+    #[test]
+    fn a_further_group_blocks_only_when_required() {
+        let view = TopicView {
+            at: t(30),
+            partitions: vec![partition(0, Some(30), 30)],
+        };
+        let mut stalled = view.clone();
+        stalled.partitions[0].time_lag_ms = 600_000;
+        let check = |required| GroupCheck {
+            group: "realtime-aggregator".into(),
+            max_lag: None,
+            max_lag_time: Some(TimeDelta::minutes(5)),
+            required,
+        };
+        // The stream layer's group, 10 minutes behind: shown, not waited for.
+        match decide(
+            &rule(),
+            t(15),
+            t(15),
+            Ok(&view),
+            &[(check(false), Ok(&stalled))],
+            t(30),
+        ) {
+            GateDecision::Open(f) => {
+                assert_eq!(f.groups.len(), 1);
+                assert!(!f.groups[0].ok && f.groups[0].time_lag_ms == Some(600_000));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Required, it keeps the gate closed, and so does not being seen at all.
+        match decide(
+            &rule(),
+            t(15),
+            t(15),
+            Ok(&view),
+            &[(check(true), Ok(&stalled))],
+            t(30),
+        ) {
+            GateDecision::Closed { reason, .. } => assert!(
+                reason.contains("group realtime-aggregator: consumer 10m behind > max_lag_time 5m"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decide(
+                &rule(),
+                t(15),
+                t(15),
+                Ok(&view),
+                &[(check(true), Err("down"))],
+                t(30)
+            ),
+            GateDecision::Closed { .. }
+        ));
+        assert!(matches!(
+            decide(
+                &rule(),
+                t(15),
+                t(15),
+                Ok(&view),
+                &[(check(true), Ok(&view))],
+                t(30)
+            ),
             GateDecision::Open(_)
         ));
     }
 
     #[test]
     fn a_missing_view_stays_closed_then_times_out() {
-        let closed = decide(&rule(), t(15), t(15), Err("broker down"), t(59));
+        let closed = decide(&rule(), t(15), t(15), Err("broker down"), &[], t(59));
         assert!(
             matches!(&closed, GateDecision::Closed { reason, figures: None } if reason.contains("broker down"))
         );
-        let timed_out = decide(&rule(), t(15), t(15), Err("broker down"), t(60));
+        let timed_out = decide(&rule(), t(15), t(15), Err("broker down"), &[], t(60));
         assert!(matches!(timed_out, GateDecision::TimedOut { .. }));
         // A backfill run that began waiting later gets its full timeout.
-        let backfill = decide(&rule(), t(15), t(500), Err("broker down"), t(544));
+        let backfill = decide(&rule(), t(15), t(500), Err("broker down"), &[], t(544));
         assert!(matches!(backfill, GateDecision::Closed { .. }));
     }
 
@@ -386,7 +551,7 @@ mod tests {
                     .collect(),
             };
             let rule = GateRule { lateness: TimeDelta::minutes(lateness), idle_after: None, timeout: None, max_lag: None, max_lag_time: None };
-            let open = matches!(decide(&rule, t(end), t(end), Ok(&view), t(120)), GateDecision::Open(_));
+            let open = matches!(decide(&rule, t(end), t(end), Ok(&view), &[], t(120)), GateDecision::Open(_));
             let complete = event_minutes.iter().all(|m| *m >= end + lateness);
             prop_assert_eq!(open, complete);
         }

@@ -92,6 +92,7 @@ fn main() -> Result<(), Error> {
         topic: topic.clone(),
         group: group.into(),
         arrivals_topic: None,
+        lag_only: false,
     };
     let rule = GateRule {
         lateness: chrono::TimeDelta::minutes(5),
@@ -113,7 +114,7 @@ fn main() -> Result<(), Error> {
         |links: &mut HashMap<_, _>, memory: &mut SourceMemory| -> Result<Duration, Error> {
             let started = Instant::now();
             let seen = look(&Connections::default(), links, &source, memory)?;
-            let decision = decide(&rule, end, end, Ok(&seen.view), seen.view.at);
+            let decision = decide(&rule, end, end, Ok(&seen.view), &[], seen.view.at);
             std::hint::black_box(decision);
             Ok(started.elapsed())
         };
@@ -136,7 +137,7 @@ fn main() -> Result<(), Error> {
             next += per_partition * 1000;
             let started = Instant::now();
             let seen = look(&Connections::default(), &mut links, &source, &mut memory)?;
-            std::hint::black_box(decide(&rule, end, end, Ok(&seen.view), seen.view.at));
+            std::hint::black_box(decide(&rule, end, end, Ok(&seen.view), &[], seen.view.at));
             samples.push(started.elapsed());
             read = read.max(seen.messages_read);
         }
@@ -191,7 +192,7 @@ fn main() -> Result<(), Error> {
                 &with_reports,
                 &mut report_memory,
             )?;
-            std::hint::black_box(decide(&rule, end, end, Ok(&seen.view), seen.view.at));
+            std::hint::black_box(decide(&rule, end, end, Ok(&seen.view), &[], seen.view.at));
             samples.push(started.elapsed());
             read = read.max(seen.messages_read);
         }
@@ -205,7 +206,7 @@ fn main() -> Result<(), Error> {
     let seen = look(&Connections::default(), &mut links, &source, &mut memory)?;
     let started = Instant::now();
     for _ in 0..1000 {
-        std::hint::black_box(decide(&rule, end, end, Ok(&seen.view), seen.view.at));
+        std::hint::black_box(decide(&rule, end, end, Ok(&seen.view), &[], seen.view.at));
     }
     let decide_only = started.elapsed() / 1000;
 

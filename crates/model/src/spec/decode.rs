@@ -147,7 +147,21 @@ fn read_gate(d: &mut Decoder, node: &Node, path: &str) -> Option<Gate> {
         let mut k = d.fields(n, p, "the Kafka gate")?;
         let connection = k.read_required(d, "connection", Decoder::string);
         let topic = k.read_required(d, "topic", Decoder::string);
-        let group = k.read_required(d, "group", Decoder::string);
+        let group = k.read(d, "group", Decoder::string);
+        let groups = k.read(d, "groups", |d, n, p| {
+            d.map(n, p, |d, n, p| {
+                let mut g = d.fields(n, p, "a consumer group's rule")?;
+                let rule = GroupRule {
+                    max_lag: g.read(d, "max_lag", Decoder::unsigned),
+                    max_lag_time: g.read(d, "max_lag_time", Decoder::duration),
+                    required: g
+                        .read(d, "required", Decoder::boolean)
+                        .unwrap_or_else(defaults::required),
+                };
+                g.finish(d);
+                Some(rule)
+            })
+        });
         let gate = KafkaGate {
             watermark_lateness: k
                 .read(d, "watermark_lateness", Decoder::duration)
@@ -168,7 +182,8 @@ fn read_gate(d: &mut Decoder, node: &Node, path: &str) -> Option<Gate> {
                 .unwrap_or(defaults::GATE_POLL_INTERVAL),
             connection: connection?,
             topic: topic?,
-            group: group?,
+            group: group.unwrap_or_default(),
+            groups: groups.unwrap_or_default().into_iter().collect(),
         };
         k.finish(d);
         Some(gate)

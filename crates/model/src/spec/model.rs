@@ -116,6 +116,9 @@ pub mod defaults {
     pub fn gate_poll_interval() -> Duration {
         GATE_POLL_INTERVAL
     }
+    pub fn required() -> bool {
+        true
+    }
     pub const MAX_LATE_REPROCESSING: u32 = 3;
     pub fn max_late_reprocessing() -> u32 {
         MAX_LATE_REPROCESSING
@@ -155,8 +158,13 @@ pub struct KafkaGate {
     /// Kafka connection name from the configuration.
     pub connection: String,
     pub topic: String,
-    /// Consumer group whose lag is watched.
+    /// Consumer group whose lag is watched, with `max_lag`/`max_lag_time`. Or `groups`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group: String,
+    /// Several consumer groups, each with a rule of its own; a group that is not
+    /// `required` is watched and shown, never waited on. Instead of `group`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub groups: IndexMap<String, GroupRule>,
     /// Open once the watermark passes the interval end plus this. Default `0s`.
     #[serde(default)]
     pub watermark_lateness: Duration,
@@ -188,6 +196,53 @@ pub struct KafkaGate {
     /// How often the topic and group are looked at. Default `10s`.
     #[serde(default = "defaults::gate_poll_interval")]
     pub poll_interval: Duration,
+}
+
+/// A consumer group's rule under `gate.kafka.groups`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupRule {
+    /// Open only while the group's total lag is at most this many messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag: Option<u64>,
+    /// Open only while the group is at most this far behind in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag_time: Option<Duration>,
+    /// Whether the gate waits for this group. Default true; false: watched and shown only.
+    #[serde(default = "defaults::required")]
+    pub required: bool,
+}
+
+impl KafkaGate {
+    /// Every watched group with its rule: `groups`, or `group` with the gate's own
+    /// `max_lag`/`max_lag_time`.
+    pub fn watched_groups(&self) -> Vec<(String, GroupRule)> {
+        if !self.groups.is_empty() {
+            return self
+                .groups
+                .iter()
+                .map(|(name, rule)| (name.clone(), rule.clone()))
+                .collect();
+        }
+        vec![(
+            self.group.clone(),
+            GroupRule {
+                max_lag: self.max_lag,
+                max_lag_time: self.max_lag_time,
+                required: true,
+            },
+        )]
+    }
+
+    /// The group whose look also reads the topic's event times and arrival reports: the
+    /// first required one.
+    pub fn primary_group(&self) -> String {
+        self.watched_groups()
+            .into_iter()
+            .find(|(_, rule)| rule.required)
+            .map(|(name, _)| name)
+            .unwrap_or_else(|| self.group.clone())
+    }
 }
 
 /// Retry, timeout and pool settings; on `defaults` and on each task.

@@ -256,6 +256,9 @@ impl<'a> Validator<'a> {
                 .help("the warning should come before the deadline"),
             );
         }
+        if let Some(gate) = &dag.gate {
+            self.gate_groups(&gate.kafka);
+        }
         if let Some(gate) = &dag.gate
             && gate.kafka.reprocess_late_data
             && gate.kafka.arrivals_topic.is_none()
@@ -268,6 +271,68 @@ impl<'a> Validator<'a> {
                 .at(self.at("gate.kafka.reprocess_late_data"), "nothing would count late data")
                 .help("name the topic the raw-zone sink reports its writes to (`arrivals_topic: events.arrivals`), or drop `reprocess_late_data`"),
             );
+        }
+    }
+
+    /// `group` or `groups`, one of them; per-group rules only under `groups`; some group
+    /// waited for.
+    fn gate_groups(&mut self, kafka: &super::model::KafkaGate) {
+        let (single, several) = (!kafka.group.is_empty(), !kafka.groups.is_empty());
+        if single && several {
+            self.report(
+                Diagnostic::error(
+                    "spec::gate-groups",
+                    "the gate names `group` and `groups`: one of them",
+                )
+                .at(
+                    self.at("gate.kafka.groups"),
+                    "a second way of naming groups",
+                )
+                .help("move `group` into `groups` with its rule, or drop `groups`"),
+            );
+        } else if !single && !several {
+            self.report(
+                Diagnostic::error(
+                    "spec::gate-groups",
+                    "the Kafka gate watches no consumer group",
+                )
+                .at(self.at("gate.kafka"), "no `group` or `groups`")
+                .help("add `group: <the consumer group whose output the DAG reads>`"),
+            );
+        }
+        if several && !single {
+            for field in ["max_lag", "max_lag_time"] {
+                let set = match field {
+                    "max_lag" => kafka.max_lag.is_some(),
+                    _ => kafka.max_lag_time.is_some(),
+                };
+                if set {
+                    self.report(
+                        Diagnostic::error(
+                            "spec::gate-groups",
+                            format!("`{field}` beside `groups` would say nothing of which group"),
+                        )
+                        .at(
+                            self.at(&format!("gate.kafka.{field}")),
+                            "move it into a group",
+                        )
+                        .help(format!("`groups: {{<group>: {{{field}: …}}}}`")),
+                    );
+                }
+            }
+            if kafka.groups.values().all(|rule| !rule.required) {
+                self.report(
+                    Diagnostic::error(
+                        "spec::gate-groups",
+                        "no group under `groups` is required: the gate would wait for no consumer",
+                    )
+                    .at(
+                        self.at("gate.kafka.groups"),
+                        "every group `required: false`",
+                    )
+                    .help("the group whose output the DAG reads is required (the default)"),
+                );
+            }
         }
     }
 

@@ -26,11 +26,18 @@ pub(super) enum GateVerdict {
     TimedOut(String),
 }
 
+/// The rule of the gate's primary group (its own, or the first required of `groups`).
 pub(super) fn rule_of(gate: &sluice_model::spec::KafkaGate) -> GateRule {
+    let primary = gate.primary_group();
+    let group = gate
+        .watched_groups()
+        .into_iter()
+        .find(|(name, _)| *name == primary)
+        .map(|(_, rule)| rule);
     GateRule {
         lateness: gate.watermark_lateness.as_chrono(),
-        max_lag: gate.max_lag,
-        max_lag_time: gate.max_lag_time.map(|t| t.as_chrono()),
+        max_lag: group.as_ref().and_then(|g| g.max_lag),
+        max_lag_time: group.and_then(|g| g.max_lag_time).map(|t| t.as_chrono()),
         timeout: gate.timeout.map(|t| t.as_chrono()),
         idle_after: gate.idle_partition_timeout.map(|t| t.as_chrono()),
     }
@@ -73,13 +80,21 @@ impl GateTracker {
         let mut list = Watchlist::new();
         for gate in gates {
             let every = gate.kafka.poll_interval.as_std();
-            let source = GateSource::of(&gate.kafka);
-            if let Some(watch) = list.get_mut(&source) {
-                watch.every = watch.every.min(every);
-                continue;
+            let others = GateSource::others_of(&gate.kafka)
+                .into_iter()
+                .map(|(s, _)| s);
+            for source in std::iter::once(GateSource::of(&gate.kafka)).chain(others) {
+                if let Some(watch) = list.get_mut(&source) {
+                    watch.every = watch.every.min(every);
+                    continue;
+                }
+                let remembered = if source.lag_only {
+                    SourceMemory::default()
+                } else {
+                    recall(store, &source)
+                };
+                list.insert(source, Watch { every, remembered });
             }
-            let remembered = recall(store, &source);
-            list.insert(source, Watch { every, remembered });
         }
         self.monitor.watch(list);
     }
@@ -155,17 +170,21 @@ impl GateTracker {
             Some(g) if !cleared_after_timeout => g.waiting_since,
             _ => now,
         };
-        let source = GateSource::of(&gate.kafka);
-        let view = match self.views.get(&source) {
+        let view_of = |source: &GateSource| match self.views.get(source) {
             Some(Ok(view)) => Ok(view),
             Some(Err(e)) => Err(e.as_str()),
             None => Err("not looked at yet"),
         };
+        let others: Vec<_> = GateSource::others_of(&gate.kafka)
+            .into_iter()
+            .map(|(source, check)| (check, view_of(&source)))
+            .collect();
         let decision = sluice_core::gate::decide(
             &rule_of(&gate.kafka),
             run.record.state.interval.end,
             waiting_since,
-            view,
+            view_of(&GateSource::of(&gate.kafka)),
+            &others,
             now,
         );
         let (status, reason, figures, verdict) = match decision {
@@ -306,7 +325,7 @@ impl Engine {
                     .dag
                     .gate
                     .as_ref()
-                    .is_some_and(|g| GateSource::of(&g.kafka) == source)
+                    .is_some_and(|g| source.serves(&g.kafka))
             {
                 run.dirty = true;
             }

@@ -256,6 +256,14 @@ fn gate_figures(f: &sluice_core::gate::GateFigures) -> minijinja::Value {
         partitions => f.partitions,
         idle_partitions => f.idle_partitions.clone(),
         behind_partitions => f.behind_partitions.clone(),
+        groups => f.groups.iter().map(|g| context! {
+            group => g.group.clone(),
+            required => g.required,
+            lag => g.lag,
+            behind => g.time_lag_ms.map(|ms| format!("{}s", ms / 1000)),
+            status => g.lag_status.as_ref().map(name_of),
+            ok => g.ok,
+        }).collect::<Vec<_>>(),
     }
 }
 

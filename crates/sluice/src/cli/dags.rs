@@ -415,7 +415,15 @@ fn show(
                         "kafka {}/{} group {}, lateness {}{}{}",
                         k.connection,
                         k.topic,
-                        k.group,
+                        k.watched_groups()
+                            .iter()
+                            .map(|(name, rule)| if rule.required {
+                                name.clone()
+                            } else {
+                                format!("{name} (watched)")
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", "),
                         k.watermark_lateness,
                         k.max_lag
                             .map_or(String::new(), |l| format!(", max lag {l}")),

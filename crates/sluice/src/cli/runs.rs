@@ -796,6 +796,32 @@ fn gate_lines(gate: &sluice_store::GateRecord) -> Vec<String> {
                 format!(", behind {:?}", f.behind_partitions)
             },
         ));
+        for g in &f.groups {
+            lines.push(format!(
+                "  group {}{}: {}",
+                g.group,
+                if g.required {
+                    ""
+                } else {
+                    " (watched, not waited for)"
+                },
+                match (g.lag, g.time_lag_ms) {
+                    (Some(lag), Some(ms)) => format!(
+                        "lag {lag}{}, {} behind{} ({}){}",
+                        g.max_lag
+                            .map(|m| format!(" of at most {m}"))
+                            .unwrap_or_default(),
+                        milliseconds(ms),
+                        g.max_lag_time_ms
+                            .map(|m| format!(" of at most {}", milliseconds(m)))
+                            .unwrap_or_default(),
+                        g.lag_status.map_or("?", |s| s.name()),
+                        if g.ok { "" } else { ", over its rule" }
+                    ),
+                    _ => "not seen".to_owned(),
+                }
+            ));
+        }
         lines.push(format!("  seen at {}", format_instant(f.observed_at)));
     }
     if gate.late_events > 0 {

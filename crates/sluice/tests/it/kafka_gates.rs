@@ -72,6 +72,7 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
         topic: topic.clone(),
         group: group.clone(),
         arrivals_topic: None,
+        lag_only: false,
     };
     let mut links = HashMap::new();
     let mut memory = SourceMemory::default();
@@ -143,6 +144,7 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
         at("2025-09-01T10:00:00Z")?,
         view.at,
         Ok(&view),
+        &[],
         view.at,
     ) {
         GateDecision::Closed {
@@ -192,6 +194,7 @@ fn watermark_and_lag_of_a_multi_partition_topic_with_a_lagging_group() -> Result
             at("2025-09-01T10:00:00Z").unwrap_or_default(),
             view.at,
             Ok(&view),
+            &[],
             view.at,
         )
     };
@@ -623,6 +626,7 @@ fn hostile_timestamps_do_not_move_the_watermark_and_are_counted() -> Result<(), 
         topic: topic.clone(),
         group: unique("hostile-group"),
         arrivals_topic: None,
+        lag_only: false,
     };
     let mut links = HashMap::new();
     let mut memory = SourceMemory::default();
@@ -787,5 +791,65 @@ fn arrival_reports_count_every_event_of_every_interval_exactly() -> Result<(), E
     );
     assert_eq!(memory.unreadable, 0);
     let _ = std::fs::remove_dir_all(&raw);
+    Ok(())
+}
+
+/// A gate on several groups waits for every required one and only shows the others: the
+/// stream layer's group falling behind never holds the batch layer back.
+#[test]
+fn the_gate_waits_for_every_required_group_and_only_shows_the_others() -> Result<(), Error> {
+    let b = bootstrap();
+    let topic = unique("groups");
+    // Named so that the sink's group sorts first: it is the primary one.
+    let (sink, slow, stream) = (unique("a-sink"), unique("b-slow"), unique("c-stream"));
+    create_topic(&b, &topic, 1)?;
+    let p = producer(&b)?;
+    produce(&p, &topic, 0, &[ms("2025-09-01T10:15:00Z")])?;
+    commit(&b, &sink, &topic, &[(0, 1)])?;
+    let dag = gated_dag(&topic, "unused", "")
+        .replace(
+            "    group: unused\n",
+            &format!(
+                "    groups:\n      {sink}: {{ max_lag: 0 }}\n      {slow}: {{ max_lag: 0 }}\n      {stream}: {{ max_lag: 0, required: false }}\n"
+            ),
+        );
+    let mut scheduler = Scheduler::start("groups", &dag, &b)?;
+    let second = std::time::Duration::from_secs(1);
+    scheduler.wait_for(&format!("{RUN} waiting on its gate"), 20 * second)?;
+    // The reason shown names the required group that is behind.
+    let started = std::time::Instant::now();
+    let mut shown = scheduler.show()?;
+    while !shown.contains(&format!("group {slow}: consumer lag 1 > max_lag 0")) {
+        assert!(started.elapsed() < 20 * second, "{shown}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        shown = scheduler.show()?;
+    }
+    assert!(!scheduler.saw("gate open"), "{}", scheduler.output());
+    // The required group catches up; the stream layer's never does.
+    commit(&b, &slow, &topic, &[(0, 1)])?;
+    scheduler.wait_for(&format!("{RUN} gate open"), 20 * second)?;
+    scheduler.wait_for(&format!("{RUN} success"), 20 * second)?;
+    let shown = scheduler.show()?;
+    let (store, root) = scheduler.stop()?;
+    assert!(
+        shown.contains(&format!(
+            "group {stream} (watched, not waited for): lag 1 of at most 0"
+        )) && shown.contains("over its rule"),
+        "{shown}"
+    );
+    let figures = gated_run(&store)?
+        .gate
+        .and_then(|g| g.figures)
+        .ok_or("no figures")?;
+    let by_name: HashMap<_, _> = figures
+        .groups
+        .iter()
+        .map(|g| (g.group.clone(), g))
+        .collect();
+    assert_eq!(figures.groups.len(), 2, "{figures:?}");
+    assert!(by_name[&slow].ok && by_name[&slow].required);
+    assert!(!by_name[&stream].ok && !by_name[&stream].required);
+    assert_eq!(by_name[&stream].lag, Some(1));
+    let _ = std::fs::remove_dir_all(root);
     Ok(())
 }

@@ -20,16 +20,54 @@ pub struct GateSource {
     pub group: String,
     /// The raw-zone sink's arrival reports, read for late data.
     pub arrivals_topic: Option<String>,
+    /// Only the group's offsets are looked at (a gate's further group): no event time, no
+    /// arrival report, nothing kept in the state folder.
+    pub lag_only: bool,
 }
 
 impl GateSource {
+    /// The gate's primary source: its first required group, the topic's event times and
+    /// its arrival reports.
     pub fn of(gate: &sluice_model::spec::KafkaGate) -> Self {
         GateSource {
             connection: gate.connection.clone(),
             topic: gate.topic.clone(),
-            group: gate.group.clone(),
+            group: gate.primary_group(),
             arrivals_topic: gate.arrivals_topic.clone(),
+            lag_only: false,
         }
+    }
+
+    /// The gate's further groups, each a lag-only source, with the rule it is checked by.
+    pub fn others_of(
+        gate: &sluice_model::spec::KafkaGate,
+    ) -> Vec<(GateSource, sluice_core::gate::GroupCheck)> {
+        let primary = gate.primary_group();
+        gate.watched_groups()
+            .into_iter()
+            .filter(|(name, _)| *name != primary)
+            .map(|(name, rule)| {
+                let source = GateSource {
+                    connection: gate.connection.clone(),
+                    topic: gate.topic.clone(),
+                    group: name.clone(),
+                    arrivals_topic: None,
+                    lag_only: true,
+                };
+                let check = sluice_core::gate::GroupCheck {
+                    group: name,
+                    max_lag: rule.max_lag,
+                    max_lag_time: rule.max_lag_time.map(|t| t.as_chrono()),
+                    required: rule.required,
+                };
+                (source, check)
+            })
+            .collect()
+    }
+
+    /// Whether a gate looks at this source (as its primary or a further group).
+    pub fn serves(&self, gate: &sluice_model::spec::KafkaGate) -> bool {
+        *self == GateSource::of(gate) || GateSource::others_of(gate).iter().any(|(s, _)| s == self)
     }
 
     pub(crate) fn key(&self) -> [&str; 3] {

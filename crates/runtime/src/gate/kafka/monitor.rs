@@ -112,7 +112,7 @@ fn run(
                 .or_insert_with(|| watch.remembered.clone());
             // A failed look keeps its link: the client reconnects by itself.
             let seen = look(connections, &mut links, source, memory);
-            let remember = seen.is_ok().then(|| memory.clone());
+            let remember = (seen.is_ok() && !source.lag_only).then(|| memory.clone());
             let delivered = sink.view(GateView {
                 source: source.clone(),
                 look: seen,
@@ -147,6 +147,7 @@ pub fn look(
         &source.topic,
         &source.group,
         source.arrivals_topic.as_deref(),
+        source.lag_only,
         memory,
         Utc::now(),
     )

@@ -86,6 +86,7 @@ pub fn observe(
     topic: &str,
     group: &str,
     arrivals_topic: Option<&str>,
+    lag_only: bool,
     memory: &mut SourceMemory,
     now: DateTime<Utc>,
 ) -> Result<Look, String> {
@@ -116,7 +117,7 @@ pub fn observe(
         // Only the newest message, and only when something arrived. A newer event time
         // among the messages in between is missed, so the watermark may trail by a look;
         // it never runs ahead of the data.
-        if arrivals_topic.is_none() && o.high > o.low && m.scanned_to != o.high {
+        if !lag_only && arrivals_topic.is_none() && o.high > o.low && m.scanned_to != o.high {
             ranges.insert(*p, (o.high - 1, o.high));
         }
     }
