@@ -62,6 +62,25 @@ struct Written {
     newest_event_ms: Option<i64>,
 }
 
+/// The sink with its defaults (group `raw-zone-sink`, reports to `events.arrivals`) on
+/// topic `events`, until idle for `idle_seconds`: what tests and demos run before Sluice.
+pub fn until_idle(
+    bootstrap: &str,
+    raw_zone: &std::path::Path,
+    idle_seconds: u64,
+) -> Result<u64, Error> {
+    run(&Args {
+        bootstrap: bootstrap.to_owned(),
+        topic: "events".to_owned(),
+        group: "raw-zone-sink".to_owned(),
+        raw_zone: raw_zone.to_owned(),
+        arrivals_topic: "events.arrivals".to_owned(),
+        batch: 50_000,
+        flush_ms: 1000,
+        idle_exit_seconds: idle_seconds,
+    })
+}
+
 /// Consumes and writes until idle for `idle_exit_seconds` (or forever); the number of
 /// events written.
 pub fn run(args: &Args) -> Result<u64, Error> {

@@ -119,15 +119,7 @@ impl Platform {
             "5",
         ]))?;
         // The raw zone is written from the topic by the sink whose group the gate waits for.
-        let written = sluice_demo::raw_sink::run(&sluice_demo::raw_sink::Args::parse_from([
-            "sluice-raw-sink",
-            "--bootstrap",
-            &broker.bootstrap,
-            "--raw-zone",
-            &raw_zone.display().to_string(),
-            "--idle-exit-seconds",
-            "3",
-        ]))?;
+        let written = sluice_demo::raw_sink::until_idle(&broker.bootstrap, &raw_zone, 10)?;
         assert_eq!(written, manifest.total());
         let streamed =
             sluice_demo::stream_layer::run(&sluice_demo::stream_layer::Args::parse_from([

@@ -733,8 +733,9 @@ fn arrival_reports_count_every_event_of_every_interval_exactly() -> Result<(), E
         &reports,
         "--batch",
         "2000",
+        // Long enough for a broker slow to hand out the next batch under load (CI).
         "--idle-exit-seconds",
-        "2",
+        "10",
     ]))?;
     assert_eq!(written, manifest.total());
 

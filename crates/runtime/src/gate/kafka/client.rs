@@ -8,12 +8,12 @@
 //!
 //! Every call is blocking with a timeout; the monitor calls them from its own thread.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::connections::KafkaConnection;
@@ -206,78 +206,41 @@ impl KafkaLink {
     }
 
     /// Reads the messages of each partition in `[from, to)` (offsets), and gathers their
-    /// event times: the newest believable one, and counts per event-time second. Times
-    /// missing, not positive or later than `latest_believable_ms` are counted as rejected.
-    /// Partitions that answer nothing in time end short (`reached` false).
+    /// event times: the newest believable one. Times missing, not positive or later than
+    /// `latest_believable_ms` are counted as rejected. Partitions that answer nothing in
+    /// time end short (`reached` false).
     pub fn scan(
         &self,
         topic: &str,
         ranges: &BTreeMap<i32, (i64, i64)>,
         latest_believable_ms: i64,
     ) -> Result<BTreeMap<i32, Scanned>, String> {
-        let mut scanned: BTreeMap<i32, Scanned> = BTreeMap::new();
-        let mut tpl = TopicPartitionList::new();
-        for (p, (from, to)) in ranges {
-            if from < to {
-                tpl.add_partition_offset(topic, *p, Offset::Offset(*from))
-                    .map_err(|e| kafka_error("assign", e))?;
-                scanned.insert(*p, Scanned::default());
-            }
-        }
-        if scanned.is_empty() {
-            return Ok(scanned);
-        }
-        self.reader
-            .assign(&tpl)
-            .map_err(|e| kafka_error("assign", e))?;
-        let mut open = scanned.len();
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
-        while open > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match self.reader.poll(left.min(Duration::from_millis(100))) {
-                Some(Ok(message)) => {
-                    let p = message.partition();
-                    let (Some((from, to)), Some(s)) = (ranges.get(&p), scanned.get_mut(&p)) else {
-                        continue;
-                    };
-                    let offset = message.offset();
-                    if s.reached || offset < *from || offset >= *to {
-                        continue;
-                    }
-                    s.messages += 1;
-                    s.next_offset = offset + 1;
-                    match message.timestamp().to_millis() {
-                        Some(ms) if ms > 0 && ms <= latest_believable_ms => {
-                            s.newest_ms = s.newest_ms.max(Some(ms));
-                            *s.per_second.entry(ms.div_euclid(1000)).or_insert(0) += 1;
-                        }
-                        _ => s.rejected += 1,
-                    }
-                    if offset + 1 >= *to {
-                        s.reached = true;
-                        open -= 1;
-                    }
+        let mut scanned: BTreeMap<i32, Scanned> = ranges
+            .iter()
+            .filter(|(_, (from, to))| from < to)
+            .map(|(p, _)| (*p, Scanned::default()))
+            .collect();
+        let reached = self.fetch_ranges(topic, ranges, |message| {
+            let Some(s) = scanned.get_mut(&message.partition()) else {
+                return;
+            };
+            s.messages += 1;
+            s.next_offset = message.offset() + 1;
+            match message.timestamp().to_millis() {
+                Some(ms) if ms > 0 && ms <= latest_believable_ms => {
+                    s.newest_ms = s.newest_ms.max(Some(ms));
                 }
-                Some(Err(e)) => {
-                    let _ = self.reader.unassign();
-                    return Err(kafka_error("reading messages", e));
-                }
-                None => {}
+                _ => s.rejected += 1,
+            }
+        })?;
+        for p in reached {
+            if let Some(s) = scanned.get_mut(&p) {
+                s.reached = true;
             }
         }
-        // Stop fetching: the reader must not stream the topic between looks.
-        let _ = self.reader.unassign();
         Ok(scanned)
     }
-}
 
-/// A message's offset and payload.
-pub type Payload = (i64, Vec<u8>);
-
-impl KafkaLink {
     /// Reads the payloads of each partition's messages in `[from, to)` (offsets), in offset
     /// order; a partition that answers nothing in time ends short.
     pub fn read_payloads(
@@ -286,23 +249,43 @@ impl KafkaLink {
         ranges: &BTreeMap<i32, (i64, i64)>,
     ) -> Result<BTreeMap<i32, Vec<Payload>>, String> {
         let mut read: BTreeMap<i32, Vec<Payload>> = BTreeMap::new();
+        self.fetch_ranges(topic, ranges, |message| {
+            read.entry(message.partition()).or_default().push((
+                message.offset(),
+                message.payload().unwrap_or_default().to_vec(),
+            ));
+        })?;
+        Ok(read)
+    }
+
+    /// Assigns each partition at the start of its range `[from, to)`, hands every message
+    /// inside a range to `take` once, until every partition reached its end or the request
+    /// time-out, then unassigns (the reader must not stream the topic between looks). The
+    /// partitions that reached their end.
+    fn fetch_ranges(
+        &self,
+        topic: &str,
+        ranges: &BTreeMap<i32, (i64, i64)>,
+        mut take: impl FnMut(&BorrowedMessage<'_>),
+    ) -> Result<BTreeSet<i32>, String> {
         let mut tpl = TopicPartitionList::new();
+        let mut open = 0;
         for (p, (from, to)) in ranges {
             if from < to {
                 tpl.add_partition_offset(topic, *p, Offset::Offset(*from))
                     .map_err(|e| kafka_error("assign", e))?;
-                read.insert(*p, Vec::new());
+                open += 1;
             }
         }
-        if read.is_empty() {
-            return Ok(read);
+        let mut reached = BTreeSet::new();
+        if open == 0 {
+            return Ok(reached);
         }
         self.reader
             .assign(&tpl)
             .map_err(|e| kafka_error("assign", e))?;
-        let mut open = read.len();
         let deadline = Instant::now() + REQUEST_TIMEOUT;
-        while open > 0 {
+        while reached.len() < open {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -310,17 +293,16 @@ impl KafkaLink {
             match self.reader.poll(left.min(Duration::from_millis(100))) {
                 Some(Ok(message)) => {
                     let p = message.partition();
-                    let (Some((from, to)), Some(got)) = (ranges.get(&p), read.get_mut(&p)) else {
+                    let Some((from, to)) = ranges.get(&p) else {
                         continue;
                     };
                     let offset = message.offset();
-                    let done = got.last().is_some_and(|(o, _)| o + 1 >= *to);
-                    if done || offset < *from || offset >= *to {
+                    if reached.contains(&p) || offset < *from || offset >= *to {
                         continue;
                     }
-                    got.push((offset, message.payload().unwrap_or_default().to_vec()));
+                    take(&message);
                     if offset + 1 >= *to {
-                        open -= 1;
+                        reached.insert(p);
                     }
                 }
                 Some(Err(e)) => {
@@ -331,9 +313,12 @@ impl KafkaLink {
             }
         }
         let _ = self.reader.unassign();
-        Ok(read)
+        Ok(reached)
     }
 }
+
+/// A message's offset and payload.
+pub type Payload = (i64, Vec<u8>);
 
 /// What a scan of one partition found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -341,8 +326,6 @@ pub struct Scanned {
     pub messages: u64,
     /// The newest believable event time, in milliseconds.
     pub newest_ms: Option<i64>,
-    /// Messages per event-time second (believable times only).
-    pub per_second: BTreeMap<i64, u64>,
     /// Messages whose time was missing, not positive, or too far ahead.
     pub rejected: u64,
     /// Whether the scan got to the end of its range.

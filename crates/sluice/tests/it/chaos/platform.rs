@@ -81,15 +81,8 @@ impl Platform {
             "11",
         ]))?;
         // The raw zone is written from the topic by the sink whose group the gate waits for.
-        let written = sluice_demo::raw_sink::run(&sluice_demo::raw_sink::Args::parse_from([
-            "sluice-raw-sink",
-            "--bootstrap",
-            &broker.bootstrap,
-            "--raw-zone",
-            &raw_zone.display().to_string(),
-            "--idle-exit-seconds",
-            "20",
-        ]))?;
+        // Long enough for a broker slow to hand out the next batch under load.
+        let written = sluice_demo::raw_sink::until_idle(&broker.bootstrap, &raw_zone, 20)?;
         if written != manifest.total() {
             return Err(format!("the sink wrote {written} of {} events", manifest.total()).into());
         }
