@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
@@ -84,13 +84,7 @@ pub fn until_idle(
 /// Consumes and writes until idle for `idle_exit_seconds` (or forever); the number of
 /// events written.
 pub fn run(args: &Args) -> Result<u64, Error> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &args.bootstrap)
-        .set("group.id", &args.group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    consumer.subscribe(&[&args.topic])?;
+    let consumer = crate::services::group_consumer(&args.bootstrap, &args.group, &args.topic)?;
     let reports: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &args.bootstrap)
         .set("acks", "all")

@@ -115,6 +115,24 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// A member of `group` subscribed to `topic`, from the earliest offset when the group has
+/// none, committing by hand after its output is written (the sink and the stream layer).
+pub fn group_consumer(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+) -> Result<rdkafka::consumer::BaseConsumer, rdkafka::error::KafkaError> {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    Ok(consumer)
+}
+
 /// Creates a topic (topics are not created on first use by the broker).
 pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<(), Error> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use crate::events::Event;
 use crate::stream::{aggregate, create_raw_table, create_table, insert_statement, raw_rows};
 use clap::Parser;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 
 #[derive(Debug, Clone, Parser)]
@@ -65,13 +64,7 @@ pub fn run(args: &Args) -> Result<u64, Error> {
                 .execute(),
         )?;
     }
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &args.bootstrap)
-        .set("group.id", &args.group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    consumer.subscribe(&[&args.topic])?;
+    let consumer = crate::services::group_consumer(&args.bootstrap, &args.group, &args.topic)?;
     let mut batch: Vec<Event> = Vec::new();
     let mut batch_started = Instant::now();
     let mut last_message = Instant::now();

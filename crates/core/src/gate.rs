@@ -73,6 +73,26 @@ fn lag_of(view: &TopicView) -> (u64, TimeDelta, LagStatus) {
     (lag, behind, status)
 }
 
+/// Why a group with this lag is over its rule (`max_lag` first, then `max_lag_time`), if it
+/// is. The same rule for a gate's own group and its further ones.
+fn over_rule(
+    max_lag: Option<u64>,
+    max_lag_time: Option<TimeDelta>,
+    lag: u64,
+    behind: TimeDelta,
+) -> Option<String> {
+    if let Some(max) = max_lag.filter(|max| lag > *max) {
+        return Some(format!("consumer lag {lag} > max_lag {max}"));
+    }
+    max_lag_time.filter(|max| behind > *max).map(|max| {
+        format!(
+            "consumer {} behind > max_lag_time {}",
+            format_delta(behind),
+            format_delta(max)
+        )
+    })
+}
+
 /// Checks a further group: its figures, and why it is not within its rule.
 pub fn check_group(
     check: &GroupCheck,
@@ -95,22 +115,8 @@ pub fn check_group(
             figures.lag = Some(lag);
             figures.time_lag_ms = Some(behind.num_milliseconds());
             figures.lag_status = Some(status);
-            if check.max_lag.is_some_and(|max| lag > max) {
-                Some(format!(
-                    "group {}: consumer lag {lag} > max_lag {}",
-                    check.group,
-                    check.max_lag.unwrap_or_default()
-                ))
-            } else if check.max_lag_time.is_some_and(|max| behind > max) {
-                Some(format!(
-                    "group {}: consumer {} behind > max_lag_time {}",
-                    check.group,
-                    format_delta(behind),
-                    format_delta(check.max_lag_time.unwrap_or_default())
-                ))
-            } else {
-                None
-            }
+            over_rule(check.max_lag, check.max_lag_time, lag, behind)
+                .map(|why| format!("group {}: {why}", check.group))
         }
     };
     figures.ok = why.is_none();
@@ -269,11 +275,10 @@ pub fn decide(
                 idle_partitions: idle,
             };
             let watermark_ok = mark.is_some_and(|m| m >= required);
-            let lag_ok = rule.max_lag.is_none_or(|max| lag <= max);
-            let time_ok = rule.max_lag_time.is_none_or(|max| behind <= max);
+            let over = over_rule(rule.max_lag, rule.max_lag_time, lag, behind);
             if view.partitions.is_empty() {
                 ("the topic has no partitions".to_owned(), Some(figures))
-            } else if watermark_ok && lag_ok && time_ok && blocking.is_none() {
+            } else if watermark_ok && over.is_none() && blocking.is_none() {
                 return GateDecision::Open(figures);
             } else if !watermark_ok {
                 let seen = mark.map_or(
@@ -288,25 +293,8 @@ pub fn decide(
                     ),
                     Some(figures),
                 )
-            } else if !lag_ok {
-                (
-                    format!(
-                        "consumer lag {lag} > max_lag {}",
-                        rule.max_lag.unwrap_or_default()
-                    ),
-                    Some(figures),
-                )
-            } else if !time_ok {
-                (
-                    format!(
-                        "consumer {} behind > max_lag_time {}",
-                        format_delta(behind),
-                        format_delta(rule.max_lag_time.unwrap_or_default())
-                    ),
-                    Some(figures),
-                )
             } else {
-                (blocking.unwrap_or_default(), Some(figures))
+                (over.or(blocking).unwrap_or_default(), Some(figures))
             }
         }
     };

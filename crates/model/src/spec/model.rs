@@ -214,34 +214,34 @@ pub struct GroupRule {
 }
 
 impl KafkaGate {
-    /// Every watched group with its rule: `groups`, or `group` with the gate's own
-    /// `max_lag`/`max_lag_time`.
-    pub fn watched_groups(&self) -> Vec<(String, GroupRule)> {
-        if !self.groups.is_empty() {
-            return self
-                .groups
-                .iter()
-                .map(|(name, rule)| (name.clone(), rule.clone()))
-                .collect();
+    /// The rule `group` is watched by: the gate's own `max_lag`/`max_lag_time`, waited for.
+    fn own_rule(&self) -> GroupRule {
+        GroupRule {
+            max_lag: self.max_lag,
+            max_lag_time: self.max_lag_time,
+            required: true,
         }
-        vec![(
-            self.group.clone(),
-            GroupRule {
-                max_lag: self.max_lag,
-                max_lag_time: self.max_lag_time,
-                required: true,
-            },
-        )]
     }
 
-    /// The group whose look also reads the topic's event times and arrival reports: the
-    /// first required one.
-    pub fn primary_group(&self) -> String {
-        self.watched_groups()
-            .into_iter()
+    /// Every watched group with its rule: `groups`, or `group` with the gate's own rule.
+    pub fn watched_groups(&self) -> Vec<(String, GroupRule)> {
+        if self.groups.is_empty() {
+            return vec![(self.group.clone(), self.own_rule())];
+        }
+        self.groups
+            .iter()
+            .map(|(name, rule)| (name.clone(), rule.clone()))
+            .collect()
+    }
+
+    /// The group whose look also reads the topic's event times and arrival reports, with
+    /// its rule: the first required one of `groups`, or `group`.
+    pub fn primary(&self) -> (&str, GroupRule) {
+        self.groups
+            .iter()
             .find(|(_, rule)| rule.required)
-            .map(|(name, _)| name)
-            .unwrap_or_else(|| self.group.clone())
+            .map(|(name, rule)| (name.as_str(), rule.clone()))
+            .unwrap_or_else(|| (self.group.as_str(), self.own_rule()))
     }
 }
 

@@ -301,11 +301,10 @@ impl<'a> Validator<'a> {
             );
         }
         if several && !single {
-            for field in ["max_lag", "max_lag_time"] {
-                let set = match field {
-                    "max_lag" => kafka.max_lag.is_some(),
-                    _ => kafka.max_lag_time.is_some(),
-                };
+            for (field, set) in [
+                ("max_lag", kafka.max_lag.is_some()),
+                ("max_lag_time", kafka.max_lag_time.is_some()),
+            ] {
                 if set {
                     self.report(
                         Diagnostic::error(

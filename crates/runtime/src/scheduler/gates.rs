@@ -28,16 +28,11 @@ pub(super) enum GateVerdict {
 
 /// The rule of the gate's primary group (its own, or the first required of `groups`).
 pub(super) fn rule_of(gate: &sluice_model::spec::KafkaGate) -> GateRule {
-    let primary = gate.primary_group();
-    let group = gate
-        .watched_groups()
-        .into_iter()
-        .find(|(name, _)| *name == primary)
-        .map(|(_, rule)| rule);
+    let (_, group) = gate.primary();
     GateRule {
         lateness: gate.watermark_lateness.as_chrono(),
-        max_lag: group.as_ref().and_then(|g| g.max_lag),
-        max_lag_time: group.and_then(|g| g.max_lag_time).map(|t| t.as_chrono()),
+        max_lag: group.max_lag,
+        max_lag_time: group.max_lag_time.map(|t| t.as_chrono()),
         timeout: gate.timeout.map(|t| t.as_chrono()),
         idle_after: gate.idle_partition_timeout.map(|t| t.as_chrono()),
     }

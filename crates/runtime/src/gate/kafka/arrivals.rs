@@ -109,12 +109,10 @@ pub fn read(
                 let newest = read.newest.entry(report.partition).or_insert(ms);
                 *newest = (*newest).max(ms);
             }
-            if counting {
-                count(report, memory, &mut read.per_minute);
-            } else {
-                // Not counted, but remembered as seen: a range sent again later counts once.
-                let counted = memory.counted_to.entry(report.partition).or_insert(0);
-                *counted = (*counted).max(report.to_offset);
+            // The first look's reports are not counted, but remembered as seen: a range
+            // sent again later counts once.
+            if newly_covered(&report, memory) && counting {
+                add(report, &mut read.per_minute);
             }
         }
     }
@@ -127,11 +125,23 @@ pub fn count(
     memory: &mut ArrivalsMemory,
     per_minute: &mut BTreeMap<i64, u64>,
 ) {
-    let counted = memory.counted_to.entry(report.partition).or_insert(0);
-    if report.to_offset <= *counted {
-        return;
+    if newly_covered(&report, memory) {
+        add(report, per_minute);
     }
-    *counted = report.to_offset;
+}
+
+/// Whether the report goes past what its partition's reports covered so far (a range
+/// sent again does not); it is covered from now on.
+fn newly_covered(report: &ArrivalReport, memory: &mut ArrivalsMemory) -> bool {
+    let covered = memory.counted_to.entry(report.partition).or_insert(0);
+    if report.to_offset <= *covered {
+        return false;
+    }
+    *covered = report.to_offset;
+    true
+}
+
+fn add(report: ArrivalReport, per_minute: &mut BTreeMap<i64, u64>) {
     for (minute, events) in report.minutes {
         *per_minute.entry(minute).or_insert(0) += events;
     }

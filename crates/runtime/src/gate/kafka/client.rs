@@ -225,7 +225,6 @@ impl KafkaLink {
                 return;
             };
             s.messages += 1;
-            s.next_offset = message.offset() + 1;
             match message.timestamp().to_millis() {
                 Some(ms) if ms > 0 && ms <= latest_believable_ms => {
                     s.newest_ms = s.newest_ms.max(Some(ms));
@@ -330,6 +329,4 @@ pub struct Scanned {
     pub rejected: u64,
     /// Whether the scan got to the end of its range.
     pub reached: bool,
-    /// The offset after the last message read.
-    pub next_offset: i64,
 }

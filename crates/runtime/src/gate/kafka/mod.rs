@@ -32,7 +32,7 @@ impl GateSource {
         GateSource {
             connection: gate.connection.clone(),
             topic: gate.topic.clone(),
-            group: gate.primary_group(),
+            group: gate.primary().0.to_owned(),
             arrivals_topic: gate.arrivals_topic.clone(),
             lag_only: false,
         }
@@ -42,7 +42,7 @@ impl GateSource {
     pub fn others_of(
         gate: &sluice_model::spec::KafkaGate,
     ) -> Vec<(GateSource, sluice_core::gate::GroupCheck)> {
-        let primary = gate.primary_group();
+        let (primary, _) = gate.primary();
         gate.watched_groups()
             .into_iter()
             .filter(|(name, _)| *name != primary)
@@ -65,9 +65,21 @@ impl GateSource {
             .collect()
     }
 
-    /// Whether a gate looks at this source (as its primary or a further group).
+    /// Whether a gate looks at this source (as its primary or a further group): the same
+    /// test as comparing with [`GateSource::of`] and [`GateSource::others_of`], without
+    /// building them (it runs for every active run on every look).
     pub fn serves(&self, gate: &sluice_model::spec::KafkaGate) -> bool {
-        *self == GateSource::of(gate) || GateSource::others_of(gate).iter().any(|(s, _)| s == self)
+        if self.connection != gate.connection || self.topic != gate.topic {
+            return false;
+        }
+        let (primary, _) = gate.primary();
+        if self.lag_only {
+            self.arrivals_topic.is_none()
+                && self.group != primary
+                && gate.groups.contains_key(&self.group)
+        } else {
+            self.group == primary && self.arrivals_topic == gate.arrivals_topic
+        }
     }
 
     pub(crate) fn key(&self) -> [&str; 3] {
