@@ -50,6 +50,20 @@ WHERE (window_start, load_id) IN (
     SELECT window_start, argMax(load_id, seq) FROM agg_15m_loads
     WHERE state = 'current' GROUP BY window_start);
 
+-- What each load's Spark run read against what the ingest path wrote (the job's
+-- <output>/input.json): `validate` compares these few figures, never counts raw events
+-- (docs/scale.md, "The checks"). One row per load; the interval's current load's row is
+-- the one that counts.
+CREATE TABLE IF NOT EXISTS agg_15m_inputs (
+    window_start DateTime('UTC'),
+    load_id String,
+    manifests UInt64,
+    ingested_events UInt64,
+    rows_read UInt64,
+    distinct_events UInt64
+) ENGINE = MergeTree
+ORDER BY (window_start, load_id);
+
 -- One record per hour checked by cross_layer_validation. Partitioned by the hour: a rerun
 -- replaces the hour's record (partition replace).
 CREATE TABLE IF NOT EXISTS layer_reconciliation (

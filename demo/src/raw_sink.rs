@@ -138,14 +138,16 @@ pub fn run(args: &Args) -> Result<u64, Error> {
             && (in_batch >= args.batch
                 || batch_started.elapsed() >= Duration::from_millis(args.flush_ms));
         if due {
-            // The order makes the reports exact: the files first, then the reports (acked),
-            // then the offsets. A crash in between writes and reports the range again,
+            // The order makes the reports exact: the files first, then the manifests beside
+            // them, then the reports (acked), then the offsets. A crash in between writes and reports the range again,
             // which the gate counts once.
             raw_zone.flush()?;
             for (partition, w) in std::mem::take(&mut written) {
+                let from_offset = w.from_offset.unwrap_or(w.to_offset);
+                raw_zone.write_manifest(partition, (from_offset, w.to_offset), &w.minutes)?;
                 let report = serde_json::json!({
                     "partition": partition,
-                    "from_offset": w.from_offset.unwrap_or(w.to_offset),
+                    "from_offset": from_offset,
                     "to_offset": w.to_offset,
                     "minutes": w.minutes.into_iter().collect::<Vec<_>>(),
                     "newest_event_ms": w.newest_event_ms,

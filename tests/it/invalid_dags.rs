@@ -16,6 +16,13 @@ const EXPECTED: &[(&str, usize, &str, &str, &str)] = &[
         "move `group` into `groups`",
     ),
     (
+        "gate_too_many_groups.yaml",
+        9,
+        "spec::gate-groups",
+        "the gate watches 17 consumer groups; at most 16",
+        "watch the groups whose output the DAG reads",
+    ),
+    (
         "late_data_without_reports.yaml",
         9,
         "spec::late-data-without-reports",

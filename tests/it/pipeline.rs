@@ -452,9 +452,10 @@ fn damaged_interval_fails_validation_until_repaired(platform: &Platform) -> Resu
     let summary = validation.error.clone().unwrap_or_default();
     println!("validation of the damaged interval {damaged}: {summary}");
     let produced = platform.manifest.intervals[&damaged].events;
-    // The readable report: which check, and both figures.
+    // The readable report: which check, and both figures: the lines Spark could read
+    // against the events the sink's manifests say it wrote (no count over raw events).
     let expected = format!(
-        "counts_add_up_to_raw_events (events {} vs {produced})",
+        "raw_zone_holds_every_ingested_event (events {} vs {produced})",
         produced - damage.lost_events
     );
     assert!(summary.contains(&expected), "{summary}");

@@ -83,7 +83,8 @@ fn read_output(dir: &Path) -> Result<(Vec<serde_json::Value>, usize), Box<dyn st
     let mut parts = 0;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "json") {
+        // input.json is the job's input figures, not rows.
+        if path.extension().is_some_and(|e| e == "json") && !path.ends_with("input.json") {
             parts += 1;
             for line in std::fs::read_to_string(&path)?
                 .lines()
@@ -96,24 +97,57 @@ fn read_output(dir: &Path) -> Result<(Vec<serde_json::Value>, usize), Box<dyn st
     Ok((rows, parts))
 }
 
-/// The events as a Kafka-to-S3 sink writes them: by event hour, several files, out of
-/// order, with duplicates (at-least-once delivery) that must count once; and one event of
-/// the hour before, which no interval here may count.
-fn write_raw_zone(raw: &Path, all: &[Event]) -> Result<(), Box<dyn std::error::Error>> {
+/// 2025-09-01T10:00:00Z, Unix seconds.
+const TEN_O_CLOCK: i64 = 1_756_720_800;
+
+/// The events as a Kafka-to-S3 sink writes them: by event hour, several files (one per
+/// source partition), out of order, with duplicates (at-least-once delivery) that must
+/// count once, and the sink's manifests beside them (one of them written twice, as after
+/// a crash, which must count once); and one event of the hour before, which no interval
+/// here may count. The lines of each interval: (lines written, with duplicates).
+fn write_raw_zone(
+    raw: &Path,
+    all: &[Event],
+) -> Result<BTreeMap<u32, u64>, Box<dyn std::error::Error>> {
     let partition = raw.join("event_date=2025-09-01/event_hour=10");
     std::fs::create_dir_all(&partition)?;
+    let sink = sluice_demo::raw_zone::RawZone::new(raw);
+    let mut lines_per_interval: BTreeMap<u32, u64> = BTreeMap::new();
     for (file, chunk) in all.chunks(1000).enumerate() {
-        let mut lines: Vec<String> = chunk.iter().rev().map(|e| e.json(10)).collect();
-        lines.extend(chunk.iter().take(50).map(|e| e.json(10)));
+        let mut written: Vec<&Event> = chunk.iter().rev().collect();
+        written.extend(chunk.iter().take(50));
+        let lines: Vec<String> = written.iter().map(|e| e.json(10)).collect();
         std::fs::write(
             partition.join(format!("part-{file}.jsonl")),
             lines.join("\n") + "\n",
         )?;
+        let mut minutes: BTreeMap<i64, u64> = BTreeMap::new();
+        for e in &written {
+            *minutes
+                .entry(TEN_O_CLOCK + i64::from(e.minute) * 60)
+                .or_default() += 1;
+            *lines_per_interval.entry(e.minute / 15 * 15).or_default() += 1;
+        }
+        let (source_partition, end) = (i32::try_from(file)?, i64::try_from(written.len())?);
+        sink.write_manifest(source_partition, (0, end), &minutes)?;
+        if file == 0 {
+            // The first half again, as a sink that crashed before committing writes it.
+            let first_half: BTreeMap<i64, u64> =
+                minutes.iter().take(30).map(|(m, n)| (*m, *n)).collect();
+            sink.write_manifest(source_partition, (0, end / 2), &first_half)?;
+        }
     }
     let before = raw.join("event_date=2025-09-01/event_hour=09");
     std::fs::create_dir_all(&before)?;
     std::fs::write(before.join("part-0.jsonl"), all[0].json(9) + "\n")?;
-    Ok(())
+    Ok(lines_per_interval)
+}
+
+/// The job's input figures of an interval (`<partition>/input.json`).
+fn input_figures(partition: &Path) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    Ok(serde_json::from_str(&std::fs::read_to_string(
+        partition.join("input.json"),
+    )?)?)
 }
 
 /// A DAG folder with one `aggregate` task running the shipped job on local Spark.
@@ -160,7 +194,7 @@ fn the_aggregation_job_cubes_each_interval_and_a_rerun_replaces_it_identically()
     let raw = dir.path().join("raw");
     let out = dir.path().join("agg");
     let all = events(3000);
-    write_raw_zone(&raw, &all)?;
+    let lines = write_raw_zone(&raw, &all)?;
 
     aggregation_dag(&dir, &raw, &out, "json")?;
     let (dags, state) = (
@@ -198,6 +232,15 @@ fn the_aggregation_job_cubes_each_interval_and_a_rerun_replaces_it_identically()
             .iter()
             .filter(|e| e.minute >= start_minute && e.minute < start_minute + 15)
             .collect();
+        // What the job read against what the sink's manifests say was written: every
+        // line, duplicates included, each manifest once.
+        let written = lines[&start_minute];
+        assert_eq!(
+            input_figures(&partition)?,
+            serde_json::json!({"manifests": 3, "ingested_events": written,
+                "rows_read": written, "distinct_events": inside.len()}),
+            "{label}"
+        );
         // Independent cube cells: exact (country, device, event_type) and the grand total.
         let mut expected: BTreeMap<Cell, Expected> = BTreeMap::new();
         for e in &inside {
@@ -309,7 +352,7 @@ fn the_parquet_output_loads_by_the_shipped_sql_on_a_current_clickhouse()
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_owned();
-        if name.ends_with(".parquet") {
+        if name.ends_with(".parquet") || name == "input.json" {
             uploads.push(serde_json::json!({"bucket": bucket, "key": format!("{prefix}/{name}"), "file": path}));
         }
     }
@@ -366,7 +409,9 @@ fn the_parquet_output_loads_by_the_shipped_sql_on_a_current_clickhouse()
         "query": "SELECT toString(window_start) AS window_start, toString(window_end) AS window_end, \
                   country, device, event_type, rollup_level, event_count, distinct_users, value_sum, \
                   (SELECT count() FROM agg_15m_versions) AS stored, \
-                  (SELECT uniqExact(load_id) FROM agg_15m_versions) AS loads \
+                  (SELECT uniqExact(load_id) FROM agg_15m_versions) AS loads, \
+                  (SELECT count() FROM agg_15m_inputs) AS inputs_recorded, \
+                  (SELECT toString(max(distinct_events)) FROM agg_15m_inputs) AS distinct_events \
                   FROM agg_15m ORDER BY rollup_level, country, device, event_type",
     });
     let mut child = std::process::Command::new("python")
@@ -433,6 +478,13 @@ fn the_parquet_output_loads_by_the_shipped_sql_on_a_current_clickhouse()
             "{row}"
         );
         assert_eq!(row["loads"].to_string().trim_matches('"'), "1", "{row}");
+        // Each load recorded the job's input figures (validate compares them).
+        assert_eq!(
+            row["inputs_recorded"].to_string().trim_matches('"'),
+            "2",
+            "{row}"
+        );
+        assert_eq!(row["distinct_events"], inside.len().to_string(), "{row}");
     }
     Ok(())
 }

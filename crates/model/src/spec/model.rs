@@ -198,6 +198,9 @@ pub struct KafkaGate {
     pub poll_interval: Duration,
 }
 
+/// Most consumer groups one gate watches (each costs an OffsetFetch a look).
+pub const MAX_GATE_GROUPS: usize = 16;
+
 /// A consumer group's rule under `gate.kafka.groups`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -300,6 +300,23 @@ impl<'a> Validator<'a> {
                 .help("add `group: <the consumer group whose output the DAG reads>`"),
             );
         }
+        if kafka.groups.len() > super::model::MAX_GATE_GROUPS {
+            self.report(
+                Diagnostic::error(
+                    "spec::gate-groups",
+                    format!(
+                        "the gate watches {} consumer groups; at most {}",
+                        kafka.groups.len(),
+                        super::model::MAX_GATE_GROUPS
+                    ),
+                )
+                .at(
+                    self.at("gate.kafka.groups"),
+                    "each group costs a request on every look",
+                )
+                .help("watch the groups whose output the DAG reads, and show the others on a dashboard"),
+            );
+        }
         if several && !single {
             for (field, set) in [
                 ("max_lag", kafka.max_lag.is_some()),

@@ -101,6 +101,13 @@ impl Reloads {
         let staged = folder.join("data.json.tmp");
         std::fs::write(&staged, text)?;
         std::fs::rename(staged, folder.join("data.json"))?;
+        let events = ROWS * version;
+        std::fs::write(
+            folder.join("input.json"),
+            serde_json::json!({"manifests": 1, "ingested_events": events,
+                "rows_read": events, "distinct_events": events})
+            .to_string(),
+        )?;
         Ok(())
     }
 

@@ -795,6 +795,75 @@ fn arrival_reports_count_every_event_of_every_interval_exactly() -> Result<(), E
     Ok(())
 }
 
+/// Hostile arrival reports cannot make a look read without bound: a report over the size
+/// limit is unreadable (counted nowhere, shown), and a look stops at its byte budget,
+/// leaving the rest, whole, to the next looks: every valid report counts once.
+#[test]
+fn arrival_reports_are_read_within_their_limits() -> Result<(), Error> {
+    use sluice_runtime::gate::kafka::arrivals::{self, ArrivalsMemory};
+    use sluice_runtime::gate::kafka::client::{KafkaLink, PayloadLimits};
+
+    let b = bootstrap();
+    let reports = unique("bounded-arrivals");
+    create_topic(&b, &reports, 1)?;
+    let mut link = KafkaLink::new(sluice_runtime::connections::KafkaConnection {
+        bootstrap_servers: b.clone(),
+        properties: Default::default(),
+        sasl_password_env: None,
+    })?;
+    let limits = PayloadLimits {
+        per_message: 2048,
+        per_read: 8 * 1024,
+    };
+    let mut memory = ArrivalsMemory::default();
+    let first = arrivals::read_within(&mut link, &reports, &mut memory, limits)?;
+    assert_eq!(first.reports, 0);
+
+    let p = producer(&b)?;
+    // 40 valid reports of ~700 bytes (28 KB: several looks' budget), one of 100 KB
+    // between them, and one that is not a report.
+    let valid = |i: i64| {
+        let minutes: Vec<(i64, u64)> = (0..40).map(|m| (1_756_720_800 + m * 60, 1)).collect();
+        serde_json::json!({"partition": 0, "from_offset": i * 40, "to_offset": (i + 1) * 40, "minutes": minutes})
+            .to_string()
+    };
+    for i in 0..20 {
+        produce_payload(&p, &reports, 0, &valid(i))?;
+    }
+    let huge: Vec<(i64, u64)> = (0..8000).map(|m| (1_756_720_800 + m * 60, 1)).collect();
+    let huge =
+        serde_json::json!({"partition": 0, "from_offset": 800, "to_offset": 900, "minutes": huge});
+    assert!(huge.to_string().len() > 100_000);
+    produce_payload(&p, &reports, 0, &huge.to_string())?;
+    produce_payload(&p, &reports, 0, "not a report")?;
+    for i in 0..20 {
+        // Ranges after the huge one's: they count (it did not).
+        produce_payload(&p, &reports, 0, &valid(i + 25))?;
+    }
+
+    let mut looks = Vec::new();
+    let mut events = 0u64;
+    loop {
+        let read = arrivals::read_within(&mut link, &reports, &mut memory, limits)?;
+        if read.reports == 0 {
+            break;
+        }
+        looks.push(read.reports);
+        events += read.per_minute.values().sum::<u64>();
+        assert!(looks.len() < 100, "the reads never end: {looks:?}");
+    }
+    println!("reports read per look: {looks:?}");
+    assert!(
+        looks.len() >= 4,
+        "the byte budget splits the reports: {looks:?}"
+    );
+    assert!(looks.iter().all(|n| *n <= 13), "{looks:?}");
+    assert_eq!(looks.iter().sum::<u64>(), 42);
+    assert_eq!(events, 40 * 40, "every valid report counted once");
+    assert_eq!(memory.unreadable, 2, "the huge report and the garbage");
+    Ok(())
+}
+
 /// A gate on several groups waits for every required one and only shows the others: the
 /// stream layer's group falling behind never holds the batch layer back.
 #[test]

@@ -21,11 +21,19 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::client::KafkaLink;
+use super::client::{KafkaLink, PayloadLimits};
 
 /// Most reports read per partition of the arrivals topic in one look; the rest are read by
 /// the next looks (none is skipped).
 pub const REPORTS_PER_LOOK: i64 = 20_000;
+
+/// What a look may read of the reports: one report is at most 64 KiB (a flush's minutes
+/// of about two days of event time; a larger one is unreadable, counted nowhere and shown
+/// to operators), and a look reads at most 16 MiB of them (the rest: the next looks).
+pub const LIMITS: PayloadLimits = PayloadLimits {
+    per_message: 64 << 10,
+    per_read: 16 << 20,
+};
 
 /// One flush of the sink for one source partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +86,16 @@ pub fn read(
     topic: &str,
     memory: &mut ArrivalsMemory,
 ) -> Result<Read, String> {
+    read_within(link, topic, memory, LIMITS)
+}
+
+/// [`read`] within other limits (tests of the limits).
+pub fn read_within(
+    link: &mut KafkaLink,
+    topic: &str,
+    memory: &mut ArrivalsMemory,
+    limits: PayloadLimits,
+) -> Result<Read, String> {
     let ids = link.partitions(topic)?;
     let offsets = link.offsets(topic, &ids)?;
     let mut ranges = BTreeMap::new();
@@ -96,12 +114,15 @@ pub fn read(
     }
     let mut read = Read::default();
     let fetch = ranges.iter().map(|(p, (range, _))| (*p, *range)).collect();
-    for (p, messages) in link.read_payloads(topic, &fetch)? {
+    for (p, messages) in link.read_payloads(topic, &fetch, limits)? {
         let counting = ranges.get(&p).is_some_and(|(_, counting)| *counting);
         for (offset, payload) in messages {
             read.reports += 1;
             memory.read_to.insert(p, offset + 1);
-            let Ok(report) = serde_json::from_slice::<ArrivalReport>(&payload) else {
+            let report = (payload.len() <= limits.per_message)
+                .then(|| serde_json::from_slice::<ArrivalReport>(&payload).ok())
+                .flatten();
+            let Some(report) = report else {
                 memory.unreadable += u64::from(counting);
                 continue;
             };

@@ -222,7 +222,7 @@ impl KafkaLink {
             .collect();
         let reached = self.fetch_ranges(topic, ranges, |message| {
             let Some(s) = scanned.get_mut(&message.partition()) else {
-                return;
+                return true;
             };
             s.messages += 1;
             match message.timestamp().to_millis() {
@@ -231,6 +231,7 @@ impl KafkaLink {
                 }
                 _ => s.rejected += 1,
             }
+            true
         })?;
         for p in reached {
             if let Some(s) = scanned.get_mut(&p) {
@@ -241,18 +242,24 @@ impl KafkaLink {
     }
 
     /// Reads the payloads of each partition's messages in `[from, to)` (offsets), in offset
-    /// order; a partition that answers nothing in time ends short.
+    /// order, within `limits`; a partition that answers nothing in time ends short.
     pub fn read_payloads(
         &self,
         topic: &str,
         ranges: &BTreeMap<i32, (i64, i64)>,
+        limits: PayloadLimits,
     ) -> Result<BTreeMap<i32, Vec<Payload>>, String> {
         let mut read: BTreeMap<i32, Vec<Payload>> = BTreeMap::new();
+        let mut bytes = 0usize;
         self.fetch_ranges(topic, ranges, |message| {
-            read.entry(message.partition()).or_default().push((
-                message.offset(),
-                message.payload().unwrap_or_default().to_vec(),
-            ));
+            let payload = message.payload().unwrap_or_default();
+            // Kept cut one byte past the limit: the reader can tell it was too large.
+            let kept = &payload[..payload.len().min(limits.per_message + 1)];
+            bytes += kept.len();
+            read.entry(message.partition())
+                .or_default()
+                .push((message.offset(), kept.to_vec()));
+            bytes < limits.per_read
         })?;
         Ok(read)
     }
@@ -265,7 +272,7 @@ impl KafkaLink {
         &self,
         topic: &str,
         ranges: &BTreeMap<i32, (i64, i64)>,
-        mut take: impl FnMut(&BorrowedMessage<'_>),
+        mut take: impl FnMut(&BorrowedMessage<'_>) -> bool,
     ) -> Result<BTreeSet<i32>, String> {
         let mut tpl = TopicPartitionList::new();
         let mut open = 0;
@@ -299,9 +306,12 @@ impl KafkaLink {
                     if reached.contains(&p) || offset < *from || offset >= *to {
                         continue;
                     }
-                    take(&message);
+                    let more = take(&message);
                     if offset + 1 >= *to {
                         reached.insert(p);
+                    }
+                    if !more {
+                        break;
                     }
                 }
                 Some(Err(e)) => {
@@ -318,6 +328,15 @@ impl KafkaLink {
 
 /// A message's offset and payload.
 pub type Payload = (i64, Vec<u8>);
+
+/// What one read of payloads may hold: a payload is kept up to `per_message` bytes (cut
+/// one byte after, so a reader can tell), and the read stops once it holds `per_read`
+/// bytes; the messages after are left for the next read.
+#[derive(Debug, Clone, Copy)]
+pub struct PayloadLimits {
+    pub per_message: usize,
+    pub per_read: usize,
+}
 
 /// What a scan of one partition found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
