@@ -16,6 +16,25 @@ API for tests under /_sluice/:
   GET  /_sluice/steps?cluster_id=...   every step with name, state and arguments
   GET  /_sluice/calls   how many calls of each operation were made
 
+EMR Serverless (moto's backend; its job runs are born SUCCESS and StartJobRun ignores the
+client token): job runs live SUBMITTED -> RUNNING after `--pending` -> SUCCESS after
+`--running`, FAILED with stateDetails when their entryPointArguments hold
+`--sluice-test-fail`, RUNNING forever with `--sluice-test-hang`; a StartJobRun repeating a
+client token answers the job run that token started, as EMR Serverless does. Faults as
+above, keyed by application id ("application_id"), and with "after": true the call takes
+effect and only its answer is lost (a 500 instead).
+
+  POST /_sluice/application {"name": ...}   creates a started SPARK application: {"id": ...}
+  GET  /_sluice/jobruns?application_id=...  every job run with name, state, client token, arguments
+  (/_sluice/calls also counts these calls per application: "StartJobRun <application id>")
+
+Managed scaling and auto-termination (moto has neither): PutManagedScalingPolicy,
+GetManagedScalingPolicy, RemoveManagedScalingPolicy, PutAutoTerminationPolicy and
+GetAutoTerminationPolicy keep each cluster's policies, as do RunJobFlow's
+ManagedScalingPolicy and AutoTerminationPolicy. A PutManagedScalingPolicy whose
+ComputeLimits hold "MaximumCapacityUnits": 999 is answered and not kept (a policy that did
+not take, for the read-back check).
+
 Requests must be signed (the SDK signs; hand-written calls need an
 `Authorization: AWS4-HMAC-SHA256 Credential=x/20250101/us-east-1/elasticmapreduce/aws4_request`
 header) for moto to route them.
@@ -45,7 +64,17 @@ STEP_CALLS = {
     "ListSteps": "ClusterId",
     "CancelSteps": "ClusterId",
     "DescribeCluster": "ClusterId",
+    "PutManagedScalingPolicy": "ClusterId",
+    "GetManagedScalingPolicy": "ClusterId",
+    "RemoveManagedScalingPolicy": "ClusterId",
+    "PutAutoTerminationPolicy": "ClusterId",
+    "GetAutoTerminationPolicy": "ClusterId",
 }
+POLICY_CALLS = {
+    "PutManagedScalingPolicy": ("scaling", "ManagedScalingPolicy"),
+    "PutAutoTerminationPolicy": ("termination", "AutoTerminationPolicy"),
+}
+JOB_RUN_ENDED = ("SUCCESS", "FAILED", "CANCELLED")
 
 
 class Emulator:
@@ -54,8 +83,42 @@ class Emulator:
         self.running = running
         self.lock = threading.Lock()
         self.life = {}  # step id -> {"added": t, "started": t or None}
-        self.faults = {}  # (operation, cluster id) -> [status, remaining]
+        self.faults = {}  # (operation, cluster or application id) -> [status, remaining, delay, after]
         self.calls = Counter()
+        self.job_run_life = {}  # job run id -> {"added": t, "started": t or None}
+        self.tokens = {}  # (application id, client token) -> job run id
+        self.policies = {}  # (cluster id, "scaling" | "termination") -> the policy
+
+    def serverless(self):
+        from moto.emrserverless.models import emrserverless_backends
+
+        return emrserverless_backends[ACCOUNT][REGION]
+
+    def advance_job_runs(self):
+        """Moves every EMR Serverless job run along its life."""
+        now = time.monotonic()
+        for runs in self.serverless().job_runs.values():
+            for run in runs:
+                life = self.job_run_life.get(run.id)
+                if life is None:
+                    # Just started (moto made it SUCCESS already): its life begins now.
+                    life = self.job_run_life[run.id] = {"added": now, "started": None}
+                    run.state = "SUBMITTED"
+                if run.state in JOB_RUN_ENDED:
+                    continue
+                args = ((run.job_driver or {}).get("sparkSubmit") or {}).get("entryPointArguments") or []
+                if life["started"] is None and now - life["added"] >= self.pending:
+                    life["started"] = life["added"] + self.pending
+                    run.state = "RUNNING"
+                if run.state == "RUNNING" and HANG_MARKER not in args and now - life["started"] >= self.running:
+                    if FAIL_MARKER in args:
+                        run.state = "FAILED"
+                        run.state_details = (
+                            "Job failed, please check complete logs in configured logging destination. "
+                            "ExitCode: 1. Last few exceptions: java.lang.RuntimeException: injected failure"
+                        )
+                    else:
+                        run.state = "SUCCESS"
 
     def backend(self):
         return emr_backends[ACCOUNT][REGION]
@@ -114,7 +177,13 @@ def make_app(emulator):
             body = request.get_json(force=True)
             with emulator.lock:
                 key = (body["operation"], body.get("cluster_id", ""))
-                emulator.faults[key] = [int(body.get("status", 500)), int(body.get("count", 1)), float(body.get("delay", 0))]
+                key = (body["operation"], body.get("cluster_id", body.get("application_id", "")))
+                emulator.faults[key] = [
+                    int(body.get("status", 500)),
+                    int(body.get("count", 1)),
+                    float(body.get("delay", 0)),
+                    bool(body.get("after", False)),
+                ]
             return Response("{}", content_type="application/json")
         if path == "/_sluice/step" and request.method == "POST":
             body = request.get_json(force=True)
@@ -134,6 +203,40 @@ def make_app(emulator):
                     {"id": s.id, "name": s.name, "state": s.state, "args": list(s.args)} for s in cluster.steps
                 ]
             return Response(json.dumps(steps), content_type="application/json")
+        if path == "/_sluice/application" and request.method == "POST":
+            body = request.get_json(force=True)
+            with emulator.lock:
+                application = emulator.serverless().create_application(
+                    name=body.get("name", "sluice-test"),
+                    release_label="emr-7.5.0",
+                    application_type="SPARK",
+                    client_token=body.get("name", "sluice-test"),
+                    initial_capacity=None,
+                    maximum_capacity=None,
+                    tags={},
+                    auto_start_configuration=None,
+                    auto_stop_configuration=None,
+                    network_configuration=None,
+                )
+            return Response(json.dumps({"id": application.id}), content_type="application/json")
+        if path == "/_sluice/jobruns":
+            with emulator.lock:
+                emulator.advance_job_runs()
+                runs = emulator.serverless().job_runs.get(request.args.get("application_id", ""), [])
+                tokens = {run_id: token for (_, token), run_id in emulator.tokens.items()}
+                listed = [
+                    {
+                        "id": r.id,
+                        "name": r.name,
+                        "state": r.state,
+                        "client_token": tokens.get(r.id),
+                        "args": ((r.job_driver or {}).get("sparkSubmit") or {}).get("entryPointArguments") or [],
+                        "parameters": ((r.job_driver or {}).get("sparkSubmit") or {}).get("sparkSubmitParameters"),
+                        "timeout_minutes": r.execution_timeout_minutes,
+                    }
+                    for r in runs
+                ]
+            return Response(json.dumps(listed), content_type="application/json")
         if path == "/_sluice/calls":
             with emulator.lock:
                 return Response(json.dumps(emulator.calls), content_type="application/json")
@@ -143,6 +246,8 @@ def make_app(emulator):
         request = Request(environ)
         if request.path.startswith("/_sluice/"):
             return control(request)(environ, start_response)
+        if request.path.startswith("/applications"):
+            return serverless(request, environ, start_response)
         target = request.headers.get("X-Amz-Target", "")
         operation = target.split(".")[-1]
         body = request.get_data(cache=True)
@@ -170,6 +275,23 @@ def make_app(emulator):
                 cluster_id = params.get(STEP_CALLS[operation], "")
                 if cluster_id not in emulator.clusters():
                     return error(400, "InvalidRequestException", f"Cluster id '{cluster_id}' is not valid.")(environ, start_response)
+            if operation in POLICY_CALLS:
+                kind, field = POLICY_CALLS[operation]
+                limits = (params.get(field) or {}).get("ComputeLimits") or {}
+                if limits.get("MaximumCapacityUnits") != 999:
+                    emulator.policies[(params["ClusterId"], kind)] = params.get(field)
+                return Response("{}", content_type="application/x-amz-json-1.1")(environ, start_response)
+            if operation == "GetManagedScalingPolicy":
+                policy = emulator.policies.get((params["ClusterId"], "scaling"))
+                answer = {"ManagedScalingPolicy": policy} if policy else {}
+                return Response(json.dumps(answer), content_type="application/x-amz-json-1.1")(environ, start_response)
+            if operation == "RemoveManagedScalingPolicy":
+                emulator.policies.pop((params["ClusterId"], "scaling"), None)
+                return Response("{}", content_type="application/x-amz-json-1.1")(environ, start_response)
+            if operation == "GetAutoTerminationPolicy":
+                policy = emulator.policies.get((params["ClusterId"], "termination"))
+                answer = {"AutoTerminationPolicy": policy} if policy else {}
+                return Response(json.dumps(answer), content_type="application/x-amz-json-1.1")(environ, start_response)
             if operation == "DescribeStep" and emulator.find_step(params["ClusterId"], params.get("StepId")) is None:
                 return error(400, "InvalidRequestException", f"Step id '{params.get('StepId')}' is not valid.")(environ, start_response)
             if operation == "CancelSteps":
@@ -184,7 +306,89 @@ def make_app(emulator):
                 return Response(json.dumps({"CancelStepsInfoList": info}), content_type="application/x-amz-json-1.1")(environ, start_response)
         if operation == "DescribeStep":
             return describe_step(request, params)(environ, start_response)
+        if operation == "RunJobFlow":
+            return run_job_flow(request, params)(environ, start_response)
         return moto_app(environ, start_response)
+
+    def run_job_flow(request, params):
+        # moto's answer; the cluster's policies kept for Get*Policy, as EMR keeps them.
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"] = status
+
+        environ = dict(request.environ)
+        raw = request.get_data(cache=True)
+        environ["wsgi.input"] = io.BytesIO(raw)
+        environ["CONTENT_LENGTH"] = str(len(raw))
+        body = b"".join(moto_app(environ, capture))
+        status = int(captured["status"].split()[0])
+        if status == 200:
+            cluster_id = json.loads(body).get("JobFlowId")
+            with emulator.lock:
+                for kind, field in (("scaling", "ManagedScalingPolicy"), ("termination", "AutoTerminationPolicy")):
+                    if params.get(field) is not None:
+                        emulator.policies[(cluster_id, kind)] = params[field]
+        return Response(body, status=status, content_type="application/x-amz-json-1.1")
+
+    def serverless(request, environ, start_response):
+        """EMR Serverless (REST): job runs that live, client tokens that are kept, faults."""
+        parts = [p for p in request.path.split("/") if p]
+        application = parts[1] if len(parts) > 1 else ""
+        method = request.method
+        if len(parts) == 3 and parts[2] == "jobruns":
+            operation = "StartJobRun" if method == "POST" else "ListJobRuns"
+        elif len(parts) == 4 and parts[2] == "jobruns":
+            operation = "CancelJobRun" if method == "DELETE" else "GetJobRun"
+        else:
+            operation = {"POST": "CreateApplication", "DELETE": "DeleteApplication"}.get(method, "GetApplication")
+        body = request.get_data(cache=True)
+        params = json.loads(body or b"{}") if method == "POST" else {}
+        with emulator.lock:
+            fault = emulator.faults.get((operation, application))
+            delay = 0.0
+            if fault and fault[0] == 0 and fault[1] > 0:
+                fault[1] -= 1
+                delay = fault[2]
+        if delay:
+            time.sleep(delay)
+        with emulator.lock:
+            emulator.calls[operation] += 1
+            emulator.calls[f"{operation} {application}"] += 1
+            lose_answer = False
+            if fault and fault[0] != 0 and fault[1] > 0:
+                fault[1] -= 1
+                if not fault[3]:
+                    if fault[0] == 400:
+                        return error(400, "ThrottlingException", "Rate exceeded")(environ, start_response)
+                    return error(500, "InternalServerException", "injected server error")(environ, start_response)
+                lose_answer = True
+            emulator.advance_job_runs()
+            token = params.get("clientToken") if operation == "StartJobRun" else None
+            known = emulator.tokens.get((application, token)) if token else None
+            if known is not None:
+                answer = Response(
+                    json.dumps({"applicationId": application, "jobRunId": known,
+                                "arn": f"arn:aws:emr-serverless:{REGION}:{ACCOUNT}:/applications/{application}/jobruns/{known}"}),
+                    content_type="application/json",
+                )
+            else:
+                environ["wsgi.input"] = io.BytesIO(body)
+                environ["CONTENT_LENGTH"] = str(len(body))
+                captured = {}
+
+                def capture(status, headers, exc_info=None):
+                    captured["status"], captured["headers"] = status, headers
+
+                raw = b"".join(moto_app(environ, capture))
+                status = int(captured["status"].split()[0])
+                if operation == "StartJobRun" and status == 200 and token:
+                    emulator.tokens[(application, token)] = json.loads(raw)["jobRunId"]
+                emulator.advance_job_runs()
+                answer = Response(raw, status=status, content_type="application/json")
+        if lose_answer:
+            return error(500, "InternalServerException", "injected: the answer was lost")(environ, start_response)
+        return answer(environ, start_response)
 
     def describe_step(request, params):
         # moto's answer, with FailureDetails added for failed steps.

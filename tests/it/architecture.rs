@@ -30,6 +30,7 @@ const TEST_SUPPORT: &[&str] = &["sluice-tests", "sluice-demo"];
 const IO_LIBRARIES: &[&str] = &[
     "aws-config",
     "aws-sdk-emr",
+    "aws-sdk-emrserverless",
     "axum",
     "clickhouse",
     "nix",

@@ -275,10 +275,10 @@ fn render_shows_fields_after_templating() {
     );
 }
 
-/// The reconciliation's opt-in reprocessing: off by default (the engine test
-/// `backfill_task.rs` runs it on), with the checked hour as its range.
+/// The reconciliation's reprocessing: on by default (zero data loss without an operator;
+/// a run's conf may turn it off), with the checked hour as its range.
 #[test]
-fn the_reconciliation_reprocesses_the_checked_hour_only_when_opted_in() {
+fn the_reconciliation_reprocesses_the_checked_hour_by_default() {
     let result = sluice(&[
         "--dags",
         &dags(),
@@ -296,7 +296,7 @@ fn the_reconciliation_reprocesses_the_checked_hour_only_when_opted_in() {
     assert_eq!(value["fields"]["target"], "historical_backfill");
     assert_eq!(value["fields"]["from"], "2025-09-01T10:00:00Z");
     assert_eq!(value["fields"]["to"], "2025-09-01T11:00:00Z");
-    assert_eq!(value["fields"]["enabled"], "False");
+    assert_eq!(value["fields"]["enabled"], "True");
 }
 
 #[test]

@@ -13,6 +13,14 @@
 //! Act 2, bad data is caught: one interval's raw data is damaged; `historical_backfill`
 //! reprocesses its hour (bounded concurrency) and fails validation for exactly that interval, the reconciliation
 //! names exactly that window; once repaired, reprocessing makes both pass.
+//! Act 3, either path without the other: the stream layer is stopped for the third hour;
+//! the batch layer still processes and validates every interval of it (its gate waits for
+//! the raw-zone sink, its checks compare with the ingest path's counts), the
+//! reconciliation names the stream layer's gap as the stream layer's and reprocesses
+//! nothing; the stream layer, restarted, catches up and the hour reconciles.
+//! Act 4, late data repaired by default: events of an interval arrive while its run is
+//! aggregating it; the gate counts them from the sink's reports, and once the run has
+//! succeeded it runs again by itself and the batch layer holds them.
 //!
 //! Needs what scripts/test provides: the ClickHouse and broker builds (started here on
 //! ports of this test's own), local Spark (SPARK_HOME).
@@ -50,6 +58,10 @@ const RECONCILE_FROM: &str = "2025-09-01T10:45:00Z";
 const RECONCILE_TO: &str = "2025-09-01T12:45:00Z";
 /// Act 2 reprocesses the first hour.
 const HOUR_END: &str = "2025-09-01T11:00:00Z";
+/// Act 3: the third hour, without the stream layer; its events go on to 13:10.
+const THIRD_HOUR: &str = "2025-09-01T12:00:00Z";
+const THIRD_HOUR_END: &str = "2025-09-01T13:00:00Z";
+const THIRD_EVENTS_TO: &str = "2025-09-01T13:10:00Z";
 /// The first hour's reconciliation run again, after the damage and after the repair.
 const RECONCILE_FIRST_HOUR_AGAIN: [&str; 8] = [
     "backfill",
@@ -65,6 +77,7 @@ const RECONCILE_FIRST_HOUR_AGAIN: [&str; 8] = [
 /// Everything a run of the platform needs, on this test's own services.
 struct Platform {
     root: PathBuf,
+    bootstrap: String,
     state: PathBuf,
     plugins: PathBuf,
     raw_zone: PathBuf,
@@ -121,22 +134,7 @@ impl Platform {
         // The raw zone is written from the topic by the sink whose group the gate waits for.
         let written = sluice_demo::raw_sink::until_idle(&broker.bootstrap, &raw_zone, 10)?;
         assert_eq!(written, manifest.total());
-        let streamed =
-            sluice_demo::stream_layer::run(&sluice_demo::stream_layer::Args::parse_from([
-                "sluice-stream-layer",
-                "--bootstrap",
-                &broker.bootstrap,
-                "--group",
-                "realtime-aggregator",
-                "--clickhouse",
-                &server.url,
-                "--table",
-                &format!("{database}.stream_agg_1m"),
-                "--raw-table",
-                &format!("{database}.raw_events"),
-                "--idle-exit-seconds",
-                "3",
-            ]))?;
+        let streamed = run_stream_layer(&broker.bootstrap, &server.url, database)?;
         assert_eq!(streamed, manifest.total());
 
         let plugins = root.join("plugins");
@@ -168,6 +166,7 @@ impl Platform {
             unsafe { std::env::set_var(name, value) };
         }
         Ok(Platform {
+            bootstrap: broker.bootstrap.clone(),
             state: root.join("state"),
             plugins,
             raw_zone,
@@ -178,6 +177,11 @@ impl Platform {
             _broker: broker,
             manifest,
         })
+    }
+
+    /// The stream layer, from its group's committed offsets until idle: events aggregated.
+    fn stream_layer(&self) -> Result<u64, Error> {
+        run_stream_layer(&self.bootstrap, &self.server.url, "pipeline")
     }
 
     /// `sluice` on the platform's DAG folder, this test's state and plugins.
@@ -252,6 +256,25 @@ impl Drop for Platform {
     }
 }
 
+/// The stream-layer stand-in (group `realtime-aggregator`) until idle.
+fn run_stream_layer(bootstrap: &str, clickhouse_url: &str, database: &str) -> Result<u64, Error> {
+    sluice_demo::stream_layer::run(&sluice_demo::stream_layer::Args::parse_from([
+        "sluice-stream-layer",
+        "--bootstrap",
+        bootstrap,
+        "--group",
+        "realtime-aggregator",
+        "--clickhouse",
+        clickhouse_url,
+        "--table",
+        &format!("{database}.stream_agg_1m"),
+        "--raw-table",
+        &format!("{database}.raw_events"),
+        "--idle-exit-seconds",
+        "3",
+    ]))
+}
+
 fn at(instant: &str) -> DateTime<Utc> {
     instant.parse().unwrap_or_default()
 }
@@ -264,7 +287,9 @@ fn compact(t: DateTime<Utc>) -> String {
 fn every_event_is_accounted_for_through_faults_and_bad_data_is_caught() -> Result<(), Error> {
     let platform = Platform::start()?;
     zero_data_loss_under_faults(&platform)?;
-    damaged_interval_fails_validation_until_repaired(&platform)
+    damaged_interval_fails_validation_until_repaired(&platform)?;
+    the_batch_layer_goes_on_without_the_stream_layer(&platform)?;
+    late_data_is_reprocessed_without_an_operator(&platform)
 }
 
 /// Act 1.
@@ -520,5 +545,225 @@ fn damaged_interval_fails_validation_until_repaired(platform: &Platform) -> Resu
         HOUR_END,
     ])?;
     println!("after the repair:\n{}", audit.stdout.trim_end());
+    Ok(())
+}
+
+/// Act 3.
+fn the_batch_layer_goes_on_without_the_stream_layer(platform: &Platform) -> Result<(), Error> {
+    // The third hour's events reach Kafka and the raw zone; the stream layer is down.
+    let third = sluice_demo::eventgen::run(&sluice_demo::eventgen::Args::parse_from([
+        "sluice-eventgen",
+        "--bootstrap",
+        &platform.bootstrap,
+        "--partitions",
+        "4",
+        "--from",
+        EVENTS_TO,
+        "--to",
+        THIRD_EVENTS_TO,
+        "--rate",
+        "3",
+        "--seed",
+        "6",
+    ]))?;
+    let written = sluice_demo::raw_sink::until_idle(&platform.bootstrap, &platform.raw_zone, 10)?;
+    assert_eq!(written, third.total());
+    let windows: Vec<DateTime<Utc>> = (0..4)
+        .map(|i| at(THIRD_HOUR) + TimeDelta::minutes(15 * i))
+        .collect();
+    let produced = |start: &DateTime<Utc>| {
+        [&platform.manifest, &third]
+            .iter()
+            .filter_map(|m| m.intervals.get(start))
+            .map(|c| c.events)
+            .sum::<u64>()
+    };
+
+    // The batch layer: every interval of the hour, on the sink's group alone.
+    platform.must(&[
+        "backfill",
+        "events_aggregation_15m",
+        "--from",
+        THIRD_HOUR,
+        "--to",
+        THIRD_HOUR_END,
+    ])?;
+    let batch = platform.batch_counts()?;
+    let store = Store::open(&platform.state)?;
+    for start in &windows {
+        assert_eq!(
+            batch.get(start),
+            Some(&produced(start)),
+            "batch layer, {start}"
+        );
+        let report = store
+            .output("events_aggregation_15m", *start, "validate")?
+            .ok_or("no validation report")?;
+        assert_eq!(report["passed"], true, "{report}");
+        // The gate showed the stream layer's group behind, and did not wait for it.
+        let run = store
+            .run("events_aggregation_15m", *start)?
+            .ok_or("no run")?;
+        let shown = serde_json::to_string(&run.gate)?;
+        assert!(shown.contains("realtime-aggregator"), "{shown}");
+    }
+    drop(store);
+    let audit = platform.must(&[
+        "audit",
+        "events_aggregation_15m",
+        "--from",
+        THIRD_HOUR,
+        "--to",
+        THIRD_HOUR_END,
+    ])?;
+    println!(
+        "stream layer down, batch layer on its own:\n{}",
+        audit.stdout.trim_end()
+    );
+
+    // The reconciliation names the stream layer's gap, window by window, as the stream
+    // layer's: the batch layer holds everything it saw, so nothing is reprocessed.
+    let reconcile = [
+        "backfill",
+        "cross_layer_validation",
+        "--from",
+        "2025-09-01T12:45:00Z",
+        "--to",
+        "2025-09-01T13:45:00Z",
+    ];
+    let reconciled = platform.sluice(&reconcile);
+    assert_ne!(reconciled.code, 0, "{}", reconciled.stdout);
+    let store = Store::open(&platform.state)?;
+    let hour = at("2025-09-01T12:45:00Z");
+    let attempts = figures::attempts(&store, "cross_layer_validation", hour)?;
+    let compare = attempts
+        .iter()
+        .rfind(|a| a.task == "compare")
+        .ok_or("no comparison")?;
+    let summary = compare.error.clone().unwrap_or_default();
+    println!("reconciliation without the stream layer: {summary}");
+    for window in ["12:15:00", "12:30:00", "12:45:00"] {
+        assert!(
+            summary.contains(&format!("2025-09-01 {window} (")),
+            "window {window} not named: {summary}"
+        );
+    }
+    assert!(
+        summary.contains(" only in batch") && summary.contains("0 only in stream"),
+        "{summary}"
+    );
+    let held = store
+        .output("cross_layer_validation", hour, "batch_holds_the_stream")?
+        .ok_or("no batch_holds_the_stream report")?;
+    assert_eq!(
+        held["passed"], true,
+        "the batch layer holds what the stream saw: {held}"
+    );
+    assert!(
+        attempts.iter().all(|a| a.task != "reprocess_mismatches"),
+        "nothing reprocessed: {attempts:?}"
+    );
+    drop(store);
+
+    // The stream layer back: it catches up from its committed offsets, and the hour
+    // reconciles.
+    let streamed = platform.stream_layer()?;
+    assert_eq!(streamed, third.total());
+    // The whole run again (its stream rollup too), not only the failed comparison.
+    let mut again = reconcile.to_vec();
+    again.extend(["--reprocess", "completed"]);
+    platform.must(&again)?;
+    println!("after the stream layer caught up: the hour 12:00–13:00 reconciles");
+    Ok(())
+}
+
+/// Act 4.
+fn late_data_is_reprocessed_without_an_operator(platform: &Platform) -> Result<(), Error> {
+    let interval = at("2025-09-01T12:15:00Z");
+    let before = platform
+        .batch_counts()?
+        .get(&interval)
+        .copied()
+        .unwrap_or(0);
+    let bootstrap = platform.bootstrap.clone();
+    // The interval again, as the scheduler would run it: its gate opens, Spark starts ...
+    let args: Vec<String> = [
+        "backfill",
+        "events_aggregation_15m",
+        "--from",
+        "2025-09-01T12:15:00Z",
+        "--to",
+        "2025-09-01T12:30:00Z",
+        "--reprocess",
+        "completed",
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    let argv: Vec<String> = [
+        "--dags".to_owned(),
+        repo_root().join("dags").display().to_string(),
+        "--state".to_owned(),
+        platform.state.display().to_string(),
+        "--plugins".to_owned(),
+        platform.plugins.display().to_string(),
+    ]
+    .into_iter()
+    .chain(args.iter().cloned())
+    .collect();
+    let backfill =
+        std::thread::spawn(move || sluice(&argv.iter().map(String::as_str).collect::<Vec<_>>()));
+    let started = faults::spark_started("agg15m-20250901T121500", Duration::from_secs(120));
+    assert!(started, "the interval's Spark job never started");
+    // ... and meanwhile late events of that interval reach Kafka and the raw zone.
+    let late = sluice_demo::eventgen::run(&sluice_demo::eventgen::Args::parse_from([
+        "sluice-eventgen",
+        "--bootstrap",
+        &bootstrap,
+        "--partitions",
+        "4",
+        "--from",
+        "2025-09-01T12:16:00Z",
+        "--to",
+        "2025-09-01T12:20:00Z",
+        "--rate",
+        "1",
+        "--seed",
+        "8",
+    ]))?;
+    let written = sluice_demo::raw_sink::until_idle(&bootstrap, &platform.raw_zone, 10)?;
+    assert_eq!(written, late.total());
+    let outcome = backfill
+        .join()
+        .map_err(|_| "the backfill thread panicked")?;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    platform.succeeded(outcome, &args)?;
+
+    let after = platform
+        .batch_counts()?
+        .get(&interval)
+        .copied()
+        .unwrap_or(0);
+    println!(
+        "late data: {} event(s) of {interval} arrived while it was aggregated; the batch layer held {before}, now {after}",
+        late.total()
+    );
+    assert_eq!(
+        after,
+        before + late.total(),
+        "the late events are in the batch layer"
+    );
+    let store = Store::open(&platform.state)?;
+    let run = store
+        .run("events_aggregation_15m", interval)?
+        .ok_or("no run")?;
+    let gate = run.gate.ok_or("no gate record")?;
+    assert_eq!(gate.late_events, late.total(), "every late event counted");
+    assert_eq!(gate.late_reprocessed, 1, "reprocessed once, by itself");
+    assert_eq!(run.state.status, RunStatus::Success);
+    let validation = store
+        .output("events_aggregation_15m", interval, "validate")?
+        .ok_or("no validation report")?;
+    assert_eq!(validation["passed"], true, "{validation}");
     Ok(())
 }

@@ -92,3 +92,58 @@ pub fn fault(cluster: &str, operation: &str, status: u16, count: u32) -> Result<
 pub fn http(method: &str, path: &str, body: &str) -> Result<String, Error> {
     Ok(crate::http(&endpoint(), method, path, body)?.1)
 }
+
+/// A started EMR Serverless SPARK application of the test server; its id.
+pub fn serverless_application(name: &str) -> Result<String, Error> {
+    let body = http(
+        "POST",
+        "/_sluice/application",
+        &serde_json::json!({ "name": name }).to_string(),
+    )?;
+    let created: serde_json::Value = serde_json::from_str(&body)?;
+    Ok(created["id"]
+        .as_str()
+        .ok_or("the test server created no application")?
+        .to_owned())
+}
+
+/// An EMR Serverless job run as the test server's control API lists it.
+#[derive(Debug, serde::Deserialize)]
+pub struct JobRun {
+    pub id: String,
+    pub name: Option<String>,
+    pub state: String,
+    pub client_token: Option<String>,
+    pub args: Vec<String>,
+    pub parameters: Option<String>,
+    pub timeout_minutes: Option<u64>,
+}
+
+/// The application's job runs, oldest first.
+pub fn job_runs(application: &str) -> Result<Vec<JobRun>, Error> {
+    let body = http(
+        "GET",
+        &format!("/_sluice/jobruns?application_id={application}"),
+        "",
+    )?;
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// The next `count` calls of an EMR Serverless operation on the application fail with
+/// `status`; with `answer_lost` the call takes effect first and only its answer fails.
+pub fn serverless_fault(
+    application: &str,
+    operation: &str,
+    status: u16,
+    count: u32,
+    answer_lost: bool,
+) -> Result<(), Error> {
+    let body = serde_json::json!({"operation": operation, "application_id": application,
+        "status": status, "count": count, "after": answer_lost});
+    http("POST", "/_sluice/faults", &body.to_string()).map(|_| ())
+}
+
+/// How many calls of each operation the test server answered.
+pub fn calls() -> Result<std::collections::BTreeMap<String, u64>, Error> {
+    Ok(serde_json::from_str(&http("GET", "/_sluice/calls", "")?)?)
+}

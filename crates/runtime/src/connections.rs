@@ -48,9 +48,21 @@ pub struct EmrConnection {
     /// from the DAG folder locally and from this prefix on EMR.
     #[serde(default)]
     pub jobs_uri: Option<String>,
-    /// Runtime role for steps (ExecutionRoleArn).
+    /// Runtime role for steps (ExecutionRoleArn); for EMR Serverless, the job runs' role
+    /// (required there).
     #[serde(default)]
     pub execution_role_arn: Option<String>,
+    /// An EMR Serverless application's id, for `backend: emr_serverless`.
+    #[serde(default)]
+    pub application_id: Option<String>,
+    /// Managed scaling of the long-running cluster `cluster_id`: applied and read back
+    /// when a scheduler or backfill process starts (docs/configuration.md).
+    #[serde(default)]
+    pub managed_scaling: Option<ClusterScaling>,
+    /// Seconds without a step after which EMR terminates the cluster `cluster_id`
+    /// (auto-termination), applied and read back at start; none: it runs until stopped.
+    #[serde(default)]
+    pub idle_timeout_seconds: Option<u64>,
     /// First wait between DescribeStep polls, in seconds; it grows to `poll_max_seconds`.
     #[serde(default = "defaults::poll_initial")]
     pub poll_initial_seconds: f64,
@@ -65,6 +77,32 @@ pub struct EmrConnection {
     /// Service role of transient clusters (RunJobFlow's ServiceRole).
     #[serde(default = "defaults::service_role")]
     pub service_role: String,
+}
+
+/// Managed scaling limits of a cluster (EMR's ComputeLimits).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterScaling {
+    pub min_units: u32,
+    pub max_units: u32,
+    /// What a unit is: `instances` (default), `instance_fleet_units` or `vcpu`.
+    #[serde(default)]
+    pub unit_type: ScalingUnit,
+    /// Most units of on-demand capacity (the rest spot); default: all may be on demand.
+    #[serde(default)]
+    pub max_on_demand_units: Option<u32>,
+    /// Most units of core nodes (the rest task nodes).
+    #[serde(default)]
+    pub max_core_units: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScalingUnit {
+    #[default]
+    Instances,
+    InstanceFleetUnits,
+    Vcpu,
 }
 
 mod defaults {

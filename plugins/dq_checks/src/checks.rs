@@ -112,21 +112,28 @@ pub fn evaluate(check: &Check, rows: &[Row], ctx: &TaskContext) -> Result<CheckR
             key,
             values,
             tolerance,
+            at_most,
+            sides,
         } => {
             let left = match left {
                 Some(source) => rows::fetch(ctx, source)?,
                 None => rows.to_vec(),
             };
             let other = rows::fetch(ctx, with)?;
-            let report = compare::compare(&left, &other, key, values, *tolerance);
+            let rule = compare::Rule {
+                tolerance: *tolerance,
+                at_most: *at_most,
+            };
+            let report = compare::compare(&left, &other, key, values, rule);
             let passed = report.is_clean();
             if !passed {
-                summary = report.summary(key);
+                let default = ["left".to_owned(), "right".to_owned()];
+                summary = report.summary(key, sides.as_deref().unwrap_or(&default));
             }
             (
                 passed,
                 serde_json::to_value(&report)?,
-                json!({"tolerance": tolerance, "key": key, "values": values}),
+                json!({"tolerance": tolerance, "key": key, "values": values, "at_most": at_most}),
             )
         }
     };
@@ -235,8 +242,47 @@ mod tests {
         .unwrap_or_default();
         let key = vec!["country".to_owned(), "device".to_owned()];
         let values = vec!["events".to_owned()];
-        assert!(!compare::compare(&rows(), &other, &key, &values, 0.0).is_clean());
-        assert!(compare::compare(&rows(), &other, &key, &values, 0.05).is_clean());
+        let within = |tolerance| compare::Rule {
+            tolerance,
+            at_most: false,
+        };
+        assert!(!compare::compare(&rows(), &other, &key, &values, within(0.0)).is_clean());
+        assert!(compare::compare(&rows(), &other, &key, &values, within(0.05)).is_clean());
+    }
+
+    /// At most: the left side lower or missing is fine, higher or alone is not.
+    #[test]
+    fn an_at_most_comparison_fails_only_where_the_left_side_is_higher() {
+        let key = vec!["country".to_owned(), "device".to_owned()];
+        let values = vec!["events".to_owned()];
+        let at_most = compare::Rule {
+            tolerance: 0.0,
+            at_most: true,
+        };
+        // The right side (batch) holds more everywhere, and one key the left lacks.
+        let more = rows::to_rows(json!([
+            {"country": "DE", "device": "ios", "events": 12},
+            {"country": "FR", "device": "ios", "events": 20},
+            {"country": null, "device": "web", "events": 0},
+            {"country": "BR", "device": "web", "events": 5}
+        ]))
+        .unwrap_or_default();
+        assert!(compare::compare(&rows(), &more, &key, &values, at_most).is_clean());
+        // The left side higher in one key, and alone in another.
+        let less = rows::to_rows(json!([
+            {"country": "DE", "device": "ios", "events": 9},
+            {"country": "FR", "device": "ios", "events": 20}
+        ]))
+        .unwrap_or_default();
+        let report = compare::compare(&rows(), &less, &key, &values, at_most);
+        assert_eq!(report.mismatches.len(), 1);
+        assert_eq!(report.only_left.len(), 1);
+        assert!(report.only_right.is_empty());
+        let sides = ["stream".to_owned(), "batch".to_owned()];
+        assert_eq!(
+            report.summary(&key, &sides),
+            "2 of 3 keys differ, 1 only in stream, 0 only in batch; by country: DE (1), null (1)"
+        );
     }
 
     #[test]
@@ -249,13 +295,15 @@ mod tests {
         .unwrap_or_default();
         let key = vec!["country".to_owned(), "device".to_owned()];
         let values = vec!["events".to_owned()];
-        let report = compare::compare(&rows(), &other, &key, &values, 0.0);
+        let exact = compare::Rule::default();
+        let report = compare::compare(&rows(), &other, &key, &values, exact);
+        let sides = ["left".to_owned(), "right".to_owned()];
         assert_eq!(
-            report.summary(&key),
-            "3 of 4 keys differ, 1 only left, 1 only right; by country: DE (2), null (1)"
+            report.summary(&key, &sides),
+            "3 of 4 keys differ, 1 only in left, 1 only in right; by country: DE (2), null (1)"
         );
-        let totals = compare::compare(&rows()[..1], &other[..1], &[], &values, 0.0);
-        assert_eq!(totals.summary(&[]), "events 10 vs 9");
+        let totals = compare::compare(&rows()[..1], &other[..1], &[], &values, exact);
+        assert_eq!(totals.summary(&[], &sides), "events 10 vs 9");
     }
 
     #[test]

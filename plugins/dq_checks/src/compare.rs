@@ -33,7 +33,8 @@ impl Report {
 
     /// One line for people: how many keys differ and, grouped by the key's first column
     /// (a reconciliation's window), where; or, without a key, the values side by side.
-    pub fn summary(&self, key: &[String]) -> String {
+    /// `sides` names the two sides ("only in batch").
+    pub fn summary(&self, key: &[String], sides: &[String; 2]) -> String {
         if key.is_empty() {
             let values: Vec<String> = self
                 .mismatches
@@ -69,9 +70,11 @@ impl Report {
         let mut one_side = String::new();
         if !self.only_left.is_empty() || !self.only_right.is_empty() {
             one_side = format!(
-                ", {} only left, {} only right",
+                ", {} only in {}, {} only in {}",
                 self.only_left.len(),
-                self.only_right.len()
+                sides[0],
+                self.only_right.len(),
+                sides[1]
             );
         }
         format!(
@@ -87,15 +90,24 @@ fn shown(value: Option<f64>) -> String {
     value.map_or_else(|| "null".to_owned(), |v| v.to_string())
 }
 
-/// Compares `left` with `right` on `key`; each `values` column must agree within
-/// `tolerance`, relative to the larger magnitude (0 = exact).
+/// How values must agree: within `tolerance`, relative to the larger magnitude (0 =
+/// exact); with `at_most`, only a left value above the right one (or a key only on the
+/// left) disagrees.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rule {
+    pub tolerance: f64,
+    pub at_most: bool,
+}
+
+/// Compares `left` with `right` on `key`, each `values` column under `rule`.
 pub fn compare(
     left: &[Row],
     right: &[Row],
     key: &[String],
     values: &[String],
-    tolerance: f64,
+    rule: Rule,
 ) -> Report {
+    let tolerance = rule.tolerance;
     let index = |rows: &[Row]| -> BTreeMap<String, (Vec<Value>, Row)> {
         rows.iter()
             .map(|r| {
@@ -121,6 +133,7 @@ pub fn compare(
                 r.get(column).and_then(number),
             );
             let agree = match (a, b) {
+                (Some(a), Some(b)) if rule.at_most => a - b <= tolerance * a.abs().max(b.abs()),
                 (Some(a), Some(b)) => (a - b).abs() <= tolerance * a.abs().max(b.abs()),
                 (None, None) => true,
                 _ => false,
@@ -135,9 +148,12 @@ pub fn compare(
             }
         }
     }
-    for (id, (k, _)) in &right {
-        if !left.contains_key(id) {
-            report.only_right.push(k.clone());
+    // At most: the left missing a key is the left being lower.
+    if !rule.at_most {
+        for (id, (k, _)) in &right {
+            if !left.contains_key(id) {
+                report.only_right.push(k.clone());
+            }
         }
     }
     report

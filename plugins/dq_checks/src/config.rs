@@ -67,12 +67,21 @@ pub enum Rule {
         /// The left side, when not the check's rows (e.g. a sum over them).
         #[serde(default)]
         rows: Option<Source>,
-        with: Source,
+        with: Box<Source>,
         key: Vec<String>,
         values: Vec<String>,
         /// A number, or a numeric string (what a template renders).
         #[serde(default, deserialize_with = "number_or_text")]
         tolerance: f64,
+        /// One-sided: the left values may be lower than the right ones, or missing, never
+        /// higher (beyond `tolerance`); a key only on the left still fails. For "the batch
+        /// layer holds at least what the stream layer saw".
+        #[serde(default)]
+        at_most: bool,
+        /// Names of the two sides in the report, e.g. `[stream, batch]` (default
+        /// `[left, right]`).
+        #[serde(default)]
+        sides: Option<Box<[String; 2]>>,
     },
 }
 

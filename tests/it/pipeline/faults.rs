@@ -59,6 +59,18 @@ pub fn kill_spark_once(marker: String, done: Arc<AtomicBool>) -> JoinHandle<bool
     })
 }
 
+/// Whether a Spark driver whose command line holds `marker` starts within `limit`.
+pub fn spark_started(marker: &str, limit: Duration) -> bool {
+    let began = Instant::now();
+    while began.elapsed() < limit {
+        if !processes_naming(marker).is_empty() {
+            return true;
+        }
+        std::thread::sleep(POLL);
+    }
+    false
+}
+
 /// When `trigger` appears (an interval's Spark output: its load comes next), stops the
 /// warehouse for `outage`, then starts it again with its data. Answers how long it was
 /// down, or `None` if the trigger never appeared.

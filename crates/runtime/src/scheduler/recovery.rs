@@ -135,6 +135,17 @@ impl Engine {
             for note in self.executors.spark.sweep(&dag, run_is_over) {
                 self.log(note);
             }
+            for note in self.executors.spark.apply_cluster_policies(&dag) {
+                match note {
+                    Ok(done) => self.log(done),
+                    // Not fatal (EMR may be down for a while), but never silent: the
+                    // scheduler's log, or a backfill's stderr (it installs no logger).
+                    Err(problem) if self.config.verbose => {
+                        tracing::warn!(dag = %dag.dag, "{problem}")
+                    }
+                    Err(problem) => eprintln!("warning: {}: {problem}", dag.dag),
+                }
+            }
         }
         if self.attempts.adopted() > 0 {
             self.log(format!(

@@ -47,6 +47,16 @@ impl Case {
         })
     }
 
+    /// The same case with more fields in its connection.
+    fn with_connection(mut self, extra: serde_json::Value) -> Result<Case, Error> {
+        let mut connection: serde_json::Value = serde_json::from_str(&self.connection)?;
+        if let (Some(fields), Some(more)) = (connection.as_object_mut(), extra.as_object()) {
+            fields.extend(more.clone());
+        }
+        self.connection = connection.to_string();
+        Ok(self)
+    }
+
     /// `sluice` on the case's DAG folder and state, with its connection and test credentials.
     fn sluice(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
@@ -458,6 +468,21 @@ fn a_transient_cluster_is_created_for_the_run_and_terminated_when_it_ends() -> R
     let steps = steps(&clusters[0].0)?;
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0].state, "COMPLETED");
+    // Created with an idle auto-termination (default 1 h): a cluster whose run's end no
+    // scheduler sees still goes.
+    let idle = runtime().block_on(async {
+        client()
+            .await
+            .get_auto_termination_policy()
+            .cluster_id(&clusters[0].0)
+            .send()
+            .await
+    })?;
+    assert_eq!(
+        idle.auto_termination_policy()
+            .and_then(|p| p.idle_timeout()),
+        Some(3600)
+    );
 
     // A cluster of that (finished) run left behind, as by a scheduler killed before it
     // could terminate it: the next start sweeps it.
@@ -666,4 +691,76 @@ fn clearing_a_running_attempt_cancels_its_step() -> Result<(), Error> {
 /// SIGTERM: a graceful stop.
 fn nix_kill(child: &std::process::Child) -> std::io::Result<std::process::ExitStatus> {
     Command::new("kill").arg(child.id().to_string()).status()
+}
+
+/// The connection's long-running cluster gets the managed scaling and idle
+/// auto-termination the connection sets, when the process starts, read back from EMR.
+#[test]
+fn the_connections_cluster_gets_its_managed_scaling_and_idle_timeout_at_start() -> Result<(), Error>
+{
+    let cluster = cluster()?;
+    let case = Case::new(
+        "policies",
+        &cluster,
+        "    application: s3://jobs/aggregate_15m.py\n",
+    )?
+    .with_connection(serde_json::json!({
+        "managed_scaling": {"min_units": 2, "max_units": 20, "max_on_demand_units": 4},
+        "idle_timeout_seconds": 5400
+    }))?;
+    let (code, stderr) = case.backfill()?;
+    assert_eq!(code, 0, "{stderr}");
+    let (scaling, idle) = runtime().block_on(async {
+        let api = client().await;
+        let scaling = api
+            .get_managed_scaling_policy()
+            .cluster_id(&cluster)
+            .send()
+            .await;
+        let idle = api
+            .get_auto_termination_policy()
+            .cluster_id(&cluster)
+            .send()
+            .await;
+        (scaling, idle)
+    });
+    let limits = scaling?
+        .managed_scaling_policy()
+        .and_then(|p| p.compute_limits())
+        .cloned()
+        .ok_or("no managed scaling policy")?;
+    assert_eq!(limits.minimum_capacity_units(), Some(2));
+    assert_eq!(limits.maximum_capacity_units(), Some(20));
+    assert_eq!(limits.maximum_on_demand_capacity_units(), Some(4));
+    assert_eq!(limits.unit_type().map(|u| u.as_str()), Some("Instances"));
+    assert_eq!(
+        idle?
+            .auto_termination_policy()
+            .and_then(|p| p.idle_timeout()),
+        Some(5400)
+    );
+    Ok(())
+}
+
+/// A policy EMR does not keep (the test server drops a scaling of 999 units) is reported
+/// at start, and the work still runs.
+#[test]
+fn a_cluster_policy_that_did_not_take_is_reported() -> Result<(), Error> {
+    let cluster = cluster()?;
+    let case = Case::new(
+        "policy-lost",
+        &cluster,
+        "    application: s3://jobs/aggregate_15m.py\n",
+    )?
+    .with_connection(serde_json::json!({
+        "managed_scaling": {"min_units": 2, "max_units": 999}
+    }))?;
+    let (code, stderr) = case.backfill()?;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("the cluster policies of connection `test_emr` are not in place")
+            && stderr.contains("managed scaling of"),
+        "{stderr}"
+    );
+    Ok(())
 }

@@ -5,12 +5,14 @@
 
 mod api;
 mod backfill_task;
+mod batch_outage;
 mod binary;
 mod chaos;
 mod clickhouse_dq;
 mod clickhouse_tasks;
 mod config_check;
 mod crash_backfill;
+mod emr_serverless;
 mod emr_steps;
 mod fault_proxy;
 mod in_process;

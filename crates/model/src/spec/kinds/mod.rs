@@ -22,8 +22,8 @@ pub use command::{CommandLine, CommandTask};
 pub use noop::NoopTask;
 pub use sensor::SensorTask;
 pub use spark::{
-    FleetInstanceType, InstanceFleet, InstanceGroup, InstanceMarket, InstanceRole, ManagedScaling,
-    SparkBackend, SparkTask, TransientCluster,
+    DEFAULT_IDLE_TIMEOUT_SECONDS, FleetInstanceType, InstanceFleet, InstanceGroup, InstanceMarket,
+    InstanceRole, ManagedScaling, SparkBackend, SparkTask, TransientCluster,
 };
 pub use wasm::{Capabilities, DirGrant, DirMode, WasmTask};
 

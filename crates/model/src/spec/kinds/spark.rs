@@ -15,8 +15,9 @@ use crate::spec::yaml::Node;
 // No `deny_unknown_fields`: flattened into `Task`, it would refuse the task's other
 // fields when a stored DAG version is read back (YAML is checked by the decoder, not serde).
 pub struct SparkTask {
-    /// `emr` (a step on an EMR cluster) or `local` (`spark-submit --master local[*]`).
-    /// Default `local`; the configuration may override it per environment.
+    /// `emr` (a step on an EMR cluster), `emr_serverless` (a job run of an EMR Serverless
+    /// application) or `local` (`spark-submit --master local[*]`). Default `local`; the
+    /// configuration may override it per environment.
     #[serde(default)]
     pub backend: SparkBackend,
     /// The application: a `.py` file or a jar (S3 paths on EMR). Templated.
@@ -51,8 +52,16 @@ pub struct SparkTask {
 #[serde(rename_all = "snake_case")]
 pub enum SparkBackend {
     Emr,
+    EmrServerless,
     #[default]
     Local,
+}
+
+impl SparkBackend {
+    /// Whether attempts run outside the scheduler's process (and survive it).
+    pub fn is_remote(self) -> bool {
+        self != SparkBackend::Local
+    }
 }
 
 /// An EMR cluster created for a run (RunJobFlow).
@@ -76,7 +85,14 @@ pub struct TransientCluster {
     /// S3 prefix for cluster logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_uri: Option<String>,
+    /// EMR terminates the cluster after this long without a step (auto-termination): the
+    /// safety net for a cluster whose run's end no scheduler saw. Default 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<crate::spec::duration::Duration>,
 }
+
+/// A transient cluster's idle timeout when the DAG gives none.
+pub const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 3600;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -140,8 +156,11 @@ impl Kind for SparkTask {
     const DESCRIPTION: &'static str = "A Spark application on EMR or a local Spark.";
 
     fn decode(d: &mut Decoder, f: &mut Fields<'_>) -> Option<Self> {
-        const BACKENDS: [(&str, SparkBackend); 2] =
-            [("emr", SparkBackend::Emr), ("local", SparkBackend::Local)];
+        const BACKENDS: [(&str, SparkBackend); 3] = [
+            ("emr", SparkBackend::Emr),
+            ("emr_serverless", SparkBackend::EmrServerless),
+            ("local", SparkBackend::Local),
+        ];
         let backend = f.read(d, "backend", |d, n, p| d.choice(n, p, &BACKENDS));
         let application = f.read_required(d, "application", Decoder::string);
         let task = SparkTask {
@@ -184,6 +203,19 @@ impl Kind for SparkTask {
                     "EMR only",
                 )
                 .help("set `backend: emr`, or remove `transient_cluster`"),
+            );
+        }
+        if self.transient_cluster.is_some() && self.backend == SparkBackend::EmrServerless {
+            problems.push(
+                FieldProblem::new(
+                    "spec::transient-cluster-serverless",
+                    format!(
+                        "task `{task}` asks for a transient EMR cluster but runs on EMR Serverless, which has no clusters"
+                    ),
+                    "transient_cluster",
+                    "EMR only",
+                )
+                .help("remove `transient_cluster` (the application's capacity settings size EMR Serverless), or set `backend: emr`"),
             );
         }
         if let Some(cluster) = &self.transient_cluster
@@ -287,6 +319,7 @@ fn read_transient_cluster(d: &mut Decoder, node: &Node, path: &str) -> Option<Tr
     });
     let keep_alive = f.read(d, "keep_alive", Decoder::boolean);
     let log_uri = f.read(d, "log_uri", Decoder::string);
+    let idle_timeout = f.read(d, "idle_timeout", Decoder::duration);
     f.finish(d);
     Some(TransientCluster {
         release_label: release_label?,
@@ -295,5 +328,6 @@ fn read_transient_cluster(d: &mut Decoder, node: &Node, path: &str) -> Option<Tr
         managed_scaling,
         keep_alive: keep_alive.unwrap_or(false),
         log_uri,
+        idle_timeout,
     })
 }

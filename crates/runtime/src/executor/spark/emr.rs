@@ -163,6 +163,26 @@ impl EmrClients {
         Ok(count)
     }
 
+    /// Applies and reads back the policies the connection sets on its long-running
+    /// cluster (managed scaling, idle auto-termination). Blocks, at most 30 s; call at
+    /// start-up, outside the runtime.
+    pub fn apply_cluster_policies(
+        &self,
+        connection_name: &str,
+        conn: &EmrConnection,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Vec<String>, String> {
+        let api = runtime.block_on(self.for_connection(connection_name, conn));
+        let applied = runtime.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                super::cluster_policies::apply(&api.retrying, conn),
+            )
+            .await
+        });
+        applied.unwrap_or_else(|_| Err("EMR did not answer within 30 s".into()))
+    }
+
     /// Asks EMR to cancel the step of a running attempt.
     pub fn cancel(&self, idempotency_key: &str, runtime: &tokio::runtime::Handle) {
         let found = self
@@ -209,6 +229,37 @@ pub(super) fn api_error<
     }
 }
 
+/// The task with its application and Python files as the cluster's side reads them: S3
+/// paths as they are, relative ones under the connection's `jobs_uri`; a local path is
+/// refused with what to do.
+pub(super) fn with_remote_paths(
+    task: &SparkTask,
+    conn: &EmrConnection,
+) -> Result<SparkTask, String> {
+    let remote = |path: &str| -> Result<String, String> {
+        if path.contains("://") {
+            return Ok(path.to_owned());
+        }
+        match &conn.jobs_uri {
+            Some(root) if !path.starts_with('/') => {
+                Ok(format!("{}/{path}", root.trim_end_matches('/')))
+            }
+            _ => Err(format!(
+                "`{path}` is a local path; the EMR backends run files from S3 (s3://bucket/key) \
+                 — upload it, set the connection's `jobs_uri` for relative paths, or use `backend: local`"
+            )),
+        }
+    };
+    let mut task = task.clone();
+    task.application = remote(&task.application)?;
+    task.py_files = task
+        .py_files
+        .iter()
+        .map(|p| remote(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(task)
+}
+
 /// Runs one attempt's step to its end: adopt or add, then poll.
 pub async fn run(
     clients: Arc<EmrClients>,
@@ -224,36 +275,10 @@ pub async fn run(
             None::<serde_json::Value>,
         )
     };
-    let remote = |path: &str| -> Result<String, String> {
-        if path.contains("://") {
-            return Ok(path.to_owned());
-        }
-        match &conn.jobs_uri {
-            Some(root) if !path.starts_with('/') => {
-                Ok(format!("{}/{path}", root.trim_end_matches('/')))
-            }
-            _ => Err(format!(
-                "`{path}` is a local path; the EMR backend runs files from S3 (s3://bucket/key) \
-                 — upload it, set the connection's `jobs_uri` for relative paths, or use `backend: local`"
-            )),
-        }
-    };
-    let mut task = task.clone();
-    let resolved = remote(&task.application).and_then(|application| {
-        let py_files = task
-            .py_files
-            .iter()
-            .map(|p| remote(p))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((application, py_files))
-    });
-    match resolved {
-        Ok((application, py_files)) => {
-            task.application = application;
-            task.py_files = py_files;
-        }
+    let task = match with_remote_paths(task, conn) {
+        Ok(task) => task,
         Err(reason) => return fail(false, reason),
-    }
+    };
     let task = &task;
     let api = clients.for_connection(connection_name, conn).await;
     let cluster = match (&task.transient_cluster, &conn.cluster_id) {
@@ -415,6 +440,34 @@ async fn find_step(client: &Client, cluster: &str, name: &str) -> Result<Option<
     }
 }
 
+/// Asks `look` at growing, jittered intervals (see [`grow`], [`jitter`]) until it gives an
+/// outcome; the attempt's timeout, around this, bounds the wait.
+pub(super) async fn poll_until<F, Fut>(conn: &EmrConnection, key: &str, mut look: F) -> Outcome
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<Outcome>>,
+{
+    let mut wait = Duration::from_secs_f64(conn.poll_initial_seconds);
+    let mut round: u64 = 0;
+    loop {
+        tokio::time::sleep(jitter(wait, key, round)).await;
+        round += 1;
+        wait = grow(wait, conn);
+        if let Some(outcome) = look().await {
+            return outcome;
+        }
+    }
+}
+
+/// A poll's failed call: nothing yet when waiting may help (throttling, 5xx, network: the
+/// SDK retried already, polling goes on), else a retryable failure of the attempt.
+pub(super) fn failed_poll(e: ApiError) -> Option<Outcome> {
+    (!e.transient).then_some(Outcome::Failed {
+        retryable: true,
+        reason: e.message,
+    })
+}
+
 /// Polls the step until it ends; maps its final state to an outcome.
 async fn poll(
     client: &Client,
@@ -423,12 +476,7 @@ async fn poll(
     key: &str,
     conn: &EmrConnection,
 ) -> Outcome {
-    let mut wait = Duration::from_secs_f64(conn.poll_initial_seconds);
-    let mut round: u64 = 0;
-    loop {
-        tokio::time::sleep(jitter(wait, key, round)).await;
-        round += 1;
-        wait = grow(wait, conn);
+    poll_until(conn, key, || async {
         let described = client
             .describe_step()
             .cluster_id(cluster)
@@ -437,38 +485,21 @@ async fn poll(
             .await;
         let out = match described {
             Ok(out) => out,
-            Err(e) => {
-                let e = api_error("DescribeStep", &e);
-                if e.transient {
-                    continue;
-                }
-                return Outcome::Failed {
-                    retryable: true,
-                    reason: e.message,
-                };
-            }
+            Err(e) => return failed_poll(api_error("DescribeStep", &e)),
         };
-        let Some(status) = out.step().and_then(|s| s.status()) else {
-            continue;
-        };
+        let status = out.step().and_then(|s| s.status())?;
         match status.state() {
-            Some(StepState::Completed) => return Outcome::Success,
+            Some(StepState::Completed) => Some(Outcome::Success),
             Some(StepState::Failed) => {
                 let details = status.failure_details();
                 // EMR's texts go into the attempt record as they are, up to a bound: a
                 // failure message of megabytes would not fit a reason.
                 let part = |label: &str, value: Option<&str>| {
                     value
-                        .map(|v| {
-                            let mut text: String = v.chars().take(MAX_DETAIL_CHARS).collect();
-                            if text.len() < v.len() {
-                                text.push_str(" …(cut)");
-                            }
-                            format!("; {label}: {text}")
-                        })
+                        .map(|v| format!("; {label}: {}", bounded(v)))
                         .unwrap_or_default()
                 };
-                return Outcome::Failed {
+                Some(Outcome::Failed {
                     retryable: true,
                     reason: format!(
                         "EMR step {step_id} failed{}{}{}",
@@ -476,25 +507,33 @@ async fn poll(
                         part("message", details.and_then(|d| d.message())),
                         part("log", details.and_then(|d| d.log_file())),
                     ),
-                };
+                })
             }
-            Some(StepState::Cancelled) | Some(StepState::Interrupted) => {
-                return Outcome::Failed {
-                    retryable: true,
-                    reason: format!(
-                        "EMR step {step_id} was {}",
-                        status
-                            .state()
-                            .map(|s| s.as_str().to_lowercase())
-                            .unwrap_or_default()
-                    ),
-                };
-            }
+            Some(StepState::Cancelled) | Some(StepState::Interrupted) => Some(Outcome::Failed {
+                retryable: true,
+                reason: format!(
+                    "EMR step {step_id} was {}",
+                    status
+                        .state()
+                        .map(|s| s.as_str().to_lowercase())
+                        .unwrap_or_default()
+                ),
+            }),
             // Pending, running, and any state this SDK does not know: still going; the
             // attempt's timeout bounds the wait.
-            _ => {}
+            _ => None,
         }
+    })
+    .await
+}
+
+/// A text from EMR cut to [`MAX_DETAIL_CHARS`], saying so when it was.
+pub(super) fn bounded(text: &str) -> String {
+    let mut kept: String = text.chars().take(MAX_DETAIL_CHARS).collect();
+    if kept.len() < text.len() {
+        kept.push_str(" …(cut)");
     }
+    kept
 }
 
 /// The most of each EMR failure detail (reason, message, log) kept in an attempt's reason.

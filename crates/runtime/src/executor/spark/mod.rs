@@ -1,8 +1,11 @@
-//! `type: spark`: one Spark application, on a local Spark ([`local`]) or as an EMR step.
-//! Both build their `spark-submit` arguments with [`submit`].
+//! `type: spark`: one Spark application, on a local Spark ([`local`]), as an EMR step
+//! ([`emr`]) or as an EMR Serverless job run ([`serverless`]). All build their
+//! `spark-submit` arguments with [`submit`].
 
+pub mod cluster_policies;
 pub mod emr;
 pub mod local;
+pub mod serverless;
 pub mod submit;
 pub mod transient;
 
@@ -14,8 +17,8 @@ use super::{Attempt, Executor, Report, Reporter};
 use sluice_model::spec::{SparkBackend, TaskKind};
 
 /// Overrides Spark tasks' `backend` in this environment: `local` on a laptop or in tests,
-/// `emr` in production; either for every task (`local`), or per connection
-/// (`analytics_emr=local,backfill_emr=emr`): the tasks on the named connections only.
+/// `emr` or `emr_serverless` in production; either for every task (`local`), or per
+/// connection (`analytics_emr=local,backfill_emr=emr`): the tasks on the named connections only.
 pub const BACKEND_VARIABLE: &str = "SLUICE_SPARK_BACKEND";
 
 /// What `SLUICE_SPARK_BACKEND` says.
@@ -30,8 +33,9 @@ impl BackendOverride {
         let backend = |word: &str| match word.trim() {
             "local" => Ok(SparkBackend::Local),
             "emr" => Ok(SparkBackend::Emr),
+            "emr_serverless" => Ok(SparkBackend::EmrServerless),
             other => Err(format!(
-                "{BACKEND_VARIABLE}: `{other}` is not a backend; expected `local` or `emr`, for every task or as CONNECTION=local|emr,…"
+                "{BACKEND_VARIABLE}: `{other}` is not a backend; expected `local`, `emr` or `emr_serverless`, for every task or as CONNECTION=local|emr|emr_serverless,…"
             )),
         };
         if !text.contains('=') {
@@ -44,7 +48,7 @@ impl BackendOverride {
         for entry in text.split(',').filter(|e| !e.trim().is_empty()) {
             let Some((connection, word)) = entry.split_once('=') else {
                 return Err(format!(
-                    "{BACKEND_VARIABLE}: `{entry}` is not CONNECTION=local|emr"
+                    "{BACKEND_VARIABLE}: `{entry}` is not CONNECTION=local|emr|emr_serverless"
                 ));
             };
             by_connection.insert(connection.trim().to_owned(), backend(word)?);
@@ -79,7 +83,10 @@ pub struct SparkExecutor {
     dags_dir: PathBuf,
     runtime: tokio::runtime::Handle,
     emr: Arc<emr::EmrClients>,
+    serverless: Arc<serverless::ServerlessClients>,
     connections: crate::connections::Connections,
+    /// Connections whose cluster policies this process applied (once each).
+    policies_applied: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl SparkExecutor {
@@ -95,7 +102,9 @@ impl SparkExecutor {
             dags_dir,
             runtime,
             emr: Arc::default(),
+            serverless: Arc::default(),
             connections,
+            policies_applied: Default::default(),
         }
     }
 }
@@ -110,9 +119,10 @@ impl SparkExecutor {
         }
     }
 
-    /// Whether a task's attempts run outside this process (an EMR step), and so survive it.
+    /// Whether a task's attempts run outside this process (an EMR step, an EMR Serverless
+    /// job run), and so survive it.
     pub fn runs_remotely(&self, kind: &TaskKind) -> bool {
-        matches!(kind, TaskKind::Spark(s) if self.backend_of(s) == Ok(SparkBackend::Emr))
+        matches!(kind, TaskKind::Spark(s) if self.backend_of(s).is_ok_and(SparkBackend::is_remote))
     }
 
     /// The EMR tasks of a DAG that create transient clusters: (task id, connection name).
@@ -121,7 +131,8 @@ impl SparkExecutor {
             .iter()
             .filter_map(|(id, spec)| match &spec.kind {
                 TaskKind::Spark(s)
-                    if self.runs_remotely(&spec.kind) && s.transient_cluster.is_some() =>
+                    if self.backend_of(s) == Ok(SparkBackend::Emr)
+                        && s.transient_cluster.is_some() =>
                 {
                     s.connection.clone().map(|c| (id.clone(), c))
                 }
@@ -149,6 +160,50 @@ impl SparkExecutor {
     pub fn finish_cleanups(&self) {
         self.emr
             .finish_cleanups(std::time::Duration::from_secs(30), &self.runtime);
+    }
+
+    /// At start-up: applies and checks the managed scaling and idle auto-termination that
+    /// the DAG's EMR connections set on their long-running clusters, once per connection.
+    /// Each policy set, or why a connection's are not in place.
+    pub fn apply_cluster_policies(
+        &self,
+        dag: &sluice_model::spec::Dag,
+    ) -> Vec<Result<String, String>> {
+        let mut notes = Vec::new();
+        for spec in dag.tasks.values() {
+            let TaskKind::Spark(s) = &spec.kind else {
+                continue;
+            };
+            let (Some(name), None) = (&s.connection, &s.transient_cluster) else {
+                continue;
+            };
+            if self.backend_of(s) != Ok(SparkBackend::Emr) {
+                continue;
+            }
+            let Ok(conn) = self.connections.emr(name) else {
+                continue;
+            };
+            if conn.managed_scaling.is_none() && conn.idle_timeout_seconds.is_none() {
+                continue;
+            }
+            let first = self
+                .policies_applied
+                .lock()
+                .is_ok_and(|mut seen| seen.insert(name.clone()));
+            if !first {
+                continue;
+            }
+            match self.emr.apply_cluster_policies(name, &conn, &self.runtime) {
+                Ok(done) => notes.extend(
+                    done.into_iter()
+                        .map(|d| Ok(format!("{d} (connection `{name}`, set and read back)"))),
+                ),
+                Err(e) => notes.push(Err(format!(
+                    "the cluster policies of connection `{name}` are not in place: {e}"
+                ))),
+            }
+        }
+        notes
     }
 
     /// At start-up: terminates transient clusters of the DAG's runs that are over.
@@ -207,21 +262,25 @@ impl Executor for SparkExecutor {
                 };
                 self.command.start(attempt, reporter);
             }
-            SparkBackend::Emr => {
+            remote => {
                 let Some(name) = task.connection.clone() else {
-                    return reporter.fatal(
-                        "`backend: emr` needs `connection`: the EMR connection (cluster, region) to submit to".into(),
-                    );
+                    return reporter.fatal(match remote {
+                        SparkBackend::EmrServerless => "`backend: emr_serverless` needs `connection`: the EMR connection (application_id, execution_role_arn, region) to run on",
+                        _ => "`backend: emr` needs `connection`: the EMR connection (cluster, region) to submit to",
+                    }.into());
                 };
                 let conn = match self.connections.emr(&name) {
                     Ok(conn) => conn,
                     Err(e) => return reporter.fatal(e.to_string()),
                 };
                 let task = task.clone();
-                let clients = Arc::clone(&self.emr);
+                let (emr, serverless) = (Arc::clone(&self.emr), Arc::clone(&self.serverless));
                 self.runtime.spawn(async move {
-                    let (outcome, output) =
-                        emr::run(clients, &attempt, &task, &name, &conn, &reporter).await;
+                    let (outcome, output) = if remote == SparkBackend::EmrServerless {
+                        serverless::run(serverless, &attempt, &task, &name, &conn, &reporter).await
+                    } else {
+                        emr::run(emr, &attempt, &task, &name, &conn, &reporter).await
+                    };
                     reporter.send(Report::Finished { outcome, output });
                 });
             }
@@ -229,9 +288,10 @@ impl Executor for SparkExecutor {
     }
 
     /// Local runs are processes of the command executor, which the scheduler cancels
-    /// itself; EMR steps are cancelled here (CancelSteps).
+    /// itself; EMR steps (CancelSteps) and EMR Serverless job runs (CancelJobRun) here.
     fn cancel(&self, idempotency_key: &str) {
         self.emr.cancel(idempotency_key, &self.runtime);
+        self.serverless.cancel(idempotency_key, &self.runtime);
     }
 }
 

@@ -5,6 +5,15 @@ use sluice_model::spec::SparkTask;
 
 /// Arguments after `spark-submit`, without `--master` (the backend's choice).
 pub fn arguments(task: &SparkTask, application: &str, app_name: &str) -> Vec<String> {
+    let mut args = options(task, app_name);
+    args.push(application.to_owned());
+    args.extend(task.args.iter().cloned());
+    args
+}
+
+/// The options before the application: name, class, conf, packages, files, jars (EMR
+/// Serverless takes these apart from the entry point and its arguments).
+pub fn options(task: &SparkTask, app_name: &str) -> Vec<String> {
     let mut args = Vec::new();
     if !task.conf.contains_key("spark.app.name") {
         args.extend(["--name".to_owned(), app_name.to_owned()]);
@@ -24,8 +33,6 @@ pub fn arguments(task: &SparkTask, application: &str, app_name: &str) -> Vec<Str
             args.extend([flag.to_owned(), list.join(",")]);
         }
     }
-    args.push(application.to_owned());
-    args.extend(task.args.iter().cloned());
     args
 }
 

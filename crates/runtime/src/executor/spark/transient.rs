@@ -7,9 +7,9 @@
 
 use aws_sdk_emr::Client;
 use aws_sdk_emr::types::{
-    ClusterState, ComputeLimits, ComputeLimitsUnitType, InstanceFleetConfig, InstanceFleetType,
-    InstanceGroupConfig, InstanceRoleType, InstanceTypeConfig, JobFlowInstancesConfig,
-    ManagedScalingPolicy, MarketType, Tag,
+    AutoTerminationPolicy, ClusterState, ComputeLimits, ComputeLimitsUnitType, InstanceFleetConfig,
+    InstanceFleetType, InstanceGroupConfig, InstanceRoleType, InstanceTypeConfig,
+    JobFlowInstancesConfig, ManagedScalingPolicy, MarketType, Tag,
 };
 use chrono::{DateTime, Utc};
 
@@ -165,6 +165,19 @@ pub(super) async fn find_or_create(
                 .build(),
         )
         .set_managed_scaling_policy(scaling)
+        .auto_termination_policy(
+            AutoTerminationPolicy::builder()
+                .idle_timeout(
+                    i64::try_from(
+                        spec.idle_timeout
+                            .map_or(sluice_model::spec::DEFAULT_IDLE_TIMEOUT_SECONDS, |t| {
+                                t.as_std().as_secs()
+                            }),
+                    )
+                    .unwrap_or(i64::MAX),
+                )
+                .build(),
+        )
         .set_log_uri(spec.log_uri.clone())
         .applications(
             aws_sdk_emr::types::Application::builder()
