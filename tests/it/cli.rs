@@ -276,27 +276,34 @@ fn render_shows_fields_after_templating() {
 }
 
 /// The reconciliation's reprocessing: on by default (zero data loss without an operator;
-/// a run's conf may turn it off), with the checked hour as its range.
+/// a run's conf may turn it off), started only by the check's verdict, with the checked
+/// hour as its range.
 #[test]
-fn the_reconciliation_reprocesses_the_checked_hour_by_default() {
-    let result = sluice(&[
-        "--dags",
-        &dags(),
-        "--output",
-        "json",
-        "dags",
-        "render",
-        "cross_layer_validation",
-        "reprocess_mismatches",
-        "--logical-date",
-        "2025-09-01T10:45:00Z",
-    ]);
-    assert_eq!(result.code, 0, "{}", result.stderr);
-    let value: serde_json::Value = serde_json::from_str(&result.stdout).unwrap_or_default();
+fn the_reconciliation_reprocesses_the_checked_hour_on_a_mismatch_by_default() {
+    let render = |verdict: &str| {
+        let result = sluice(&[
+            "--dags",
+            &dags(),
+            "--output",
+            "json",
+            "dags",
+            "render",
+            "cross_layer_validation",
+            "reprocess_mismatches",
+            "--logical-date",
+            "2025-09-01T10:45:00Z",
+            "--upstream-output",
+            &format!("batch_holds_the_stream={verdict}"),
+        ]);
+        assert_eq!(result.code, 0, "{}", result.stderr);
+        serde_json::from_str::<serde_json::Value>(&result.stdout).unwrap_or_default()
+    };
+    let value = render(r#"{"passed": false}"#);
     assert_eq!(value["fields"]["target"], "historical_backfill");
     assert_eq!(value["fields"]["from"], "2025-09-01T10:00:00Z");
     assert_eq!(value["fields"]["to"], "2025-09-01T11:00:00Z");
     assert_eq!(value["fields"]["enabled"], "True");
+    assert_eq!(render(r#"{"passed": true}"#)["fields"]["enabled"], "False");
 }
 
 #[test]

@@ -136,7 +136,9 @@ pub fn compare(
                 (Some(a), Some(b)) if rule.at_most => a - b <= tolerance * a.abs().max(b.abs()),
                 (Some(a), Some(b)) => (a - b).abs() <= tolerance * a.abs().max(b.abs()),
                 (None, None) => true,
-                _ => false,
+                // At most: no value on the left is lower than any.
+                (None, Some(_)) => rule.at_most,
+                (Some(_), None) => false,
             };
             if !agree {
                 report.mismatches.push(Mismatch {

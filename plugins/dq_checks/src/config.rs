@@ -6,6 +6,11 @@ pub struct Config {
     /// Where the rows under test come from.
     pub source: Source,
     pub checks: Vec<Check>,
+    /// Failed checks do not fail the task: the report (`passed: false`) is its output, for
+    /// a downstream task to act on (e.g. a backfill enabled only by a real mismatch, never
+    /// by the warehouse being down).
+    #[serde(default)]
+    pub report_only: bool,
 }
 
 /// Rows from a ClickHouse query (capability `clickhouse`) or an upstream output.

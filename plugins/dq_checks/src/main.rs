@@ -3,7 +3,8 @@
 //! Rows come from `clickhouse_query` when the task grants `clickhouse` and the config has a
 //! `query`, or from an upstream task's output otherwise. Every check runs (one failure does
 //! not hide the others); the report is the task's output. Any failed check fails the task
-//! fatally, with the report in the log: bad data does not get better on retry.
+//! fatally, with the report in the log: bad data does not get better on retry. With
+//! `report_only`, the task succeeds and its output carries the verdict instead.
 
 mod checks;
 mod compare;
@@ -35,6 +36,15 @@ fn evaluate(ctx: &TaskContext) -> Result<serde_json::Value, TaskError> {
     });
     if failed.is_empty() {
         sluice_sdk::info!("{} checks passed on {} rows", results.len(), rows.len());
+        return Ok(report);
+    }
+    if config.report_only {
+        sluice_sdk::warn!(
+            "{} of {} checks failed on {} rows (report only: the task succeeds, its output says so)",
+            failed.len(),
+            results.len(),
+            rows.len()
+        );
         return Ok(report);
     }
     let names: Vec<String> = failed

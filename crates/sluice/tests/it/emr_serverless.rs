@@ -210,6 +210,57 @@ fn a_lost_answer_never_starts_a_second_job_run() -> Result<(), Error> {
     Ok(())
 }
 
+/// Every answer of a try's StartJobRun is lost although the first took effect: the try
+/// fails without knowing its job run, and the next try, before starting its own, cancels
+/// it. Never two job runs going for one task instance. (The job runs hang, as a long
+/// Spark job would outlast the retries: only a cancel ends the first one.)
+#[test]
+fn a_job_run_whose_every_start_answer_was_lost_is_cancelled_by_the_next_try() -> Result<(), Error> {
+    let case = Case::new(
+        "orphan",
+        "    args: [--sluice-test-hang]\n    timeout: 3s\n    retries: 1\n    retry_delay: 0s\n",
+    )?;
+    // The connection's 4 API attempts: all four answers lost.
+    serverless_fault(&case.application, "StartJobRun", 500, 4, true)?;
+    let (code, _) = case.backfill()?;
+    assert_eq!(code, 1, "the second try hangs until its timeout");
+    let runs = case.job_runs()?;
+    let named: Vec<(Option<&str>, &str)> = runs
+        .iter()
+        .map(|r| (r.name.as_deref(), r.state.as_str()))
+        .collect();
+    let (first, second) = (format!("{KEY_PREFIX}1"), format!("{KEY_PREFIX}2"));
+    assert_eq!(
+        named,
+        [
+            (Some(first.as_str()), "CANCELLED"),
+            (Some(second.as_str()), "CANCELLED")
+        ],
+        "the first try's job run was cancelled by the second try, the second by its timeout"
+    );
+    let attempts = case.attempts()?;
+    assert_eq!(attempts.len(), 2);
+    assert!(
+        attempts[0].0.is_none(),
+        "the first try never knew its job run"
+    );
+    assert!(attempts[0].1.contains("StartJobRun"), "{}", attempts[0].1);
+    assert!(
+        attempts[1].1.contains("timed out after 3s"),
+        "{}",
+        attempts[1].1
+    );
+    let starts = calls()?
+        .get(&format!("StartJobRun {}", case.application))
+        .copied();
+    assert_eq!(
+        starts,
+        Some(5),
+        "four lost answers, then the second try's start"
+    );
+    Ok(())
+}
+
 /// The scheduler is killed (SIGKILL) after StartJobRun: the restarted one starts the same
 /// attempt again, with the same token, and adopts the job run instead of starting one.
 #[test]

@@ -797,7 +797,8 @@ fn arrival_reports_count_every_event_of_every_interval_exactly() -> Result<(), E
 
 /// Hostile arrival reports cannot make a look read without bound: a report over the size
 /// limit is unreadable (counted nowhere, shown), and a look stops at its byte budget,
-/// leaving the rest, whole, to the next looks: every valid report counts once.
+/// leaving the rest, whole, to the next looks: every valid report counts once. A first
+/// look cut by the budget leaves what was written before watching uncounted for good.
 #[test]
 fn arrival_reports_are_read_within_their_limits() -> Result<(), Error> {
     use sluice_runtime::gate::kafka::arrivals::{self, ArrivalsMemory};
@@ -815,18 +816,29 @@ fn arrival_reports_are_read_within_their_limits() -> Result<(), Error> {
         per_message: 2048,
         per_read: 8 * 1024,
     };
-    let mut memory = ArrivalsMemory::default();
-    let first = arrivals::read_within(&mut link, &reports, &mut memory, limits)?;
-    assert_eq!(first.reports, 0);
-
     let p = producer(&b)?;
-    // 40 valid reports of ~700 bytes (28 KB: several looks' budget), one of 100 KB
-    // between them, and one that is not a report.
-    let valid = |i: i64| {
+    let report_of = |partition: i32, i: i64| {
         let minutes: Vec<(i64, u64)> = (0..40).map(|m| (1_756_720_800 + m * 60, 1)).collect();
-        serde_json::json!({"partition": 0, "from_offset": i * 40, "to_offset": (i + 1) * 40, "minutes": minutes})
+        serde_json::json!({"partition": partition, "from_offset": i * 40, "to_offset": (i + 1) * 40, "minutes": minutes})
             .to_string()
     };
+    // Written before watching began, more than one look's budget: the first look reads
+    // some for the newest event times, and none of them may ever count.
+    for i in 0..15 {
+        produce_payload(&p, &reports, 0, &report_of(1, i))?;
+    }
+    let mut memory = ArrivalsMemory::default();
+    let first = arrivals::read_within(&mut link, &reports, &mut memory, limits)?;
+    assert!(
+        first.reports > 0 && first.reports < 15,
+        "the first look is cut by the budget: {}",
+        first.reports
+    );
+    assert!(first.per_minute.is_empty(), "the first look counts nothing");
+
+    // 40 valid reports of ~700 bytes (28 KB: several looks' budget), one of 100 KB
+    // between them, and one that is not a report.
+    let valid = |i: i64| report_of(0, i);
     for i in 0..20 {
         produce_payload(&p, &reports, 0, &valid(i))?;
     }
@@ -858,8 +870,16 @@ fn arrival_reports_are_read_within_their_limits() -> Result<(), Error> {
         "the byte budget splits the reports: {looks:?}"
     );
     assert!(looks.iter().all(|n| *n <= 13), "{looks:?}");
-    assert_eq!(looks.iter().sum::<u64>(), 42);
-    assert_eq!(events, 40 * 40, "every valid report counted once");
+    assert_eq!(
+        looks.iter().sum::<u64>(),
+        42,
+        "none of the reports from before watching"
+    );
+    assert_eq!(
+        events,
+        40 * 40,
+        "every valid report counted once, and no other"
+    );
     assert_eq!(memory.unreadable, 2, "the huge report and the garbage");
     Ok(())
 }

@@ -233,6 +233,19 @@ impl Kind for SparkTask {
                 .help("give one list of instance groups (role, instance_type, count) or of instance fleets (role, capacity targets, instance_types), not both, not neither"),
             );
         }
+        if let Some(idle) = self.transient_cluster.as_ref().and_then(|c| c.idle_timeout)
+            && !(60..=604_800).contains(&idle.as_std().as_secs())
+        {
+            problems.push(
+                FieldProblem::new(
+                    "spec::out-of-range",
+                    format!("task `{task}`: `idle_timeout` {idle} is outside what EMR takes"),
+                    "transient_cluster.idle_timeout",
+                    "a minute to 7 days",
+                )
+                .help("EMR's auto-termination takes 1m to 7d; 1h is usual"),
+            );
+        }
         if let Some(scaling) = self
             .transient_cluster
             .as_ref()

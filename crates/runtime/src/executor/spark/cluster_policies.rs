@@ -12,6 +12,9 @@ use aws_sdk_emr::types::{
 use super::emr::api_error;
 use crate::connections::{ClusterScaling, EmrConnection, ScalingUnit};
 
+/// The idle timeouts EMR's auto-termination takes: a minute to a week.
+pub const IDLE_TIMEOUT_SECONDS: std::ops::RangeInclusive<u64> = 60..=604_800;
+
 fn unit_type(unit: ScalingUnit) -> ComputeLimitsUnitType {
     match unit {
         ScalingUnit::Instances => ComputeLimitsUnitType::Instances,
@@ -67,11 +70,21 @@ pub async fn apply(client: &Client, conn: &EmrConnection) -> Result<Vec<String>,
             .send()
             .await
             .map_err(|e| api_error("GetManagedScalingPolicy", &e).message)?;
+        // The fields set, compared one by one: EMR may answer more than was sent.
+        let fields = |l: &ComputeLimits| {
+            (
+                l.unit_type().cloned(),
+                l.minimum_capacity_units(),
+                l.maximum_capacity_units(),
+                l.maximum_on_demand_capacity_units(),
+                l.maximum_core_capacity_units(),
+            )
+        };
         let held = held
             .managed_scaling_policy()
             .and_then(|p| p.compute_limits())
             .cloned();
-        if held.as_ref() != Some(&wanted) {
+        if held.as_ref().map(fields) != Some(fields(&wanted)) {
             return Err(format!(
                 "managed scaling of {cluster}: EMR holds {held:?} after it was set to {wanted:?}"
             ));
@@ -84,6 +97,11 @@ pub async fn apply(client: &Client, conn: &EmrConnection) -> Result<Vec<String>,
         ));
     }
     if let Some(idle) = conn.idle_timeout_seconds {
+        if !IDLE_TIMEOUT_SECONDS.contains(&idle) {
+            return Err(format!(
+                "auto-termination of {cluster}: idle_timeout_seconds {idle} is outside what EMR takes (60 to 604800)"
+            ));
+        }
         let seconds = i64::try_from(idle).unwrap_or(i64::MAX);
         client
             .put_auto_termination_policy()

@@ -82,13 +82,15 @@ pub fn client_token(idempotency_key: &str) -> String {
 
 /// What StartJobRun is given for a task: the entry point, its arguments and the
 /// `spark-submit` options as one string (EMR Serverless splits it at spaces, so an
-/// option with whitespace in it is refused rather than passed broken).
+/// option with whitespace, a quote or a backslash is refused rather than passed broken).
 pub fn spark_submit(task: &SparkTask, name: &str) -> Result<SparkSubmit, String> {
     let options = submit::options(task, name);
-    if let Some(bad) = options.iter().find(|o| o.chars().any(char::is_whitespace)) {
+    let unsafe_char = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '\\');
+    if let Some(bad) = options.iter().find(|o| o.chars().any(unsafe_char)) {
         return Err(format!(
-            "`{bad}` holds whitespace, which EMR Serverless's sparkSubmitParameters cannot carry: \
-             remove it from the task's conf, files or name"
+            "`{bad}` holds whitespace, a quote or a backslash, which EMR Serverless's \
+             sparkSubmitParameters (one string, split at spaces) cannot carry safely: remove it \
+             from the task's conf, files or name"
         ));
     }
     SparkSubmit::builder()
@@ -133,6 +135,9 @@ pub async fn run(
         Err(reason) => return fail(false, reason),
     };
     let client = clients.for_connection(connection_name, conn).await;
+    if attempt.try_number > 1 {
+        cancel_earlier_tries(&client, application, &name, attempt.try_number).await;
+    }
     let mut start = client
         .start_job_run()
         .application_id(application)
@@ -235,6 +240,55 @@ async fn poll(
     .await
 }
 
+/// Most pages of ListJobRuns looked at for an attempt's earlier tries (50 job runs each,
+/// newest first).
+const EARLIER_TRIES_PAGES: usize = 10;
+
+/// Before try N > 1: cancels the job runs of the same task instance's earlier tries that
+/// are still going. A try whose StartJobRun took effect but whose every answer was lost
+/// failed without knowing its job run; the next try has a new key and token, so without
+/// this the two would run side by side. Best effort: a listing that fails is left alone
+/// (the earlier job run ends at its own `executionTimeoutMinutes`).
+async fn cancel_earlier_tries(client: &Client, application: &str, key: &str, try_number: u32) {
+    let Some((task_instance, _)) = key.rsplit_once('/') else {
+        return;
+    };
+    let mut token = None;
+    for _ in 0..EARLIER_TRIES_PAGES {
+        let Ok(page) = client
+            .list_job_runs()
+            .application_id(application)
+            .max_results(50)
+            .set_next_token(token)
+            .send()
+            .await
+        else {
+            return;
+        };
+        for run in page.job_runs() {
+            let earlier = run
+                .name()
+                .and_then(|n| n.strip_prefix(task_instance)?.strip_prefix('/'))
+                .and_then(|t| t.parse::<u32>().ok())
+                .is_some_and(|t| t < try_number);
+            let going = !matches!(
+                run.state(),
+                JobRunState::Success
+                    | JobRunState::Failed
+                    | JobRunState::Cancelled
+                    | JobRunState::Cancelling
+            );
+            if earlier && going {
+                let _ = cancel_job_run(client, application, run.id()).await;
+            }
+        }
+        match page.next_token() {
+            Some(next) => token = Some(next.to_owned()),
+            None => return,
+        }
+    }
+}
+
 async fn cancel_job_run(client: &Client, application: &str, job_run: &str) -> Result<(), String> {
     client
         .cancel_job_run()
@@ -284,11 +338,16 @@ mod tests {
             driver.spark_submit_parameters(),
             Some("--name dag/run/aggregate/1 --conf spark.sql.shuffle.partitions=64")
         );
-        task.conf
-            .insert("spark.driver.extraJavaOptions".into(), "-Da=1 -Db=2".into());
-        let refused = spark_submit(&task, "dag/run/aggregate/1")
-            .err()
-            .unwrap_or_default();
-        assert!(refused.contains("whitespace"), "{refused}");
+        for hostile in ["-Da=1 -Db=2", "x\"--conf", "a'b", "a\\b"] {
+            task.conf
+                .insert("spark.driver.extraJavaOptions".into(), hostile.into());
+            let refused = spark_submit(&task, "dag/run/aggregate/1")
+                .err()
+                .unwrap_or_default();
+            assert!(
+                refused.contains("a quote or a backslash"),
+                "{hostile}: {refused}"
+            );
+        }
     }
 }

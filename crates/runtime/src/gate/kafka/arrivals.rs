@@ -112,6 +112,13 @@ pub fn read_within(
             ranges.insert(*p, ((from, o.high.min(from + REPORTS_PER_LOOK)), counting));
         }
     }
+    // Where a first look's partitions end: whatever of them this look does not get to
+    // (the byte budget) was written before watching began, and must not count later.
+    let first_look_ends: BTreeMap<i32, i64> = offsets
+        .iter()
+        .filter(|(p, _)| ranges.get(p).is_some_and(|(_, counting)| !*counting))
+        .map(|(p, o)| (*p, o.high))
+        .collect();
     let mut read = Read::default();
     let fetch = ranges.iter().map(|(p, (range, _))| (*p, *range)).collect();
     for (p, messages) in link.read_payloads(topic, &fetch, limits)? {
@@ -137,6 +144,7 @@ pub fn read_within(
             }
         }
     }
+    memory.read_to.extend(first_look_ends);
     Ok(read)
 }
 

@@ -51,6 +51,10 @@ fn config(conn: &KafkaConnection, group: &str) -> Result<ClientConfig, String> {
         .set("allow.auto.create.topics", "false")
         .set("fetch.wait.max.ms", "10")
         .set("socket.timeout.ms", "10000")
+        // What the client itself may fetch and queue ahead of a read: the gate reads small
+        // reports and single messages, and a look keeps at most 16 MiB of them.
+        .set("fetch.max.bytes", "16777216")
+        .set("queued.max.messages.kbytes", "16384")
         .set("client.id", "sluice-gate");
     for (key, value) in &conn.properties {
         config.set(key, value);
