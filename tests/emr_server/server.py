@@ -89,6 +89,24 @@ class Emulator:
         self.tokens = {}  # (application id, client token) -> job run id
         self.policies = {}  # (cluster id, "scaling" | "termination") -> the policy
 
+    def fault_delay(self, key):
+        """Seconds to hold the call back (a fault of status 0), using up one; else 0."""
+        with self.lock:
+            fault = self.faults.get(key)
+            if fault and fault[0] == 0 and fault[1] > 0:
+                fault[1] -= 1
+                return fault[2]
+        return 0.0
+
+    def take_fault(self, key):
+        """The injected failure for this call, using up one: (status, answer lost) or None.
+        Call with the lock held."""
+        fault = self.faults.get(key)
+        if fault and fault[0] != 0 and fault[1] > 0:
+            fault[1] -= 1
+            return fault[0], fault[3]
+        return None
+
     def serverless(self):
         from moto.emrserverless.models import emrserverless_backends
 
@@ -168,8 +186,29 @@ def error(status, kind, message):
     )
 
 
+def injected_error(status, server_error):
+    """The answer of an injected fault: throttling for 400, else the service's 5xx."""
+    if status == 400:
+        return error(400, "ThrottlingException", "Rate exceeded")
+    return error(500, server_error, "injected server error")
+
+
 def make_app(emulator):
     moto_app = DomainDispatcherApplication(create_backend_app)
+
+    def moto_answer(request):
+        """moto's (status, body) for the request, its body read again from the cache."""
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"] = status
+
+        environ = dict(request.environ)
+        raw = request.get_data(cache=True)
+        environ["wsgi.input"] = io.BytesIO(raw)
+        environ["CONTENT_LENGTH"] = str(len(raw))
+        body = b"".join(moto_app(environ, capture))
+        return int(captured["status"].split()[0]), body
 
     def control(request):
         path = request.path
@@ -255,21 +294,13 @@ def make_app(emulator):
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         params = json.loads(body or b"{}") if operation else {}
-        delay = 0.0
-        with emulator.lock:
-            fault = emulator.faults.get((operation, params.get(STEP_CALLS.get(operation, "ClusterId"), "")))
-            if fault and fault[0] == 0 and fault[1] > 0:
-                fault[1] -= 1
-                delay = fault[2]
-        if delay:
-            time.sleep(delay)
+        key = (operation, params.get(STEP_CALLS.get(operation, "ClusterId"), ""))
+        time.sleep(emulator.fault_delay(key))
         with emulator.lock:
             emulator.calls[operation] += 1
-            if fault and fault[0] != 0 and fault[1] > 0:
-                fault[1] -= 1
-                if fault[0] == 400:
-                    return error(400, "ThrottlingException", "Rate exceeded")(environ, start_response)
-                return error(500, "InternalServerError", "injected server error")(environ, start_response)
+            injected = emulator.take_fault(key)
+            if injected:
+                return injected_error(injected[0], "InternalServerError")(environ, start_response)
             emulator.advance()
             if operation in STEP_CALLS:
                 cluster_id = params.get(STEP_CALLS[operation], "")
@@ -312,17 +343,7 @@ def make_app(emulator):
 
     def run_job_flow(request, params):
         # moto's answer; the cluster's policies kept for Get*Policy, as EMR keeps them.
-        captured = {}
-
-        def capture(status, headers, exc_info=None):
-            captured["status"] = status
-
-        environ = dict(request.environ)
-        raw = request.get_data(cache=True)
-        environ["wsgi.input"] = io.BytesIO(raw)
-        environ["CONTENT_LENGTH"] = str(len(raw))
-        body = b"".join(moto_app(environ, capture))
-        status = int(captured["status"].split()[0])
+        status, body = moto_answer(request)
         if status == 200:
             cluster_id = json.loads(body).get("JobFlowId")
             with emulator.lock:
@@ -344,25 +365,14 @@ def make_app(emulator):
             operation = {"POST": "CreateApplication", "DELETE": "DeleteApplication"}.get(method, "GetApplication")
         body = request.get_data(cache=True)
         params = json.loads(body or b"{}") if method == "POST" else {}
-        with emulator.lock:
-            fault = emulator.faults.get((operation, application))
-            delay = 0.0
-            if fault and fault[0] == 0 and fault[1] > 0:
-                fault[1] -= 1
-                delay = fault[2]
-        if delay:
-            time.sleep(delay)
+        time.sleep(emulator.fault_delay((operation, application)))
         with emulator.lock:
             emulator.calls[operation] += 1
             emulator.calls[f"{operation} {application}"] += 1
-            lose_answer = False
-            if fault and fault[0] != 0 and fault[1] > 0:
-                fault[1] -= 1
-                if not fault[3]:
-                    if fault[0] == 400:
-                        return error(400, "ThrottlingException", "Rate exceeded")(environ, start_response)
-                    return error(500, "InternalServerException", "injected server error")(environ, start_response)
-                lose_answer = True
+            injected = emulator.take_fault((operation, application))
+            if injected and not injected[1]:
+                return injected_error(injected[0], "InternalServerException")(environ, start_response)
+            lose_answer = bool(injected)
             emulator.advance_job_runs()
             token = params.get("clientToken") if operation == "StartJobRun" else None
             known = emulator.tokens.get((application, token)) if token else None
@@ -373,15 +383,7 @@ def make_app(emulator):
                     content_type="application/json",
                 )
             else:
-                environ["wsgi.input"] = io.BytesIO(body)
-                environ["CONTENT_LENGTH"] = str(len(body))
-                captured = {}
-
-                def capture(status, headers, exc_info=None):
-                    captured["status"], captured["headers"] = status, headers
-
-                raw = b"".join(moto_app(environ, capture))
-                status = int(captured["status"].split()[0])
+                status, raw = moto_answer(request)
                 if operation == "StartJobRun" and status == 200 and token:
                     emulator.tokens[(application, token)] = json.loads(raw)["jobRunId"]
                 emulator.advance_job_runs()
@@ -392,24 +394,14 @@ def make_app(emulator):
 
     def describe_step(request, params):
         # moto's answer, with FailureDetails added for failed steps.
-        captured = {}
-
-        def capture(status, headers, exc_info=None):
-            captured["status"], captured["headers"] = status, headers
-
-        environ = dict(request.environ)
-        raw = request.get_data(cache=True)
-        environ["wsgi.input"] = io.BytesIO(raw)
-        environ["CONTENT_LENGTH"] = str(len(raw))
-        body = b"".join(moto_app(environ, capture))
+        status, body = moto_answer(request)
         with emulator.lock:
             step = emulator.find_step(params["ClusterId"], params["StepId"])
             failure = getattr(step, "failure", None) if step is not None else None
-        if failure and captured["status"].startswith("200"):
+        if failure and status == 200:
             document = json.loads(body)
             document["Step"]["Status"]["FailureDetails"] = failure
             body = json.dumps(document).encode()
-        status = int(captured["status"].split()[0])
         return Response(body, status=status, content_type="application/x-amz-json-1.1")
 
     return app

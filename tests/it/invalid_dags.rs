@@ -44,6 +44,20 @@ const EXPECTED: &[(&str, usize, &str, &str, &str)] = &[
         "not both, not neither",
     ),
     (
+        "transient_cluster_idle_timeout.yaml",
+        14,
+        "spec::out-of-range",
+        "`idle_timeout` 30d is outside what EMR takes",
+        "EMR's auto-termination takes 1m to 7d",
+    ),
+    (
+        "transient_cluster_serverless.yaml",
+        11,
+        "spec::transient-cluster-serverless",
+        "runs on EMR Serverless, which has no clusters",
+        "remove `transient_cluster`",
+    ),
+    (
         "syntax_error.yaml",
         6,
         "yaml::syntax",

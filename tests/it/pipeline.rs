@@ -186,6 +186,12 @@ impl Platform {
 
     /// `sluice` on the platform's DAG folder, this test's state and plugins.
     fn sluice(&self, args: &[&str]) -> Outcome {
+        let argv = self.argv(args);
+        sluice(&argv.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// The whole command line of [`Platform::sluice`], owned (for a command in a thread).
+    fn argv(&self, args: &[&str]) -> Vec<String> {
         let mut argv = vec![
             "--dags".to_owned(),
             repo_root().join("dags").display().to_string(),
@@ -195,7 +201,7 @@ impl Platform {
             self.plugins.display().to_string(),
         ];
         argv.extend(args.iter().map(|a| (*a).to_owned()));
-        sluice(&argv.iter().map(String::as_str).collect::<Vec<_>>())
+        argv
     }
 
     /// A `sluice` command that must succeed; its failed attempts' logs otherwise.
@@ -690,7 +696,7 @@ fn late_data_is_reprocessed_without_an_operator(platform: &Platform) -> Result<(
         .unwrap_or(0);
     let bootstrap = platform.bootstrap.clone();
     // The interval again, as the scheduler would run it: its gate opens, Spark starts ...
-    let args: Vec<String> = [
+    let args = [
         "backfill",
         "events_aggregation_15m",
         "--from",
@@ -699,21 +705,8 @@ fn late_data_is_reprocessed_without_an_operator(platform: &Platform) -> Result<(
         "2025-09-01T12:30:00Z",
         "--reprocess",
         "completed",
-    ]
-    .iter()
-    .map(|a| (*a).to_owned())
-    .collect();
-    let argv: Vec<String> = [
-        "--dags".to_owned(),
-        repo_root().join("dags").display().to_string(),
-        "--state".to_owned(),
-        platform.state.display().to_string(),
-        "--plugins".to_owned(),
-        platform.plugins.display().to_string(),
-    ]
-    .into_iter()
-    .chain(args.iter().cloned())
-    .collect();
+    ];
+    let argv = platform.argv(&args);
     let backfill =
         std::thread::spawn(move || sluice(&argv.iter().map(String::as_str).collect::<Vec<_>>()));
     let started = faults::spark_started("agg15m-20250901T121500", Duration::from_secs(120));
@@ -739,7 +732,6 @@ fn late_data_is_reprocessed_without_an_operator(platform: &Platform) -> Result<(
     let outcome = backfill
         .join()
         .map_err(|_| "the backfill thread panicked")?;
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     platform.succeeded(outcome, &args)?;
 
     let after = platform

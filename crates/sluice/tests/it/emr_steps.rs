@@ -764,3 +764,33 @@ fn a_cluster_policy_that_did_not_take_is_reported() -> Result<(), Error> {
     );
     Ok(())
 }
+
+/// Connection policies EMR would refuse are refused before any call, each saying why; the
+/// work still runs.
+#[test]
+fn hostile_cluster_policies_are_refused_with_the_reason() -> Result<(), Error> {
+    let cluster = cluster()?;
+    for (name, policy, reason) in [
+        (
+            "policy-min-max",
+            serde_json::json!({"managed_scaling": {"min_units": 9, "max_units": 2}}),
+            "min_units 9 is above max_units 2",
+        ),
+        (
+            "policy-idle",
+            serde_json::json!({"idle_timeout_seconds": 10}),
+            "idle_timeout_seconds 10 is outside what EMR takes",
+        ),
+    ] {
+        let case = Case::new(
+            name,
+            &cluster,
+            "    application: s3://jobs/aggregate_15m.py\n",
+        )?
+        .with_connection(policy)?;
+        let (code, stderr) = case.backfill()?;
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stderr.contains(reason), "{name}: {stderr}");
+    }
+    Ok(())
+}

@@ -322,36 +322,53 @@ pub async fn run(
     reporter.send(Report::Started {
         handle: Some(format!("emr {cluster} {step_id}")),
     });
-    let polled = match attempt.timeout {
-        Some(limit) => tokio::time::timeout(
-            limit.as_std(),
-            poll(&api.retrying, &cluster, &step_id, &name, conn),
-        )
-        .await
-        .ok(),
-        None => Some(poll(&api.retrying, &cluster, &step_id, &name, conn).await),
-    };
+    let ended = follow(
+        attempt,
+        &format!("step {step_id}"),
+        poll(&api.retrying, &cluster, &step_id, &name, conn),
+        || async {
+            cancel_step(&api.retrying, &cluster, &step_id)
+                .await
+                .map_err(|e| e.message)
+        },
+    )
+    .await;
     if let Ok(mut running) = clients.running.lock() {
         running.remove(&name);
     }
     let output = serde_json::json!({"cluster_id": cluster, "step_id": step_id});
-    match polled {
-        Some(Outcome::Success) => (Outcome::Success, Some(output)),
-        Some(failed) => (failed, None),
-        None => {
-            let cancelled = cancel_step(&api.retrying, &cluster, &step_id).await;
-            let limit = attempt.timeout.map(|t| t.to_string()).unwrap_or_default();
-            fail(
-                true,
-                format!(
-                    "timed out after {limit}: step {step_id} {}",
-                    match cancelled {
-                        Ok(()) => "cancelled".to_owned(),
-                        Err(e) => format!("could not be cancelled ({})", e.message),
-                    }
-                ),
-            )
-        }
+    match ended {
+        Outcome::Success => (Outcome::Success, Some(output)),
+        failed => (failed, None),
+    }
+}
+
+/// Follows a remote run (`polled` until it ends) within the attempt's timeout; past it,
+/// `cancel`s it and fails retryably, saying whether the cancel took. `what` names the
+/// run in that reason ("step s-1", "job run 00f…").
+pub(super) async fn follow<C, F>(
+    attempt: &Attempt,
+    what: &str,
+    polled: impl std::future::Future<Output = Outcome>,
+    cancel: C,
+) -> Outcome
+where
+    C: FnOnce() -> F,
+    F: std::future::Future<Output = Result<(), String>>,
+{
+    let Some(limit) = attempt.timeout else {
+        return polled.await;
+    };
+    if let Ok(ended) = tokio::time::timeout(limit.as_std(), polled).await {
+        return ended;
+    }
+    let cancelled = match cancel().await {
+        Ok(()) => "cancelled".to_owned(),
+        Err(e) => format!("could not be cancelled ({e})"),
+    };
+    Outcome::Failed {
+        retryable: true,
+        reason: format!("timed out after {limit}: {what} {cancelled}"),
     }
 }
 

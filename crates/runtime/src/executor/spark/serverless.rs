@@ -20,7 +20,7 @@ use aws_sdk_emrserverless::Client;
 use aws_sdk_emrserverless::types::{JobDriver, JobRunState, SparkSubmit};
 use sha2::{Digest, Sha256};
 
-use super::emr::{api_error, bounded, failed_poll, poll_until, with_remote_paths};
+use super::emr::{api_error, bounded, failed_poll, follow, poll_until, with_remote_paths};
 use super::submit;
 use crate::connections::EmrConnection;
 use crate::executor::{Attempt, Report, Reporter};
@@ -166,36 +166,20 @@ pub async fn run(
     reporter.send(Report::Started {
         handle: Some(format!("emr-serverless {application} {job_run}")),
     });
-    let polled = match attempt.timeout {
-        Some(limit) => tokio::time::timeout(
-            limit.as_std(),
-            poll(&client, application, &job_run, &name, conn),
-        )
-        .await
-        .ok(),
-        None => Some(poll(&client, application, &job_run, &name, conn).await),
-    };
+    let ended = follow(
+        attempt,
+        &format!("job run {job_run}"),
+        poll(&client, application, &job_run, &name, conn),
+        || cancel_job_run(&client, application, &job_run),
+    )
+    .await;
     if let Ok(mut running) = clients.running.lock() {
         running.remove(&name);
     }
     let output = serde_json::json!({"application_id": application, "job_run_id": job_run});
-    match polled {
-        Some(Outcome::Success) => (Outcome::Success, Some(output)),
-        Some(failed) => (failed, None),
-        None => {
-            let cancelled = cancel_job_run(&client, application, &job_run).await;
-            let limit = attempt.timeout.map(|t| t.to_string()).unwrap_or_default();
-            fail(
-                true,
-                format!(
-                    "timed out after {limit}: job run {job_run} {}",
-                    match cancelled {
-                        Ok(()) => "cancelled".to_owned(),
-                        Err(e) => format!("could not be cancelled ({e})"),
-                    }
-                ),
-            )
-        }
+    match ended {
+        Outcome::Success => (Outcome::Success, Some(output)),
+        failed => (failed, None),
     }
 }
 
