@@ -21,6 +21,11 @@
 //! Act 4, late data repaired by default: events of an interval arrive while its run is
 //! aggregating it; the gate counts them from the sink's reports, and once the run has
 //! succeeded it runs again by itself and the batch layer holds them.
+//! Act 5, a mismatch repaired by default, under `sluice scheduler`: a lossy load leaves
+//! one window of the batch layer short of one country's cells; the hour's reconciliation
+//! finds the batch layer lower than the stream layer and its `reprocess_mismatches` task
+//! starts `historical_backfill` of the hour, which the scheduler runs: the window is whole
+//! again, and the reconciliation passes.
 //!
 //! Needs what scripts/test provides: the ClickHouse and broker builds (started here on
 //! ports of this test's own), local Spark (SPARK_HOME).
@@ -215,7 +220,17 @@ impl Platform {
             return Ok(outcome);
         }
         let mut failures = String::new();
-        let store = Store::open(&self.state)?;
+        // The store is the scheduler's while one runs: then the command's own words only.
+        let store = match Store::open(&self.state) {
+            Ok(store) => store,
+            Err(e) => {
+                return Err(format!(
+                    "sluice {args:?} exited {}\n{}\n{}\n(attempt logs not read: {e})",
+                    outcome.code, outcome.stdout, outcome.stderr
+                )
+                .into());
+            }
+        };
         for dag in store.dag_ids()? {
             for run in store.runs_of(&dag) {
                 let run = run?;
@@ -295,7 +310,8 @@ fn every_event_is_accounted_for_through_faults_and_bad_data_is_caught() -> Resul
     zero_data_loss_under_faults(&platform)?;
     damaged_interval_fails_validation_until_repaired(&platform)?;
     the_batch_layer_goes_on_without_the_stream_layer(&platform)?;
-    late_data_is_reprocessed_without_an_operator(&platform)
+    late_data_is_reprocessed_without_an_operator(&platform)?;
+    a_mismatch_is_repaired_without_an_operator(&platform)
 }
 
 /// Act 1.
@@ -761,4 +777,172 @@ fn late_data_is_reprocessed_without_an_operator(platform: &Platform) -> Result<(
         .ok_or("no validation report")?;
     assert_eq!(validation["passed"], true, "{validation}");
     Ok(())
+}
+
+/// Act 5.
+fn a_mismatch_is_repaired_without_an_operator(platform: &Platform) -> Result<(), Error> {
+    let window = at("2025-09-01T11:30:00Z");
+    let hour: Vec<DateTime<Utc>> = (0..4)
+        .map(|i| at("2025-09-01T11:00:00Z") + TimeDelta::minutes(15 * i))
+        .collect();
+    let produced = platform.manifest.intervals[&window].events;
+    let (country, lost) = corruption::lossy_load(&platform.warehouse, window)?;
+    assert!(lost > 0, "the lossy load lost nothing");
+    assert_eq!(
+        platform.batch_counts()?.get(&window),
+        Some(&(produced - lost)),
+        "the lossy load is the window's current one"
+    );
+    println!("a lossy load of {window} dropped the cells of {country}: {lost} event(s)");
+
+    // The scheduler, with no scheduled run of its own (their intervals are all earlier than
+    // --not-before): only what it is asked for, and what its tasks start.
+    let log = std::fs::File::create(platform.root.join("scheduler.log"))?;
+    let mut scheduler = std::process::Command::new(sluice_tests::commands::sluice_binary())
+        .args(platform.argv(&[
+            "scheduler",
+            "--listen",
+            "off",
+            "--grace",
+            "5",
+            "--not-before",
+            "2099-01-01T00:00:00Z",
+        ]))
+        .env_remove("SLUICE_API_TOKEN")
+        .env_remove("SLUICE_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()?;
+    let outcome = repair_under_the_scheduler(platform, &hour);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &scheduler.id().to_string()])
+        .status();
+    let stopped = scheduler.wait()?;
+    let scheduler_log =
+        std::fs::read_to_string(platform.root.join("scheduler.log")).unwrap_or_default();
+    if let Err(e) = outcome {
+        return Err(format!("{e}\nscheduler log:\n{scheduler_log}").into());
+    }
+    assert!(
+        stopped.success(),
+        "the scheduler: {stopped}\n{scheduler_log}"
+    );
+
+    let store = Store::open(&platform.state)?;
+    let reconciliation = at("2025-09-01T11:45:00Z");
+    let held = store
+        .output(
+            "cross_layer_validation",
+            reconciliation,
+            "batch_holds_the_stream",
+        )?
+        .ok_or("no batch_holds_the_stream report")?;
+    assert_eq!(held["passed"], false, "{held}");
+    assert!(
+        held.to_string().contains("2025-09-01 11:30:00"),
+        "the short window is named: {held}"
+    );
+    let reprocessing = store
+        .output(
+            "cross_layer_validation",
+            reconciliation,
+            "reprocess_mismatches",
+        )?
+        .ok_or("no reprocess_mismatches output")?;
+    assert_eq!(reprocessing["started"], true, "{reprocessing}");
+    assert_eq!(
+        reprocessing["target"], "historical_backfill",
+        "{reprocessing}"
+    );
+    assert_eq!(reprocessing["intervals"], 4, "{reprocessing}");
+    println!("reconciliation of 11:00–12:00: {reprocessing}");
+    let batch = platform.batch_counts()?;
+    for start in &hour {
+        let run = store
+            .run("historical_backfill", *start)?
+            .ok_or("no historical_backfill run")?;
+        assert_eq!(run.state.status, RunStatus::Success, "{start}");
+        assert_eq!(run.state.kind, sluice_core::RunKind::Backfill, "{start}");
+        let report = store
+            .output("historical_backfill", *start, "validate")?
+            .ok_or("no validation report")?;
+        assert_eq!(report["passed"], true, "{report}");
+        assert_eq!(
+            batch.get(start),
+            Some(&platform.manifest.intervals[start].events),
+            "the batch layer, {start}"
+        );
+    }
+    drop(store);
+    println!("after the reprocessing: every window of 11:00–12:00 whole again");
+
+    // The hour reconciles again (the run of the schedule's next look, here by hand).
+    platform.must(&[
+        "backfill",
+        "cross_layer_validation",
+        "--from",
+        "2025-09-01T11:45:00Z",
+        "--to",
+        "2025-09-01T12:45:00Z",
+        "--reprocess",
+        "completed",
+    ])?;
+    Ok(())
+}
+
+/// With the scheduler running: the hour's reconciliation asked for, then waits until the
+/// reprocessing it starts has run every window of the hour.
+fn repair_under_the_scheduler(platform: &Platform, hour: &[DateTime<Utc>]) -> Result<(), Error> {
+    let socket = platform.state.join("control.sock");
+    let ready = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if ready.elapsed() > Duration::from_secs(60) {
+            return Err("the scheduler never listened on its control socket".into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The scheduler runs it to its end: the comparison fails (the run names the short
+    // window), and the reprocessing it started goes on.
+    let reconciled = platform.sluice(&[
+        "backfill",
+        "cross_layer_validation",
+        "--from",
+        "2025-09-01T11:45:00Z",
+        "--to",
+        "2025-09-01T12:45:00Z",
+        "--reprocess",
+        "completed",
+    ]);
+    if reconciled.code == 0 {
+        return Err(format!("the reconciliation passed: {}", reconciled.stdout).into());
+    }
+    let began = std::time::Instant::now();
+    loop {
+        let listed = platform.must(&[
+            "--output",
+            "json",
+            "runs",
+            "list",
+            "historical_backfill",
+            "--limit",
+            "100",
+        ])?;
+        let runs: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout)?;
+        let ended = hour
+            .iter()
+            .filter(|start| {
+                runs.iter().any(|r| {
+                    r["logical_date"].as_str().and_then(|t| t.parse().ok()) == Some(**start)
+                        && matches!(r["state"].as_str(), Some("success" | "failed"))
+                })
+            })
+            .count();
+        if ended == hour.len() {
+            return Ok(());
+        }
+        if began.elapsed() > Duration::from_secs(900) {
+            return Err(format!("the reprocessing did not end in 15 minutes: {runs:?}").into());
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }

@@ -70,3 +70,57 @@ pub fn damage_interval(
     }
     Ok(damage)
 }
+
+/// A lossy load of `window` made current, as a load that lost part of its file would leave
+/// the batch layer: the window's current rows but the finest cells of one country (the
+/// first by name), under a new load numbered after every earlier one. Returns the country
+/// and the events its cells held.
+pub fn lossy_load(
+    warehouse: &clickhouse::Client,
+    window: DateTime<Utc>,
+) -> Result<(String, u64), Error> {
+    use sluice_demo::services::clickhouse_text as query;
+    let at = format!(
+        "toDateTime('{}', 'UTC')",
+        window.format("%Y-%m-%d %H:%M:%S")
+    );
+    let finest = format!("window_start = {at} AND rollup_level = 0");
+    let answer = query(
+        warehouse,
+        &format!(
+            "SELECT country, sum(event_count) FROM agg_15m WHERE {finest} \
+             GROUP BY country ORDER BY country LIMIT 1"
+        ),
+    )?;
+    let (country, lost) = answer
+        .trim()
+        .split_once('\t')
+        .ok_or_else(|| format!("no cells in {window}: `{answer}`"))?;
+    let load = "lossy-load-of-the-test";
+    let seq = format!("(SELECT max(seq) FROM agg_15m_loads WHERE window_start = {at}) + 1");
+    query(
+        warehouse,
+        &format!(
+            "INSERT INTO agg_15m_loads (window_start, load_id, seq, attempt, state) \
+             SELECT {at}, '{load}', {seq}, 'test', 'begun'"
+        ),
+    )?;
+    query(
+        warehouse,
+        &format!(
+            "INSERT INTO agg_15m_versions SELECT window_start, window_end, country, device, \
+             event_type, rollup_level, event_count, distinct_users, value_sum, latency_p50, \
+             latency_p95, '{load}' FROM agg_15m \
+             WHERE window_start = {at} AND NOT (rollup_level = 0 AND country = '{country}')"
+        ),
+    )?;
+    query(
+        warehouse,
+        &format!(
+            "INSERT INTO agg_15m_loads (window_start, load_id, seq, attempt, state) \
+             SELECT {at}, '{load}', max(seq), 'test', 'current' FROM agg_15m_loads \
+             WHERE window_start = {at}"
+        ),
+    )?;
+    Ok((country.to_owned(), lost.parse()?))
+}
