@@ -39,6 +39,11 @@ try {
   check(await page.locator("#dags tr[data-dag=playground]").count() === 1, "the DAG list shows `playground`");
   const dots = await page.locator("#dags tr[data-dag=pipeline] .dot").evaluateAll((els) => els.map((e) => e.dataset.state));
   check(JSON.stringify(dots) === JSON.stringify(["success", "failed", "running"]), "pipeline's recent runs oldest first: " + dots);
+  // A DAG file that does not load: a banner on the DAG list says which, where and why.
+  const banner = page.locator("#import-errors");
+  check(await banner.count() === 1, "the import-error banner is shown");
+  const bannerText = await banner.textContent();
+  check(/broken\.yaml:3:14/.test(bannerText) && bannerText.includes("nope"), "it names broken.yaml:3:14 and the problem: " + bannerText);
   await shot("1-dags");
 
   // The grid: runs × tasks, coloured by state, with counts.
@@ -101,6 +106,19 @@ try {
   check((await tries()) === 2, "clearing through the button ran the task again");
   await page.goto(base + "/ui/dags/pipeline/runs/scheduled__2025-01-01T01:00:00Z");
   await shot("5-after-clear");
+
+  // Pause, then unpause, through the one button: each click flips the DAG (the API agrees).
+  const pausedNow = async () => (await (await page.request.get(base + "/api/v1/dags/playground", bearer)).json()).is_paused;
+  await page.goto(base + "/ui/dags/playground");
+  const before = await pausedNow();
+  for (const expected of [!before, before]) {
+    await page.click("button[data-action=pause]");
+    for (let i = 0; i < 50 && (await pausedNow()) !== expected; i++) await page.waitForTimeout(100);
+    check((await pausedNow()) === expected, "the pause button set is_paused to " + expected);
+    await page.goto(base + "/ui/dags/playground");
+    const label = (await page.locator("button[data-action=pause]").textContent()).trim();
+    check(label === (expected ? "Unpause" : "Pause"), "the button now reads " + label);
+  }
 
   // Trigger a run through the button: the page moves to the new run.
   await page.goto(base + "/ui/dags/playground");

@@ -94,7 +94,141 @@ fn list_still_lists_good_dags_when_a_file_is_bad() -> std::io::Result<()> {
     assert_eq!(result.code, 0);
     assert!(result.stdout.contains("good"));
     assert!(result.stderr.contains("1 file(s)"), "{}", result.stderr);
+    // The broken file is a row of its own, marked, with where it broke.
+    let bad = result
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("bad "))
+        .unwrap_or_default();
+    assert!(
+        bad.contains("DOES NOT LOAD: ") && bad.contains("bad.yaml:3:1"),
+        "{}",
+        result.stdout
+    );
+    let json = sluice(&[
+        "--dags",
+        &dir.path().display().to_string(),
+        "--output",
+        "json",
+        "dags",
+        "list",
+    ]);
+    let items: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap_or_default();
+    let marked: Vec<(&str, bool)> = items
+        .iter()
+        .map(|i| {
+            (
+                i["dag"].as_str().unwrap_or_default(),
+                i["import_error"].is_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        marked,
+        vec![("good", false), ("bad", true)],
+        "{}",
+        json.stdout
+    );
     Ok(())
+}
+
+/// A read command in a folder holding no state says so, and creates nothing there.
+#[test]
+fn read_commands_never_create_state() -> std::io::Result<()> {
+    let dir = TempDir::new("cli-nostate")?;
+    let state = dir.path().join("typo");
+    let state_arg = state.display().to_string();
+    for args in [
+        vec!["runs", "list", "hello_pipeline"],
+        vec![
+            "runs",
+            "show",
+            "hello_pipeline",
+            "manual__2025-01-01T00:00:00Z",
+        ],
+        vec!["state", "check"],
+    ] {
+        let examples = path("examples/quickstart");
+        let mut argv = vec!["--dags", examples.as_str(), "--state", &state_arg];
+        argv.extend(args.iter().copied());
+        let result = sluice(&argv);
+        assert_eq!(result.code, 1, "{args:?}: {}", result.stderr);
+        assert!(
+            result.stderr.contains("no Sluice state in") && result.stderr.contains("--state"),
+            "{args:?}: {}",
+            result.stderr
+        );
+        assert!(!state.exists(), "{args:?} created {}", state.display());
+    }
+    Ok(())
+}
+
+/// `runs list` of a DAG the state never saw is an error that names the ones it did.
+#[test]
+fn runs_of_an_unknown_dag_are_an_error_not_an_empty_table() -> std::io::Result<()> {
+    let dir = TempDir::new("cli-unknown-runs")?;
+    dir.write(
+        "hello.yaml",
+        "dag: hello
+schedule: \"@daily\"
+start: 2025-01-01T00:00:00Z
+tasks:
+  a: { type: noop }
+",
+    )?;
+    let dags = dir.path().display().to_string();
+    let state = dir.path().join("state").display().to_string();
+    let tested = sluice(&[
+        "--dags",
+        &dags,
+        "--state",
+        &state,
+        "backfill",
+        "hello",
+        "--from",
+        "2025-01-01T00:00:00Z",
+        "--to",
+        "2025-01-02T00:00:00Z",
+    ]);
+    assert_eq!(tested.code, 0, "{}", tested.stderr);
+    let listed = sluice(&["--dags", &dags, "--state", &state, "runs", "list", "helo"]);
+    assert_eq!(listed.code, 1, "{}", listed.stdout);
+    assert!(
+        listed.stderr.contains("no DAG `helo` in the state")
+            && listed.stderr.contains("did you mean `hello`?"),
+        "{}",
+        listed.stderr
+    );
+    Ok(())
+}
+
+/// `tasks mark … --state success` is the habit of other tools; `--state` is the state
+/// folder here: the command says how to write it instead of using a folder `success`.
+#[test]
+fn marking_with_a_state_flag_explains_the_argument() {
+    let cwd_success = std::path::Path::new("success").exists();
+    let result = sluice(&[
+        "tasks",
+        "mark",
+        "hello",
+        "manual__2025-01-01T00:00:00Z",
+        "a",
+        "--state",
+        "success",
+    ]);
+    assert_eq!(result.code, 1, "{}", result.stderr);
+    assert!(
+        result
+            .stderr
+            .contains("`sluice tasks mark hello manual__2025-01-01T00:00:00Z a success`"),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(
+        std::path::Path::new("success").exists(),
+        cwd_success,
+        "no state folder `success` created"
+    );
 }
 
 #[test]
@@ -197,6 +331,39 @@ fn next_prints_intervals_as_start_end_lines_and_json() {
             {"start": "2025-09-01T00:45:00Z", "end": "2025-09-01T01:45:00Z"},
             {"start": "2025-09-01T01:45:00Z", "end": "2025-09-01T02:45:00Z"}
         ])
+    );
+}
+
+/// The quickstart's fan-out/fan-in: `cleanup` runs after `report`, as its comment says.
+#[test]
+fn the_quickstart_cleanup_runs_after_the_report() {
+    let result = sluice(&[
+        "--dags",
+        &path("examples/quickstart"),
+        "--output",
+        "json",
+        "dags",
+        "test",
+        "fan_out_fan_in",
+        "--logical-date",
+        "2025-09-01T10:00:00Z",
+    ]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let run: serde_json::Value = serde_json::from_str(&result.stdout).unwrap_or_default();
+    let attempts = run["attempts"].as_array().cloned().unwrap_or_default();
+    let time = |task: &str, field: &str| {
+        attempts
+            .iter()
+            .find(|a| a["task"] == task)
+            .and_then(|a| a[field].as_str())
+            .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+    };
+    let report_ended = time("report", "ended_at");
+    let cleanup_started = time("cleanup", "started_at");
+    assert!(
+        report_ended.is_some() && cleanup_started >= report_ended,
+        "report ended {report_ended:?}, cleanup started {cleanup_started:?}: {}",
+        result.stdout
     );
 }
 

@@ -107,6 +107,27 @@ impl RunState {
         )
     }
 
+    /// Moves a finished run onto another version of its DAG before it runs again (a clear
+    /// or a reprocessing after the file was fixed): each task instance is carried over by
+    /// task id, a task new in `to` starts afresh, a task gone from it is dropped. Returns
+    /// false, changing nothing, while any task holds a slot (its attempt would report
+    /// against the wrong index).
+    pub fn adopt_plan(&mut self, from: &DagPlan, to: &DagPlan) -> bool {
+        if self.tasks.iter().any(|t| t.state.holds_slot()) {
+            return false;
+        }
+        self.tasks = to
+            .tasks
+            .iter()
+            .map(|task| {
+                from.task_index(&task.id)
+                    .and_then(|i| self.tasks.get(i).cloned())
+                    .unwrap_or_else(TaskInstance::new)
+            })
+            .collect();
+        true
+    }
+
     /// The instant by which the run must have succeeded (`interval end + sla.deadline`).
     /// Only scheduled runs have one: a backfill or manual run reprocesses history whose
     /// deadline passed long ago, and must keep its retries (as Airflow keeps SLAs to
@@ -202,7 +223,7 @@ impl RunState {
                 _ => {}
             }
         }
-        self.settle(plan, &mut changes);
+        self.settle(&mut changes);
         changes
     }
 
@@ -233,24 +254,24 @@ impl RunState {
                 self.set(i, TaskState::Failed, Cause::GateTimeout, &mut changes);
             }
         }
-        self.settle(plan, &mut changes);
+        self.settle(&mut changes);
         changes
     }
 
-    /// Finishes the run once every task is finished: failed if any task failed or a leaf did
-    /// not succeed, else success. (Stricter than Airflow, which looks at leaves only: a
-    /// failure handled by an `all_done` clean-up task still fails the run, so the ledger never
-    /// counts an interval with a failed task as processed.)
-    fn settle(&mut self, plan: &DagPlan, changes: &mut Vec<Change>) {
+    /// Finishes the run once every task is finished: success only if every task succeeded
+    /// or was skipped by its trigger rule; failed if any failed or never ran because an
+    /// upstream failed. (Stricter than Airflow, which looks at leaves only: a failure handled
+    /// by an `all_done` clean-up task still fails the run, and so does a task left
+    /// `upstream_failed` after its upstream was marked success by hand: the ledger never
+    /// counts an interval as processed while one of its tasks did not do its work.)
+    fn settle(&mut self, changes: &mut Vec<Change>) {
         if !self.tasks.iter().all(|t| t.state.is_finished()) {
             if self.status.is_finished() {
                 self.set_status(RunStatus::Running, Cause::Settle, changes);
             }
             return;
         }
-        let failed = self.tasks.iter().enumerate().any(|(i, t)| {
-            t.state == TaskState::Failed || (plan.is_leaf(i) && t.state.is_failure())
-        });
+        let failed = self.tasks.iter().any(|t| t.state.is_failure());
         let to = if failed {
             RunStatus::Failed
         } else {
@@ -338,18 +359,12 @@ impl RunState {
     }
 
     /// An operator sets a task's outcome by hand (`success` or `failed`).
-    pub fn mark(
-        &mut self,
-        plan: &DagPlan,
-        index: usize,
-        to: TaskState,
-        reason: &str,
-    ) -> Vec<Change> {
+    pub fn mark(&mut self, index: usize, to: TaskState, reason: &str) -> Vec<Change> {
         let mut changes = Vec::new();
         self.tasks[index].retry_at = None;
         self.tasks[index].reason = Some(reason.to_owned());
         self.set(index, to, Cause::Mark, &mut changes);
-        self.settle(plan, &mut changes);
+        self.settle(&mut changes);
         changes
     }
 

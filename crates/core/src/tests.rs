@@ -428,6 +428,89 @@ fn a_fatal_error_skips_the_remaining_retries() {
     assert_eq!(run.status, RunStatus::Failed);
 }
 
+/// The case: `b` failed, its downstream `c` is upstream_failed, `d` runs whatever
+/// happened (all_done). Marking `b` success by hand leaves `c` never run: the run is not a
+/// success (it was one before this rule, and the ledger called the interval processed).
+#[test]
+fn a_task_left_upstream_failed_keeps_the_run_from_success() {
+    let rule = |upstream: Vec<usize>, rule| TaskSpec {
+        upstream,
+        rule,
+        retries: 0,
+        pool: false,
+    };
+    let plan = plan(
+        &[
+            rule(vec![], TriggerRule::AllSuccess),
+            rule(vec![0], TriggerRule::AllSuccess),
+            rule(vec![1], TriggerRule::AllSuccess),
+            rule(vec![2], TriggerRule::AllDone),
+        ],
+        8,
+        None,
+    );
+    let mut run = RunState::new(&plan, RunKind::Scheduled, interval());
+    let step = |run: &mut RunState, task: usize, outcome: Outcome| {
+        run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
+        run.start(task, t0());
+        run.finish(&plan, task, 1, &outcome, t0());
+        run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
+    };
+    step(&mut run, 0, Outcome::Success);
+    step(
+        &mut run,
+        1,
+        Outcome::Failed {
+            retryable: false,
+            reason: "boom".into(),
+        },
+    );
+    step(&mut run, 3, Outcome::Success);
+    assert_eq!(run.tasks[2].state, TaskState::UpstreamFailed);
+    assert_eq!(run.status, RunStatus::Failed);
+    run.mark(1, TaskState::Success, "by hand");
+    assert_eq!(run.tasks[2].state, TaskState::UpstreamFailed);
+    assert_eq!(run.status, RunStatus::Failed, "c never ran");
+    // Cleared, c runs and the run succeeds.
+    run.clear(&plan, &[2], false);
+    step(&mut run, 2, Outcome::Success);
+    assert_eq!(run.status, RunStatus::Success);
+}
+
+/// A run moved onto a fixed DAG keeps each task's instance by id; a new task starts
+/// afresh, a removed one goes.
+#[test]
+fn a_run_adopts_a_new_plan_by_task_id() {
+    let old = chain(0, None);
+    let mut run = RunState::new(&old, RunKind::Scheduled, interval());
+    run.evaluate(&old, &|_| Past::Satisfied, true, t0());
+    run.start(0, t0());
+    assert!(!run.adopt_plan(&old, &old), "refused while t0 runs");
+    run.finish(&old, 0, 1, &Outcome::Success, t0());
+    let spec = |upstream: Vec<usize>| TaskSpec {
+        upstream,
+        rule: TriggerRule::AllSuccess,
+        retries: 0,
+        pool: false,
+    };
+    // A version with a task t2 added: t0 keeps its instance, t2 starts afresh.
+    let grown = plan(&[spec(vec![]), spec(vec![0]), spec(vec![1])], 8, None);
+    assert!(run.adopt_plan(&old, &grown));
+    assert_eq!(run.tasks.len(), 3);
+    assert_eq!(
+        run.tasks[0].state,
+        TaskState::Success,
+        "t0 kept its instance"
+    );
+    assert_eq!(run.tasks[0].try_number, 1);
+    assert_eq!(run.tasks[2].state, TaskState::None, "t2 is new");
+    // A version with t1 and t2 gone.
+    let shrunk = plan(&[spec(vec![])], 8, None);
+    assert!(run.adopt_plan(&grown, &shrunk));
+    assert_eq!(run.tasks.len(), 1);
+    assert_eq!(run.tasks[0].state, TaskState::Success);
+}
+
 #[test]
 fn a_retryable_error_waits_then_runs_the_next_try() {
     let plan = chain(1, None);
@@ -662,8 +745,8 @@ proptest! {
                 }
                 4 => run.gate_timed_out(&plan, &|_| Past::Satisfied, "closed", now),
                 5 => run.clear(&plan, &[task], code % 2 == 0),
-                6 => run.mark(&plan, task, TaskState::Success, "by hand"),
-                _ => run.mark(&plan, task, TaskState::Failed, "by hand"),
+                6 => run.mark(task, TaskState::Success, "by hand"),
+                _ => run.mark(task, TaskState::Failed, "by hand"),
             };
             // Each change names a real move from the state before.
             let mut states: Vec<TaskState> = before.tasks.iter().map(|t| t.state).collect();
@@ -683,6 +766,16 @@ proptest! {
             }
             prop_assert_eq!(states, run.tasks.iter().map(|t| t.state).collect::<Vec<_>>());
             prop_assert_eq!(status, run.status);
+            // A finished run is a success exactly when every task did its work or was skipped
+            // by its rule: a task left upstream_failed (its upstream marked success by hand,
+            // say) keeps the interval from counting as processed.
+            if run.status.is_finished() {
+                let all_done_well = run
+                    .tasks
+                    .iter()
+                    .all(|t| matches!(t.state, TaskState::Success | TaskState::Skipped));
+                prop_assert_eq!(run.status == RunStatus::Success, all_done_well);
+            }
         }
     }
 }

@@ -46,6 +46,12 @@ pub const FAMILIES: &[Family] = &[
         buckets: &[],
     },
     Family {
+        name: "sluice_dag_import_errors",
+        kind: Kind::Gauge,
+        help: "DAG files that did not load at the last read of the DAG folder (GET /api/v1/import-errors says why).",
+        buckets: &[],
+    },
+    Family {
         name: "sluice_task_instances",
         kind: Kind::Gauge,
         help: "Task instances of unfinished runs, by state.",

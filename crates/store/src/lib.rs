@@ -31,6 +31,8 @@ use sluice_model::spec::Dag;
 
 /// Layout version of the store; [`migrate`] brings older stores up to it.
 pub const SCHEMA_VERSION: u32 = 1;
+/// Key of the import errors in the default tree (beside `schema_version`).
+const IMPORT_ERRORS: &str = "import_errors";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -107,6 +109,25 @@ impl Store {
     /// Opens (or creates) the store under `dir`; fails cleanly when another process has it.
     /// The folder is made private to this user (0700): run conf, rendered SQL and logs are
     /// not for other local users, whatever the umask.
+    /// The DAG files that did not load at the scheduler's last read of its folder: replaced
+    /// whole at each read (an empty list once every file loads).
+    pub fn put_import_errors(&self, errors: &[ImportError]) -> Result<()> {
+        self.db.insert(IMPORT_ERRORS, encode(&errors))?;
+        Ok(())
+    }
+
+    pub fn import_errors(&self) -> Result<Vec<ImportError>> {
+        match self.db.get(IMPORT_ERRORS)? {
+            Some(bytes) => decode("import errors", &bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Whether `dir` holds a state (a database was created in it), without creating one.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join("db").is_dir()
+    }
+
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_owned(),

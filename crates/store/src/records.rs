@@ -122,6 +122,9 @@ pub struct AttemptRecord {
     pub result: Option<AttemptResult>,
     pub error: Option<String>,
     pub log: PathBuf,
+    /// The DAG version the attempt ran (a clear after a fix runs the new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dag_version: Option<String>,
 }
 
 /// One state transition, appended to the event log.
@@ -189,4 +192,21 @@ pub struct BackfillRecord {
     pub total: usize,
     pub status: BackfillStatus,
     pub created_at: DateTime<Utc>,
+}
+
+/// A DAG file that did not load at the scheduler's last read of its folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportError {
+    pub file: PathBuf,
+    /// Where the first error is (1-based), when it has a place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    /// Every problem, one line each (`file:line:col: error[code]: message`).
+    pub message: String,
+    /// The DAG the file defined when it last loaded: it keeps that version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_dag: Option<String>,
+    pub seen_at: DateTime<Utc>,
 }

@@ -127,9 +127,6 @@ pub mod defaults {
     pub const RETRY_DELAY: Duration = Duration::from_secs(300);
     pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
     pub const POOL: &str = "default";
-    pub fn retryable_exit_codes() -> Vec<i32> {
-        vec![75]
-    }
 }
 
 /// Processing-latency SLA.

@@ -1,8 +1,8 @@
 //! `type: command`: a local process in its own process group, output to the attempt's log.
 //!
-//! Exit 0 succeeds; a code in `retryable_exit_codes` (default 75, EX_TEMPFAIL) is a
-//! retryable failure, any other code a fatal one; death by a signal (the OOM killer, an
-//! operator) is retryable. On timeout the group gets SIGTERM, then SIGKILL after
+//! Exit 0 succeeds; any other code is a retryable failure (Airflow's rule: `retries`
+//! means what it says) unless `fatal_exit_codes` lists it, or `retryable_exit_codes` is
+//! given without it; death by a signal (the OOM killer, an operator) is retryable. On timeout the group gets SIGTERM, then SIGKILL after
 //! `kill_grace`, and the attempt is a retryable failure.
 
 use std::collections::HashMap;
@@ -201,14 +201,7 @@ async fn run(
     drain(copiers).await;
     let outcome = match status.code() {
         Some(0) => Outcome::Success,
-        Some(code) if task.retryable_exit_codes.contains(&code) => Outcome::Failed {
-            retryable: true,
-            reason: format!("exit code {code} (retryable)"),
-        },
-        Some(code) => Outcome::Failed {
-            retryable: false,
-            reason: format!("exit code {code}"),
-        },
+        Some(code) => exit_outcome(task, code),
         None => {
             use std::os::unix::process::ExitStatusExt;
             Outcome::Failed {
@@ -219,6 +212,32 @@ async fn run(
     };
     log_line(&mut log, &format!("attempt ends: {status}"));
     Ok((outcome, status.code()))
+}
+
+/// A non-zero exit: retryable unless the task says otherwise (`fatal_exit_codes`, or a
+/// `retryable_exit_codes` list without it); the reason says which rule decided.
+fn exit_outcome(task: &CommandTask, code: i32) -> Outcome {
+    let fatal = if task.fatal_exit_codes.contains(&code) {
+        Some("listed in fatal_exit_codes")
+    } else if task
+        .retryable_exit_codes
+        .as_ref()
+        .is_some_and(|codes| !codes.contains(&code))
+    {
+        Some("not in retryable_exit_codes")
+    } else {
+        None
+    };
+    match fatal {
+        Some(why) => Outcome::Failed {
+            retryable: false,
+            reason: format!("exit code {code} ({why}: no retry)"),
+        },
+        None => Outcome::Failed {
+            retryable: true,
+            reason: format!("exit code {code}"),
+        },
+    }
 }
 
 /// The most an attempt's process may write to its log: past it, the output is read and

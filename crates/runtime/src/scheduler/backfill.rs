@@ -290,7 +290,7 @@ impl Engine {
                             Reprocess::Failed => existing.state.status == RunStatus::Failed,
                             Reprocess::Completed => true,
                         };
-                        if rerun && let Some(key) = self.reopen_run(existing)? {
+                        if rerun && let Some(key) = self.reopen_to_rerun(existing)? {
                             if let Some(run) = self.runs.get_mut(&key) {
                                 let plan = Arc::clone(&run.plan);
                                 let roots: Vec<usize> = match record.reprocess {

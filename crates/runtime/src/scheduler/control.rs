@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 
 use super::engine::{Engine, EngineError};
 use super::run_book::RunKey;
@@ -92,7 +92,7 @@ impl Engine {
                 dag,
                 logical_date,
                 conf,
-            } => self.trigger(&dag, logical_date.unwrap_or(now), conf, now)?,
+            } => self.trigger(&dag, logical_date, conf, now)?,
             Control::Pause { dag, paused } => {
                 self.registry
                     .set_paused(&self.store, &dag, paused, now)?
@@ -118,10 +118,15 @@ impl Engine {
         Ok(message)
     }
 
+    /// A manual run. Without a logical date: the last interval closed now, and when that
+    /// interval has a finished run already (a DAG up to date), that run runs again, on the
+    /// DAG's current version and with this conf (one run per interval: the ledger's). With
+    /// a date: the interval starting there (or the last one closed then), which must have
+    /// no run. A paused DAG is refused: its run would wait, unseen, until unpaused.
     fn trigger(
         &mut self,
         dag: &str,
-        at: DateTime<Utc>,
+        at: Option<DateTime<Utc>>,
         conf: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<String, ControlError> {
@@ -142,61 +147,117 @@ impl Engine {
             hint: Some(e.hint()),
             message: e.to_string(),
         })?;
+        if self.config.mode == super::Mode::Scheduler && self.registry.is_paused(dag) {
+            return Err(ControlError::Refused {
+                message: format!(
+                    "DAG `{dag}` is paused: a run of it would wait until it is unpaused"
+                ),
+                hint: Some(format!(
+                    "unpause it first (`sluice dags unpause {dag}`, or the Unpause button), \
+                     then trigger"
+                )),
+            });
+        }
         let tz = entry.dag.timezone.tz();
+        // Run ids to the second: `manual__2025-09-01T10:00:00Z`.
+        let now_s = now
+            .duration_trunc(chrono::TimeDelta::seconds(1))
+            .unwrap_or(now);
+        let last_closed = |at: DateTime<Utc>| -> Result<DataInterval, ControlError> {
+            let Some(schedule) = &entry.dag.schedule else {
+                return Ok(DataInterval { start: at, end: at });
+            };
+            let end = schedule.prev_fire(tz, at).ok_or_else(|| {
+                refused(
+                    format!(
+                        "no interval of `{dag}` closes before {}",
+                        format_instant(at)
+                    ),
+                    None,
+                )
+            })?;
+            let start = schedule
+                .prev_fire(tz, end - chrono::TimeDelta::nanoseconds(1))
+                .ok_or_else(|| refused("no interval before that date", None))?;
+            Ok(DataInterval { start, end })
+        };
         // Airflow's manual runs: an aligned date is its interval's start; any other instant
         // gets the last interval closed at that time; unscheduled DAGs an empty interval.
-        let interval = match &entry.dag.schedule {
-            None => DataInterval { start: at, end: at },
-            Some(schedule) => match schedule.interval_starting(tz, at) {
+        let interval = match (at, &entry.dag.schedule) {
+            (None, _) => last_closed(now_s)?,
+            (Some(at), Some(schedule)) => match schedule.interval_starting(tz, at) {
                 Some(i) => i,
-                None => {
-                    let end = schedule.prev_fire(tz, at).ok_or_else(|| {
-                        refused(
-                            format!(
-                                "no interval of `{dag}` closes before {}",
-                                format_instant(at)
-                            ),
-                            None,
-                        )
-                    })?;
-                    let start = schedule
-                        .prev_fire(tz, end - chrono::TimeDelta::nanoseconds(1))
-                        .ok_or_else(|| refused("no interval before that date", None))?;
-                    DataInterval { start, end }
-                }
+                None => last_closed(at)?,
             },
+            (Some(at), None) => last_closed(at)?,
         };
         let version = entry.version();
-        let created = self.create_run(version, RunKind::Manual, interval, conf, now)?;
-        if !created {
-            let existing = self
-                .store
-                .run(dag, interval.start)?
-                .map(|r| r.state.run_id)
-                .or_else(|| {
-                    self.runs
-                        .get(&(dag.to_owned(), interval.start))
-                        .map(|r| r.record.state.run_id.clone())
-                })
-                .unwrap_or_default();
-            return Err(refused(
-                format!(
-                    "interval {} already has run {existing}",
-                    format_instant(interval.start)
-                ),
-                Some("rerun it with `sluice clear DAG --run RUN_ID`"),
+        let created = self.create_run(version, RunKind::Manual, interval, conf.clone(), now)?;
+        if created {
+            return Ok(format!(
+                "{TRIGGERED}{} for {} → {}",
+                RunKind::Manual.run_id(interval.start),
+                format_instant(interval.start),
+                format_instant(interval.end)
             ));
         }
+        let key = (dag.to_owned(), interval.start);
+        let existing = match self.runs.get(&key) {
+            Some(active) => Some(active.record.clone()),
+            None => self.store.run(dag, interval.start)?,
+        }
+        .ok_or_else(|| refused("the interval's run vanished", None))?;
+        let run_id = existing.state.run_id.clone();
+        if !existing.state.status.is_finished() || at.is_some() {
+            let (message, hint) = if existing.state.status.is_finished() {
+                (
+                    format!(
+                        "interval {} already has run {run_id} ({})",
+                        format_instant(interval.start),
+                        existing.state.status
+                    ),
+                    format!("run it again with `sluice clear {dag} --run {run_id}`"),
+                )
+            } else {
+                (
+                    format!(
+                        "interval {} is being run by {run_id} ({})",
+                        format_instant(interval.start),
+                        existing.state.status
+                    ),
+                    format!("follow it with `sluice runs show {dag} {run_id}`"),
+                )
+            };
+            return Err(ControlError::Refused {
+                message,
+                hint: Some(hint),
+            });
+        }
+        // The DAG is up to date: its latest interval runs again.
+        let key = self
+            .reopen_to_rerun(existing)?
+            .ok_or_else(|| refused(format!("the DAG version of `{run_id}` is missing"), None))?;
+        let Some(run) = self.runs.get_mut(&key) else {
+            return Err(refused("run vanished", None));
+        };
+        if !conf.is_null() {
+            run.record.conf = conf;
+        }
+        let plan = Arc::clone(&run.plan);
+        let all: Vec<usize> = (0..plan.tasks.len()).collect();
+        let changes = run.record.state.clear(&plan, &all, true);
+        run.changes.extend(changes);
+        run.dirty = true;
         Ok(format!(
-            "{TRIGGERED}{} for {} → {}",
-            RunKind::Manual.run_id(interval.start),
+            "{TRIGGERED}{run_id} for {} → {} (run again: the interval had this run)",
             format_instant(interval.start),
             format_instant(interval.end)
         ))
     }
 
-    /// Loads a run into memory by id, for clear and mark.
-    fn open_run(&mut self, dag: &str, run_id: &str) -> Result<RunKey, ControlError> {
+    /// Loads a run into memory by id, for clear (`rerun`: on the DAG's current version) and
+    /// mark (on its own).
+    fn open_run(&mut self, dag: &str, run_id: &str, rerun: bool) -> Result<RunKey, ControlError> {
         let logical = logical_date_of(run_id).ok_or_else(|| {
             refused(
                 format!("`{run_id}` is not a run id"),
@@ -217,7 +278,12 @@ impl Engine {
                     Some("`sluice runs list DAG` shows its runs"),
                 )
             })?;
-        self.reopen_run(record)?.ok_or_else(|| {
+        let reopened = if rerun {
+            self.reopen_to_rerun(record)?
+        } else {
+            self.reopen_run(record)?
+        };
+        reopened.ok_or_else(|| {
             refused(
                 format!("the DAG version of `{run_id}` is missing from the store"),
                 None,
@@ -254,7 +320,7 @@ impl Engine {
         downstream: bool,
         failed_only: bool,
     ) -> Result<String, ControlError> {
-        let key = self.open_run(dag, run_id)?;
+        let key = self.open_run(dag, run_id, true)?;
         let Some(run) = self.runs.get(&key) else {
             return Err(refused("run vanished", None));
         };
@@ -301,7 +367,7 @@ impl Engine {
         if !matches!(state, TaskState::Success | TaskState::Failed) {
             return Err(refused("a task can be marked `success` or `failed`", None));
         }
-        let key = self.open_run(dag, run_id)?;
+        let key = self.open_run(dag, run_id, false)?;
         let Some(run) = self.runs.get(&key) else {
             return Err(refused("run vanished", None));
         };
@@ -313,10 +379,7 @@ impl Engine {
         let Some(run) = self.runs.get_mut(&key) else {
             return Err(refused("run vanished", None));
         };
-        let changes = run
-            .record
-            .state
-            .mark(&plan, index, state, "marked by an operator");
+        let changes = run.record.state.mark(index, state, "marked by an operator");
         run.changes.extend(changes);
         run.dirty = true;
         Ok(format!("marked {task} of {run_id} {state}"))

@@ -80,6 +80,7 @@ impl Engine {
                     result: None,
                     error: None,
                     log,
+                    dag_version: Some(run.record.dag_version.clone()),
                 };
                 // In-process attempts: the run record (task running, try N) is the intent
                 // flushed before the start; the attempt record is written when there is

@@ -121,6 +121,8 @@ pub struct Stats {
     pub transitions: u64,
     pub attempts_started: u64,
     pub runs_created: u64,
+    /// Finished or recovered runs loaded again (a clear, a rerun, a reprocessing).
+    pub runs_reopened: u64,
     pub runs_finished: u64,
     pub recovered_attempts: u64,
     /// The most runs held in memory at once (each iteration, once its runs are created).
@@ -403,7 +405,9 @@ impl Engine {
             Mode::Backfill { dag } => {
                 !self.backfills.is_running(dag) && !self.runs.has_runs_of(dag)
             }
-            Mode::Test { .. } => self.runs.is_empty() && self.stats.runs_created > 0,
+            Mode::Test { .. } => {
+                self.runs.is_empty() && self.stats.runs_created + self.stats.runs_reopened > 0
+            }
         }
     }
 
@@ -558,7 +562,42 @@ impl Engine {
         else {
             return Ok(None);
         };
+        self.stats.runs_reopened += 1;
         Ok(Some(self.runs.reopen(record, compiled)))
+    }
+
+    /// Loads a run to run it again (a clear, a reprocessing, a trigger of its interval):
+    /// a finished run moves onto the DAG's current version first (`RunState::adopt_plan`),
+    /// so a fixed file is what runs; the version each attempt ran is on its record. A run
+    /// still in memory keeps its version (its attempts may be running).
+    pub(super) fn reopen_to_rerun(
+        &mut self,
+        mut record: RunRecord,
+    ) -> Result<Option<RunKey>, EngineError> {
+        let key: RunKey = (record.state.dag_id.clone(), record.state.logical_date);
+        if self.runs.contains_key(&key) {
+            return Ok(Some(key));
+        }
+        let Some(current) = self.registry.get(&key.0).map(|e| e.version()) else {
+            return self.reopen_run(record);
+        };
+        if current.id != record.dag_version {
+            let old = self
+                .registry
+                .compiled(&self.store, &key.0, &record.dag_version)?;
+            let from = old.map_or_else(|| Arc::clone(&current.plan), |o| o.plan);
+            if record.state.adopt_plan(&from, &current.plan) {
+                self.log(format!(
+                    "{} {}: runs again on the DAG's current version {} (was {})",
+                    key.0, record.state.run_id, current.id, record.dag_version
+                ));
+                // Written with the run's next change (the clear that follows).
+                record.dag_version = current.id.clone();
+                self.stats.runs_reopened += 1;
+                return Ok(Some(self.runs.reopen(record, current)));
+            }
+        }
+        self.reopen_run(record)
     }
 
     /// Reads the DAG folder into the registry.
@@ -570,7 +609,13 @@ impl Engine {
             }
         };
         self.registry
-            .load(&self.store, &self.config.dags_dir, &self.config.mode, &log)
+            .load(&self.store, &self.config.dags_dir, &self.config.mode, &log)?;
+        self.metrics.set(
+            "sluice_dag_import_errors",
+            &[],
+            self.registry.import_errors() as f64,
+        );
+        Ok(())
     }
 
     /// Reloads changed DAG files every `reload_every` (scheduler mode).

@@ -74,6 +74,7 @@ impl Engine {
                         ),
                         task: task.clone(),
                         try_number,
+                        dag_version: Some(run.record.dag_version.clone()),
                     },
                 };
                 if super::engine::is_remote(&self.executors, run, index) {

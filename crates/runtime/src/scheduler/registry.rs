@@ -12,7 +12,7 @@ use super::engine::{EngineError, Mode};
 use sluice_core::DagPlan;
 use sluice_model::fingerprint;
 use sluice_model::spec::{self, Dag};
-use sluice_store::{DagRecord, Store};
+use sluice_store::{DagRecord, ImportError, Store};
 
 /// One version of a DAG compiled for scheduling: its definition, its plan, its version hash.
 #[derive(Clone)]
@@ -98,6 +98,8 @@ pub(super) struct Registry {
     last_reload: Instant,
     /// DAGs whose record (pause, cursor) changed since the last group commit.
     changed: Vec<String>,
+    /// DAG files that did not load at the last read of the folder.
+    import_errors: usize,
 }
 
 impl Registry {
@@ -108,7 +110,13 @@ impl Registry {
             folder_seen: folder_fingerprint(dags_dir),
             last_reload: Instant::now(),
             changed: Vec::new(),
+            import_errors: 0,
         }
+    }
+
+    /// How many DAG files did not load at the last read of the folder.
+    pub fn import_errors(&self) -> usize {
+        self.import_errors
     }
 
     pub fn get(&self, dag: &str) -> Option<&DagEntry> {
@@ -197,6 +205,7 @@ impl Registry {
     ) -> Result<(), EngineError> {
         let set = spec::load_paths(&[dags_dir.to_path_buf()])
             .map_err(|(path, source)| EngineError::DagFolder { path, source })?;
+        let mut import_errors = Vec::new();
         for report in &set.failures {
             let kept = self
                 .dags
@@ -209,13 +218,27 @@ impl Registry {
                 .map(|d| report.plain_line(d))
                 .collect::<Vec<_>>()
                 .join("\n");
-            match kept {
+            match &kept {
                 Some(dag) => eprintln!(
                     "DAG file did not load; `{dag}` keeps its last good version:\n{message}"
                 ),
                 None => eprintln!("DAG file did not load:\n{message}"),
             }
+            let first = report.diagnostics.iter().find_map(|d| d.primary.as_ref());
+            import_errors.push(ImportError {
+                file: report.source.path().to_owned(),
+                line: first.map(|l| l.location.line),
+                column: first.map(|l| l.location.column),
+                message,
+                kept_dag: kept,
+                seen_at: Utc::now(),
+            });
         }
+        // What the API, the UI's banner, the metric and `dags list` show.
+        if *mode == Mode::Scheduler {
+            store.put_import_errors(&import_errors)?;
+        }
+        self.import_errors = import_errors.len();
         let only = match mode {
             Mode::Scheduler => None,
             Mode::Backfill { dag } | Mode::Test { dag } => Some(dag.clone()),

@@ -8,7 +8,10 @@ use utoipa::ToSchema;
 
 use super::Api;
 use super::error::{ApiResult, ErrorBody};
-use super::views::{DagDetail, DagList, DagSummary, Interval, RunBrief, TaskSpec, name_of};
+use super::views::{
+    DagDetail, DagList, DagSummary, ImportErrorList, Interval, RunBrief, TaskSpec,
+    import_error_view, name_of,
+};
 use sluice_core::DagPlan;
 use sluice_model::spec::Dag;
 use sluice_runtime::scheduler::{Control, Input};
@@ -28,7 +31,12 @@ pub(crate) fn next_interval(
         .filter(|i| dag.end.is_none_or(|end| i.end <= end))
 }
 
-fn summary(api: &Api, record: &DagRecord, dag: &Dag) -> ApiResult<DagSummary> {
+fn summary(
+    api: &Api,
+    record: &DagRecord,
+    dag: &Dag,
+    import_errors: &[sluice_store::ImportError],
+) -> ApiResult<DagSummary> {
     let next_interval = next_interval(dag, record).map(|i| Interval {
         start: i.start,
         end: i.end,
@@ -53,7 +61,23 @@ fn summary(api: &Api, record: &DagRecord, dag: &Dag) -> ApiResult<DagSummary> {
         next_interval,
         recent_runs,
         version: record.version.clone(),
+        import_error: import_errors
+            .iter()
+            .find(|e| e.kept_dag.as_deref() == Some(dag.dag.as_str()))
+            .map(|e| e.message.lines().next().unwrap_or_default().to_owned()),
     })
+}
+
+/// The DAG files that did not load at the scheduler's last read of its folder, each with
+/// where (file:line:col) and why. A DAG whose file broke keeps its last good version.
+#[utoipa::path(get, path = "/api/v1/import-errors", operation_id = "list_import_errors",
+    tag = "dags",
+    responses((status = 200, body = ImportErrorList), (status = 401, body = ErrorBody)))]
+pub async fn import_errors(State(api): State<Api>) -> ApiResult<Json<ImportErrorList>> {
+    let import_errors = api.store.import_errors()?;
+    Ok(Json(ImportErrorList {
+        import_errors: import_errors.iter().map(import_error_view).collect(),
+    }))
 }
 
 /// Every DAG the scheduler has loaded, with its schedule, pause state, next interval and
@@ -62,10 +86,11 @@ fn summary(api: &Api, record: &DagRecord, dag: &Dag) -> ApiResult<DagSummary> {
     responses((status = 200, body = DagList), (status = 401, body = ErrorBody)))]
 pub async fn list(State(api): State<Api>) -> ApiResult<Json<DagList>> {
     let mut dags = Vec::new();
+    let import_errors = api.store.import_errors()?;
     for dag_id in api.store.dag_ids()? {
         // A DAG known to the store whose version is gone is not served.
         if let Ok((record, dag)) = api.current_dag(&dag_id) {
-            dags.push(summary(&api, &record, &dag)?);
+            dags.push(summary(&api, &record, &dag, &import_errors)?);
         }
     }
     Ok(Json(DagList { dags }))
@@ -102,7 +127,7 @@ pub async fn detail(
         })
         .collect();
     Ok(Json(DagDetail {
-        summary: summary(&api, &record, &dag)?,
+        summary: summary(&api, &record, &dag, &api.store.import_errors()?)?,
         tasks,
         max_active_runs: plan.max_active_runs,
         catchup: dag.catchup,

@@ -49,6 +49,10 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, error)
     }
 
+    pub fn internal(error: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error)
+    }
+
     pub fn unavailable(error: impl Into<String>) -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error)
     }

@@ -149,6 +149,7 @@ pub fn routes() -> Router<Api> {
         .route("/dags/{dag_id}/backfills", post(backfills::create))
         .route("/dags/{dag_id}/backfills/{action}", post(backfills::change))
         .route("/backfills", get(backfills::list))
+        .route("/import-errors", get(dags::import_errors))
         .route("/openapi.json", get(openapi::serve));
     Router::new()
         .nest("/api/v1", v1)

@@ -17,7 +17,7 @@ use super::{backfills, dags, health, runs, tasks};
     ),
     paths(
         health::live, health::ready, health::metrics,
-        dags::list, dags::detail, dags::update,
+        dags::list, dags::detail, dags::update, dags::import_errors,
         runs::list, runs::detail, runs::trigger, runs::clear, runs::audit, runs::sla,
         tasks::list, tasks::detail, tasks::mark, tasks::logs,
         backfills::create, backfills::list, backfills::change,

@@ -176,23 +176,23 @@ pub async fn trigger(
     // Refused here with a 400, by the rule the loop keeps too.
     sluice_model::spec::params::check_conf(&dag.param_specs, dag.allow_undeclared_conf, &conf)
         .map_err(|e| ApiError::bad_request(e.to_string()).hint(e.hint()))?;
-    // Chosen here so the answer can name the run.
-    let logical_date = request.logical_date.unwrap_or_else(Utc::now);
     let message = api
         .ask(|reply| Input::Control {
             command: Control::Trigger {
                 dag: dag_id.clone(),
-                logical_date: Some(logical_date),
+                logical_date: request.logical_date,
                 conf,
             },
             reply,
         })
         .await?;
-    // The run's interval follows the schedule: the answer names the run created.
+    // The run's interval follows the schedule: the answer names the run (created, or the
+    // interval's run started again).
     let run_id = sluice_runtime::scheduler::control::triggered_run_id(&message)
-        .map_or_else(|| RunKind::Manual.run_id(logical_date), str::to_owned);
-    let logical_date =
-        sluice_runtime::scheduler::control::logical_date_of(&run_id).unwrap_or(logical_date);
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::internal(format!("the scheduler answered `{message}`")))?;
+    let logical_date = sluice_runtime::scheduler::control::logical_date_of(&run_id)
+        .ok_or_else(|| ApiError::internal(format!("`{run_id}` names no date")))?;
     Ok((
         StatusCode::CREATED,
         Json(Triggered {

@@ -24,6 +24,38 @@ pub struct DagSummary {
     pub recent_runs: Vec<RunBrief>,
     /// Hash of the DAG version the scheduler runs.
     pub version: String,
+    /// The DAG's file no longer loads: it runs its last good version (`version`) until the
+    /// file is fixed; the first problem, `file:line:col: error[code]: message`.
+    pub import_error: Option<String>,
+}
+
+/// A DAG file that did not load at the scheduler's last read of its folder.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportErrorView {
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Every problem, one per line: `file:line:col: error[code]: message`.
+    pub message: String,
+    /// The DAG the file defined when it last loaded, which keeps that version.
+    pub kept_dag: Option<String>,
+    pub seen_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportErrorList {
+    pub import_errors: Vec<ImportErrorView>,
+}
+
+pub fn import_error_view(e: &sluice_store::ImportError) -> ImportErrorView {
+    ImportErrorView {
+        file: e.file.display().to_string(),
+        line: e.line,
+        column: e.column,
+        message: e.message.clone(),
+        kept_dag: e.kept_dag.clone(),
+        seen_at: e.seen_at,
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -106,6 +138,8 @@ pub struct AttemptView {
     /// `success`, `failed`, `failed_by_crash`, `cancelled`; none while running.
     pub result: Option<String>,
     pub error: Option<String>,
+    /// The DAG version the attempt ran (a clear after a fix runs the new one).
+    pub dag_version: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -210,6 +244,7 @@ pub fn attempt_view(a: &AttemptRecord) -> AttemptView {
             .map(|end| (end - a.started_at).num_milliseconds() as f64 / 1000.0),
         result: a.result.as_ref().map(name_of),
         error: a.error.clone(),
+        dag_version: a.dag_version.clone(),
     }
 }
 

@@ -90,8 +90,24 @@ pub async fn dags(State(api): State<Api>) -> Response {
     }
     render(
         "dags.html",
-        context! { title => "DAGs", dags => Value::from(Serde(&rows)) },
+        context! {
+            title => "DAGs",
+            dags => Value::from(Serde(&rows)),
+            import_errors => import_errors(&api),
+        },
     )
+}
+
+/// The DAG files that did not load, for the banner of the DAG pages.
+fn import_errors(api: &Api) -> Value {
+    let errors: Vec<_> = api
+        .store
+        .import_errors()
+        .unwrap_or_default()
+        .iter()
+        .map(crate::api::views::import_error_view)
+        .collect();
+    Value::from(Serde(&errors))
 }
 
 #[derive(Serialize)]
@@ -233,6 +249,7 @@ pub async fn dag(State(api): State<Api>, Path(dag_id): Path<String>) -> Response
             backfill => Value::from(Serde(&backfill)),
             sla_warnings,
             sla_breaches,
+            import_errors => import_errors(&api),
             sla => dag.sla.as_ref().map(|s| context! {
                 warn_after => s.warn_after.map(|d| d.to_string()),
                 deadline => s.deadline.map(|d| d.to_string()),

@@ -165,12 +165,10 @@ pub(super) fn find_dag(
         return Ok(found.clone());
     }
     // The DAG may be in a file that failed to load: say so rather than "not found".
-    let broken = set.failures.iter().find(|r| {
-        r.source.text().lines().any(|l| {
-            l.strip_prefix("dag:")
-                .is_some_and(|v| v.trim().trim_matches(['"', '\'']) == dag_id)
-        })
-    });
+    let broken = set
+        .failures
+        .iter()
+        .find(|r| declared_dag(r).as_deref() == Some(dag_id));
     if let Some(report) = broken {
         write!(streams.err, "{}", report.render(streams.color))?;
         return Err(CliError::Invalid {
@@ -188,6 +186,26 @@ pub(super) fn find_dag(
         folder: cli.settings.dags.clone(),
         known: set.dags.iter().map(|d| d.dag.dag.clone()).collect(),
     })
+}
+
+/// The DAG id a file that did not load declares on its `dag:` line, if it has one.
+fn declared_dag(report: &spec::FileReport) -> Option<String> {
+    report.source.text().lines().find_map(|l| {
+        l.strip_prefix("dag:")
+            .map(|v| v.trim().trim_matches(['"', '\'']).to_owned())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+/// Where a file that did not load went wrong first: `path:line:col: message`.
+fn first_problem(report: &spec::FileReport) -> String {
+    report
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == spec::Severity::Error)
+        .or(report.diagnostics.first())
+        .map(|d| report.plain_line(d))
+        .unwrap_or_else(|| report.source.path().display().to_string())
 }
 
 fn validate(
@@ -263,8 +281,16 @@ fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
                         "tags": d.dag.tags,
                         "next_interval": d.dag.intervals_ending_after(now).next(),
                         "file": d.path,
+                        "import_error": null,
                     })
                 })
+                .chain(set.failures.iter().map(|r| {
+                    serde_json::json!({
+                        "dag": declared_dag(r),
+                        "file": r.source.path(),
+                        "import_error": first_problem(r),
+                    })
+                }))
                 .collect();
             streams.json(&items)?;
         }
@@ -285,8 +311,20 @@ fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
                             .next()
                             .map_or("-".into(), |i| format_instant(i.start)),
                         d.path.display().to_string(),
+                        "ok".into(),
                     ]
                 })
+                .chain(set.failures.iter().map(|r| {
+                    vec![
+                        declared_dag(r).unwrap_or_else(|| "?".into()),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        r.source.path().display().to_string(),
+                        format!("DOES NOT LOAD: {}", first_problem(r)),
+                    ]
+                }))
                 .collect();
             streams.table(
                 &[
@@ -296,6 +334,7 @@ fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
                     "TASKS",
                     "NEXT INTERVAL",
                     "FILE",
+                    "STATUS",
                 ],
                 &rows,
             )?;

@@ -359,7 +359,13 @@ impl Command {
                 dag: dag.clone(),
                 run_id: run_id.clone(),
                 task: task.clone(),
-                state: runs::mark_state(*state),
+                state: runs::mark_state(state.ok_or_else(|| CliError::Invalid {
+                    message: format!("say how to mark `{task}`: success or failed"),
+                    hint: Some(format!(
+                        "`sluice tasks mark {dag} {run_id} {task} success` (the mark comes \
+                         last; `--state` names the state folder, not the task's state)"
+                    )),
+                })?),
             },
             _ => return Ok(None),
         }))
@@ -487,6 +493,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>, streams: &mut Streams<'_>) 
         .collect::<Option<_>>()
         // A command line that is not UTF-8 cannot be forwarded: run it here.
         .unwrap_or_default();
+    // Arguments are checked before any door is chosen or any state opened.
+    if let Err(e) = cli.command.control() {
+        return finish(Err(e), streams);
+    }
     let client = client::choose(&cli, &args, streams);
     let result = client.execute(&cli, &args, streams);
     finish(result, streams)

@@ -43,8 +43,9 @@ pub enum TasksCommand {
         dag: String,
         run_id: String,
         task: String,
-        #[arg(value_enum)]
-        state: MarkState,
+        /// `success` or `failed`, last on the line (`--state` names the state folder).
+        #[arg(value_enum, value_name = "success|failed")]
+        state: Option<MarkState>,
     },
 }
 
@@ -110,8 +111,48 @@ impl From<ControlError> for CliError {
 pub fn open_store(cli: &Cli, streams: &Streams<'_>) -> Result<Store, CliError> {
     match &streams.remote {
         Some(remote) => Ok(remote.store.clone()),
-        None => Ok(Store::open(cli.state())?),
+        None => open_existing(cli.state()),
     }
+}
+
+/// The state in `dir`, which must exist: a command that reads or changes runs never creates
+/// an empty state (a mistyped `--state` would otherwise report "no runs").
+pub fn open_existing(dir: &std::path::Path) -> Result<Store, CliError> {
+    if !Store::exists(dir) {
+        return Err(CliError::Invalid {
+            message: format!("no Sluice state in {}", dir.display()),
+            hint: Some(
+                "pass the scheduler's state folder with --state (or SLUICE_STATE); \
+                 `sluice scheduler` and `sluice backfill` create it on their first start"
+                    .into(),
+            ),
+        });
+    }
+    Ok(Store::open(dir)?)
+}
+
+/// A DAG the state knows, or an error naming the ones it does (closest first).
+fn known_dag(store: &Store, dag: &str) -> Result<(), CliError> {
+    if store.dag(dag)?.is_some() {
+        return Ok(());
+    }
+    let known = store.dag_ids()?;
+    let closest = known
+        .iter()
+        .min_by_key(|k| strsim::levenshtein(k, dag))
+        .filter(|k| strsim::levenshtein(k, dag) <= dag.len().max(3) / 3 + 1);
+    let hint = match (closest, known.is_empty()) {
+        (Some(k), _) => format!(
+            "did you mean `{k}`? DAGs in this state: {}",
+            known.join(", ")
+        ),
+        (None, true) => "this state has no DAG yet".to_owned(),
+        (None, false) => format!("DAGs in this state: {}", known.join(", ")),
+    };
+    Err(CliError::Invalid {
+        message: format!("no DAG `{dag}` in the state"),
+        hint: Some(hint),
+    })
 }
 
 /// Sends a change to the running scheduler's loop and waits for its answer.
@@ -587,6 +628,7 @@ pub fn runs(cli: &Cli, command: &RunsCommand, streams: &mut Streams<'_>) -> Resu
     let store = open_store(cli, streams)?;
     match command {
         RunsCommand::List { dag, status, limit } => {
+            known_dag(&store, dag)?;
             let filter = match status {
                 Some(s) => Some(RunStatus::parse(s).ok_or_else(|| CliError::Invalid {
                     message: format!("unknown run state `{s}`"),
@@ -651,15 +693,16 @@ fn find_run(store: &Store, dag: &str, run_id: &str) -> Result<RunRecord, CliErro
     let logical = sluice_runtime::scheduler::control::logical_date_of(run_id).ok_or_else(|| {
         CliError::Invalid {
             message: format!("`{run_id}` is not a run id"),
-            hint: Some("`sluice runs list DAG` shows run ids".into()),
+            hint: Some(format!("`sluice runs list {dag}` shows its run ids")),
         }
     })?;
+    known_dag(store, dag)?;
     store
         .run(dag, logical)?
         .filter(|r| r.state.run_id == run_id)
         .ok_or_else(|| CliError::Invalid {
             message: format!("DAG `{dag}` has no run `{run_id}`"),
-            hint: Some("`sluice runs list DAG` shows run ids".into()),
+            hint: Some(format!("`sluice runs list {dag}` shows its run ids")),
         })
 }
 
@@ -725,13 +768,16 @@ fn print_run(
                         }),
                         time(a.started_at),
                         a.ended_at.map_or("-".into(), time),
+                        a.dag_version.clone().unwrap_or_else(|| "-".into()),
                         a.error.clone().unwrap_or_default(),
                     ]
                 })
                 .collect();
             writeln!(streams.out)?;
             streams.table(
-                &["TASK", "TRY", "RESULT", "STARTED", "ENDED", "ERROR"],
+                &[
+                    "TASK", "TRY", "RESULT", "STARTED", "ENDED", "VERSION", "ERROR",
+                ],
                 &rows,
             )?;
             let waiting: Vec<String> = run

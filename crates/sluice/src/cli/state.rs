@@ -35,7 +35,7 @@ pub fn backup(cli: &Cli, to: &Path, streams: &mut Streams<'_>) -> Result<i32, Cl
             if let Some(scheduler) = super::client::Socket::connect(cli.state()) {
                 return scheduler.forward(&args, streams);
             }
-            let manifest = Store::open(cli.state())?.backup_to(&to)?;
+            let manifest = super::runs::open_existing(cli.state())?.backup_to(&to)?;
             format!(
                 "backup of {} run(s) written to {} (no scheduler was running)",
                 manifest.runs(),
@@ -52,7 +52,7 @@ pub fn compact(cli: &Cli, older_than: &str, streams: &mut Streams<'_>) -> Result
         hint: Some("a duration such as `90d` or `36h`".into()),
     })?;
     let cutoff = chrono::Utc::now() - keep.as_chrono();
-    let compacted = Store::open(cli.state())?.compact(cutoff)?;
+    let compacted = super::runs::open_existing(cli.state())?.compact(cutoff)?;
     streams.done(
         cli.output,
         &format!(
@@ -64,7 +64,7 @@ pub fn compact(cli: &Cli, older_than: &str, streams: &mut Streams<'_>) -> Result
 
 pub fn restore(cli: &Cli, from: &Path, streams: &mut Streams<'_>) -> Result<i32, CliError> {
     let manifest = Store::restore_from(from, cli.state())?;
-    let problems = Store::open(cli.state())?.check()?;
+    let problems = super::runs::open_existing(cli.state())?.check()?;
     streams.done(
         cli.output,
         &format!(

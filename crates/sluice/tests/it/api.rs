@@ -46,6 +46,16 @@ fn start() -> Result<Fixture, Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dags)?;
     std::fs::write(dags.join("pipeline.yaml"), PIPELINE)?;
     std::fs::write(dags.join("playground.yaml"), PLAYGROUND)?;
+    // Paused and unpaused by its own test: a trigger of another DAG never meets a pause.
+    std::fs::write(
+        dags.join("pausable.yaml"),
+        "dag: pausable\ntasks:\n  a: { type: noop }\n",
+    )?;
+    // A file that does not load: the import errors list it.
+    std::fs::write(
+        dags.join("broken.yaml"),
+        "dag: broken\ntasks:\n  a: { type: nope }\n",
+    )?;
     let (handles, received) = mpsc::channel();
     std::thread::spawn(move || {
         let made = Store::open(&root.join("state"))
@@ -199,8 +209,8 @@ async fn dags_are_listed_with_schedule_pause_state_next_interval_and_recent_runs
     assert_eq!(list.status, StatusCode::OK);
     let dags = list.body["dags"].as_array().unwrap();
     let ids: Vec<&str> = dags.iter().filter_map(|d| d["dag_id"].as_str()).collect();
-    assert_eq!(ids, ["pipeline", "playground"]);
-    let pipeline = &dags[0];
+    assert_eq!(ids, ["pausable", "pipeline", "playground"]);
+    let pipeline = &dags[1];
     assert_eq!(pipeline["schedule"], "@hourly");
     assert_eq!(pipeline["description"], "three intervals, three outcomes");
     // Its `end` is reached: no next interval.
@@ -706,7 +716,7 @@ async fn bad_bodies_get_a_4xx_with_a_message_never_a_500() {
 async fn pause_and_backfills_go_through_the_scheduler() {
     let paused = send(
         Method::PATCH,
-        "/api/v1/dags/playground",
+        "/api/v1/dags/pausable",
         Some(r#"{"is_paused": true}"#),
     )
     .await;
@@ -714,7 +724,7 @@ async fn pause_and_backfills_go_through_the_scheduler() {
     assert_eq!(paused.body["is_paused"], true);
     let unpaused = send(
         Method::PATCH,
-        "/api/v1/dags/playground",
+        "/api/v1/dags/pausable",
         Some(r#"{"is_paused": false}"#),
     )
     .await;
@@ -792,6 +802,36 @@ async fn pause_and_backfills_go_through_the_scheduler() {
 }
 
 #[tokio::test]
+async fn import_errors_say_which_file_broke_where() {
+    let answer = get("/api/v1/import-errors").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let errors = answer.body["import_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{}", answer.body);
+    let broken = &errors[0];
+    assert!(broken["file"].as_str().unwrap().ends_with("broken.yaml"));
+    assert_eq!(
+        (broken["line"].as_u64(), broken["column"].as_u64()),
+        (Some(3), Some(14)),
+        "{broken}"
+    );
+    assert!(
+        broken["message"].as_str().unwrap().contains("nope"),
+        "{broken}"
+    );
+    assert_eq!(broken["kept_dag"], Value::Null);
+    // Reads need the token, like every other read.
+    let anonymous = call_with(
+        api(Some(TOKEN), false),
+        Method::GET,
+        "/api/v1/import-errors",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn the_audit_shows_every_interval_and_its_gaps() {
     let audit =
         get("/api/v1/dags/pipeline/audit?from=2025-01-01T00:00:00Z&to=2025-01-01T03:00:00Z").await;
@@ -843,6 +883,7 @@ async fn the_served_openapi_document_is_the_committed_one_and_lists_every_route(
         ("/healthz", &["get"][..]),
         ("/readyz", &["get"]),
         ("/api/v1/dags", &["get"]),
+        ("/api/v1/import-errors", &["get"]),
         ("/api/v1/dags/{dag_id}", &["get", "patch"]),
         ("/api/v1/dags/{dag_id}/runs", &["get", "post"]),
         ("/api/v1/dags/{dag_id}/runs/{run_id}", &["get"]),

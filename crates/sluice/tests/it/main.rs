@@ -12,6 +12,7 @@ mod clickhouse_dq;
 mod clickhouse_tasks;
 mod config_check;
 mod crash_backfill;
+mod daily_use;
 mod emr_serverless;
 mod emr_steps;
 mod fault_proxy;

@@ -62,22 +62,38 @@ fn results(outcome: &Outcome) -> Vec<AttemptResult> {
 }
 
 #[test]
-fn a_retryable_exit_code_is_retried_until_the_tries_run_out()
--> Result<(), Box<dyn std::error::Error>> {
+fn any_failing_exit_is_retried_until_the_tries_run_out() -> Result<(), Box<dyn std::error::Error>> {
     let outcome = run_once(
         "retryable",
-        "    type: command\n    command: \"exit 75\"\n    retries: 2\n    retry_delay: 0s\n",
+        "    type: command\n    command: \"exit 1\"\n    retries: 2\n    retry_delay: 0s\n",
         "",
     )?;
     assert_eq!(results(&outcome), vec![AttemptResult::Failed; 3]);
     assert_eq!(outcome.run.state.status, RunStatus::Failed);
     let task = &outcome.run.state.tasks[0];
     assert_eq!(task.state, TaskState::Failed);
+    let reason = task.reason.as_deref().unwrap_or_default();
     assert!(
-        task.reason.as_deref().is_some_and(
-            |r| r.contains("exit code 75 (retryable)") && r.contains("no retries left")
-        )
+        reason.contains("exit code 1") && reason.contains("no retries left"),
+        "{reason}"
     );
+    Ok(())
+}
+
+/// The first flaky task of a user coming from Airflow: exit 1 once, then 0, `retries: 2`.
+#[test]
+fn a_flaky_command_exiting_1_once_succeeds_on_its_second_try()
+-> Result<(), Box<dyn std::error::Error>> {
+    let outcome = run_once(
+        "flaky",
+        "    type: command\n    command: \"[ \\\"$SLUICE_TRY_NUMBER\\\" -ge 2 ] || exit 1\"\n    retries: 2\n    retry_delay: 0s\n",
+        "",
+    )?;
+    assert_eq!(
+        results(&outcome),
+        vec![AttemptResult::Failed, AttemptResult::Success]
+    );
+    assert_eq!(outcome.run.state.status, RunStatus::Success);
     Ok(())
 }
 
@@ -85,7 +101,7 @@ fn a_retryable_exit_code_is_retried_until_the_tries_run_out()
 fn a_fatal_exit_code_skips_the_remaining_retries() -> Result<(), Box<dyn std::error::Error>> {
     let outcome = run_once(
         "fatal",
-        "    type: command\n    command: \"echo broken >&2; exit 3\"\n    retries: 5\n    retry_delay: 0s\n",
+        "    type: command\n    command: \"echo broken >&2; exit 3\"\n    retries: 5\n    retry_delay: 0s\n    fatal_exit_codes: [3]\n",
         "",
     )?;
     assert_eq!(results(&outcome), vec![AttemptResult::Failed]);
@@ -94,7 +110,7 @@ fn a_fatal_exit_code_skips_the_remaining_retries() -> Result<(), Box<dyn std::er
         .clone()
         .unwrap_or_default();
     assert!(
-        reason.contains("exit code 3") && reason.contains("fatal"),
+        reason.contains("exit code 3 (listed in fatal_exit_codes: no retry)"),
         "{reason}"
     );
     assert!(
@@ -105,7 +121,7 @@ fn a_fatal_exit_code_skips_the_remaining_retries() -> Result<(), Box<dyn std::er
 }
 
 #[test]
-fn retryable_exit_codes_are_configurable() -> Result<(), Box<dyn std::error::Error>> {
+fn a_retryable_list_retries_only_its_codes() -> Result<(), Box<dyn std::error::Error>> {
     // Fails with 3 on the first try, succeeds on the second.
     let outcome = run_once(
         "custom_codes",
@@ -117,6 +133,18 @@ fn retryable_exit_codes_are_configurable() -> Result<(), Box<dyn std::error::Err
         vec![AttemptResult::Failed, AttemptResult::Success]
     );
     assert_eq!(outcome.run.state.status, RunStatus::Success);
+    // A code outside the list fails for good.
+    let outcome = run_once(
+        "outside_list",
+        "    type: command\n    command: \"exit 4\"\n    retryable_exit_codes: [3]\n    retries: 3\n    retry_delay: 0s\n",
+        "",
+    )?;
+    assert_eq!(results(&outcome), vec![AttemptResult::Failed]);
+    let reason = outcome.run.state.tasks[0]
+        .reason
+        .clone()
+        .unwrap_or_default();
+    assert!(reason.contains("not in retryable_exit_codes"), "{reason}");
     Ok(())
 }
 

@@ -35,6 +35,12 @@ fn start_scheduler() -> (Scheduler, String) {
     for name in ["pipeline.yaml", "playground.yaml"] {
         std::fs::copy(fixtures.join(name), dags.join(name)).unwrap();
     }
+    // A file that does not load: the banner names it.
+    std::fs::write(
+        dags.join("broken.yaml"),
+        "dag: broken\ntasks:\n  a: { type: nope }\n",
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("--dags")
         .arg(&dags)

@@ -9,7 +9,6 @@ use super::{FieldProblem, Kind};
 use crate::spec::duration::Duration;
 use crate::spec::fields::join;
 use crate::spec::fields::{Decoder, Fields};
-use crate::spec::model::defaults;
 use crate::spec::yaml::NodeKind;
 
 /// `type: command` — a local process.
@@ -25,9 +24,13 @@ pub struct CommandTask {
     /// Working directory. Templated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
-    /// Exit codes that mean "try again"; others fail for good. Default `[75]` (EX_TEMPFAIL).
-    #[serde(default = "defaults::retryable_exit_codes")]
-    pub retryable_exit_codes: Vec<i32>,
+    /// Only these exit codes mean "try again" (the others fail for good). Unset: every
+    /// non-zero exit is retried while retries last (Airflow's rule), but `fatal_exit_codes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retryable_exit_codes: Option<Vec<i32>>,
+    /// Exit codes that fail for good, retries or not (a usage error, bad input).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fatal_exit_codes: Vec<i32>,
     /// Time between SIGTERM and SIGKILL on timeout. Default `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill_grace: Option<Duration>,
@@ -52,9 +55,10 @@ impl Kind for CommandTask {
         let task = CommandTask {
             env: f.read(d, "env", Decoder::string_map).unwrap_or_default(),
             working_dir: f.read(d, "working_dir", Decoder::string),
-            retryable_exit_codes: f
-                .read(d, "retryable_exit_codes", Decoder::integer_list)
-                .unwrap_or_else(defaults::retryable_exit_codes),
+            retryable_exit_codes: f.read(d, "retryable_exit_codes", Decoder::integer_list),
+            fatal_exit_codes: f
+                .read(d, "fatal_exit_codes", Decoder::integer_list)
+                .unwrap_or_default(),
             kill_grace: f.read(d, "kill_grace", Decoder::duration),
             command: command?,
         };
@@ -95,6 +99,16 @@ impl Kind for CommandTask {
             CommandLine::Shell(s) => s.trim().is_empty(),
             CommandLine::Argv(v) => v.is_empty(),
         };
+        if let Some(retryable) = &self.retryable_exit_codes
+            && let Some(code) = retryable.iter().find(|c| self.fatal_exit_codes.contains(c))
+        {
+            problems.push(FieldProblem::new(
+                "spec::exit-code-conflict",
+                format!("task `{task}` lists exit code {code} both as retryable and as fatal"),
+                "fatal_exit_codes",
+                "keep it in one of `retryable_exit_codes` and `fatal_exit_codes`",
+            ));
+        }
         if empty {
             problems.push(FieldProblem::new(
                 "spec::empty-command",

@@ -56,7 +56,8 @@ pub fn command(task: &SparkTask, dags_dir: &Path, app_name: &str) -> CommandTask
         command: CommandLine::Argv(argv),
         env,
         working_dir: None,
-        retryable_exit_codes: (1..=255).filter(|&c| c != USAGE_EXIT).collect(),
+        retryable_exit_codes: None,
+        fatal_exit_codes: vec![USAGE_EXIT],
         kill_grace: None,
     }
 }

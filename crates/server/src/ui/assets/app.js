@@ -38,7 +38,7 @@ const runPath = (b) => "/api/v1/dags/" + enc(b.dag) + "/runs/" + enc(b.run);
 const actions = {
   trigger: (b) => api("POST", "/api/v1/dags/" + enc(b.dag) + "/runs", {})
     .then((r) => { toast("Triggered " + r.run_id); return "/ui/dags/" + enc(b.dag) + "/runs/" + enc(r.run_id); }),
-  pause: (b) => api("PATCH", "/api/v1/dags/" + enc(b.dag), { is_paused: b.paused !== "true" })
+  pause: (b) => api("PATCH", "/api/v1/dags/" + enc(b.dag), { is_paused: String(b.paused).toLowerCase() !== "true" })
     .then((d) => toast(b.dag + (d.is_paused ? " paused" : " unpaused"))),
   "clear-run": (b) => api("POST", runPath(b) + "/clear", {}).then(() => toast("Cleared the run")),
   "clear-failed": (b) => api("POST", runPath(b) + "/clear", { failed_only: true }).then(() => toast("Cleared failed tasks")),
