@@ -6,6 +6,8 @@ use proptest::prelude::*;
 
 use super::*;
 
+mod dst_reference;
+
 fn utc(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
