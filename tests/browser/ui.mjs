@@ -46,6 +46,23 @@ try {
   check(/broken\.yaml:3:14/.test(bannerText) && bannerText.includes("nope"), "it names broken.yaml:3:14 and the problem: " + bannerText);
   await shot("1-dags");
 
+  // Search and filters: by text through the form, by status and tag through the address.
+  const listed = async () => page.locator("#dags tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.dag));
+  await page.fill("#dag-filter input[name=q]", "PLAY");
+  await Promise.all([page.waitForNavigation(), page.click("#dag-filter button[type=submit]")]);
+  check(JSON.stringify(await listed()) === JSON.stringify(["playground"]), "searching `PLAY` lists playground only");
+  check((await page.locator("#dag-count").textContent()).includes("1 of 3"), "the count says 1 of 3 DAGs");
+  await page.goto(base + "/?status=failing");
+  check(JSON.stringify(await listed()) === JSON.stringify(["pipeline"]), "`failing` lists pipeline (its newest finished run failed)");
+  check(await page.locator("#dags tr[data-dag=pipeline] .badge.state-failed").count() === 1, "a failing badge marks it");
+  await page.goto(base + "/?tag=demo");
+  check(JSON.stringify(await listed()) === JSON.stringify(["pausable"]), "tag `demo` lists pausable only: " + JSON.stringify(await listed()));
+  check(await page.locator("#dags tr[data-dag=pausable] td:nth-child(2)").textContent() === "data-team", "the owner column shows its owner");
+  await page.goto(base + "/?status=paused");
+  check(JSON.stringify(await listed()) === JSON.stringify(["pausable"]), "`paused` lists the paused DAG");
+  await shot("7-dags-filtered");
+  await page.goto(base + "/");
+
   // The grid: runs × tasks, coloured by state, with counts.
   await page.click("#dags tr[data-dag=pipeline] a.dag-link");
   await page.waitForSelector("#grid");
@@ -64,7 +81,45 @@ try {
     Object.fromEntries(els.map((e) => [e.dataset.state, Number(e.querySelector(".count").textContent)])));
   check(legend.success === 5 && legend.failed === 1 && legend.running === 1, "the legend counts the cells: " + JSON.stringify(legend));
   check(await page.locator("svg.graph .node").count() === 3, "the graph view draws the 3 tasks");
+  const kinds = await page.locator("#grid .kind").evaluateAll((els) => els.map((e) => e.textContent));
+  check(JSON.stringify(kinds) === JSON.stringify(["S", "S", "S"]), "each run's head marks its kind: " + kinds);
+  check((await page.locator("#grid .run-head .vertical").first().textContent()) === "2025-01-01 00:00", "run labels carry the year");
+  check(await page.locator("#grid-older").count() === 0 && await page.locator("#grid-newer").count() === 0, "three runs need no paging");
   await shot("2-grid");
+
+  // Auto-refresh: ticked, the page reloads by itself (within 10 s), and stays ticked.
+  await page.evaluate(() => { window.sluiceMark = 1; });
+  await page.check("#auto-refresh");
+  await page.waitForFunction(() => window.sluiceMark === undefined, null, { timeout: 15000 });
+  check(await page.isChecked("#auto-refresh"), "auto-refresh reloaded the page and is still on");
+  await page.uncheck("#auto-refresh");
+
+  // The run list: every run, newest first, by state.
+  await page.click("#dag-links a[href$='/runs']");
+  await page.waitForSelector("#runs");
+  const runStates = await page.locator("#runs tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.state));
+  check(JSON.stringify(runStates) === JSON.stringify(["running", "failed", "success"]), "the run list, newest first: " + runStates);
+  check(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/.test((await page.locator("#runs tbody tr:last-child td:nth-child(5)").textContent()).trim()), "times to the second");
+  await page.selectOption("#run-filter select[name=state]", "failed");
+  await Promise.all([page.waitForNavigation(), page.click("#run-filter button[type=submit]")]);
+  check(JSON.stringify(await page.locator("#runs tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.run))) ===
+    JSON.stringify(["scheduled__2025-01-01T01:00:00Z"]), "filtered to the failed run");
+  await page.goto(base + "/ui/dags/pipeline/runs");
+  await shot("8-runs");
+
+  // The interval calendar: every interval of the range by its ledger status.
+  await page.goto(base + "/ui/dags/pipeline/calendar");
+  const intervals = await page.locator("#calendar td.interval").evaluateAll((els) => els.map((e) => e.dataset.status));
+  check(JSON.stringify(intervals) === JSON.stringify(["success", "failed", "running"]), "the calendar colours each interval by the ledger: " + intervals);
+  check((await page.locator("#gap-count").textContent()) === "2", "two intervals are not processed yet");
+  check((await page.locator("#calendar td.interval[data-status=failed]").getAttribute("title")).includes("scheduled__2025-01-01T01:00:00Z"), "a cell names its run");
+  await page.goto(base + "/ui/dags/pipeline/calendar?from=2024-12-31T22:00:00Z&to=2025-01-01T03:00:00Z&tz=dag");
+  check((await page.locator("#calendar td.interval").count()) === 3, "intervals before the DAG's start are not drawn");
+  await page.goto(base + "/ui/dags/pipeline/calendar?from=nonsense");
+  check((await page.locator("main").textContent()).includes("RFC 3339"), "a bad range says what to give");
+  await page.goto(base + "/ui/dags/pipeline/calendar");
+  await shot("9-calendar");
+  await page.goto(base + "/ui/dags/pipeline");
 
   // A failed task: its attempt and its log.
   await page.click("#grid td.cell[data-state=failed] a");

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::{RunRecord, Store, StoreError};
+use crate::{BackfillRecord, RunRecord, Store, StoreError};
 use sluice_core::{RunKind, RunStatus};
 use sluice_model::spec::Dag;
 
@@ -158,6 +158,56 @@ pub fn audit(
         gaps: entries.iter().filter(|e| e.gap).count(),
         entries,
     })
+}
+
+/// How far a backfill has come: its intervals whose run finished since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct BackfillProgress {
+    pub total: usize,
+    /// Intervals whose run ended (success or failed) since the backfill was created.
+    pub done: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+}
+
+impl std::fmt::Display for BackfillProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} interval(s) done: {} succeeded, {} failed",
+            self.done, self.total, self.succeeded, self.failed
+        )
+    }
+}
+
+/// A backfill's progress from the ledger: an interval counts once its run finished after
+/// the backfill was created, or when the backfill leaves its earlier outcome alone
+/// (`reprocess: none` leaves every finished run, `failed` leaves successes).
+pub fn backfill_progress(
+    store: &Store,
+    backfill: &BackfillRecord,
+) -> Result<BackfillProgress, StoreError> {
+    let mut progress = BackfillProgress {
+        total: backfill.total,
+        ..BackfillProgress::default()
+    };
+    for (_, entry) in store.ledger_between(&backfill.dag, backfill.from, backfill.to)? {
+        let left_alone = match backfill.reprocess {
+            crate::Reprocess::None => true,
+            crate::Reprocess::Failed => entry.status == RunStatus::Success,
+            crate::Reprocess::Completed => false,
+        };
+        if !entry.status.is_finished() || !(left_alone || entry.updated_at >= backfill.created_at) {
+            continue;
+        }
+        match entry.status {
+            RunStatus::Success => progress.succeeded += 1,
+            _ => progress.failed += 1,
+        }
+        progress.done += 1;
+    }
+    progress.done = progress.done.min(progress.total);
+    Ok(progress)
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

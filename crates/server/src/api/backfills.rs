@@ -84,7 +84,10 @@ pub async fn create(
         .store
         .backfill(&dag_id)?
         .ok_or_else(|| ApiError::conflict("the backfill was not recorded"))?;
-    Ok((StatusCode::CREATED, Json(backfill_view(&record))))
+    Ok((
+        StatusCode::CREATED,
+        Json(backfill_view(&record, &api.store)),
+    ))
 }
 
 /// The latest backfill of every DAG that had one.
@@ -94,7 +97,7 @@ pub async fn list(State(api): State<Api>) -> ApiResult<Json<BackfillList>> {
     let mut backfills = Vec::new();
     for dag_id in api.store.dag_ids()? {
         if let Some(record) = api.store.backfill(&dag_id)? {
-            backfills.push(backfill_view(&record));
+            backfills.push(backfill_view(&record, &api.store));
         }
     }
     Ok(Json(BackfillList { backfills }))
@@ -137,5 +140,5 @@ pub async fn change(
         .store
         .backfill(&dag_id)?
         .ok_or_else(|| ApiError::not_found(format!("DAG `{dag_id}` has no backfill")))?;
-    Ok(Json(backfill_view(&record)))
+    Ok(Json(backfill_view(&record, &api.store)))
 }

@@ -179,6 +179,8 @@ pub struct BackfillView {
     /// Start of the next interval it will create a run for.
     pub next_start: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Intervals done so far, from the ledger.
+    pub progress: sluice_store::reports::BackfillProgress,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -248,7 +250,7 @@ pub fn attempt_view(a: &AttemptRecord) -> AttemptView {
     }
 }
 
-pub fn backfill_view(b: &BackfillRecord) -> BackfillView {
+pub fn backfill_view(b: &BackfillRecord, store: &sluice_store::Store) -> BackfillView {
     BackfillView {
         dag_id: b.dag.clone(),
         from: b.from,
@@ -259,5 +261,7 @@ pub fn backfill_view(b: &BackfillRecord) -> BackfillView {
         total: b.total,
         next_start: b.next_start,
         created_at: b.created_at,
+        // A store error leaves the progress unknown (zeros), not the backfill unlisted.
+        progress: sluice_store::reports::backfill_progress(store, b).unwrap_or_default(),
     }
 }

@@ -3,10 +3,12 @@
 //! button calls the REST API from the browser with the token the user typed (kept in the
 //! browser's local storage), so the UI can do nothing the API would refuse.
 //!
-//! Pages: DAG list; a DAG's grid (runs × tasks coloured by state, Airflow's grid view), its
-//! graph and its backfills; a run with its Gantt chart and gate figures; a task instance
+//! Pages: DAG list (search, filters by tag, owner and status); a DAG's grid (runs × tasks
+//! coloured by state, Airflow's grid view, paged), its graph and its backfills; its run list
+//! (paged, by state); its interval calendar (each interval of a range by ledger status); a run with its Gantt chart and gate figures; a task instance
 //! with its attempts and a log that follows while the attempt runs.
 
+mod history;
 mod pages;
 mod svg;
 
@@ -25,6 +27,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("dags.html", include_str!("templates/dags.html")),
     ("dag.html", include_str!("templates/dag.html")),
     ("run.html", include_str!("templates/run.html")),
+    ("runs.html", include_str!("templates/runs.html")),
+    ("calendar.html", include_str!("templates/calendar.html")),
     ("task.html", include_str!("templates/task.html")),
     ("error.html", include_str!("templates/error.html")),
     ("signin.html", include_str!("templates/signin.html")),
@@ -103,6 +107,8 @@ pub fn router() -> Router<Api> {
     Router::new()
         .route("/", get(pages::dags))
         .route("/ui/dags/{dag_id}", get(pages::dag))
+        .route("/ui/dags/{dag_id}/runs", get(history::runs))
+        .route("/ui/dags/{dag_id}/calendar", get(history::calendar))
         .route("/ui/dags/{dag_id}/runs/{run_id}", get(pages::run))
         .route(
             "/ui/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use minijinja::value::Serde;
@@ -25,6 +25,8 @@ fn short(t: DateTime<Utc>) -> String {
 #[derive(Serialize)]
 struct DagRow {
     id: String,
+    /// The newest finished run failed.
+    failing: bool,
     description: Option<String>,
     owner: Option<String>,
     tags: Vec<String>,
@@ -53,12 +55,73 @@ fn sla_counts(api: &Api, dag: &str) -> (usize, usize) {
     (count(SlaKind::Warn), count(SlaKind::Breach))
 }
 
-pub async fn dags(State(api): State<Api>) -> Response {
+/// The DAG list's search and filters (`/?q=…&tag=…&owner=…&status=paused|active|failing`).
+#[derive(Debug, Default, serde::Deserialize, Serialize)]
+pub struct DagFilter {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    tag: String,
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    status: String,
+}
+
+/// Longest search text or filter value read; the rest is ignored.
+const MAX_FILTER_CHARS: usize = 200;
+
+impl DagFilter {
+    fn bounded(mut self) -> DagFilter {
+        for value in [
+            &mut self.q,
+            &mut self.tag,
+            &mut self.owner,
+            &mut self.status,
+        ] {
+            *value = value.trim().chars().take(MAX_FILTER_CHARS).collect();
+        }
+        self
+    }
+
+    fn keeps(&self, row: &DagRow) -> bool {
+        let q = self.q.to_lowercase();
+        let matches_text = q.is_empty()
+            || row.id.to_lowercase().contains(&q)
+            || row
+                .description
+                .as_deref()
+                .is_some_and(|d| d.to_lowercase().contains(&q));
+        matches_text
+            && (self.tag.is_empty() || row.tags.contains(&self.tag))
+            && (self.owner.is_empty() || row.owner.as_deref() == Some(self.owner.as_str()))
+            && match self.status.as_str() {
+                "paused" => row.paused,
+                "active" => !row.paused,
+                "failing" => row.failing,
+                _ => true,
+            }
+    }
+}
+
+pub async fn dags(
+    State(api): State<Api>,
+    filter: Result<Query<DagFilter>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let filter = filter.map(|Query(f)| f).unwrap_or_default().bounded();
     let mut rows = Vec::new();
     for dag_id in api.store.dag_ids().unwrap_or_default() {
         let Ok((record, dag)) = api.current_dag(&dag_id) else {
             continue;
         };
+        let failing = api
+            .store
+            .runs_of(&dag_id)
+            .rev()
+            .filter_map(Result::ok)
+            .take(50)
+            .find(|r| r.state.status.is_finished())
+            .is_some_and(|r| r.state.status == sluice_core::RunStatus::Failed);
         let mut recent: Vec<Cell> = api
             .store
             .runs_of(&dag_id)
@@ -77,6 +140,7 @@ pub async fn dags(State(api): State<Api>) -> Response {
         let (sla_warnings, sla_breaches) = sla_counts(&api, &dag_id);
         rows.push(DagRow {
             id: dag_id.clone(),
+            failing,
             description: dag.description.clone(),
             owner: dag.owner.clone(),
             tags: dag.tags.clone(),
@@ -88,10 +152,22 @@ pub async fn dags(State(api): State<Api>) -> Response {
             sla_breaches,
         });
     }
+    let mut tags: Vec<String> = rows.iter().flat_map(|r| r.tags.clone()).collect();
+    tags.sort();
+    tags.dedup();
+    let mut owners: Vec<String> = rows.iter().filter_map(|r| r.owner.clone()).collect();
+    owners.sort();
+    owners.dedup();
+    let total = rows.len();
+    rows.retain(|r| filter.keeps(r));
     render(
         "dags.html",
         context! {
             title => "DAGs",
+            total,
+            tags,
+            owners,
+            filter => Value::from(Serde(&filter)),
             dags => Value::from(Serde(&rows)),
             import_errors => import_errors(&api),
         },
@@ -125,19 +201,32 @@ struct GridRow {
     cells: Vec<Cell>,
 }
 
-pub async fn dag(State(api): State<Api>, Path(dag_id): Path<String>) -> Response {
+/// Which runs the grid shows: `offset` runs back from the newest.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct GridQuery {
+    #[serde(default)]
+    offset: usize,
+}
+
+pub async fn dag(
+    State(api): State<Api>,
+    Path(dag_id): Path<String>,
+    query: Result<Query<GridQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let (record, dag) = match api.current_dag(&dag_id) {
         Ok(found) => found,
         Err(e) => return error_page(e),
     };
+    let offset = query.map(|Query(q)| q.offset).unwrap_or_default();
     let plan = DagPlan::new(&dag);
-    let mut runs: Vec<_> = api
-        .store
-        .runs_of(&dag_id)
-        .rev()
+    let mut newest_first = api.store.runs_of(&dag_id).rev().skip(offset);
+    let mut runs: Vec<_> = newest_first
+        .by_ref()
         .take(GRID_RUNS)
         .filter_map(Result::ok)
         .collect();
+    let older = newest_first.next().is_some().then_some(offset + GRID_RUNS);
+    let newer = (offset > 0).then(|| offset.saturating_sub(GRID_RUNS));
     runs.reverse();
     // Each run's task states by task id (older runs may have another DAG version).
     let mut plans: BTreeMap<String, Option<DagPlan>> = BTreeMap::new();
@@ -199,7 +288,7 @@ pub async fn dag(State(api): State<Api>, Path(dag_id): Path<String>) -> Response
         .map(|r| GridRun {
             run_id: r.state.run_id.clone(),
             state: name_of(&r.state.status),
-            label: r.state.logical_date.format("%m-%d %H:%M").to_string(),
+            label: r.state.logical_date.format("%Y-%m-%d %H:%M").to_string(),
             run_type: name_of(&r.state.kind),
             href: format!("/ui/dags/{dag_id}/runs/{}", r.state.run_id),
         })
@@ -231,7 +320,7 @@ pub async fn dag(State(api): State<Api>, Path(dag_id): Path<String>) -> Response
         .backfill(&dag_id)
         .ok()
         .flatten()
-        .map(|b| crate::api::views::backfill_view(&b));
+        .map(|b| crate::api::views::backfill_view(&b, &api.store));
     let (sla_warnings, sla_breaches) = sla_counts(&api, &dag_id);
     render(
         "dag.html",
@@ -242,6 +331,9 @@ pub async fn dag(State(api): State<Api>, Path(dag_id): Path<String>) -> Response
             schedule => dag.schedule.as_ref().map(ToString::to_string),
             paused => record.paused,
             runs => Value::from(Serde(&grid_runs)),
+            older,
+            newer,
+            grid_runs => GRID_RUNS,
             rows => Value::from(Serde(&rows)),
             counts,
             graph,

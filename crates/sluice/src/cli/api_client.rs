@@ -226,14 +226,27 @@ impl ApiClient {
             streams.err,
             "backfill of `{dag}`: {total} interval(s), handed to the running scheduler through its API"
         )?;
+        let mut shown = String::new();
         let state = loop {
             let list = self.call(Method::GET, "/api/v1/backfills", None)?;
-            let state = list["backfills"]
+            let backfill = list["backfills"]
                 .as_array()
-                .and_then(|all| all.iter().find(|b| b["dag_id"] == dag))
+                .and_then(|all| all.iter().find(|b| b["dag_id"] == dag));
+            let state = backfill
                 .and_then(|b| b["state"].as_str())
                 .unwrap_or("done")
                 .to_owned();
+            // A line each time the count moves, so a long backfill is seen advancing.
+            if let Some(p) = backfill.map(|b| &b["progress"]) {
+                let line = format!(
+                    "backfill {dag}: {}/{} interval(s) done: {} succeeded, {} failed",
+                    p["done"], p["total"], p["succeeded"], p["failed"]
+                );
+                if line != shown {
+                    writeln!(streams.err, "{line}")?;
+                    shown = line;
+                }
+            }
             if state != "running" && state != "paused" {
                 break state;
             }

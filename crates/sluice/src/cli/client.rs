@@ -91,9 +91,12 @@ pub(super) struct SocketRequest {
     pub args: Vec<String>,
 }
 
+/// One line of the scheduler's answer: lines without a `code` carry standard error as the
+/// command writes it (a backfill's progress), the last one has the exit code and the rest.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(super) struct SocketResponse {
-    pub code: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -122,15 +125,21 @@ impl Socket {
         .map_err(|e| stopped(e.into()))?;
         let mut connection = &self.0;
         writeln!(connection, "{request}").map_err(stopped)?;
-        let mut line = String::new();
-        BufReader::new(&self.0)
-            .read_line(&mut line)
-            .map_err(stopped)?;
-        let response: SocketResponse =
-            serde_json::from_str(&line).map_err(|e| stopped(e.into()))?;
-        streams.out.write_all(response.stdout.as_bytes())?;
-        streams.err.write_all(response.stderr.as_bytes())?;
-        Ok(response.code)
+        let mut answers = BufReader::new(&self.0);
+        loop {
+            let mut line = String::new();
+            if answers.read_line(&mut line).map_err(stopped)? == 0 {
+                return Err(stopped(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            let response: SocketResponse =
+                serde_json::from_str(&line).map_err(|e| stopped(e.into()))?;
+            streams.out.write_all(response.stdout.as_bytes())?;
+            streams.err.write_all(response.stderr.as_bytes())?;
+            streams.err.flush()?;
+            if let Some(code) = response.code {
+                return Ok(code);
+            }
+        }
     }
 }
 

@@ -86,10 +86,16 @@ pub enum DagsCommand {
 }
 
 impl DagsCommand {
+    /// Commands on the scheduler's state; `list` too, so that while a scheduler runs it
+    /// lists the scheduler's DAG folder with its pause flags and versions (one view of the
+    /// DAGs), and without one it reads the folder given here.
     pub fn needs_state(&self) -> bool {
         matches!(
             self,
-            DagsCommand::Trigger { .. } | DagsCommand::Pause { .. } | DagsCommand::Unpause { .. }
+            DagsCommand::Trigger { .. }
+                | DagsCommand::Pause { .. }
+                | DagsCommand::Unpause { .. }
+                | DagsCommand::List
         )
     }
 }
@@ -262,11 +268,56 @@ fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
+/// Each DAG's pause flag and version as the state holds them: the scheduler's own store
+/// inside it, an existing state no process holds, or none (a state is never created here).
+fn known_records(
+    cli: &Cli,
+    streams: &Streams<'_>,
+) -> std::collections::BTreeMap<String, sluice_store::DagRecord> {
+    let store = match &streams.remote {
+        Some(remote) => Some(remote.store.clone()),
+        None if sluice_store::Store::exists(cli.state()) => {
+            sluice_store::Store::open(cli.state()).ok()
+        }
+        None => None,
+    };
+    let Some(store) = store else {
+        return Default::default();
+    };
+    store
+        .dag_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|id| Some((id.clone(), store.dag(&id).ok()??)))
+        .collect()
+}
+
 fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
     let set = load(std::slice::from_ref(&cli.settings.dags))?;
     let mut dags: Vec<&LoadedDag> = set.dags.iter().collect();
     dags.sort_by(|a, b| a.dag.dag.cmp(&b.dag.dag));
     let now = now();
+    let records = known_records(cli, streams);
+    // Which folder this is: the scheduler's when it answers, else the one given here.
+    let whose = if streams.remote.is_some() {
+        format!(
+            "the DAGs of the scheduler running on {} (its DAG folder {})",
+            cli.state().display(),
+            cli.dags().display()
+        )
+    } else {
+        format!(
+            "the DAGs in {} (no scheduler runs on {}; `--dags` and `--state` choose others)",
+            cli.dags().display(),
+            cli.state().display()
+        )
+    };
+    let paused = |id: &str| records.get(id).map(|r| r.paused);
+    let version = |id: &str| {
+        records
+            .get(id)
+            .map(|r| r.version.chars().take(12).collect::<String>())
+    };
     match cli.output {
         OutputFormat::Json => {
             let items: Vec<serde_json::Value> = dags
@@ -279,6 +330,8 @@ fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
                         "tasks": d.dag.tasks.len(),
                         "owner": d.dag.owner,
                         "tags": d.dag.tags,
+                        "paused": paused(&d.dag.dag),
+                        "version": version(&d.dag.dag),
                         "next_interval": d.dag.intervals_ending_after(now).next(),
                         "file": d.path,
                         "import_error": null,
@@ -306,6 +359,12 @@ fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
                             .map_or("-".into(), |s| s.source().to_owned()),
                         d.dag.timezone.to_string(),
                         d.dag.tasks.len().to_string(),
+                        match paused(&d.dag.dag) {
+                            Some(true) => "yes".into(),
+                            Some(false) => "no".into(),
+                            None => "-".into(),
+                        },
+                        version(&d.dag.dag).unwrap_or_else(|| "-".into()),
                         d.dag
                             .intervals_ending_after(now)
                             .next()
@@ -321,6 +380,8 @@ fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
                         "-".into(),
                         "-".into(),
                         "-".into(),
+                        "-".into(),
+                        "-".into(),
                         r.source.path().display().to_string(),
                         format!("DOES NOT LOAD: {}", first_problem(r)),
                     ]
@@ -332,12 +393,15 @@ fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
                     "SCHEDULE",
                     "TIMEZONE",
                     "TASKS",
+                    "PAUSED",
+                    "VERSION",
                     "NEXT INTERVAL",
                     "FILE",
                     "STATUS",
                 ],
                 &rows,
             )?;
+            writeln!(streams.err, "{whose}")?;
         }
     }
     if !set.failures.is_empty() {

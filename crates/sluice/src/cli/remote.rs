@@ -103,6 +103,37 @@ const REQUEST_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// Longest request line: a command line, not a file.
 const MAX_REQUEST_BYTES: u64 = 64 << 10;
 
+/// A forwarded command's standard error, sent to the client a whole line at a time as it is
+/// written (a followed backfill reports progress while it runs); the rest goes with the
+/// last answer line. A client gone away does not stop the command.
+struct StreamedErr<'a> {
+    connection: &'a UnixStream,
+    pending: Vec<u8>,
+}
+
+impl Write for StreamedErr<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(bytes);
+        if let Some(end) = self.pending.iter().rposition(|b| *b == b'\n') {
+            let lines: Vec<u8> = self.pending.drain(..=end).collect();
+            let part = SocketResponse {
+                code: None,
+                stdout: String::new(),
+                stderr: String::from_utf8_lossy(&lines).into_owned(),
+            };
+            if let Ok(text) = serde_json::to_string(&part) {
+                let mut connection = self.connection;
+                let _ = writeln!(connection, "{text}");
+            }
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The user and group ids of the process at the other end of the socket.
 fn peer_of(connection: &UnixStream) -> Option<(u32, u32)> {
     nix::sys::socket::getsockopt(connection, nix::sys::socket::sockopt::PeerCredentials)
@@ -113,7 +144,7 @@ fn peer_of(connection: &UnixStream) -> Option<(u32, u32)> {
 fn answer(connection: UnixStream, remote: Remote) {
     let me = nix::unistd::geteuid().as_raw();
     let refusal = |stderr: String| SocketResponse {
-        code: super::EXIT_USAGE,
+        code: Some(super::EXIT_USAGE),
         stdout: String::new(),
         stderr,
     };
@@ -141,7 +172,10 @@ fn answer(connection: UnixStream, remote: Remote) {
         _ => match serde_json::from_str::<SocketRequest>(&line) {
             Ok(request) => {
                 let mut out = Vec::new();
-                let mut err = Vec::new();
+                let mut err = StreamedErr {
+                    connection: &connection,
+                    pending: Vec::new(),
+                };
                 let code = super::run(
                     request.args.into_iter().map(Into::into),
                     &mut Streams {
@@ -152,13 +186,13 @@ fn answer(connection: UnixStream, remote: Remote) {
                     },
                 );
                 SocketResponse {
-                    code,
+                    code: Some(code),
                     stdout: String::from_utf8_lossy(&out).into_owned(),
-                    stderr: String::from_utf8_lossy(&err).into_owned(),
+                    stderr: String::from_utf8_lossy(&err.pending).into_owned(),
                 }
             }
             Err(e) => SocketResponse {
-                code: super::EXIT_USAGE,
+                code: Some(super::EXIT_USAGE),
                 stdout: String::new(),
                 stderr: format!("error: bad request on the control socket: {e}\n"),
             },

@@ -520,6 +520,7 @@ fn backfill_in_scheduler(
         "{message}: handed to the running scheduler (pid {})",
         std::process::id()
     )?;
+    let mut shown = None;
     let record = loop {
         let record = remote
             .store
@@ -528,6 +529,12 @@ fn backfill_in_scheduler(
                 message: "the backfill vanished".into(),
                 hint: None,
             })?;
+        // A line each time the count moves, so a long backfill is seen advancing.
+        let progress = sluice_store::reports::backfill_progress(&remote.store, &record)?;
+        if shown != Some(progress) {
+            writeln!(streams.err, "backfill {dag}: {progress}")?;
+            shown = Some(progress);
+        }
         if !record.status.is_open() {
             break record;
         }

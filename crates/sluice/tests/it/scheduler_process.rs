@@ -96,6 +96,28 @@ fn the_scheduler_catches_up_keeps_good_dags_and_stops_gracefully()
         .args(["dags", "pause", "minutely"])
         .output()?;
     assert!(String::from_utf8_lossy(&paused.stdout).contains("DAG `minutely` paused"));
+    // `dags list` from another folder shows the scheduler's DAGs, paused flag and version,
+    // and says whose they are.
+    let elsewhere = root.join("other-dags");
+    std::fs::create_dir_all(&elsewhere)?;
+    let listed = sluice(&elsewhere, &state)
+        .args(["--output", "json", "dags", "list"])
+        .output()?;
+    let items: serde_json::Value = serde_json::from_slice(&listed.stdout)?;
+    assert_eq!(items[0]["dag"], "minutely", "{items}");
+    assert_eq!(items[0]["paused"], true, "{items}");
+    assert!(items[0]["version"].as_str().is_some_and(|v| v.len() == 12));
+    let table = sluice(&elsewhere, &state).args(["dags", "list"]).output()?;
+    let (out, err) = (
+        String::from_utf8_lossy(&table.stdout),
+        String::from_utf8_lossy(&table.stderr),
+    );
+    assert!(out.contains("PAUSED") && out.contains("minutely"), "{out}");
+    assert!(
+        err.contains("the DAGs of the scheduler running on")
+            && err.contains(&dags.display().to_string()),
+        "{err}"
+    );
     let unpaused = sluice(&dags, &state)
         .args(["dags", "unpause", "minutely"])
         .output()?;
@@ -114,6 +136,11 @@ fn the_scheduler_catches_up_keeps_good_dags_and_stops_gracefully()
     let said = String::from_utf8_lossy(&backfill.stderr);
     assert!(backfill.status.success(), "{said}");
     assert!(said.contains("handed to the running scheduler"), "{said}");
+    // Progress lines while it runs, ending with the whole count.
+    assert!(
+        said.contains("backfill minutely: 5/5 interval(s) done: 5 succeeded, 0 failed"),
+        "{said}"
+    );
     assert!(String::from_utf8_lossy(&backfill.stdout).contains("5 interval(s), 5 succeeded"));
 
     // A broken edit: the scheduler reports it and keeps running the last good version.

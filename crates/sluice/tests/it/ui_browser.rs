@@ -2,8 +2,9 @@
 //! (a succeeded, a failed and a running interval), and `tests/browser/ui.mjs` drives
 //! Debian's headless Chromium through playwright-core: the grid's colours and counts, a
 //! failed task's log, a running task's log following, the Gantt chart, a refused button
-//! without the token, clear and trigger through the buttons. Screenshots are kept in
-//! `$CARGO_TARGET_DIR/ui-screenshots` (scripts/install-browser installs the browser).
+//! without the token, clear and trigger through the buttons, the DAG list's search and
+//! filters, grid marks, auto-refresh, the run list and the interval calendar. Its screenshots
+//! are `docs/ui/*.png`, the images of docs/ui.md (scripts/install-browser installs the browser).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -35,6 +36,12 @@ fn start_scheduler() -> (Scheduler, String) {
     for name in ["pipeline.yaml", "playground.yaml"] {
         std::fs::copy(fixtures.join(name), dags.join(name)).unwrap();
     }
+    // A paused DAG with a tag and an owner, for the DAG list's filters.
+    std::fs::write(
+        dags.join("pausable.yaml"),
+        "dag: pausable\nowner: data-team\ntags: [demo]\npaused_on_creation: true\ntasks:\n  a: { type: noop }\n",
+    )
+    .unwrap();
     // A file that does not load: the banner names it.
     std::fs::write(
         dags.join("broken.yaml"),
@@ -106,10 +113,8 @@ fn the_ui_shows_the_grid_logs_and_gantt_and_its_buttons_act_through_the_api() {
     );
     let (_scheduler, url) = start_scheduler();
     wait_for_outcomes(&url);
-    let shots = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join("ui-screenshots");
+    // The screenshots are docs/ui.md's images: each run of this test renews them.
+    let shots = repo.join("docs/ui");
     let output = Command::new("node")
         .arg(repo.join("tests/browser/ui.mjs"))
         .arg(&url)
@@ -130,6 +135,9 @@ fn the_ui_shows_the_grid_logs_and_gantt_and_its_buttons_act_through_the_api() {
         "3-failed-task-log",
         "4-run-gantt",
         "6-triggered-run",
+        "7-dags-filtered",
+        "8-runs",
+        "9-calendar",
     ] {
         assert!(
             shots.join(format!("{name}.png")).is_file(),

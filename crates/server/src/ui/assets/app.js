@@ -149,3 +149,24 @@ document.addEventListener("DOMContentLoaded", () => {
   const pre = document.getElementById("log");
   if (pre) followLog(pre.dataset.try);
 });
+
+// Auto-refresh: reloads the page every 10 s while the box is ticked (remembered per browser),
+// except while the user types in a form.
+(() => {
+  const KEY = "sluice.auto-refresh";
+  const box = document.getElementById("auto-refresh");
+  if (!box) return;
+  box.checked = localStorage.getItem(KEY) === "on";
+  let timer = null;
+  const arm = () => {
+    clearInterval(timer);
+    if (!box.checked) return;
+    timer = setInterval(() => {
+      const typing = document.activeElement && ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName)
+        && document.activeElement !== box;
+      if (!typing) location.reload();
+    }, 10000);
+  };
+  box.addEventListener("change", () => { localStorage.setItem(KEY, box.checked ? "on" : "off"); arm(); });
+  arm();
+})();
