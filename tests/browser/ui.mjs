@@ -23,6 +23,9 @@ const context = await browser.newContext({ viewport: { width: 1400, height: 900 
 const page = await context.newPage();
 const errors = [];
 page.on("pageerror", (e) => errors.push(e.message));
+// Clears and marks ask first, with a preview: answered yes, the messages kept.
+const dialogs = [];
+page.on("dialog", (d) => { dialogs.push(d.message()); d.accept(); });
 const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
 
 const bearer = { headers: { Authorization: "Bearer " + token } };
@@ -154,6 +157,7 @@ try {
 
   // Clear the failed task through its button: it runs again (and fails again).
   await page.click("#tasks tr[data-task=work] button[data-action=clear-task]");
+  check(dialogs.at(-1).includes("These task instances run again") && dialogs.at(-1).endsWith(": work"), "the clear's preview names work: " + dialogs.at(-1));
   await page.waitForLoadState("load");
   const tries = async () => (await (await page.request.get(base +
     "/api/v1/dags/pipeline/runs/scheduled__2025-01-01T01:00:00Z/tasks/work", bearer)).json()).attempts.length;
@@ -161,6 +165,22 @@ try {
   check((await tries()) === 2, "clearing through the button ran the task again");
   await page.goto(base + "/ui/dags/pipeline/runs/scheduled__2025-01-01T01:00:00Z");
   await shot("5-after-clear");
+
+  // Mark the failed task success after its preview: publish, left upstream_failed, keeps the
+  // run failed (an interval whose task never ran is not processed) until it is cleared.
+  const runPath = base + "/api/v1/dags/pipeline/runs/scheduled__2025-01-01T01:00:00Z";
+  const stateOf = async (task) => (await (await page.request.get(runPath + "/tasks/" + task, bearer)).json()).state;
+  const runState = async () => (await (await page.request.get(runPath, bearer)).json()).state;
+  await page.goto(base + "/ui/dags/pipeline/runs/scheduled__2025-01-01T01:00:00Z");
+  await page.click("#tasks tr[data-task=work] button[data-action=mark][data-state=success]");
+  check(dialogs.at(-1).startsWith("Mark work success in scheduled__2025-01-01T01:00:00Z?") && dialogs.at(-1).includes("upstream_failed"),
+    "the mark's preview says what stays: " + dialogs.at(-1));
+  for (let i = 0; i < 100 && (await stateOf("work")) !== "success"; i++) await page.waitForTimeout(100);
+  check((await stateOf("work")) === "success" && (await runState()) === "failed", "work marked success; the run stays failed");
+  await page.goto(base + "/ui/dags/pipeline/runs/scheduled__2025-01-01T01:00:00Z");
+  await page.click("#tasks tr[data-task=publish] button[data-action=clear-task]");
+  for (let i = 0; i < 100 && (await runState()) !== "success"; i++) await page.waitForTimeout(100);
+  check((await runState()) === "success", "publish cleared, ran, and the run succeeded");
 
   // Pause, then unpause, through the one button: each click flips the DAG (the API agrees).
   const pausedNow = async () => (await (await page.request.get(base + "/api/v1/dags/playground", bearer)).json()).is_paused;

@@ -109,10 +109,17 @@ impl RunState {
 
     /// Moves a finished run onto another version of its DAG before it runs again (a clear
     /// or a reprocessing after the file was fixed): each task instance is carried over by
-    /// task id, a task new in `to` starts afresh, a task gone from it is dropped. Returns
-    /// false, changing nothing, while any task holds a slot (its attempt would report
-    /// against the wrong index).
-    pub fn adopt_plan(&mut self, from: &DagPlan, to: &DagPlan) -> bool {
+    /// task id, a task gone from `to` is dropped, a task new in `to` starts afresh with its
+    /// try count at `tries_so_far(task id)` (the attempts a task of that id already made in
+    /// this run under an older version), so a try number, and the attempt record, log and
+    /// idempotency key it names, is never used twice. Returns false, changing nothing,
+    /// while any task holds a slot (its attempt would report against the wrong index).
+    pub fn adopt_plan(
+        &mut self,
+        from: &DagPlan,
+        to: &DagPlan,
+        tries_so_far: impl Fn(&str) -> u32,
+    ) -> bool {
         if self.tasks.iter().any(|t| t.state.holds_slot()) {
             return false;
         }
@@ -122,7 +129,14 @@ impl RunState {
             .map(|task| {
                 from.task_index(&task.id)
                     .and_then(|i| self.tasks.get(i).cloned())
-                    .unwrap_or_else(TaskInstance::new)
+                    .unwrap_or_else(|| {
+                        let tries = tries_so_far(&task.id);
+                        TaskInstance {
+                            try_number: tries,
+                            tries_before_clear: tries,
+                            ..TaskInstance::new()
+                        }
+                    })
             })
             .collect();
         true

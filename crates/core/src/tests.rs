@@ -485,7 +485,7 @@ fn a_run_adopts_a_new_plan_by_task_id() {
     let mut run = RunState::new(&old, RunKind::Scheduled, interval());
     run.evaluate(&old, &|_| Past::Satisfied, true, t0());
     run.start(0, t0());
-    assert!(!run.adopt_plan(&old, &old), "refused while t0 runs");
+    assert!(!run.adopt_plan(&old, &old, |_| 0), "refused while t0 runs");
     run.finish(&old, 0, 1, &Outcome::Success, t0());
     let spec = |upstream: Vec<usize>| TaskSpec {
         upstream,
@@ -495,7 +495,7 @@ fn a_run_adopts_a_new_plan_by_task_id() {
     };
     // A version with a task t2 added: t0 keeps its instance, t2 starts afresh.
     let grown = plan(&[spec(vec![]), spec(vec![0]), spec(vec![1])], 8, None);
-    assert!(run.adopt_plan(&old, &grown));
+    assert!(run.adopt_plan(&old, &grown, |_| 0));
     assert_eq!(run.tasks.len(), 3);
     assert_eq!(
         run.tasks[0].state,
@@ -506,9 +506,81 @@ fn a_run_adopts_a_new_plan_by_task_id() {
     assert_eq!(run.tasks[2].state, TaskState::None, "t2 is new");
     // A version with t1 and t2 gone.
     let shrunk = plan(&[spec(vec![])], 8, None);
-    assert!(run.adopt_plan(&grown, &shrunk));
+    assert!(run.adopt_plan(&grown, &shrunk, |_| 0));
     assert_eq!(run.tasks.len(), 1);
     assert_eq!(run.tasks[0].state, TaskState::Success);
+}
+
+/// Independent noop tasks with the given ids, in that order.
+fn named(ids: &[&str]) -> DagPlan {
+    let mut spec = sluice_model::spec::Dag {
+        dag: "sim".into(),
+        description: None,
+        owner: None,
+        tags: Vec::new(),
+        schedule: None,
+        timezone: Default::default(),
+        start: None,
+        end: None,
+        catchup: false,
+        paused_on_creation: false,
+        max_active_runs: 16,
+        max_active_tasks: 8,
+        sla: None,
+        gate: None,
+        defaults: Default::default(),
+        params: Default::default(),
+        param_specs: Default::default(),
+        allow_undeclared_conf: false,
+        tasks: Default::default(),
+    };
+    for id in ids {
+        spec.tasks.insert(
+            (*id).to_owned(),
+            sluice_model::spec::Task {
+                kind: sluice_model::spec::TaskKind::Noop(sluice_model::spec::NoopTask {}),
+                settings: Default::default(),
+            },
+        );
+    }
+    DagPlan::new(&spec)
+}
+
+/// Adoption goes by id, not by position: a task put before the others, or the order
+/// changed, keeps each instance with its own task; a task removed and added back later
+/// continues its try count, so no try number (attempt record, log, idempotency key) is
+/// used twice.
+#[test]
+fn adopting_goes_by_id_and_never_reuses_a_try_number() {
+    let first = named(&["load", "extract"]);
+    let mut run = RunState::new(&first, RunKind::Scheduled, interval());
+    let at = |p: &DagPlan, id: &str| p.task_index(id).unwrap_or(usize::MAX);
+    run.evaluate(&first, &|_| Past::Satisfied, true, t0());
+    for id in ["load", "extract"] {
+        run.start(at(&first, id), t0());
+    }
+    run.finish(&first, at(&first, "load"), 1, &Outcome::Success, t0());
+    let fatal = Outcome::Failed {
+        retryable: false,
+        reason: "boom".into(),
+    };
+    run.finish(&first, at(&first, "extract"), 1, &fatal, t0());
+    // A task added in front and the order changed.
+    let second = named(&["audit", "extract", "load"]);
+    assert!(run.adopt_plan(&first, &second, |_| 0));
+    assert_eq!(run.tasks[at(&second, "load")].state, TaskState::Success);
+    assert_eq!(run.tasks[at(&second, "extract")].state, TaskState::Failed);
+    assert_eq!(run.tasks[at(&second, "audit")].state, TaskState::None);
+    // `extract` removed, then added back: it continues from its one earlier try.
+    let third = named(&["audit", "load"]);
+    assert!(run.adopt_plan(&second, &third, |_| 0));
+    let fourth = named(&["extract", "audit", "load"]);
+    assert!(run.adopt_plan(&third, &fourth, |id| u32::from(id == "extract")));
+    let extract = at(&fourth, "extract");
+    assert_eq!(run.tasks[extract].state, TaskState::None);
+    run.evaluate(&fourth, &|_| Past::Satisfied, true, t0());
+    run.start(extract, t0());
+    assert_eq!(run.tasks[extract].try_number, 2, "try 1 is taken");
 }
 
 #[test]

@@ -106,9 +106,6 @@ fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
 }
 
 impl Store {
-    /// Opens (or creates) the store under `dir`; fails cleanly when another process has it.
-    /// The folder is made private to this user (0700): run conf, rendered SQL and logs are
-    /// not for other local users, whatever the umask.
     /// The DAG files that did not load at the scheduler's last read of its folder: replaced
     /// whole at each read (an empty list once every file loads).
     pub fn put_import_errors(&self, errors: &[ImportError]) -> Result<()> {
@@ -128,6 +125,9 @@ impl Store {
         dir.join("db").is_dir()
     }
 
+    /// Opens (or creates) the store under `dir`; fails cleanly when another process has it.
+    /// The folder is made private to this user (0700): run conf, rendered SQL and logs are
+    /// not for other local users, whatever the umask.
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_owned(),

@@ -197,7 +197,11 @@ pub fn backfill_progress(
             crate::Reprocess::Failed => entry.status == RunStatus::Success,
             crate::Reprocess::Completed => false,
         };
-        if !entry.status.is_finished() || !(left_alone || entry.updated_at >= backfill.created_at) {
+        // A backfill covers whole intervals ending by `to`; the one straddling it is not its.
+        if entry.interval_end > backfill.to
+            || !entry.status.is_finished()
+            || !(left_alone || entry.updated_at >= backfill.created_at)
+        {
             continue;
         }
         match entry.status {
@@ -206,7 +210,6 @@ pub fn backfill_progress(
         }
         progress.done += 1;
     }
-    progress.done = progress.done.min(progress.total);
     Ok(progress)
 }
 
@@ -312,7 +315,75 @@ pub fn sla_report(
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use super::{BackfillProgress, backfill_progress, percentile};
+    use crate::{BackfillRecord, BackfillStatus, LedgerEntry, Reprocess, Store, Writes};
+    use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+    use sluice_core::RunStatus;
+
+    fn hour(h: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default()
+            + TimeDelta::hours(h)
+    }
+
+    /// Four hourly intervals 00–04; the backfill started at 10:00. Before it: 00 succeeded,
+    /// 01 failed. Since: 02 succeeded, 03 failed, 04 (past `to`) succeeded, 05 running.
+    fn progress_of(reprocess: Reprocess) -> Result<BackfillProgress, Box<dyn std::error::Error>> {
+        let root = std::env::temp_dir().join(format!(
+            "sluice-progress-{reprocess:?}-{}",
+            std::process::id()
+        ));
+        let store = Store::temporary(&root)?;
+        let mut writes = Writes::default();
+        let entries = [
+            (0, RunStatus::Success, 5),
+            (1, RunStatus::Failed, 5),
+            (2, RunStatus::Success, 11),
+            (3, RunStatus::Failed, 11),
+            (4, RunStatus::Success, 11),
+            (5, RunStatus::Running, 11),
+        ];
+        for (start, status, updated) in entries {
+            let entry = LedgerEntry {
+                interval_end: hour(start + 1),
+                run_id: format!("r{start}"),
+                status,
+                successes: u32::from(status == RunStatus::Success),
+                updated_at: hour(updated),
+            };
+            writes.put_ledger("d", hour(start), &entry);
+        }
+        store.apply(writes)?;
+        let backfill = BackfillRecord {
+            dag: "d".into(),
+            from: hour(0),
+            to: hour(4) + TimeDelta::minutes(30),
+            reprocess,
+            max_active_runs: 1,
+            next_start: None,
+            total: 4,
+            status: BackfillStatus::Running,
+            created_at: hour(10),
+        };
+        let progress = backfill_progress(&store, &backfill)?;
+        drop(store);
+        let _ = std::fs::remove_dir_all(&root);
+        Ok(progress)
+    }
+
+    #[test]
+    fn backfill_progress_counts_only_what_the_backfill_decided()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let counts = |p: BackfillProgress| (p.done, p.succeeded, p.failed);
+        // none: every finished run in range stands, earlier ones included.
+        assert_eq!(counts(progress_of(Reprocess::None)?), (4, 2, 2));
+        // failed: earlier successes stand; the earlier failure waits for its rerun.
+        assert_eq!(counts(progress_of(Reprocess::Failed)?), (3, 2, 1));
+        // completed: only runs finished since the backfill began.
+        assert_eq!(counts(progress_of(Reprocess::Completed)?), (2, 1, 1));
+        Ok(())
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

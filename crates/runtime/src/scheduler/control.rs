@@ -71,6 +71,9 @@ fn refused(message: impl Into<String>, hint: Option<&str>) -> ControlError {
 
 const TRIGGERED: &str = "triggered ";
 
+/// Seconds ahead an unscheduled DAG's trigger looks for a free run id.
+const MAX_SAME_SECOND_TRIGGERS: usize = 600;
+
 /// The run a trigger's answer names (`triggered manual__… for …`): an off-schedule date
 /// gets the interval closed at that time, so the caller cannot know the id in advance.
 pub fn triggered_run_id(answer: &str) -> Option<&str> {
@@ -184,13 +187,27 @@ impl Engine {
         // Airflow's manual runs: an aligned date is its interval's start; any other instant
         // gets the last interval closed at that time; unscheduled DAGs an empty interval.
         let interval = match (at, &entry.dag.schedule) {
-            (None, _) => last_closed(now_s)?,
+            // Unscheduled: every trigger is a new run; two in one second take the next free
+            // second (run ids carry no fraction), never the other's run.
+            (None, None) => {
+                let mut start = now_s;
+                for _ in 0..MAX_SAME_SECOND_TRIGGERS {
+                    let key = (dag.to_owned(), start);
+                    if !self.runs.contains_key(&key) && self.store.run(dag, start)?.is_none() {
+                        break;
+                    }
+                    start += chrono::TimeDelta::seconds(1);
+                }
+                DataInterval { start, end: start }
+            }
+            (None, Some(_)) => last_closed(now_s)?,
             (Some(at), Some(schedule)) => match schedule.interval_starting(tz, at) {
                 Some(i) => i,
                 None => last_closed(at)?,
             },
             (Some(at), None) => last_closed(at)?,
         };
+        let unscheduled = entry.dag.schedule.is_none();
         let version = entry.version();
         let created = self.create_run(version, RunKind::Manual, interval, conf.clone(), now)?;
         if created {
@@ -199,6 +216,14 @@ impl Engine {
                 RunKind::Manual.run_id(interval.start),
                 format_instant(interval.start),
                 format_instant(interval.end)
+            ));
+        }
+        if unscheduled && at.is_none() {
+            return Err(refused(
+                format!(
+                    "`{dag}` was triggered {MAX_SAME_SECOND_TRIGGERS} times in as many seconds"
+                ),
+                Some("trigger it again in a while"),
             ));
         }
         let key = (dag.to_owned(), interval.start);
@@ -320,6 +345,21 @@ impl Engine {
         downstream: bool,
         failed_only: bool,
     ) -> Result<String, ControlError> {
+        // Nothing failed: nothing to run again, and the run stays on its own version (moving
+        // it would run the tasks a newer version added, which nobody asked for).
+        if failed_only && let Some(logical) = logical_date_of(run_id) {
+            let stored = match self.runs.get(&(dag.to_owned(), logical)) {
+                Some(active) => Some(active.record.clone()),
+                None => self.store.run(dag, logical)?,
+            };
+            if let Some(record) = stored.filter(|r| r.state.run_id == run_id)
+                && !record.state.tasks.iter().any(|t| t.state.is_failure())
+            {
+                return Ok(format!(
+                    "cleared 0 task instance(s) of {run_id}: none failed"
+                ));
+            }
+        }
         let key = self.open_run(dag, run_id, true)?;
         let Some(run) = self.runs.get(&key) else {
             return Err(refused("run vanished", None));

@@ -582,11 +582,27 @@ impl Engine {
             return self.reopen_run(record);
         };
         if current.id != record.dag_version {
-            let old = self
+            // Without the run's own version its instances cannot be matched by id: the run
+            // reopens as it is (refused if that version is gone), never remapped by position.
+            let Some(old) = self
                 .registry
-                .compiled(&self.store, &key.0, &record.dag_version)?;
-            let from = old.map_or_else(|| Arc::clone(&current.plan), |o| o.plan);
-            if record.state.adopt_plan(&from, &current.plan) {
+                .compiled(&self.store, &key.0, &record.dag_version)?
+            else {
+                return self.reopen_run(record);
+            };
+            let attempts = self.store.attempts_of_run(&key.0, key.1)?;
+            let tries_so_far = |task: &str| {
+                attempts
+                    .iter()
+                    .filter(|a| a.task == task)
+                    .map(|a| a.try_number)
+                    .max()
+                    .unwrap_or(0)
+            };
+            if record
+                .state
+                .adopt_plan(&old.plan, &current.plan, tries_so_far)
+            {
                 self.log(format!(
                     "{} {}: runs again on the DAG's current version {} (was {})",
                     key.0, record.state.run_id, current.id, record.dag_version

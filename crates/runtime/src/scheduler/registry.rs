@@ -224,7 +224,13 @@ impl Registry {
                 ),
                 None => eprintln!("DAG file did not load:\n{message}"),
             }
-            let first = report.diagnostics.iter().find_map(|d| d.primary.as_ref());
+            // The place of the first error (a warning's place would mislead), else of any.
+            let first = report
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == sluice_model::spec::Severity::Error)
+                .chain(&report.diagnostics)
+                .find_map(|d| d.primary.as_ref());
             import_errors.push(ImportError {
                 file: report.source.path().to_owned(),
                 line: first.map(|l| l.location.line),

@@ -146,8 +146,10 @@ pub async fn detail(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerRequest {
-    /// When to run (default: now). A date on the schedule runs the interval starting there;
-    /// any other instant, the last interval closed at that time (Airflow's manual runs).
+    /// When to run. A date on the schedule runs the interval starting there; any other
+    /// instant, the last interval closed at that time (Airflow's manual runs). Default: the
+    /// last interval closed now, run again (on the current version, with this conf) if it
+    /// already had a finished run; an unscheduled DAG gets a new run at this second.
     pub logical_date: Option<DateTime<Utc>>,
     /// Parameters for the run's templates (`{{ dag_run.conf }}`): a JSON object.
     #[schema(value_type = Option<Object>)]

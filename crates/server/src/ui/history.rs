@@ -4,7 +4,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use chrono_tz::Tz;
 use minijinja::value::Serde;
 use minijinja::{Value, context};
@@ -151,6 +151,13 @@ pub async fn calendar(
         Ok(found) => found,
         Err(e) => return error_page(e),
     };
+    let outside = |t: &Option<DateTime<Utc>>| t.is_some_and(|t| !(1970..=9999).contains(&t.year()));
+    if outside(&query.from) || outside(&query.to) {
+        return error_page(
+            ApiError::bad_request("`from` and `to` must be in the years 1970 to 9999")
+                .hint("e.g. from=2025-01-01T00:00:00Z"),
+        );
+    }
     let in_dag_zone = query.tz == "dag";
     let zone: Tz = if in_dag_zone {
         dag.timezone.tz()
@@ -162,9 +169,10 @@ pub async fn calendar(
         .to
         .unwrap_or_else(|| dag.end.map_or_else(Utc::now, |end| end.min(Utc::now())));
     let to = dag.end.map_or(to, |end| to.min(end));
-    let from = query
-        .from
-        .unwrap_or(to - TimeDelta::days(DEFAULT_CALENDAR_DAYS));
+    let from = query.from.unwrap_or_else(|| {
+        to.checked_sub_signed(TimeDelta::days(DEFAULT_CALENDAR_DAYS))
+            .unwrap_or(to)
+    });
     if from >= to {
         return error_page(
             ApiError::bad_request("`from` must be before `to`").hint("give a `to` after `from`"),

@@ -322,6 +322,7 @@ pub async fn dag(
         .flatten()
         .map(|b| crate::api::views::backfill_view(&b, &api.store));
     let (sla_warnings, sla_breaches) = sla_counts(&api, &dag_id);
+    let params = trigger_fields(&dag);
     render(
         "dag.html",
         context! {
@@ -342,12 +343,53 @@ pub async fn dag(
             sla_warnings,
             sla_breaches,
             import_errors => import_errors(&api),
+            params,
             sla => dag.sla.as_ref().map(|s| context! {
                 warn_after => s.warn_after.map(|d| d.to_string()),
                 deadline => s.deadline.map(|d| d.to_string()),
             }),
         },
     )
+}
+
+/// The trigger form's fields, one per declared param (Airflow's trigger form from `Param`):
+/// its input follows the type, its constraints become the input's, its default fills it.
+fn trigger_fields(dag: &sluice_model::spec::Dag) -> Vec<Value> {
+    use sluice_model::spec::params::ParamType;
+    dag.param_specs
+        .iter()
+        .map(|(name, spec)| {
+            let default = dag.params.get(name).cloned().unwrap_or_default();
+            let input = match (spec.kind, &spec.choices) {
+                (_, Some(_)) => "select",
+                (ParamType::Boolean, _) => "checkbox",
+                (ParamType::Integer | ParamType::Number, _) => "number",
+                (ParamType::String, _) => "text",
+                _ => "json",
+            };
+            let shown = match &default {
+                serde_json::Value::String(text) => text.clone(),
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            context! {
+                name,
+                kind => spec.kind.name(),
+                input,
+                value => shown,
+                checked => default == serde_json::Value::Bool(true),
+                choices => spec.choices.as_ref().map(|c| c.iter().map(|v| match v {
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                }).collect::<Vec<_>>()),
+                minimum => spec.minimum,
+                maximum => spec.maximum,
+                max_length => spec.max_length,
+                pattern => spec.pattern.clone(),
+                description => spec.description.clone(),
+            }
+        })
+        .collect()
 }
 
 /// A gate decision's figures for people.
@@ -421,10 +463,33 @@ pub async fn run(
             figures => g.figures.as_ref().map(gate_figures),
         }
     });
+    // What each clear would run again, for the confirmation's preview.
+    let downstream: BTreeMap<String, Vec<String>> = plan
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let names = plan
+                .downstream_closure(&[i])
+                .into_iter()
+                .filter_map(|d| plan.tasks.get(d).map(|d| d.id.clone()))
+                .collect();
+            (t.id.clone(), names)
+        })
+        .collect();
+    let all_tasks: Vec<String> = plan.tasks.iter().map(|t| t.id.clone()).collect();
+    let failed_tasks: Vec<String> = instances
+        .iter()
+        .filter(|t| matches!(t.state.as_str(), "failed" | "upstream_failed"))
+        .map(|t| t.task_id.clone())
+        .collect();
     render(
         "run.html",
         context! {
             title => run_id.clone(),
+            downstream,
+            all_tasks,
+            failed_tasks,
             dag_id,
             run => Value::from(Serde(RunSummary::of(&record))),
             tasks => Value::from(Serde(&instances)),

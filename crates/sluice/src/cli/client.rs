@@ -39,6 +39,18 @@ pub fn choose(cli: &Cli, args: &[String], streams: &Streams<'_>) -> Box<dyn Clie
     if streams.remote.is_some() || !cli.command.needs_state() {
         return Box::new(Local);
     }
+    // `dags list` with a folder named (`--dags`, SLUICE_DAGS) lists that folder here; only
+    // without one does it show the running scheduler's.
+    if cli.dags_arg.is_some()
+        && matches!(
+            cli.command,
+            Command::Dags {
+                command: dags::DagsCommand::List
+            }
+        )
+    {
+        return Box::new(Local);
+    }
     if cli.command.is_change()
         && let Some(api) = ApiClient::discover(cli.state(), cli.settings.api_token.as_ref())
     {

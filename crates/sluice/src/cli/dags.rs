@@ -62,8 +62,9 @@ pub enum DagsCommand {
         /// Run configuration, JSON.
         #[arg(long)]
         conf: Option<String>,
-        /// Logical date (RFC 3339); default now. An instant between fire times gets the
-        /// last interval closed by then.
+        /// Logical date (RFC 3339). A date on the schedule runs the interval starting there;
+        /// another instant, the last interval closed by then. Default: the last interval
+        /// closed now, run again if it already had a run.
         #[arg(long)]
         logical_date: Option<String>,
     },
@@ -268,20 +269,12 @@ fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
-/// Each DAG's pause flag and version as the state holds them: the scheduler's own store
-/// inside it, an existing state no process holds, or none (a state is never created here).
+/// Each DAG's pause flag and version as the running scheduler holds them; none without one
+/// (a listing never opens the state: that would take its lock from a scheduler starting).
 fn known_records(
-    cli: &Cli,
     streams: &Streams<'_>,
 ) -> std::collections::BTreeMap<String, sluice_store::DagRecord> {
-    let store = match &streams.remote {
-        Some(remote) => Some(remote.store.clone()),
-        None if sluice_store::Store::exists(cli.state()) => {
-            sluice_store::Store::open(cli.state()).ok()
-        }
-        None => None,
-    };
-    let Some(store) = store else {
+    let Some(store) = streams.remote.as_ref().map(|r| r.store.clone()) else {
         return Default::default();
     };
     store
@@ -297,7 +290,7 @@ fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
     let mut dags: Vec<&LoadedDag> = set.dags.iter().collect();
     dags.sort_by(|a, b| a.dag.dag.cmp(&b.dag.dag));
     let now = now();
-    let records = known_records(cli, streams);
+    let records = known_records(streams);
     // Which folder this is: the scheduler's when it answers, else the one given here.
     let whose = if streams.remote.is_some() {
         format!(
@@ -307,7 +300,8 @@ fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
         )
     } else {
         format!(
-            "the DAGs in {} (no scheduler runs on {}; `--dags` and `--state` choose others)",
+            "the DAGs in {} (read here: `--dags` named the folder, or no scheduler runs on {}; \
+             without `--dags`, a running scheduler lists its own with their pause flags)",
             cli.dags().display(),
             cli.state().display()
         )

@@ -100,6 +100,9 @@ const MAX_COMMANDS_AT_ONCE: usize = 32;
 /// How long a peer has to send its request line.
 const REQUEST_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long one answer line may wait for a client that does not read.
+const ANSWER_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Longest request line: a command line, not a file.
 const MAX_REQUEST_BYTES: u64 = 64 << 10;
 
@@ -109,11 +112,16 @@ const MAX_REQUEST_BYTES: u64 = 64 << 10;
 struct StreamedErr<'a> {
     connection: &'a UnixStream,
     pending: Vec<u8>,
+    /// A send failed (the client left or stopped reading): later lines are not sent.
+    gone: bool,
 }
 
 impl Write for StreamedErr<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         self.pending.extend_from_slice(bytes);
+        if self.gone {
+            return Ok(bytes.len());
+        }
         if let Some(end) = self.pending.iter().rposition(|b| *b == b'\n') {
             let lines: Vec<u8> = self.pending.drain(..=end).collect();
             let part = SocketResponse {
@@ -123,7 +131,7 @@ impl Write for StreamedErr<'_> {
             };
             if let Ok(text) = serde_json::to_string(&part) {
                 let mut connection = self.connection;
-                let _ = writeln!(connection, "{text}");
+                self.gone = writeln!(connection, "{text}").is_err();
             }
         }
         Ok(bytes.len())
@@ -172,9 +180,12 @@ fn answer(connection: UnixStream, remote: Remote) {
         _ => match serde_json::from_str::<SocketRequest>(&line) {
             Ok(request) => {
                 let mut out = Vec::new();
+                // A client that stops reading cannot hold this thread: sends give up.
+                let _ = connection.set_write_timeout(Some(ANSWER_WRITE_TIMEOUT));
                 let mut err = StreamedErr {
                     connection: &connection,
                     pending: Vec::new(),
+                    gone: false,
                 };
                 let code = super::run(
                     request.args.into_iter().map(Into::into),

@@ -240,11 +240,15 @@ fn a_broken_dag_file_is_recorded_with_its_place() -> Result<(), Error> {
     std::fs::write(root.0.join("dags/new.yaml"), "dag: new\ntasks: [\n")?;
     let began = std::time::Instant::now();
     let mut errors = Vec::new();
-    while errors.len() < 2 && began.elapsed() < std::time::Duration::from_secs(20) {
+    let mut rendered = String::new();
+    // The gauge is set just after the store is written: wait for both.
+    while !(errors.len() == 2 && rendered.contains("sluice_dag_import_errors 2"))
+        && began.elapsed() < std::time::Duration::from_secs(20)
+    {
         std::thread::sleep(std::time::Duration::from_millis(100));
         errors = store.import_errors()?;
+        rendered = metrics.render();
     }
-    let rendered = metrics.render();
     let _ = sender.send(sluice_runtime::scheduler::Input::Shutdown);
     running.join().map_err(|_| "the engine panicked")??;
     errors.sort_by(|a, b| a.file.cmp(&b.file));
@@ -260,5 +264,32 @@ fn a_broken_dag_file_is_recorded_with_its_place() -> Result<(), Error> {
         rendered.contains("sluice_dag_import_errors 2"),
         "{rendered}"
     );
+    Ok(())
+}
+
+/// An unscheduled DAG triggered twice within a second: two runs (run ids carry no fraction,
+/// so the second takes the next free second), never the first run cleared and reused.
+#[test]
+fn two_triggers_of_an_unscheduled_dag_in_one_second_make_two_runs() -> Result<(), Error> {
+    let root = scratch("unscheduled")?;
+    std::fs::write(
+        root.0.join("dags/adhoc.yaml"),
+        "dag: adhoc\ntasks:\n  a: { type: noop }\n",
+    )?;
+    let mut engine = engine(&root.0, Mode::Scheduler)?;
+    let ids: Vec<String> = (0..3)
+        .map(|_| -> Result<String, Error> {
+            let answer = trigger(&mut engine, "adhoc")?;
+            Ok(
+                sluice_runtime::scheduler::control::triggered_run_id(&answer)
+                    .ok_or("no run named")?
+                    .to_owned(),
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let mut distinct = ids.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "three runs: {ids:?}");
+    assert!(ids.iter().all(|id| !id.contains('.')), "{ids:?}");
     Ok(())
 }

@@ -96,18 +96,25 @@ fn the_scheduler_catches_up_keeps_good_dags_and_stops_gracefully()
         .args(["dags", "pause", "minutely"])
         .output()?;
     assert!(String::from_utf8_lossy(&paused.stdout).contains("DAG `minutely` paused"));
-    // `dags list` from another folder shows the scheduler's DAGs, paused flag and version,
-    // and says whose they are.
-    let elsewhere = root.join("other-dags");
-    std::fs::create_dir_all(&elsewhere)?;
-    let listed = sluice(&elsewhere, &state)
+    // `dags list` without a folder shows the scheduler's DAGs, paused flag and version, and
+    // says whose they are; with `--dags` it lists the folder it was given.
+    let only_state = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
+            .arg("--state")
+            .arg(&state)
+            .env_remove("SLUICE_DAGS")
+            .env_remove("SLUICE_CONFIG");
+        command
+    };
+    let listed = only_state()
         .args(["--output", "json", "dags", "list"])
         .output()?;
     let items: serde_json::Value = serde_json::from_slice(&listed.stdout)?;
     assert_eq!(items[0]["dag"], "minutely", "{items}");
     assert_eq!(items[0]["paused"], true, "{items}");
     assert!(items[0]["version"].as_str().is_some_and(|v| v.len() == 12));
-    let table = sluice(&elsewhere, &state).args(["dags", "list"]).output()?;
+    let table = only_state().args(["dags", "list"]).output()?;
     let (out, err) = (
         String::from_utf8_lossy(&table.stdout),
         String::from_utf8_lossy(&table.stderr),
@@ -117,6 +124,13 @@ fn the_scheduler_catches_up_keeps_good_dags_and_stops_gracefully()
         err.contains("the DAGs of the scheduler running on")
             && err.contains(&dags.display().to_string()),
         "{err}"
+    );
+    let elsewhere = root.join("other-dags");
+    std::fs::create_dir_all(&elsewhere)?;
+    let named = sluice(&elsewhere, &state).args(["dags", "list"]).output()?;
+    assert!(
+        !String::from_utf8_lossy(&named.stdout).contains("minutely"),
+        "--dags names the folder listed"
     );
     let unpaused = sluice(&dags, &state)
         .args(["dags", "unpause", "minutely"])

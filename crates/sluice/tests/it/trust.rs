@@ -90,12 +90,25 @@ fn succeeded(dags: &Path, state: &Path, dag: &str) -> bool {
 }
 
 /// One raw request on the control socket, as any process that can reach it could send.
+/// One request on the socket; its answer lines joined into one: standard error streamed as
+/// it was written, then the line with the exit code.
 fn raw_request(state: &Path, args: &[&str]) -> Result<serde_json::Value> {
     let mut socket = UnixStream::connect(state.join("control.sock"))?;
     writeln!(socket, "{}", serde_json::json!({ "args": args }))?;
-    let mut line = String::new();
-    BufReader::new(&socket).read_line(&mut line)?;
-    Ok(serde_json::from_str(&line)?)
+    let mut answers = BufReader::new(&socket);
+    let mut streamed = String::new();
+    loop {
+        let mut line = String::new();
+        if answers.read_line(&mut line)? == 0 {
+            return Err("the socket closed before its last answer".into());
+        }
+        let mut answer: serde_json::Value = serde_json::from_str(&line)?;
+        streamed.push_str(answer["stderr"].as_str().unwrap_or_default());
+        if !answer["code"].is_null() {
+            answer["stderr"] = streamed.into();
+            return Ok(answer);
+        }
+    }
 }
 
 /// Before: a forwarded command ran `load_settings()` inside the scheduler and replaced its

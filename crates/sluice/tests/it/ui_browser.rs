@@ -145,3 +145,109 @@ fn the_ui_shows_the_grid_logs_and_gantt_and_its_buttons_act_through_the_api() {
         );
     }
 }
+
+/// `scripts/run` as the README's new user starts it (the quickstart DAGs, embedded state, the
+/// token it prints), with this test's build instead of a release build and a free port.
+fn start_quickstart() -> (Scheduler, String, String, PathBuf) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = std::env::temp_dir().join(format!("sluice-new-user-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let dags = root.join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    for entry in std::fs::read_dir(repo.join("examples/quickstart")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, dags.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut child = Command::new(repo.join("scripts/run"))
+        .env("SLUICE_BIN", env!("CARGO_BIN_EXE_sluice"))
+        .env("SLUICE_DAGS", &dags)
+        .env("SLUICE_STATE", root.join("state"))
+        .env("SLUICE_LISTEN", "127.0.0.1:0")
+        .env_remove("SLUICE_API_TOKEN")
+        .env_remove("SLUICE_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (found, heard) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let token_found = found.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(token) = line.split("(this run only): ").nth(1) {
+                let _ = token_found.send(("token", token.trim().to_owned()));
+            }
+            println!("scripts/run: {line}");
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("API and web UI on ").nth(1) {
+                let url = rest.split_whitespace().next().unwrap_or_default();
+                let _ = found.send(("url", url.trim_end_matches('/').to_owned()));
+            }
+            eprintln!("scheduler: {line}");
+        }
+    });
+    let (mut url, mut token) = (None, None);
+    while url.is_none() || token.is_none() {
+        let (what, value) = heard
+            .recv_timeout(Duration::from_secs(30))
+            .expect("scripts/run prints the token and the scheduler its address");
+        match what {
+            "url" => url = Some(value),
+            _ => token = Some(value),
+        }
+    }
+    (
+        Scheduler {
+            child,
+            root: root.clone(),
+        },
+        url.unwrap_or_default(),
+        token.unwrap_or_default(),
+        dags,
+    )
+}
+
+/// The README's first hour in the browser: `scripts/run`, sign in with the printed token,
+/// trigger hello_pipeline from its params form with a conf value and a date, watch it
+/// finish and find the value in its log, pause and unpause, clear a task with its
+/// downstream after the preview and see them run again, and find a broken DAG file in the
+/// banner.
+#[test]
+fn a_new_user_runs_the_quickstart_in_the_browser() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    assert!(
+        repo.join("tests/browser/node_modules/playwright-core")
+            .is_dir()
+            && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Chromium and playwright-core: run scripts/install-browser (scripts/test does)"
+    );
+    let (_scheduler, url, token, dags) = start_quickstart();
+    let output = Command::new("node")
+        .arg(repo.join("tests/browser/new_user.mjs"))
+        .arg(&url)
+        .arg(&token)
+        .arg(repo.join("docs/ui"))
+        .arg(&dags)
+        .output()
+        .expect("node runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{said}");
+    assert!(output.status.success(), "{said}");
+    for name in ["10-trigger-form", "11-hello-finished", "12-clear-preview"] {
+        assert!(
+            repo.join(format!("docs/ui/{name}.png")).is_file(),
+            "screenshot {name}"
+        );
+    }
+}

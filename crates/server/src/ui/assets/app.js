@@ -64,6 +64,15 @@ document.addEventListener("click", async (event) => {
   const action = actions[name];
   if (!action) return;
   event.preventDefault();
+  // A clear or mark says first what it will run again or set, and waits for a yes.
+  if (button.dataset.preview !== undefined) {
+    const what = name === "mark"
+      ? "Mark " + button.dataset.preview + " " + button.dataset.state + " in " + button.dataset.run +
+        "? Tasks after it that it left upstream_failed stay so until cleared (Clear + downstream)."
+      : "Clear " + button.dataset.run + "? These task instances run again, on the DAG's current version: " +
+        (button.dataset.preview || "none");
+    if (!window.confirm(what)) return;
+  }
   button.disabled = true;
   try {
     const next = await action(button.dataset);
@@ -87,6 +96,35 @@ document.addEventListener("submit", async (event) => {
     toast(value ? "Token saved in this browser" : "Token removed");
     // A sign-in page: the page it stands for, now with the token.
     if (value && document.getElementById("sign-in")) setTimeout(() => location.reload(), 300);
+    return;
+  }
+  if (form.id === "trigger-form") {
+    event.preventDefault();
+    // The conf from the form, each value in its param's type (the API checks it again).
+    const conf = {};
+    try {
+      for (const field of form.querySelectorAll("[data-kind]")) {
+        const kind = field.dataset.kind;
+        if (field.type === "checkbox") conf[field.name] = field.checked;
+        else if (kind === "integer" || kind === "number") {
+          if (field.value !== "") conf[field.name] = Number(field.value);
+        } else if (kind === "string") conf[field.name] = field.value;
+        else if (field.value.trim() !== "") conf[field.name] = JSON.parse(field.value);
+      }
+    } catch (error) {
+      toast("A field is not valid JSON: " + error.message, true);
+      return;
+    }
+    const body = { conf };
+    const date = form.querySelector("[name=logical_date]").value.trim();
+    if (date) body.logical_date = date;
+    try {
+      const r = await api("POST", "/api/v1/dags/" + enc(form.dataset.dag) + "/runs", body);
+      toast("Triggered " + r.run_id);
+      setTimeout(() => { location.href = "/ui/dags/" + enc(form.dataset.dag) + "/runs/" + enc(r.run_id); }, 500);
+    } catch (error) {
+      toast(error.message, true);
+    }
     return;
   }
   if (form.id === "backfill-form") {
