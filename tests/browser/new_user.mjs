@@ -1,29 +1,11 @@
 // A new user's first hour, in Debian's headless Chromium with playwright-core, against the
 // scheduler `scripts/run` started on the quickstart DAGs.
 // Usage: node tests/browser/new_user.mjs BASE_URL TOKEN SCREENSHOT_DIR DAG_FOLDER
-import { chromium } from "playwright-core";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
+import { check, open } from "./lib.mjs";
 
 const [base, token, shots, dagFolder] = process.argv.slice(2);
-mkdirSync(shots, { recursive: true });
-
-function check(condition, message) {
-  if (!condition) throw new Error("check failed: " + message);
-  console.log("ok - " + message);
-}
-
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
-});
-const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
-const page = await context.newPage();
-const errors = [];
-page.on("pageerror", (e) => errors.push(e.message));
-const dialogs = [];
-page.on("dialog", (d) => { dialogs.push(d.message()); d.accept(); });
-const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+const { browser, page, errors, dialogs, shot } = await open(shots);
 const bearer = { headers: { Authorization: "Bearer " + token } };
 const apiGet = async (path) => (await page.request.get(base + path, bearer)).json();
 async function until(what, condition, seconds = 60) {

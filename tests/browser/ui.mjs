@@ -2,31 +2,11 @@
 // Usage: node tests/browser/ui.mjs BASE_URL TOKEN SCREENSHOT_DIR
 // The scheduler behind BASE_URL runs crates/sluice/tests/fixtures/ui: DAG `pipeline` with a
 // succeeded, a failed and a running interval, and DAG `playground`.
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { check, open } from "./lib.mjs";
 
 const [base, token, shots] = process.argv.slice(2);
-mkdirSync(shots, { recursive: true });
-
-function check(condition, message) {
-  if (!condition) throw new Error("check failed: " + message);
-  console.log("ok - " + message);
-}
-
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
-});
-// A fresh, empty profile per run (playwright-core's contexts are incognito-like).
-const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
-const page = await context.newPage();
-const errors = [];
-page.on("pageerror", (e) => errors.push(e.message));
-// Clears and marks ask first, with a preview: answered yes, the messages kept.
-const dialogs = [];
-page.on("dialog", (d) => { dialogs.push(d.message()); d.accept(); });
-const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+const { browser, page, errors, dialogs, shot } = await open(shots);
 
 const bearer = { headers: { Authorization: "Bearer " + token } };
 
@@ -132,7 +112,20 @@ try {
   const log = await page.locator("#log").textContent();
   check(log.includes("working on 2025-01-01T01:00:00") && log.includes("boom"), "its log is shown: " + JSON.stringify(log));
   check((await page.locator("#attempts tbody tr").count()) === 1, "one attempt listed");
+  // Search, wrap and download the log.
+  // `boom` is in the logged command line and in its output: two matches.
+  await page.fill("#log-search", "BOOM");
+  const marks = await page.locator("#log mark").allTextContents();
+  check((await page.locator("#log-matches").textContent()) === "2 matches" &&
+    marks.length === 2 && marks.every((m) => m === "boom"), "searching (any case) marks each `boom`: " + marks);
   await shot("3-failed-task-log");
+  await page.fill("#log-search", "");
+  check((await page.locator("#log mark").count()) === 0 && (await page.locator("#log").textContent()) === log, "cleared, the whole log again");
+  await page.uncheck("#log-wrap");
+  check(await page.locator("#log").evaluate((e) => e.classList.contains("nowrap") && getComputedStyle(e).whiteSpace === "pre"), "wrap off: lines stay whole");
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#log-download")]);
+  check(download.suggestedFilename() === "pipeline-scheduled__2025-01-01T01_00_00Z-work-try1.log", "the download is named after the attempt: " + download.suggestedFilename());
+  check(readFileSync(await download.path(), "utf8") === log, "the downloaded file is the log");
 
   // A running task's log follows.
   await page.goto(base + "/ui/dags/pipeline/runs/scheduled__2025-01-01T02:00:00Z/tasks/work");
@@ -206,6 +199,22 @@ try {
   const triggered = await (await page.request.get(base + "/api/v1/dags/playground/runs/" + encodeURIComponent(runId), bearer)).json();
   check(triggered.run_type === "manual", "the triggered run exists in the API");
   await shot("6-triggered-run");
+
+  // Run the 00:00 interval again: the calendar rings it as reprocessed.
+  const first = base + "/api/v1/dags/pipeline/runs/scheduled__2025-01-01T00:00:00Z";
+  await page.goto(base + "/ui/dags/pipeline/runs/scheduled__2025-01-01T00:00:00Z");
+  await page.click("button[data-action=clear-run]");
+  check(["extract", "work", "publish"].every((t) => dialogs.at(-1).includes(t)), "Clear all previews every task: " + dialogs.at(-1));
+  const successes = async () => {
+    const audit = await (await page.request.get(base + "/api/v1/dags/pipeline/audit?from=2025-01-01T00:00:00Z&to=2025-01-01T01:00:00Z", bearer)).json();
+    return audit.entries[0].successes;
+  };
+  for (let i = 0; i < 100 && (await successes()) < 2; i++) await page.waitForTimeout(100);
+  check((await (await page.request.get(first, bearer)).json()).state === "success" && (await successes()) === 2, "the interval succeeded a second time");
+  await page.goto(base + "/ui/dags/pipeline/calendar");
+  check((await page.locator("#calendar td.interval.reprocessed").count()) === 1 &&
+    (await page.locator("#calendar td.interval.reprocessed").getAttribute("title")).includes("succeeded 2 times"), "the calendar rings the reprocessed interval");
+  check((await page.locator("#calendar-summary").textContent()).includes("1 reprocessed"), "and counts it");
 
   check(errors.length === 0, "no JavaScript errors: " + errors.join("; "));
 } catch (error) {

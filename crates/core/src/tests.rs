@@ -62,6 +62,31 @@ fn dag_spec() -> impl Strategy<Value = Vec<TaskSpec>> {
     })
 }
 
+/// An unscheduled DAG `sim` with no tasks yet.
+fn sim_dag(max_active_tasks: u32) -> sluice_model::spec::Dag {
+    sluice_model::spec::Dag {
+        dag: "sim".into(),
+        description: None,
+        owner: None,
+        tags: Vec::new(),
+        schedule: None,
+        timezone: Default::default(),
+        start: None,
+        end: None,
+        catchup: false,
+        paused_on_creation: false,
+        max_active_runs: 16,
+        max_active_tasks: max_active_tasks,
+        sla: None,
+        gate: None,
+        defaults: Default::default(),
+        params: Default::default(),
+        param_specs: Default::default(),
+        allow_undeclared_conf: false,
+        tasks: Default::default(),
+    }
+}
+
 fn plan(specs: &[TaskSpec], max_active_tasks: usize, sla: Option<i64>) -> DagPlan {
     let mut tasks: Vec<TaskPlan> = specs
         .iter()
@@ -91,27 +116,7 @@ fn plan(specs: &[TaskSpec], max_active_tasks: usize, sla: Option<i64>) -> DagPla
             tasks[u].downstream.push(i);
         }
     }
-    let mut dag = sluice_model::spec::Dag {
-        dag: "sim".into(),
-        description: None,
-        owner: None,
-        tags: Vec::new(),
-        schedule: None,
-        timezone: Default::default(),
-        start: None,
-        end: None,
-        catchup: false,
-        paused_on_creation: false,
-        max_active_runs: 16,
-        max_active_tasks: max_active_tasks as u32,
-        sla: None,
-        gate: None,
-        defaults: Default::default(),
-        params: Default::default(),
-        param_specs: Default::default(),
-        allow_undeclared_conf: false,
-        tasks: Default::default(),
-    };
+    let mut dag = sim_dag(max_active_tasks as u32);
     for (i, s) in specs.iter().enumerate() {
         dag.tasks.insert(
             format!("t{i}"),
@@ -513,27 +518,7 @@ fn a_run_adopts_a_new_plan_by_task_id() {
 
 /// Independent noop tasks with the given ids, in that order.
 fn named(ids: &[&str]) -> DagPlan {
-    let mut spec = sluice_model::spec::Dag {
-        dag: "sim".into(),
-        description: None,
-        owner: None,
-        tags: Vec::new(),
-        schedule: None,
-        timezone: Default::default(),
-        start: None,
-        end: None,
-        catchup: false,
-        paused_on_creation: false,
-        max_active_runs: 16,
-        max_active_tasks: 8,
-        sla: None,
-        gate: None,
-        defaults: Default::default(),
-        params: Default::default(),
-        param_specs: Default::default(),
-        allow_undeclared_conf: false,
-        tasks: Default::default(),
-    };
+    let mut spec = sim_dag(8);
     for id in ids {
         spec.tasks.insert(
             (*id).to_owned(),

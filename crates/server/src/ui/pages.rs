@@ -522,9 +522,18 @@ pub async fn task(
     let mut own: Vec<_> = attempts.iter().filter(|a| a.task == task_id).collect();
     own.sort_by_key(|a| a.try_number);
     let views: Vec<_> = own.iter().map(|a| attempt_view(a)).collect();
+    // What "Clear with downstream" runs again, for its confirmation.
+    let downstream: Vec<String> = plan
+        .task_index(&task_id)
+        .map(|i| plan.downstream_closure(&[i]))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|d| plan.tasks.get(d).map(|t| t.id.clone()))
+        .collect();
     render(
         "task.html",
         context! {
+            downstream,
             title => format!("{task_id} · {run_id}"),
             dag_id,
             run_id,

@@ -61,6 +61,14 @@ fn results(outcome: &Outcome) -> Vec<AttemptResult> {
     outcome.attempts.iter().filter_map(|a| a.result).collect()
 }
 
+/// Why the first task is in its state.
+fn reason(outcome: &Outcome) -> String {
+    outcome.run.state.tasks[0]
+        .reason
+        .clone()
+        .unwrap_or_default()
+}
+
 #[test]
 fn any_failing_exit_is_retried_until_the_tries_run_out() -> Result<(), Box<dyn std::error::Error>> {
     let outcome = run_once(
@@ -105,10 +113,7 @@ fn a_fatal_exit_code_skips_the_remaining_retries() -> Result<(), Box<dyn std::er
         "",
     )?;
     assert_eq!(results(&outcome), vec![AttemptResult::Failed]);
-    let reason = outcome.run.state.tasks[0]
-        .reason
-        .clone()
-        .unwrap_or_default();
+    let reason = reason(&outcome);
     assert!(
         reason.contains("exit code 3 (listed in fatal_exit_codes: no retry)"),
         "{reason}"
@@ -140,10 +145,7 @@ fn a_retryable_list_retries_only_its_codes() -> Result<(), Box<dyn std::error::E
         "",
     )?;
     assert_eq!(results(&outcome), vec![AttemptResult::Failed]);
-    let reason = outcome.run.state.tasks[0]
-        .reason
-        .clone()
-        .unwrap_or_default();
+    let reason = reason(&outcome);
     assert!(reason.contains("not in retryable_exit_codes"), "{reason}");
     Ok(())
 }
@@ -192,10 +194,7 @@ fn a_timeout_kills_a_process_that_ignores_sigterm() -> Result<(), Box<dyn std::e
         "",
     )?;
     assert_eq!(results(&outcome), vec![AttemptResult::Failed]);
-    let reason = outcome.run.state.tasks[0]
-        .reason
-        .clone()
-        .unwrap_or_default();
+    let reason = reason(&outcome);
     assert!(
         reason.contains("timed out after 500ms") && reason.contains("SIGKILL after 500ms"),
         "{reason}"
@@ -220,10 +219,7 @@ fn a_process_that_stops_on_sigterm_is_not_sigkilled() -> Result<(), Box<dyn std:
         "    type: command\n    command: \"sleep 30\"\n    timeout: 300ms\n    kill_grace: 5s\n",
         "",
     )?;
-    let reason = outcome.run.state.tasks[0]
-        .reason
-        .clone()
-        .unwrap_or_default();
+    let reason = reason(&outcome);
     assert!(
         reason.contains("sent SIGTERM") && !reason.contains("SIGKILL"),
         "{reason}"
@@ -244,10 +240,7 @@ fn a_manual_run_of_an_old_interval_keeps_its_retries_past_the_sla_deadline()
         "sla: { deadline: 100m }\n",
     )?;
     assert_eq!(results(&outcome), vec![AttemptResult::Failed; 4]);
-    let reason = outcome.run.state.tasks[0]
-        .reason
-        .clone()
-        .unwrap_or_default();
+    let reason = reason(&outcome);
     assert!(!reason.contains("SLA deadline"), "{reason}");
     Ok(())
 }

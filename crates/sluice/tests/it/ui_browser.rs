@@ -61,21 +61,63 @@ fn start_scheduler() -> (Scheduler, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
     let (address, found) = std::sync::mpsc::channel();
+    follow_stderr(child.stderr.take().unwrap(), address);
+    let (_, url) = found
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the scheduler says where its UI is");
+    (Scheduler { child, root }, url)
+}
+
+/// Echoes the scheduler's standard error and sends `("url", address)` once it says where
+/// its UI is.
+fn follow_stderr(
+    stderr: std::process::ChildStderr,
+    found: std::sync::mpsc::Sender<(&'static str, String)>,
+) {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("API and web UI on ").nth(1) {
                 let url = rest.split_whitespace().next().unwrap_or_default();
-                let _ = address.send(url.trim_end_matches('/').to_owned());
+                let _ = found.send(("url", url.trim_end_matches('/').to_owned()));
             }
             eprintln!("scheduler: {line}");
         }
     });
-    let url = found
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the scheduler says where its UI is");
-    (Scheduler { child, root }, url)
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs a browser script under `tests/browser` with `args`; fails the test with its output
+/// unless it passed, and checks that it wrote the screenshots `shots` into `docs/ui`.
+fn run_browser_script(script: &str, args: &[&std::ffi::OsStr], shots: &[&str]) {
+    let repo = repo();
+    assert!(
+        repo.join("tests/browser/node_modules/playwright-core")
+            .is_dir()
+            && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Chromium and playwright-core: run scripts/install-browser (scripts/test does)"
+    );
+    let output = Command::new("node")
+        .arg(repo.join("tests/browser").join(script))
+        .args(args)
+        .output()
+        .expect("node runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{said}");
+    assert!(output.status.success(), "{said}");
+    for name in shots {
+        assert!(
+            repo.join(format!("docs/ui/{name}.png")).is_file(),
+            "screenshot {name}"
+        );
+    }
 }
 
 /// Waits until the pipeline's three intervals have their outcomes (through the API).
@@ -104,52 +146,30 @@ fn wait_for_outcomes(url: &str) {
 
 #[test]
 fn the_ui_shows_the_grid_logs_and_gantt_and_its_buttons_act_through_the_api() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    assert!(
-        repo.join("tests/browser/node_modules/playwright-core")
-            .is_dir()
-            && Path::new("/usr/bin/chromium").exists(),
-        "the browser test needs Chromium and playwright-core: run scripts/install-browser (scripts/test does)"
-    );
     let (_scheduler, url) = start_scheduler();
     wait_for_outcomes(&url);
     // The screenshots are docs/ui.md's images: each run of this test renews them.
-    let shots = repo.join("docs/ui");
-    let output = Command::new("node")
-        .arg(repo.join("tests/browser/ui.mjs"))
-        .arg(&url)
-        .arg(TOKEN)
-        .arg(&shots)
-        .output()
-        .expect("node runs");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let shots = repo().join("docs/ui");
+    run_browser_script(
+        "ui.mjs",
+        &[url.as_ref(), TOKEN.as_ref(), shots.as_os_str()],
+        &[
+            "1-dags",
+            "2-grid",
+            "3-failed-task-log",
+            "4-run-gantt",
+            "6-triggered-run",
+            "7-dags-filtered",
+            "8-runs",
+            "9-calendar",
+        ],
     );
-    println!("{said}");
-    assert!(output.status.success(), "{said}");
-    for name in [
-        "1-dags",
-        "2-grid",
-        "3-failed-task-log",
-        "4-run-gantt",
-        "6-triggered-run",
-        "7-dags-filtered",
-        "8-runs",
-        "9-calendar",
-    ] {
-        assert!(
-            shots.join(format!("{name}.png")).is_file(),
-            "screenshot {name}"
-        );
-    }
 }
 
 /// `scripts/run` as the README's new user starts it (the quickstart DAGs, embedded state, the
 /// token it prints), with this test's build instead of a release build and a free port.
 fn start_quickstart() -> (Scheduler, String, String, PathBuf) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = repo();
     let root = std::env::temp_dir().join(format!("sluice-new-user-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let dags = root.join("dags");
@@ -184,15 +204,7 @@ fn start_quickstart() -> (Scheduler, String, String, PathBuf) {
             println!("scripts/run: {line}");
         }
     });
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("API and web UI on ").nth(1) {
-                let url = rest.split_whitespace().next().unwrap_or_default();
-                let _ = found.send(("url", url.trim_end_matches('/').to_owned()));
-            }
-            eprintln!("scheduler: {line}");
-        }
-    });
+    follow_stderr(stderr, found);
     let (mut url, mut token) = (None, None);
     while url.is_none() || token.is_none() {
         let (what, value) = heard
@@ -221,33 +233,16 @@ fn start_quickstart() -> (Scheduler, String, String, PathBuf) {
 /// banner.
 #[test]
 fn a_new_user_runs_the_quickstart_in_the_browser() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    assert!(
-        repo.join("tests/browser/node_modules/playwright-core")
-            .is_dir()
-            && Path::new("/usr/bin/chromium").exists(),
-        "the browser test needs Chromium and playwright-core: run scripts/install-browser (scripts/test does)"
-    );
     let (_scheduler, url, token, dags) = start_quickstart();
-    let output = Command::new("node")
-        .arg(repo.join("tests/browser/new_user.mjs"))
-        .arg(&url)
-        .arg(&token)
-        .arg(repo.join("docs/ui"))
-        .arg(&dags)
-        .output()
-        .expect("node runs");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let shots = repo().join("docs/ui");
+    run_browser_script(
+        "new_user.mjs",
+        &[
+            url.as_ref(),
+            token.as_ref(),
+            shots.as_os_str(),
+            dags.as_os_str(),
+        ],
+        &["10-trigger-form", "11-hello-finished", "12-clear-preview"],
     );
-    println!("{said}");
-    assert!(output.status.success(), "{said}");
-    for name in ["10-trigger-form", "11-hello-finished", "12-clear-preview"] {
-        assert!(
-            repo.join(format!("docs/ui/{name}.png")).is_file(),
-            "screenshot {name}"
-        );
-    }
 }

@@ -147,13 +147,47 @@ function showTokenState() {
   if (state) state.textContent = token() ? "token set" : "read-only";
 }
 
+// The shown attempt's whole log; the <pre> shows it, with the search's matches marked.
+let logText = "";
+
+function showLog() {
+  const pre = document.getElementById("log");
+  if (!pre) return;
+  const search = document.getElementById("log-search");
+  const query = search ? search.value : "";
+  const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+  pre.replaceChildren();
+  let matches = 0;
+  if (!query) {
+    pre.textContent = logText;
+  } else {
+    // Text nodes and <mark> elements, never HTML parsed from the log.
+    const lower = logText.toLowerCase();
+    const needle = query.toLowerCase();
+    let at = 0;
+    for (let hit = lower.indexOf(needle); hit !== -1; hit = lower.indexOf(needle, hit + needle.length)) {
+      pre.append(logText.slice(at, hit));
+      const mark = document.createElement("mark");
+      mark.textContent = logText.slice(hit, hit + needle.length);
+      pre.append(mark);
+      at = hit + needle.length;
+      matches++;
+    }
+    pre.append(logText.slice(at));
+  }
+  const counter = document.getElementById("log-matches");
+  if (counter) counter.textContent = query ? matches + " match" + (matches === 1 ? "" : "es") : "";
+  if (atBottom && !query) pre.scrollTop = pre.scrollHeight;
+}
+
 // Follows a task attempt's log: appends what is new every second until the attempt ends.
 let following = 0;
 async function followLog(tryNumber) {
   const pre = document.getElementById("log");
   if (!pre) return;
   const me = ++following;
-  pre.textContent = "";
+  logText = "";
+  showLog();
   document.getElementById("log-try").textContent = tryNumber;
   const status = document.getElementById("log-follow");
   let offset = 0;
@@ -167,9 +201,8 @@ async function followLog(tryNumber) {
       return;
     }
     if (chunk.text) {
-      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-      pre.textContent += chunk.text;
-      if (atBottom) pre.scrollTop = pre.scrollHeight;
+      logText += chunk.text;
+      showLog();
     }
     offset = chunk.next_offset;
     if (chunk.complete) {
@@ -181,6 +214,29 @@ async function followLog(tryNumber) {
     if (chunk.next_offset >= chunk.size) await new Promise((r) => setTimeout(r, 1000));
   }
 }
+
+document.addEventListener("input", (event) => {
+  if (event.target.id === "log-search") showLog();
+});
+
+document.addEventListener("change", (event) => {
+  if (event.target.id === "log-wrap") {
+    document.getElementById("log").classList.toggle("nowrap", !event.target.checked);
+  }
+});
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("#log-download");
+  if (!button) return;
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([logText], { type: "text/plain" }));
+  link.download = button.dataset.name.replace(/[^A-Za-z0-9_.-]+/g, "_") + "-try" +
+    document.getElementById("log-try").textContent + ".log";
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+});
 
 document.addEventListener("DOMContentLoaded", () => {
   showTokenState();
