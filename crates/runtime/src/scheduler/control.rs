@@ -227,11 +227,9 @@ impl Engine {
             ));
         }
         let key = (dag.to_owned(), interval.start);
-        let existing = match self.runs.get(&key) {
-            Some(active) => Some(active.record.clone()),
-            None => self.store.run(dag, interval.start)?,
-        }
-        .ok_or_else(|| refused("the interval's run vanished", None))?;
+        let existing = self
+            .run_as_it_stands(&key)?
+            .ok_or_else(|| refused("the interval's run vanished", None))?;
         let run_id = existing.state.run_id.clone();
         if !existing.state.status.is_finished() || at.is_some() {
             let (message, hint) = if existing.state.status.is_finished() {
@@ -278,6 +276,18 @@ impl Engine {
             format_instant(interval.start),
             format_instant(interval.end)
         ))
+    }
+
+    /// A run as it stands: the one in memory (ahead of the store until flushed), else the
+    /// stored one.
+    fn run_as_it_stands(
+        &self,
+        key: &RunKey,
+    ) -> Result<Option<sluice_store::RunRecord>, ControlError> {
+        Ok(match self.runs.get(key) {
+            Some(active) => Some(active.record.clone()),
+            None => self.store.run(&key.0, key.1)?,
+        })
     }
 
     /// Loads a run into memory by id, for clear (`rerun`: on the DAG's current version) and
@@ -348,10 +358,7 @@ impl Engine {
         // Nothing failed: nothing to run again, and the run stays on its own version (moving
         // it would run the tasks a newer version added, which nobody asked for).
         if failed_only && let Some(logical) = logical_date_of(run_id) {
-            let stored = match self.runs.get(&(dag.to_owned(), logical)) {
-                Some(active) => Some(active.record.clone()),
-                None => self.store.run(dag, logical)?,
-            };
+            let stored = self.run_as_it_stands(&(dag.to_owned(), logical))?;
             if let Some(record) = stored.filter(|r| r.state.run_id == run_id)
                 && !record.state.tasks.iter().any(|t| t.state.is_failure())
             {
