@@ -100,6 +100,15 @@ try {
   check((await page.locator("#calendar td.interval").count()) === 3, "intervals before the DAG's start are not drawn");
   await page.goto(base + "/ui/dags/pipeline/calendar?from=nonsense");
   check((await page.locator("main").textContent()).includes("RFC 3339"), "a bad range says what to give");
+  // Hostile addresses: each refused with what to give, never a crash or an echo as markup.
+  const said = async (path) => { const r = await page.goto(base + path); return [r.status(), await page.locator("main").textContent()]; };
+  let [status, text] = await said("/ui/dags/pipeline/calendar?to=-262143-01-01T00:00:00Z");
+  check(status === 400 && text.includes("1970 to 9999"), "a calendar year out of range is refused: " + status);
+  [status, text] = await said("/ui/dags/pipeline/runs?state=%3Cscript%3Ealert(1)%3C/script%3E");
+  check(status === 400 && text.includes("no run state `<script>") && await page.locator("main script").count() === 0, "an unknown run state is refused, shown as text");
+  await page.goto(base + "/?q=" + "x".repeat(5000));
+  check((await page.locator("#dags tbody tr").count()) === 0 && (await page.locator("#dag-filter input[name=q]").inputValue()).length === 200,
+    "a 5,000-character search is cut to 200 and matches nothing");
   await page.goto(base + "/ui/dags/pipeline/calendar");
   await shot("9-calendar");
   await page.goto(base + "/ui/dags/pipeline");
