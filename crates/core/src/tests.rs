@@ -76,7 +76,7 @@ fn sim_dag(max_active_tasks: u32) -> sluice_model::spec::Dag {
         catchup: false,
         paused_on_creation: false,
         max_active_runs: 16,
-        max_active_tasks: max_active_tasks,
+        max_active_tasks,
         sla: None,
         gate: None,
         defaults: Default::default(),
