@@ -623,3 +623,83 @@ fn usage_errors_exit_2_and_help_exits_0() {
     assert_eq!(help.code, 0);
     assert!(help.stdout.contains("--after"));
 }
+
+/// `runs list` and `runs show` tables give times to the second, and a list cut by
+/// `--limit` says how many there are and how to see them all.
+#[test]
+fn run_tables_page_with_a_hint_and_show_times_to_the_second() -> std::io::Result<()> {
+    let dir = TempDir::new("cli-paging")?;
+    dir.write(
+        "hourly.yaml",
+        "dag: hourly
+schedule: \"@hourly\"
+start: 2025-01-01T00:00:00Z
+tasks:
+  a: { type: command, command: \"true\" }
+",
+    )?;
+    let dags = dir.path().display().to_string();
+    let state = dir.path().join("state").display().to_string();
+    let backfilled = sluice(&[
+        "--dags",
+        &dags,
+        "--state",
+        &state,
+        "backfill",
+        "hourly",
+        "--from",
+        "2025-01-01T00:00:00Z",
+        "--to",
+        "2025-01-01T05:00:00Z",
+    ]);
+    assert_eq!(backfilled.code, 0, "{}", backfilled.stderr);
+    let base = ["--dags", dags.as_str(), "--state", state.as_str()];
+    let listed = sluice(&[&base[..], &["runs", "list", "hourly", "--limit", "2"]].concat());
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let rows: Vec<&str> = listed.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{}", listed.stdout);
+    assert!(
+        rows[0].starts_with("backfill__2025-01-01T04:00:00Z"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        listed.stderr.contains("the newest 2 of 5 run(s)")
+            && listed.stderr.contains("`--limit 5` lists them all"),
+        "{}",
+        listed.stderr
+    );
+    // ENDED, the last column, is to the second: no fraction.
+    let ended = rows[0].split_whitespace().last().unwrap_or_default();
+    assert!(
+        ended.len() == "2025-01-01T00:00:00Z".len() && ended.ends_with('Z') && !ended.contains('.'),
+        "{ended}"
+    );
+    let all = sluice(&[&base[..], &["runs", "list", "hourly", "--limit", "5"]].concat());
+    assert!(!all.stderr.contains("the newest"), "{}", all.stderr);
+    let shown = sluice(
+        &[
+            &base[..],
+            &["runs", "show", "hourly", "backfill__2025-01-01T04:00:00Z"],
+        ]
+        .concat(),
+    );
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let attempt = shown
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("a "))
+        .unwrap_or_default();
+    assert!(
+        attempt
+            .split_whitespace()
+            .filter(|w| w.ends_with('Z'))
+            .count()
+            == 2
+            && !attempt.contains(".0")
+            && !attempt.contains('.'),
+        "{}",
+        shown.stdout
+    );
+    Ok(())
+}

@@ -22,6 +22,13 @@ pub fn dag_prefix(dag: &str) -> Vec<u8> {
     key
 }
 
+/// `dag \0 version`: a DAG version, and the file it was read from.
+pub fn version_key(dag: &str, version: &str) -> Vec<u8> {
+    let mut key = dag_prefix(dag);
+    key.extend_from_slice(version.as_bytes());
+    key
+}
+
 /// `dag \0 time`: a run (by logical date) or a ledger entry (by interval start).
 pub fn dag_time(dag: &str, t: DateTime<Utc>) -> Vec<u8> {
     let mut key = dag_prefix(dag);

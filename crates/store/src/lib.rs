@@ -89,6 +89,7 @@ pub struct Store {
     kv: sled::Tree,
     gate_memory: sled::Tree,
     sla_events: sled::Tree,
+    sources: sled::Tree,
     root: PathBuf,
 }
 
@@ -191,6 +192,7 @@ impl Store {
             kv: db.open_tree("kv")?,
             gate_memory: db.open_tree("gate_memory")?,
             sla_events: db.open_tree("sla_events")?,
+            sources: db.open_tree("dag_sources")?,
             db,
             root,
         };
@@ -331,17 +333,33 @@ impl Store {
 
     /// Keeps a DAG version by its hash; runs record which version they ran.
     pub fn put_version(&self, dag: &Dag, version: &str) -> Result<()> {
-        let mut key = keys::dag_prefix(&dag.dag);
-        key.extend_from_slice(version.as_bytes());
+        let key = keys::version_key(&dag.dag, version);
         if !self.versions.contains_key(&key)? {
             self.versions.insert(key, encode(dag))?;
         }
         Ok(())
     }
 
+    /// Keeps the file a DAG version was read from (its first text at that version: a
+    /// comment-only edit keeps the version and the text first seen), for the UI's code view.
+    pub fn put_version_source(&self, dag: &str, version: &str, source: &DagSource) -> Result<()> {
+        let key = keys::version_key(dag, version);
+        if !self.sources.contains_key(&key)? {
+            self.sources.insert(key, encode(source))?;
+        }
+        Ok(())
+    }
+
+    pub fn version_source(&self, dag: &str, version: &str) -> Result<Option<DagSource>> {
+        let key = keys::version_key(dag, version);
+        self.sources
+            .get(key)?
+            .map(|v| decode("dag source", &v))
+            .transpose()
+    }
+
     pub fn version(&self, dag: &str, version: &str) -> Result<Option<Dag>> {
-        let mut key = keys::dag_prefix(dag);
-        key.extend_from_slice(version.as_bytes());
+        let key = keys::version_key(dag, version);
         self.versions
             .get(key)?
             .map(|v| decode("dag version", &v))
@@ -526,10 +544,39 @@ impl Store {
     }
 
     pub fn put_backfill(&self, record: &BackfillRecord) -> Result<()> {
+        let value = encode(record);
         self.backfills
-            .insert(record.dag.as_bytes(), encode(record))?;
+            .insert(record.dag.as_bytes(), value.clone())?;
+        self.backfills.insert(backfill_history_key(record), value)?;
         Ok(())
     }
+
+    /// A DAG's backfills, newest first, at most `limit`: each as it stands (the latest is
+    /// also [`Store::backfill`]). Stores from before the history have the latest only.
+    pub fn backfill_history(&self, dag: &str, limit: usize) -> Result<Vec<BackfillRecord>> {
+        let mut history: Vec<BackfillRecord> = self
+            .backfills
+            .scan_prefix(keys::dag_prefix(dag))
+            .values()
+            .rev()
+            .take(limit)
+            .map(|v| decode("backfill", &v?))
+            .collect::<Result<_>>()?;
+        if let Some(latest) = self.backfill(dag)?
+            && !history.iter().any(|b| b.created_at == latest.created_at)
+            && limit > 0
+        {
+            history.insert(0, latest);
+            history.truncate(limit);
+        }
+        Ok(history)
+    }
+}
+
+/// `dag \0 created_at`: one backfill of the history, beside the latest under `dag` (the
+/// tree's other keys never contain a 0 byte).
+fn backfill_history_key(record: &BackfillRecord) -> Vec<u8> {
+    keys::dag_time(&record.dag, record.created_at)
 }
 
 /// Writes collected for one group commit, applied atomically by [`Store::apply`].
@@ -587,7 +634,9 @@ impl Writes {
     }
 
     pub fn put_backfill(&mut self, record: &BackfillRecord) {
-        self.backfills.insert(record.dag.as_bytes(), encode(record));
+        let value = encode(record);
+        self.backfills.insert(record.dag.as_bytes(), value.clone());
+        self.backfills.insert(backfill_history_key(record), value);
     }
 
     pub fn put_sla_event(&mut self, record: &sla::SlaEventRecord) {

@@ -125,6 +125,10 @@ pub struct AttemptRecord {
     /// The DAG version the attempt ran (a clear after a fix runs the new one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dag_version: Option<String>,
+    /// The task's templated fields as this attempt rendered them (Airflow's rendered
+    /// template fields), secrets masked, each cut to a bound: field path → text.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub rendered: std::collections::BTreeMap<String, String>,
 }
 
 /// One state transition, appended to the event log.
@@ -192,6 +196,13 @@ pub struct BackfillRecord {
     pub total: usize,
     pub status: BackfillStatus,
     pub created_at: DateTime<Utc>,
+}
+
+/// The file a DAG version was read from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DagSource {
+    pub path: PathBuf,
+    pub text: String,
 }
 
 /// A DAG file that did not load at the scheduler's last read of its folder.

@@ -386,6 +386,58 @@ mod tests {
     }
 
     #[test]
+    fn every_backfill_stays_in_the_history_newest_first() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let root = std::env::temp_dir().join(format!("sluice-bf-history-{}", std::process::id()));
+        let store = Store::temporary(&root)?;
+        let backfill = |dag: &str, created: i64| BackfillRecord {
+            dag: dag.into(),
+            from: hour(0),
+            to: hour(created),
+            reprocess: Reprocess::None,
+            max_active_runs: 1,
+            next_start: None,
+            total: 1,
+            status: BackfillStatus::Running,
+            created_at: hour(created),
+        };
+        store.put_backfill(&backfill("d", 1))?;
+        // The loop writes through its group commit; a later write of one backfill (its
+        // state) replaces its history entry, not adds one.
+        let mut writes = Writes::default();
+        writes.put_backfill(&backfill("d", 2));
+        store.apply(writes)?;
+        let mut done = backfill("d", 1);
+        done.status = BackfillStatus::Done;
+        store.put_backfill(&done)?;
+        store.put_backfill(&backfill("d2", 3))?;
+        store.put_backfill(&backfill("d", 4))?;
+        let created = |list: Vec<BackfillRecord>| {
+            list.iter()
+                .map(|b| (b.created_at, b.status))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            created(store.backfill_history("d", 10)?),
+            [
+                (hour(4), BackfillStatus::Running),
+                (hour(2), BackfillStatus::Running),
+                (hour(1), BackfillStatus::Done),
+            ]
+        );
+        assert_eq!(store.backfill_history("d", 2)?.len(), 2);
+        assert_eq!(
+            created(store.backfill_history("d2", 10)?),
+            [(hour(3), BackfillStatus::Running)]
+        );
+        // `backfill` is the last written: the latest record under the DAG's own key.
+        assert_eq!(store.backfill("d")?.map(|b| b.created_at), Some(hour(4)));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&root);
+        Ok(())
+    }
+
+    #[test]
     fn nearest_rank_percentiles() {
         let values: Vec<f64> = (1..=20).map(f64::from).collect();
         assert_eq!(percentile(&values, 50.0), Some(10.0));

@@ -30,6 +30,23 @@ fn params_of_run(
     merged
 }
 
+/// Longest rendered text kept per field for the UI (the whole text is in the attempt's log).
+const MAX_RENDERED_FIELD_CHARS: usize = 16 * 1024;
+
+/// The task's templated fields as rendered, secrets masked, each cut to the bound.
+fn rendered_fields(kind: &mut TaskKind) -> BTreeMap<String, String> {
+    let mut fields = BTreeMap::new();
+    kind.visit_templates_mut(&mut |field, text| {
+        let masked = crate::masking::mask(text);
+        let mut kept: String = masked.chars().take(MAX_RENDERED_FIELD_CHARS).collect();
+        if kept.len() < masked.len() {
+            kept.push_str("\n… (cut: the whole text is in the attempt's log)");
+        }
+        fields.insert(field.to_owned(), kept);
+    });
+    fields
+}
+
 impl Engine {
     /// Grants free slots to scheduled tasks, oldest run first, upstream first. Each granted
     /// task is `running` (in-process executors) in memory; it starts after the flush.
@@ -81,6 +98,7 @@ impl Engine {
                     error: None,
                     log,
                     dag_version: Some(run.record.dag_version.clone()),
+                    rendered: Default::default(),
                 };
                 // In-process attempts: the run record (task running, try N) is the intent
                 // flushed before the start; the attempt record is written when there is
@@ -153,6 +171,16 @@ impl Engine {
                     Err(e) => failures.push(format!("{field}: {e}")),
                 });
             }
+            if templated && failures.is_empty() {
+                let rendered = rendered_fields(&mut kind);
+                self.update_attempt(&id, |record| record.rendered = rendered.clone());
+            }
+            // Borrowed again: the attempt's update above needed the engine whole.
+            let Some(run) = self.runs.get(&d.key) else {
+                continue;
+            };
+            let plan_task = &run.plan.tasks[d.task];
+            let state = &run.record.state;
             if !failures.is_empty() {
                 self.local.push_back(Input::Report {
                     attempt: id,

@@ -75,6 +75,7 @@ impl Engine {
                         task: task.clone(),
                         try_number,
                         dag_version: Some(run.record.dag_version.clone()),
+                        rendered: Default::default(),
                     },
                 };
                 if super::engine::is_remote(&self.executors, run, index) {

@@ -266,6 +266,14 @@ impl Registry {
             let dag = Arc::new(loaded.dag);
             let plan = Arc::new(DagPlan::new(&dag));
             store.put_version(&dag, &version)?;
+            store.put_version_source(
+                &id,
+                &version,
+                &sluice_store::DagSource {
+                    path: loaded.path.clone(),
+                    text: loaded.report.source.text().to_owned(),
+                },
+            )?;
             let record = match store.dag(&id)? {
                 Some(mut record) => {
                     if record.version != version {

@@ -140,6 +140,10 @@ pub struct AttemptView {
     pub error: Option<String>,
     /// The DAG version the attempt ran (a clear after a fix runs the new one).
     pub dag_version: Option<String>,
+    /// The task's templated fields as this attempt rendered them (field → text), secrets
+    /// masked, each at most 16 KiB; empty when the task has no template.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub rendered_fields: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -247,6 +251,7 @@ pub fn attempt_view(a: &AttemptRecord) -> AttemptView {
         result: a.result.as_ref().map(name_of),
         error: a.error.clone(),
         dag_version: a.dag_version.clone(),
+        rendered_fields: a.rendered.clone(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! A DAG's history pages: the run list (paged, filtered by state) and the interval calendar
-//! (every interval of a range coloured by its ledger status: the completeness proof).
+//! (every interval of a range coloured by its ledger status: the completeness proof); and
+//! its backfill history for the DAG page.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -93,12 +94,35 @@ pub async fn runs(
     )
 }
 
+/// A DAG's newest backfills, newest first, each with its progress (the DAG page's list).
+pub fn backfill_rows(api: &Api, dag_id: &str, limit: usize) -> Vec<Value> {
+    api.store
+        .backfill_history(dag_id, limit)
+        .unwrap_or_default()
+        .iter()
+        .map(|b| {
+            let view = crate::api::views::backfill_view(b, &api.store);
+            context! {
+                created_at => second(view.created_at),
+                range => format!("{} → {}", second(view.from), second(view.to)),
+                total => view.total,
+                reprocess => view.reprocess,
+                state => view.state,
+                done => view.progress.done,
+                succeeded => view.progress.succeeded,
+                failed => view.progress.failed,
+            }
+        })
+        .collect()
+}
+
 /// A time to the second, UTC.
 pub fn second(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%SZ").to_string()
 }
 
-fn seconds(d: TimeDelta) -> String {
+/// A duration for people: `42s`, `3m07s`, `1h02m03s`.
+pub fn seconds(d: TimeDelta) -> String {
     let s = d.num_seconds().max(0);
     if s >= 3600 {
         format!("{}h{:02}m{:02}s", s / 3600, s % 3600 / 60, s % 60)

@@ -5,11 +5,15 @@
 //!
 //! Pages: DAG list (search, filters by tag, owner and status); a DAG's grid (runs × tasks
 //! coloured by state, Airflow's grid view, paged), its graph and its backfills; its run list
-//! (paged, by state); its interval calendar (each interval of a range by ledger status); a run with its Gantt chart and gate figures; a task instance
-//! with its attempts and a log that follows while the attempt runs.
+//! (paged, by state); its interval calendar (each interval of a range by ledger status); its
+//! definition (the file and the compiled tasks, per version); a run with its Gantt chart and
+//! gate figures; a task instance with its attempts, rendered fields and a log that follows
+//! while the attempt runs; SLA misses across DAGs.
 
+mod code;
 mod history;
 mod pages;
+mod sla;
 mod svg;
 
 use axum::Router;
@@ -30,6 +34,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("runs.html", include_str!("templates/runs.html")),
     ("calendar.html", include_str!("templates/calendar.html")),
     ("task.html", include_str!("templates/task.html")),
+    ("code.html", include_str!("templates/code.html")),
+    ("sla.html", include_str!("templates/sla.html")),
     ("error.html", include_str!("templates/error.html")),
     ("signin.html", include_str!("templates/signin.html")),
 ];
@@ -41,6 +47,7 @@ fn environment() -> &'static Environment<'static> {
     static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
+        env.add_filter("second", second);
         for (name, source) in TEMPLATES {
             // The templates are part of the binary and checked by the UI tests.
             if let Err(e) = env.add_template(name, source) {
@@ -49,6 +56,14 @@ fn environment() -> &'static Environment<'static> {
         }
         env
     })
+}
+
+/// The `second` filter: an RFC 3339 instant (the API's views carry nanoseconds) as UTC to
+/// the second, `2025-01-01 00:00:00Z`; anything else unchanged.
+fn second(text: String) -> String {
+    chrono::DateTime::parse_from_rfc3339(&text)
+        .map(|t| history::second(t.with_timezone(&chrono::Utc)))
+        .unwrap_or(text)
 }
 
 /// Renders a page; a template error is a 500 page that says which.
@@ -109,6 +124,8 @@ pub fn router() -> Router<Api> {
         .route("/ui/dags/{dag_id}", get(pages::dag))
         .route("/ui/dags/{dag_id}/runs", get(history::runs))
         .route("/ui/dags/{dag_id}/calendar", get(history::calendar))
+        .route("/ui/dags/{dag_id}/code", get(code::code))
+        .route("/ui/sla", get(sla::misses))
         .route("/ui/dags/{dag_id}/runs/{run_id}", get(pages::run))
         .route(
             "/ui/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
@@ -131,6 +148,15 @@ pub fn router() -> Router<Api> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn times_show_to_the_second() {
+        assert_eq!(
+            super::second("2026-12-07T20:36:58.058003766Z".into()),
+            "2026-12-07 20:36:58Z"
+        );
+        assert_eq!(super::second("—".into()), "—");
+    }
+
     #[test]
     fn every_template_parses() {
         let mut env = minijinja::Environment::new();

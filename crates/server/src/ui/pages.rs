@@ -201,12 +201,18 @@ struct GridRow {
     cells: Vec<Cell>,
 }
 
-/// Which runs the grid shows: `offset` runs back from the newest.
+/// Which runs the grid shows: `offset` runs back from the newest, of those whose logical
+/// date is in `[from, to)` when a range is given.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct GridQuery {
     #[serde(default)]
     offset: usize,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
 }
+
+/// Backfills the DAG page lists.
+const BACKFILL_HISTORY: usize = 10;
 
 pub async fn dag(
     State(api): State<Api>,
@@ -217,9 +223,29 @@ pub async fn dag(
         Ok(found) => found,
         Err(e) => return error_page(e),
     };
-    let offset = query.map(|Query(q)| q.offset).unwrap_or_default();
+    let query = match query {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return error_page(
+                crate::api::error::ApiError::bad_request(e.body_text())
+                    .hint("from and to are RFC 3339 instants, e.g. 2025-01-01T00:00:00Z"),
+            );
+        }
+    };
+    let offset = query.offset.min(1_000_000);
+    let ranged = query.from.is_some() || query.to.is_some();
+    let from = query.from.unwrap_or(DateTime::UNIX_EPOCH);
+    let to = query.to.unwrap_or_else(far_future);
+    if ranged && (from >= to || from < DateTime::UNIX_EPOCH || to > far_future()) {
+        return error_page(
+            crate::api::error::ApiError::bad_request(
+                "`from` must be before `to`, both in the years 1970 to 9999",
+            )
+            .hint("e.g. from=2025-01-01T00:00:00Z&to=2025-01-02T00:00:00Z"),
+        );
+    }
     let plan = DagPlan::new(&dag);
-    let mut newest_first = api.store.runs_of(&dag_id).rev().skip(offset);
+    let mut newest_first = api.store.runs_between(&dag_id, from, to).rev().skip(offset);
     let mut runs: Vec<_> = newest_first
         .by_ref()
         .take(GRID_RUNS)
@@ -321,6 +347,19 @@ pub async fn dag(
         .ok()
         .flatten()
         .map(|b| crate::api::views::backfill_view(&b, &api.store));
+    let backfills = super::history::backfill_rows(&api, &dag_id, BACKFILL_HISTORY);
+    let range =
+        |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    // The pager's links keep the range.
+    let keep_range = format!(
+        "{}{}",
+        range(query.from)
+            .map(|f| format!("&from={f}"))
+            .unwrap_or_default(),
+        range(query.to)
+            .map(|t| format!("&to={t}"))
+            .unwrap_or_default()
+    );
     let (sla_warnings, sla_breaches) = sla_counts(&api, &dag_id);
     let params = trigger_fields(&dag);
     render(
@@ -340,6 +379,10 @@ pub async fn dag(
             graph,
             waiting,
             backfill => Value::from(Serde(&backfill)),
+            backfills,
+            from => range(query.from),
+            to => range(query.to),
+            keep_range,
             sla_warnings,
             sla_breaches,
             import_errors => import_errors(&api),
@@ -350,6 +393,11 @@ pub async fn dag(
             }),
         },
     )
+}
+
+/// The end of the instants a page accepts (keys hold microseconds since the epoch).
+fn far_future() -> DateTime<Utc> {
+    DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
 /// The trigger form's fields, one per declared param (Airflow's trigger form from `Param`):
@@ -522,6 +570,8 @@ pub async fn task(
     let mut own: Vec<_> = attempts.iter().filter(|a| a.task == task_id).collect();
     own.sort_by_key(|a| a.try_number);
     let views: Vec<_> = own.iter().map(|a| attempt_view(a)).collect();
+    let latest = own.last().copied();
+    let rendered = super::code::rendered_fields(&api, &dag_id, &task_id, latest);
     // What "Clear with downstream" runs again, for its confirmation.
     let downstream: Vec<String> = plan
         .task_index(&task_id)
@@ -540,6 +590,8 @@ pub async fn task(
             run_state => name_of(&record.state.status),
             task => Value::from(Serde(&instance)),
             attempts => Value::from(Serde(&views)),
+            rendered,
+            rendered_try => latest.map(|a| a.try_number),
         },
     )
 }

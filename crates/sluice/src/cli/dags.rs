@@ -362,7 +362,7 @@ fn list(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
                         d.dag
                             .intervals_ending_after(now)
                             .next()
-                            .map_or("-".into(), |i| format_instant(i.start)),
+                            .map_or("-".into(), |i| super::output::table_time(i.start)),
                         d.path.display().to_string(),
                         "ok".into(),
                     ]

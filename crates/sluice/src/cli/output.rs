@@ -4,6 +4,11 @@ use std::io::Write;
 
 use super::CliError;
 
+/// A time in a table cell: UTC to the second (JSON output keeps the full precision).
+pub fn table_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// The streams a command writes to; `color` enables ANSI colors in diagnostics.
 pub struct Streams<'a> {
     pub out: &'a mut dyn Write,

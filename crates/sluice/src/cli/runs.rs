@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
 
+use super::output::table_time;
 use super::{Cli, CliError, OutputFormat, Streams};
 use sluice_core::{RunStatus, TaskState};
 use sluice_model::spec::instant::{format_instant, parse_instant};
@@ -651,6 +652,7 @@ pub fn runs(cli: &Cli, command: &RunsCommand, streams: &mut Streams<'_>) -> Resu
                 })
                 .collect::<Result<_, _>>()?;
             runs.reverse();
+            let total = runs.len();
             runs.truncate(*limit);
             match cli.output {
                 OutputFormat::Json => {
@@ -665,10 +667,10 @@ pub fn runs(cli: &Cli, command: &RunsCommand, streams: &mut Streams<'_>) -> Resu
                             vec![
                                 r.state.run_id.clone(),
                                 r.state.status.to_string(),
-                                format_instant(r.state.interval.start),
-                                format_instant(r.state.interval.end),
+                                table_time(r.state.interval.start),
+                                table_time(r.state.interval.end),
                                 counts,
-                                r.ended_at.map_or("-".into(), format_instant),
+                                r.ended_at.map_or("-".into(), table_time),
                             ]
                         })
                         .collect();
@@ -683,6 +685,22 @@ pub fn runs(cli: &Cli, command: &RunsCommand, streams: &mut Streams<'_>) -> Resu
                         ],
                         &rows,
                     )?;
+                    if total > runs.len() {
+                        writeln!(
+                            streams.err,
+                            "the newest {} of {total} run(s){}: `--limit {total}` lists them all{}",
+                            runs.len(),
+                            status
+                                .as_ref()
+                                .map(|s| format!(" in state {s}"))
+                                .unwrap_or_default(),
+                            if status.is_none() {
+                                ", `--status failed` the failed ones"
+                            } else {
+                                ""
+                            },
+                        )?;
+                    }
                 }
             }
             Ok(0)
@@ -757,10 +775,10 @@ fn print_run(
                     writeln!(streams.out, "  {line}")?;
                 }
             }
-            // In the order they ran, times to the millisecond.
+            // In the order they ran, times to the second (`-o json` has them whole).
             let mut ordered: Vec<&sluice_store::AttemptRecord> = attempts.iter().collect();
             ordered.sort_by_key(|a| (a.started_at, a.try_number));
-            let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let time = table_time;
             let rows: Vec<Vec<String>> = ordered
                 .iter()
                 .map(|a| {
@@ -951,8 +969,8 @@ pub fn audit(
                 .filter(|e| e.gap)
                 .map(|e| {
                     vec![
-                        format_instant(e.start),
-                        format_instant(e.end),
+                        table_time(e.start),
+                        table_time(e.end),
                         e.status.clone(),
                         e.run_id.clone().unwrap_or_else(|| "-".into()),
                     ]

@@ -72,7 +72,7 @@ pub fn report(
                         vec![
                             m.run_id.clone(),
                             m.kind.clone(),
-                            format_instant(m.raised_at),
+                            super::output::table_time(m.raised_at),
                             m.deliveries
                                 .iter()
                                 .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))

@@ -3,8 +3,12 @@
 //! Debian's headless Chromium through playwright-core: the grid's colours and counts, a
 //! failed task's log, a running task's log following, the Gantt chart, a refused button
 //! without the token, clear and trigger through the buttons, the DAG list's search and
-//! filters, grid marks, auto-refresh, the run list and the interval calendar. Its screenshots
-//! are `docs/ui/*.png`, the images of docs/ui.md (scripts/install-browser installs the browser).
+//! filters, grid marks, auto-refresh, the run list and the interval calendar.
+//! `tests/browser/new_user.mjs` walks the README's first hour on the quickstart, and
+//! `tests/browser/operate.mjs` an operator's pages over DAGs with history (paging, a date
+//! range, the calendar in a DAG's zone, code and rendered fields, the Gantt axis, backfill
+//! history, SLA misses, a DAG that keeps its last good version). Their screenshots are
+//! `docs/ui/*.png`, the images of docs/ui.md (scripts/install-browser installs the browser).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -26,28 +30,41 @@ impl Drop for Scheduler {
     }
 }
 
-/// Starts the scheduler on a free port; returns it with the UI's address.
+/// Starts the scheduler on a free port over the fixture DAGs (a succeeded, a failed and a
+/// running interval; a paused DAG; a broken file); returns it with the UI's address.
 fn start_scheduler() -> (Scheduler, String) {
-    let root = std::env::temp_dir().join(format!("sluice-ui-{}", std::process::id()));
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ui");
+    let read = |name: &str| std::fs::read_to_string(fixtures.join(name)).unwrap();
+    let (scheduler, url, _) = start_scheduler_with(
+        "ui",
+        &[
+            ("pipeline.yaml", read("pipeline.yaml")),
+            ("playground.yaml", read("playground.yaml")),
+            // A paused DAG with a tag and an owner, for the DAG list's filters.
+            (
+                "pausable.yaml",
+                "dag: pausable\nowner: data-team\ntags: [demo]\npaused_on_creation: true\ntasks:\n  a: { type: noop }\n".into(),
+            ),
+            // A file that does not load: the banner names it.
+            (
+                "broken.yaml",
+                "dag: broken\ntasks:\n  a: { type: nope }\n".into(),
+            ),
+        ],
+    );
+    (scheduler, url)
+}
+
+/// Starts the scheduler on a free port over `files` (name, text) in a fresh DAG folder;
+/// returns it with the UI's address and the folder.
+fn start_scheduler_with(name: &str, files: &[(&str, String)]) -> (Scheduler, String, PathBuf) {
+    let root = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let dags = root.join("dags");
     std::fs::create_dir_all(&dags).unwrap();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ui");
-    for name in ["pipeline.yaml", "playground.yaml"] {
-        std::fs::copy(fixtures.join(name), dags.join(name)).unwrap();
+    for (file, text) in files {
+        std::fs::write(dags.join(file), text).unwrap();
     }
-    // A paused DAG with a tag and an owner, for the DAG list's filters.
-    std::fs::write(
-        dags.join("pausable.yaml"),
-        "dag: pausable\nowner: data-team\ntags: [demo]\npaused_on_creation: true\ntasks:\n  a: { type: noop }\n",
-    )
-    .unwrap();
-    // A file that does not load: the banner names it.
-    std::fs::write(
-        dags.join("broken.yaml"),
-        "dag: broken\ntasks:\n  a: { type: nope }\n",
-    )
-    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("--dags")
         .arg(&dags)
@@ -66,7 +83,7 @@ fn start_scheduler() -> (Scheduler, String) {
     let (_, url) = found
         .recv_timeout(Duration::from_secs(30))
         .expect("the scheduler says where its UI is");
-    (Scheduler { child, root }, url)
+    (Scheduler { child, root }, url, dags)
 }
 
 /// Echoes the scheduler's standard error and sends `("url", address)` once it says where
@@ -244,5 +261,77 @@ fn a_new_user_runs_the_quickstart_in_the_browser() {
             dags.as_os_str(),
         ],
         &["10-trigger-form", "11-hello-finished", "12-clear-preview"],
+    );
+}
+
+/// An operator's pages on DAGs with history: `hourly` (Europe/Berlin, 60 hourly intervals
+/// caught up, a templated command) pages its grid (25 a page) and run list (50), narrows the
+/// grid to a date range, draws its calendar in Berlin time, shows its file and compiled tasks
+/// and a task's rendered command, a Gantt axis with round ticks, and its backfill history;
+/// `slow` misses its SLA and the SLA page lists it; `kept` breaks after loading and the
+/// banner links to the version it keeps.
+#[test]
+fn an_operator_pages_through_history_code_sla_misses_and_backfills() {
+    use chrono::{DurationRound, TimeDelta, Utc};
+    let hour = Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap();
+    let start = hour - TimeDelta::hours(60);
+    let stamp = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let hourly = format!(
+        "# Hourly in Berlin: {n} intervals caught up at start.\n\
+         dag: hourly\n\
+         description: Hourly extract and load, in Berlin time\n\
+         timezone: Europe/Berlin\n\
+         schedule: \"0 * * * *\"\n\
+         start: {start}\n\
+         end: {end}\n\
+         catchup: true\n\
+         max_active_runs: 16\n\
+         params:\n  region: eu\n\
+         tasks:\n\
+         \x20 extract:\n\
+         \x20   type: command\n\
+         \x20   command: \"echo extracting {{{{ ds }}}} for {{{{ params.region | shell_quote }}}}\"\n\
+         \x20 load: {{ type: noop, depends_on: [extract] }}\n",
+        n = 60,
+        start = stamp(start),
+        // No 61st interval should the test cross the hour.
+        end = stamp(hour),
+    );
+    let slow = format!(
+        "dag: slow\nschedule: \"* * * * *\"\nstart: {}\ncatchup: false\n\
+         sla: {{ warn_after: 1s, deadline: 2s }}\ntasks:\n  wait: {{ type: command, command: \"sleep 3\" }}\n",
+        stamp(hour - TimeDelta::hours(1)),
+    );
+    let (_scheduler, url, dags) = start_scheduler_with(
+        "operate",
+        &[
+            ("hourly.yaml", hourly),
+            ("slow.yaml", slow),
+            (
+                "kept.yaml",
+                "dag: kept\ntasks:\n  a: { type: noop }\n".into(),
+            ),
+        ],
+    );
+    let shots = repo().join("docs/ui");
+    run_browser_script(
+        "operate.mjs",
+        &[
+            url.as_ref(),
+            TOKEN.as_ref(),
+            shots.as_os_str(),
+            dags.as_os_str(),
+            stamp(start).as_ref(),
+        ],
+        &[
+            "13-grid-paged",
+            "14-code",
+            "15-rendered-fields",
+            "16-gantt-axis",
+            "17-sla-misses",
+            "18-backfills",
+            "19-calendar-berlin",
+            "20-kept-banner",
+        ],
     );
 }
