@@ -14,6 +14,7 @@
 //! Every boundary is a real instant, and the intervals never overlap nor leave gaps.
 
 mod expression;
+pub mod mapping;
 
 use std::fmt;
 
