@@ -13,7 +13,46 @@ use sluice_store::{AttemptRecord, AttemptResult};
 pub const CRASH_REASON: &str =
     "failed by crash: the scheduler stopped while this attempt was running";
 
+/// Newest runs of each DAG that reprocesses late data looked at, at start, for a success
+/// with late data still pending: late events come for recent intervals.
+const LATE_PENDING_SCAN_RUNS: usize = 1_000;
+
 impl Engine {
+    /// A run that succeeded with late data pending is cleared in the next iteration from a
+    /// list kept in memory: a stop between that run's flush and the clear would lose the
+    /// reprocessing. Finds such runs again (the newest of each DAG with
+    /// `reprocess_late_data`) and queues them the same way.
+    fn find_late_data_to_reprocess(&mut self, only: Option<&str>) -> Result<(), EngineError> {
+        let reprocessing: Vec<String> = self
+            .registry
+            .entries()
+            .filter(|e| {
+                e.dag
+                    .gate
+                    .as_ref()
+                    .is_some_and(|g| g.kafka.reprocess_late_data)
+            })
+            .map(|e| e.dag.dag.clone())
+            .filter(|dag| only.is_none_or(|o| o == dag))
+            .collect();
+        for dag in reprocessing {
+            for record in self.store.runs_of(&dag).rev().take(LATE_PENDING_SCAN_RUNS) {
+                let record = record?;
+                if record.state.status == sluice_core::RunStatus::Success
+                    && record.gate.as_ref().is_some_and(|g| g.late_pending)
+                {
+                    self.log(format!(
+                        "{dag} {}: late data was pending when the scheduler stopped: reprocessing",
+                        record.state.run_id
+                    ));
+                    self.gates
+                        .reprocess_later(dag.clone(), record.state.logical_date);
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn recover(&mut self, now: DateTime<Utc>) -> Result<(), EngineError> {
         let only = match &self.config.mode {
             Mode::Scheduler => None,
@@ -26,6 +65,7 @@ impl Engine {
                 self.backfills.open(record);
             }
         }
+        self.find_late_data_to_reprocess(only.as_deref())?;
         // Attempts failed by crash whose processes may have outlived the old scheduler.
         let mut leftovers = Vec::new();
         for record in self.store.active_runs()? {

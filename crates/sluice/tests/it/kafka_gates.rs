@@ -245,13 +245,18 @@ impl Scheduler {
     }
 
     fn start_with(name: &str, dags: &[(&str, &str)], bootstrap: &str) -> Result<Scheduler, Error> {
-        use std::io::BufRead;
         let root = std::env::temp_dir().join(format!("sluice-gates-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join("dags"))?;
         for (file, dag) in dags {
             std::fs::write(root.join("dags").join(file), dag)?;
         }
+        Scheduler::resume(root, bootstrap)
+    }
+
+    /// A scheduler on the DAGs and state a stopped one left under `root`.
+    fn resume(root: std::path::PathBuf, bootstrap: &str) -> Result<Scheduler, Error> {
+        use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("--dags")
             .arg(root.join("dags"))
@@ -607,6 +612,69 @@ fn late_events_are_counted_per_interval_and_reprocessed_when_the_dag_opts_in() -
     );
     let _ = std::fs::remove_dir_all(state_root);
     let _ = std::fs::remove_dir_all(root);
+    Ok(())
+}
+
+/// A run that succeeded with late data pending is cleared in the next iteration from a list
+/// kept in memory: a scheduler stopped in between (the state below: the success and the
+/// pending mark durable, no clear yet) still reprocesses it after its restart.
+#[test]
+fn late_data_pending_when_the_scheduler_stopped_is_reprocessed_after_the_restart()
+-> Result<(), Error> {
+    let b = bootstrap();
+    let (topic, group) = (unique("late-stop"), unique("late-stop-group"));
+    let arrivals = format!("{topic}.arrivals");
+    create_topic(&b, &topic, 1)?;
+    create_topic(&b, &arrivals, 1)?;
+    let p = producer(&b)?;
+    produce(&p, &topic, 0, &[ms("2025-09-01T10:15:00Z")])?;
+    let report = serde_json::json!({"partition": 0, "from_offset": 0, "to_offset": 1,
+        "minutes": [[ms("2025-09-01T10:15:00Z") / 60_000 * 60, 1]], "newest_event_ms": ms("2025-09-01T10:15:00Z")});
+    produce_payload(&p, &arrivals, 0, &report.to_string())?;
+    let ran = std::env::temp_dir().join(format!("sluice-late-stop-{}.txt", std::process::id()));
+    let _ = std::fs::remove_file(&ran);
+    let dag = gated_dag(
+        &topic,
+        &group,
+        &format!("    arrivals_topic: {arrivals}\n    reprocess_late_data: true"),
+    )
+    .replace(
+        "command: \"true\"",
+        &format!("command: \"echo ran >> {}\"", ran.display()),
+    );
+    let second = std::time::Duration::from_secs(1);
+    let mut scheduler = Scheduler::start("late-stop", &dag, &b)?;
+    scheduler.wait_for(&format!("{RUN} success"), 20 * second)?;
+    let (store, root) = scheduler.stop()?;
+    let mut run = gated_run(&store)?;
+    run.gate.as_mut().ok_or("no gate")?.late_pending = true;
+    let mut writes = store.writes();
+    writes.put_run(&run);
+    store.apply(writes)?;
+    store.flush()?;
+    drop(store);
+    let mut scheduler = Scheduler::resume(root, &b)?;
+    scheduler.wait_for(
+        "late data was pending when the scheduler stopped: reprocessing",
+        20 * second,
+    )?;
+    scheduler.wait_for(&format!("{RUN}: reprocessing (1 of at most"), 20 * second)?;
+    let started = std::time::Instant::now();
+    while scheduler.count(&format!("{RUN} success")) < 1 {
+        assert!(started.elapsed() < 20 * second, "{}", scheduler.output());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = scheduler.output();
+    let (store, root) = scheduler.stop()?;
+    assert_eq!(
+        std::fs::read_to_string(&ran)?.lines().count(),
+        2,
+        "{output}"
+    );
+    let gate = gated_run(&store)?.gate.ok_or("no gate")?;
+    assert!(!gate.late_pending && gate.late_reprocessed == 1, "{gate:?}");
+    let _ = std::fs::remove_dir_all(root);
+    let _ = std::fs::remove_file(ran);
     Ok(())
 }
 
