@@ -137,6 +137,9 @@ try {
   const history = await page.locator("#backfill-history tbody tr").evaluateAll((rows) => rows.map((r) => r.textContent));
   check(history.length === 2 && history[0].includes(at(10).replace("T", " ")) && history[0].includes("3/3") && history[1].includes("2/2"),
     "the backfill history, newest first, each done: " + JSON.stringify(history));
+  const progress = page.locator("#backfill-progress");
+  check((await progress.getAttribute("data-done")) === "3" && (await progress.textContent()).includes("3/3 done: 3 succeeded, 0 failed") &&
+    (await progress.locator("progress").getAttribute("value")) === "3", "the latest backfill's progress bar is full: " + (await progress.textContent()).trim());
   await page.locator("#backfill-history").scrollIntoViewIfNeeded();
   await shot("18-backfills");
 

@@ -30,21 +30,42 @@ fn params_of_run(
     merged
 }
 
-/// Longest rendered text kept per field for the UI (the whole text is in the attempt's log).
-const MAX_RENDERED_FIELD_CHARS: usize = 16 * 1024;
+/// Most bytes of rendered text kept per field, and per attempt, for the UI.
+const MAX_RENDERED_FIELD_BYTES: usize = 16 * 1024;
+const MAX_RENDERED_BYTES: usize = 64 * 1024;
 
-/// The task's templated fields as rendered, secrets masked, each cut to the bound.
+/// The task's templated fields as rendered, for the task page: secrets masked (the
+/// scheduler's installed secrets, and the whole value of a field named like a secret, such
+/// as `env.API_TOKEN`, Airflow's sensitive field names), each field and the whole cut to a
+/// bound.
 fn rendered_fields(kind: &mut TaskKind) -> BTreeMap<String, String> {
     let mut fields = BTreeMap::new();
+    let mut kept_bytes = 0;
     kind.visit_templates_mut(&mut |field, text| {
-        let masked = crate::masking::mask(text);
-        let mut kept: String = masked.chars().take(MAX_RENDERED_FIELD_CHARS).collect();
+        let name = field.rsplit(['.', '[']).next().unwrap_or(field);
+        let masked = if crate::masking::is_secret_name(name) {
+            crate::masking::MASK.into()
+        } else {
+            crate::masking::mask(text)
+        };
+        let room = MAX_RENDERED_FIELD_BYTES.min(MAX_RENDERED_BYTES.saturating_sub(kept_bytes));
+        let mut kept = cut_at_char(&masked, room).to_owned();
         if kept.len() < masked.len() {
-            kept.push_str("\n… (cut: the whole text is in the attempt's log)");
+            kept.push_str("\n… (cut to the bound the task page keeps)");
         }
+        kept_bytes += kept.len();
         fields.insert(field.to_owned(), kept);
     });
     fields
+}
+
+/// The longest prefix of `text` of at most `bytes` bytes that ends on a character boundary.
+fn cut_at_char(text: &str, bytes: usize) -> &str {
+    let mut end = bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 impl Engine {
@@ -171,7 +192,13 @@ impl Engine {
                     Err(e) => failures.push(format!("{field}: {e}")),
                 });
             }
-            if templated && failures.is_empty() {
+            // An adopted remote attempt (after a restart) keeps what it first rendered: its
+            // step runs the arguments it was given then.
+            let recorded = run
+                .attempts
+                .get(&(d.task, d.try_number))
+                .is_some_and(|a| !a.rendered.is_empty());
+            if templated && failures.is_empty() && !recorded {
                 let rendered = rendered_fields(&mut kind);
                 self.update_attempt(&id, |record| record.rendered = rendered.clone());
             }
@@ -449,5 +476,31 @@ impl Engine {
                 now,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_fields_hide_secret_named_fields_and_stay_bounded() -> Result<(), serde_json::Error>
+    {
+        let mut kind: TaskKind = serde_json::from_value(serde_json::json!({
+            "type": "command",
+            "command": format!("echo {}", "é".repeat(20_000)),
+            "env": { "API_TOKEN": "s3cr3t-value", "REGION": "eu" },
+        }))?;
+        let fields = rendered_fields(&mut kind);
+        assert_eq!(fields.get("env.API_TOKEN").map(String::as_str), Some("***"));
+        assert_eq!(fields.get("env.REGION").map(String::as_str), Some("eu"));
+        let command = fields.get("command").cloned().unwrap_or_default();
+        assert!(
+            command.len() <= MAX_RENDERED_FIELD_BYTES + 64,
+            "{}",
+            command.len()
+        );
+        assert!(command.ends_with("(cut to the bound the task page keeps)"));
+        Ok(())
     }
 }

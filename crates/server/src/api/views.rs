@@ -141,7 +141,8 @@ pub struct AttemptView {
     /// The DAG version the attempt ran (a clear after a fix runs the new one).
     pub dag_version: Option<String>,
     /// The task's templated fields as this attempt rendered them (field → text), secrets
-    /// masked, each at most 16 KiB; empty when the task has no template.
+    /// masked (a field named like a secret is `***`), each at most 16 KiB and 64 KiB in
+    /// all; empty when the task has no template.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub rendered_fields: std::collections::BTreeMap<String, String>,
 }

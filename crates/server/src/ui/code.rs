@@ -82,7 +82,13 @@ pub async fn code(
             current_version => record.version,
             versions,
             path => source.as_ref().map(|s| s.path.display().to_string()),
-            lines => source.as_ref().map(|s| s.text.lines().map(str::to_owned).collect::<Vec<_>>()),
+            // Masked like logs: a secret pasted into a file is not shown back.
+            lines => source.as_ref().map(|s| {
+                sluice_runtime::masking::mask(&s.text)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            }),
             tasks => task_rows(&dag),
         },
     )
@@ -121,7 +127,12 @@ fn task_rows(dag: &Dag) -> Vec<Value> {
 pub fn template_fields(kind: &sluice_model::spec::TaskKind) -> Vec<(String, String)> {
     let mut kind = kind.clone();
     let mut fields = Vec::new();
-    kind.visit_templates_mut(&mut |field, text| fields.push((field.to_owned(), text.clone())));
+    kind.visit_templates_mut(&mut |field, text| {
+        fields.push((
+            field.to_owned(),
+            sluice_runtime::masking::mask(text).into_owned(),
+        ))
+    });
     fields
 }
 

@@ -207,8 +207,30 @@ struct GridRow {
 pub struct GridQuery {
     #[serde(default)]
     offset: usize,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
+    /// RFC 3339; the form sends a field left blank as empty: no bound.
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+}
+
+/// A grid bound: none when blank, else an RFC 3339 instant.
+fn bound(text: &str) -> Result<Option<DateTime<Utc>>, Box<Response>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|e| {
+            Box::new(error_page(
+                crate::api::error::ApiError::bad_request(format!(
+                    "`{}` is not an instant: {e}",
+                    text.chars().take(64).collect::<String>()
+                ))
+                .hint("from and to are RFC 3339 instants, e.g. 2025-01-01T00:00:00Z"),
+            ))
+        })
 }
 
 /// Backfills the DAG page lists.
@@ -233,9 +255,13 @@ pub async fn dag(
         }
     };
     let offset = query.offset.min(1_000_000);
-    let ranged = query.from.is_some() || query.to.is_some();
-    let from = query.from.unwrap_or(DateTime::UNIX_EPOCH);
-    let to = query.to.unwrap_or_else(far_future);
+    let (asked_from, asked_to) = match (bound(&query.from), bound(&query.to)) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(page), _) | (_, Err(page)) => return *page,
+    };
+    let ranged = asked_from.is_some() || asked_to.is_some();
+    let from = asked_from.unwrap_or(DateTime::UNIX_EPOCH);
+    let to = asked_to.unwrap_or_else(far_future);
     if ranged && (from >= to || from < DateTime::UNIX_EPOCH || to > far_future()) {
         return error_page(
             crate::api::error::ApiError::bad_request(
@@ -245,7 +271,13 @@ pub async fn dag(
         );
     }
     let plan = DagPlan::new(&dag);
-    let mut newest_first = api.store.runs_between(&dag_id, from, to).rev().skip(offset);
+    // Without a range every run, whatever its logical date.
+    let runs_in_range: Box<dyn DoubleEndedIterator<Item = _>> = if ranged {
+        Box::new(api.store.runs_between(&dag_id, from, to))
+    } else {
+        Box::new(api.store.runs_of(&dag_id))
+    };
+    let mut newest_first = runs_in_range.rev().skip(offset);
     let mut runs: Vec<_> = newest_first
         .by_ref()
         .take(GRID_RUNS)
@@ -348,15 +380,16 @@ pub async fn dag(
         .flatten()
         .map(|b| crate::api::views::backfill_view(&b, &api.store));
     let backfills = super::history::backfill_rows(&api, &dag_id, BACKFILL_HISTORY);
-    let range =
-        |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let range = |t: Option<DateTime<Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    };
     // The pager's links keep the range.
     let keep_range = format!(
         "{}{}",
-        range(query.from)
+        range(asked_from)
             .map(|f| format!("&from={f}"))
             .unwrap_or_default(),
-        range(query.to)
+        range(asked_to)
             .map(|t| format!("&to={t}"))
             .unwrap_or_default()
     );
@@ -380,8 +413,8 @@ pub async fn dag(
             waiting,
             backfill => Value::from(Serde(&backfill)),
             backfills,
-            from => range(query.from),
-            to => range(query.to),
+            from => range(asked_from),
+            to => range(asked_to),
             keep_range,
             sla_warnings,
             sla_breaches,

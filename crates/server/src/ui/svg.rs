@@ -89,21 +89,44 @@ pub fn graph(
 /// Steps the Gantt axis may tick at, in milliseconds: the first that leaves at most
 /// [`MAX_TICKS`] ticks on the span is taken, so ticks fall on round clock times.
 const TICK_STEPS_MS: &[i64] = &[
-    100, 200, 500, 1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000,
-    900_000, 1_800_000, 3_600_000, 7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000,
+    100,
+    200,
+    500,
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    15_000,
+    30_000,
+    60_000,
+    120_000,
+    300_000,
+    600_000,
+    900_000,
+    1_800_000,
+    3_600_000,
+    7_200_000,
+    10_800_000,
+    21_600_000,
+    43_200_000,
+    86_400_000,
+    172_800_000,
+    604_800_000,
+    2_592_000_000,
 ];
 const MAX_TICKS: i64 = 8;
 
 /// The axis ticks of `[start, end]`: round clock times, at most [`MAX_TICKS`] (more only
-/// for spans of many days, one a day), each with its label: tenths below a second, seconds
-/// below a minute, else hours and minutes, a midnight by its date.
+/// for spans of many months, every 30 days), each with its label: tenths below a second,
+/// seconds below a minute, hours and minutes below a day (a midnight by its date), dates
+/// with the year from a day up.
 pub fn axis_ticks(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(DateTime<Utc>, String)> {
     let span = (end - start).num_milliseconds().max(1);
     let step = TICK_STEPS_MS
         .iter()
         .copied()
         .find(|step| span / step <= MAX_TICKS)
-        .unwrap_or(86_400_000);
+        .unwrap_or(2_592_000_000);
     let first = start.timestamp_millis().div_euclid(step) * step
         + if start.timestamp_millis().rem_euclid(step) == 0 {
             0
@@ -118,6 +141,7 @@ pub fn axis_ticks(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(DateTime<Utc
         ),
         s if s < 60_000 => t.format("%H:%M:%S").to_string(),
         // A day's first tick on a long axis is its date.
+        s if s >= 86_400_000 => t.format("%Y-%m-%d").to_string(),
         s if s >= 3_600_000 && t.format("%H:%M").to_string() == "00:00" => {
             t.format("%m-%d").to_string()
         }
@@ -274,6 +298,12 @@ mod tests {
         assert_eq!(
             labels("2025-01-01T10:00:00Z", "2025-01-04T10:00:00Z"),
             ["12:00", "01-02", "12:00", "01-03", "12:00", "01-04"]
+        );
+        // Two months: weekly, dated with the year.
+        let weekly = labels("2025-01-01T00:00:00Z", "2025-03-01T00:00:00Z");
+        assert!(
+            weekly.len() <= MAX_TICKS as usize + 1 && weekly[0].starts_with("2025-"),
+            "{weekly:?}"
         );
         for (from, to) in [
             ("2025-01-01T00:00:00Z", "2025-01-01T00:00:01Z"),
