@@ -59,6 +59,13 @@ try {
   await page.goto(base + "/ui/dags/hourly?from=" + at(0) + "&to=" + at(40));
   await page.click("#grid-older");
   check(new URL(page.url()).searchParams.get("from") === at(0) && (await heads()).length === 15, "the older page keeps the range (15 runs left)");
+  // A bound left blank is no bound: from only, the newest runs after it.
+  await page.goto(base + "/ui/dags/hourly");
+  await page.fill("#grid-range input[name=from]", at(50));
+  await Promise.all([page.waitForNavigation(), page.click("#grid-range button[type=submit]")]);
+  shown = await heads();
+  check(shown.length === 10 && shown[0] === "scheduled__" + at(50) && new URL(page.url()).searchParams.get("to") === "",
+    "from alone (to left blank) shows the 10 runs from it: " + shown.length);
   let response = await page.goto(base + "/ui/dags/hourly?from=nonsense");
   check(response.status() === 400 && (await page.locator("main").textContent()).includes("RFC 3339"), "a bad range says what to give");
 
