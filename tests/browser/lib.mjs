@@ -27,3 +27,11 @@ export async function open(shots) {
   const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
   return { browser, page, errors, dialogs, shot };
 }
+
+// A browser script's end on a failed check: a screenshot `name`, the stack, exit status 1.
+export async function fail(browser, shot, name, error) {
+  await shot(name).catch(() => {});
+  console.error(error.stack || String(error));
+  await browser.close();
+  process.exit(1);
+}

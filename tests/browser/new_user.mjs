@@ -2,7 +2,7 @@
 // scheduler `scripts/run` started on the quickstart DAGs.
 // Usage: node tests/browser/new_user.mjs BASE_URL TOKEN SCREENSHOT_DIR DAG_FOLDER
 import { writeFileSync } from "node:fs";
-import { check, open } from "./lib.mjs";
+import { check, open, fail } from "./lib.mjs";
 
 const [base, token, shots, dagFolder] = process.argv.slice(2);
 const { browser, page, errors, dialogs, shot } = await open(shots);
@@ -87,10 +87,7 @@ try {
   check(banner.includes("broken.yaml:4:") && banner.includes("comand"), "the banner names broken.yaml:4 and the problem");
   check(errors.length === 0, "no JavaScript errors: " + errors.join("; "));
 } catch (error) {
-  await shot("new-user-failure").catch(() => {});
-  console.error(error.stack || String(error));
-  await browser.close();
-  process.exit(1);
+  await fail(browser, shot, "new-user-failure", error);
 }
 await browser.close();
 console.log("the new user's path passed");

@@ -3,7 +3,7 @@
 // The scheduler behind BASE_URL runs `hourly` (Europe/Berlin, 60 hourly intervals from
 // HOURLY_START caught up), `slow` (misses its SLA) and `kept` (this script breaks its file).
 import { writeFileSync } from "node:fs";
-import { check, open } from "./lib.mjs";
+import { check, open, fail } from "./lib.mjs";
 
 const [base, token, shots, dagFolder, hourlyStart] = process.argv.slice(2);
 const { browser, page, errors, shot } = await open(shots);
@@ -187,10 +187,7 @@ try {
 
   check(errors.length === 0, "no JavaScript errors: " + errors.join("; "));
 } catch (error) {
-  await shot("failure").catch(() => {});
-  console.error(error.stack || String(error));
-  await browser.close();
-  process.exit(1);
+  await fail(browser, shot, "failure", error);
 }
 await browser.close();
 console.log("all operator checks passed; screenshots in " + shots);

@@ -3,7 +3,7 @@
 // The scheduler behind BASE_URL runs crates/sluice/tests/fixtures/ui: DAG `pipeline` with a
 // succeeded, a failed and a running interval, and DAG `playground`.
 import { readFileSync } from "node:fs";
-import { check, open } from "./lib.mjs";
+import { check, open, fail } from "./lib.mjs";
 
 const [base, token, shots] = process.argv.slice(2);
 const { browser, page, errors, dialogs, shot } = await open(shots);
@@ -227,10 +227,7 @@ try {
 
   check(errors.length === 0, "no JavaScript errors: " + errors.join("; "));
 } catch (error) {
-  await shot("failure").catch(() => {});
-  console.error(error.stack || String(error));
-  await browser.close();
-  process.exit(1);
+  await fail(browser, shot, "failure", error);
 }
 await browser.close();
 console.log("all UI checks passed; screenshots in " + shots);
