@@ -9,6 +9,41 @@ use sluice_tests::{TempDir, fixture};
 /// (file, line, code, part of the message, part of the help or "").
 const EXPECTED: &[(&str, usize, &str, &str, &str)] = &[
     (
+        "consumes_without_schedule.yaml",
+        4,
+        "spec::consumes-without-schedule",
+        "this DAG has no schedule",
+        "give the DAG a `schedule:`",
+    ),
+    (
+        "consumes_bad_shift.yaml",
+        7,
+        "spec::bad-shift",
+        "the first is after the last",
+        "`[-1, -1]` the one before",
+    ),
+    (
+        "consumes_offset_in_days.yaml",
+        8,
+        "spec::bad-duration",
+        "days are calendar steps",
+        "write `shift: [-1, -1]`",
+    ),
+    (
+        "asset_produced_twice.yaml",
+        11,
+        "spec::asset-produced-twice",
+        "already produced by task `load`",
+        "one task writes an asset's interval",
+    ),
+    (
+        "asset_read_by_its_writer.yaml",
+        5,
+        "spec::asset-cycle",
+        "its own task `load` writes",
+        "a run would wait for itself",
+    ),
+    (
         "gate_group_and_groups.yaml",
         10,
         "spec::gate-groups",
@@ -472,6 +507,231 @@ fn the_corpus_is_large_and_fully_checked() {
         "every fixture needs an expectation and vice versa"
     );
     assert!(on_disk.len() >= 30, "only {} fixtures", on_disk.len());
+}
+
+/// (folder under `tests/fixtures/invalid_assets/`, file that fails, line, code, part of the
+/// message, part of the help): problems only the whole folder shows.
+const EXPECTED_ACROSS_FILES: &[(&str, &str, usize, &str, &str, &str)] = &[
+    (
+        "unknown_asset",
+        "validation.yaml",
+        5,
+        "spec::unknown-asset",
+        "no DAG produces `warehouse.agg_15n`",
+        "did you mean `warehouse.agg_15m`?",
+    ),
+    (
+        "grids_differ",
+        "backfill.yaml",
+        7,
+        "spec::asset-grids-differ",
+        "also produced by DAG `aggregation` (`*/15 * * * *` in UTC)",
+        "give them the same schedule and time zone",
+    ),
+    (
+        "misaligned_20_over_15",
+        "rollup.yaml",
+        5,
+        "spec::mapping-misaligned",
+        "2025-09-01T00:20:00+00:00 is not an upstream interval boundary",
+        "the schedules do not nest",
+    ),
+    (
+        "kolkata_hour_over_utc_hour",
+        "report.yaml",
+        6,
+        "spec::mapping-misaligned",
+        "cannot read `warehouse.agg_1h` (written by `hourly`, `@hourly` in UTC)",
+        "the schedules do not nest",
+    ),
+    (
+        "offset_24h_on_berlin_days",
+        "compare.yaml",
+        6,
+        "spec::mapping-misaligned",
+        "the run of [2025-10-26T00:00:00+02:00, 2025-10-27T00:00:00+01:00) (25h)",
+        "daylight-saving change in Europe/Berlin",
+    ),
+    (
+        "cycle",
+        "left.yaml",
+        5,
+        "spec::asset-cycle",
+        "in a cycle: left, right",
+        "removing one `consumes`",
+    ),
+    (
+        "cycle",
+        "right.yaml",
+        5,
+        "spec::asset-cycle",
+        "in a cycle: left, right",
+        "removing one `consumes`",
+    ),
+    (
+        "too_wide",
+        "yearly.yaml",
+        5,
+        "spec::mapping-too-wide",
+        "more than 35136 upstream intervals",
+        "read a coarser asset",
+    ),
+    (
+        "same_over_finer",
+        "validation.yaml",
+        5,
+        "spec::mapping-misaligned",
+        "`same` reads one upstream interval, but the range holds 4",
+        "use `intervals: within`",
+    ),
+];
+
+#[test]
+fn every_folder_of_assets_reports_its_problem_in_its_file() -> std::io::Result<()> {
+    let root = fixture("invalid_assets");
+    let mut misses = Vec::new();
+    for (folder, file, line, code, message, help) in EXPECTED_ACROSS_FILES {
+        let set = spec::load_paths(&[root.join(folder)]).map_err(|(_, e)| e)?;
+        let report = set
+            .failures
+            .iter()
+            .find(|r| r.source.path().ends_with(file));
+        let found = report.is_some_and(|r| {
+            r.diagnostics.iter().any(|d| {
+                d.line() == Some(*line)
+                    && d.code == *code
+                    && d.message.contains(message)
+                    && d.help.as_deref().unwrap_or_default().contains(help)
+            })
+        });
+        if !found {
+            let got: Vec<String> = set
+                .failures
+                .iter()
+                .flat_map(|r| {
+                    r.diagnostics
+                        .iter()
+                        .map(move |d| format!("{}: {}", r.source.path().display(), describe(d)))
+                })
+                .collect();
+            misses.push(format!(
+                "{folder}/{file}: expected line {line} {code} `{message}`; got {got:#?}"
+            ));
+        }
+        // The other files of the folder load: only the file at fault is refused.
+        let failed = set.failures.len();
+        let expected_failures = EXPECTED_ACROSS_FILES
+            .iter()
+            .filter(|e| e.0 == *folder)
+            .count();
+        if failed != expected_failures {
+            misses.push(format!(
+                "{folder}: {failed} files failed, expected {expected_failures}"
+            ));
+        }
+    }
+    assert!(misses.is_empty(), "{}", misses.join("\n"));
+    // Every folder is checked.
+    let folders: BTreeSet<String> = std::fs::read_dir(&root)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let checked: BTreeSet<String> = EXPECTED_ACROSS_FILES
+        .iter()
+        .map(|e| e.0.to_owned())
+        .collect();
+    assert_eq!(folders, checked);
+    Ok(())
+}
+
+#[test]
+fn nesting_schedules_and_offsets_that_land_load_across_zones() -> std::io::Result<()> {
+    let dir = TempDir::new("assets-valid")?;
+    let producer = |name: &str, schedule: &str, zone: &str, asset: &str| {
+        format!(
+            "dag: {name}\nschedule: \"{schedule}\"\ntimezone: {zone}\nstart: 2025-01-01T00:00:00Z\ntasks:\n  load:\n    type: noop\n    produces: [{asset}]\n"
+        )
+    };
+    dir.write(
+        "agg.yaml",
+        producer("agg", "*/15 * * * *", "UTC", "warehouse.agg_15m"),
+    )?;
+    dir.write(
+        "backfill.yaml",
+        producer("backfill", "*/15 * * * *", "UTC", "warehouse.agg_15m"),
+    )?;
+    dir.write(
+        "hours.yaml",
+        producer("hours", "@hourly", "Europe/Berlin", "warehouse.agg_1h"),
+    )?;
+    let consumer = |name: &str, schedule: &str, zone: &str, consumes: &str| {
+        format!(
+            "dag: {name}\nschedule: \"{schedule}\"\ntimezone: {zone}\nstart: 2025-01-01T00:00:00Z\nconsumes:\n  {consumes}\ntasks:\n  check: {{ type: noop }}\n"
+        )
+    };
+    // An hour of 15-minute windows; a Berlin day of UTC windows (92, 96 or 100 of them);
+    // a Berlin day of Berlin hours; the `45 *` hour that reads the hour before it.
+    dir.write(
+        "hourly.yaml",
+        consumer("hourly", "@hourly", "UTC", "warehouse.agg_15m: within"),
+    )?;
+    dir.write(
+        "berlin_day.yaml",
+        consumer(
+            "berlin_day",
+            "@daily",
+            "Europe/Berlin",
+            "warehouse.agg_15m: within",
+        ),
+    )?;
+    dir.write(
+        "berlin_hours.yaml",
+        consumer(
+            "berlin_hours",
+            "@daily",
+            "Europe/Berlin",
+            "warehouse.agg_1h: within",
+        ),
+    )?;
+    dir.write(
+        "late_hour.yaml",
+        consumer(
+            "late_hour",
+            "45 * * * *",
+            "UTC",
+            "warehouse.agg_15m: { intervals: within, offset: -45m }",
+        ),
+    )?;
+    dir.write(
+        "yesterday.yaml",
+        consumer("yesterday", "@daily", "Europe/Berlin", "warehouse.agg_1h: { shift: [-1, -1], on_upstream_change: mark_stale, max_reruns: 1, timeout: 2h }"),
+    )?;
+    let set = spec::load_paths(&[dir.path().to_path_buf()]).map_err(|(_, e)| e)?;
+    let problems: Vec<String> = set
+        .reports()
+        .iter()
+        .flat_map(|r| r.diagnostics.iter().map(describe))
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(set.dags.len(), 8);
+    let yesterday = set
+        .get("yesterday")
+        .map(|d| d.dag.consumes["warehouse.agg_1h"].clone());
+    assert_eq!(
+        yesterday.map(|c| (
+            c.shift,
+            c.on_upstream_change,
+            c.max_reruns,
+            c.timeout.map(|t| t.to_string())
+        )),
+        Some((
+            [-1, -1],
+            spec::UpstreamChange::MarkStale,
+            1,
+            Some("2h".to_owned())
+        ))
+    );
+    Ok(())
 }
 
 #[test]

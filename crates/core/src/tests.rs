@@ -78,6 +78,7 @@ fn sim_dag(max_active_tasks: u32) -> sluice_model::spec::Dag {
         max_active_runs: 16,
         max_active_tasks,
         sla: None,
+        consumes: Default::default(),
         gate: None,
         defaults: Default::default(),
         params: Default::default(),

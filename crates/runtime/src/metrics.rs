@@ -148,6 +148,36 @@ pub const FAMILIES: &[Family] = &[
         buckets: &[],
     },
     Family {
+        name: "sluice_asset_materializations_total",
+        kind: Kind::Counter,
+        help: "Intervals of an asset written by a producing task's success, by asset.",
+        buckets: &[],
+    },
+    Family {
+        name: "sluice_asset_readiness_checks_total",
+        kind: Kind::Counter,
+        help: "Times a waiting run's inputs were looked at, by DAG: once when created and once per materialization it reads (no polling).",
+        buckets: &[],
+    },
+    Family {
+        name: "sluice_asset_input_wait_seconds",
+        kind: Kind::Histogram,
+        help: "From a run's interval end until every interval it reads was materialized, by DAG.",
+        buckets: SLOW,
+    },
+    Family {
+        name: "sluice_asset_stale_intervals",
+        kind: Kind::Gauge,
+        help: "Consumer intervals that read an older version of an input than the latest, by DAG.",
+        buckets: &[],
+    },
+    Family {
+        name: "sluice_asset_input_waiting_runs",
+        kind: Kind::Gauge,
+        help: "Runs whose tasks wait for inputs not materialized yet, by DAG.",
+        buckets: &[],
+    },
+    Family {
         name: "sluice_gate_waiting_runs",
         kind: Kind::Gauge,
         help: "Runs deferred by a closed gate, by DAG.",

@@ -6,6 +6,7 @@
 //! iteration, flushes once, then acts on them: nothing leaves the process before the state
 //! that explains it is on disk.
 
+pub mod assets;
 pub mod backup;
 mod check;
 pub mod gates;
@@ -22,6 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use assets::{MaterializationRecord, StaleCause, StaleRecord};
 pub use gates::GateMemoryStore;
 pub use kv::KvStore;
 pub use records::*;
@@ -90,6 +92,8 @@ pub struct Store {
     gate_memory: sled::Tree,
     sla_events: sled::Tree,
     sources: sled::Tree,
+    materializations: sled::Tree,
+    stale: sled::Tree,
     root: PathBuf,
 }
 
@@ -193,6 +197,8 @@ impl Store {
             gate_memory: db.open_tree("gate_memory")?,
             sla_events: db.open_tree("sla_events")?,
             sources: db.open_tree("dag_sources")?,
+            materializations: db.open_tree("materializations")?,
+            stale: db.open_tree("stale_intervals")?,
             db,
             root,
         };
@@ -266,7 +272,7 @@ impl Store {
     /// Applies one group commit's writes atomically across trees (a sled transaction):
     /// after a crash either all of them are there or none, so the run records, the index of
     /// unfinished runs, attempts, outputs, the ledger, the cursors and the event log always
-    /// agree.
+    /// agree; so do the assets' materializations and the consumer intervals they made stale.
     pub fn apply(&self, writes: Writes) -> Result<()> {
         use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
         let events = if writes.events.is_empty() {
@@ -284,9 +290,23 @@ impl Store {
             &self.backfills,
             &self.events,
             &self.sla_events,
+            &self.materializations,
+            &self.stale,
         )
             .transaction(
-                |(active, runs, attempts, outputs, ledger, dags, backfills, log, sla)| {
+                |(
+                    active,
+                    runs,
+                    attempts,
+                    outputs,
+                    ledger,
+                    dags,
+                    backfills,
+                    log,
+                    sla,
+                    materializations,
+                    stale,
+                )| {
                     active.apply_batch(&writes.active)?;
                     runs.apply_batch(&writes.runs)?;
                     attempts.apply_batch(&writes.attempts)?;
@@ -295,6 +315,8 @@ impl Store {
                     dags.apply_batch(&writes.dags)?;
                     backfills.apply_batch(&writes.backfills)?;
                     sla.apply_batch(&writes.sla_events)?;
+                    materializations.apply_batch(&writes.materializations)?;
+                    stale.apply_batch(&writes.stale)?;
                     if let Some(events) = &events {
                         let seq = log.generate_id()?;
                         log.insert(&seq.to_be_bytes(), events.as_slice())?;
@@ -490,14 +512,19 @@ impl Store {
 
     /// Every event, oldest first.
     pub fn events(&self) -> impl Iterator<Item = Result<EventRecord>> + use<> {
-        self.events.iter().values().flat_map(|batch| {
-            let decoded: Result<Vec<EventRecord>> = batch
+        self.event_batches().flat_map(|decoded| match decoded {
+            Ok(events) => events.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => vec![Err(e)],
+        })
+    }
+
+    /// Every group commit's events, oldest first: what one loop iteration made durable
+    /// together.
+    pub fn event_batches(&self) -> impl Iterator<Item = Result<Vec<EventRecord>>> + use<> {
+        self.events.iter().values().map(|batch| {
+            batch
                 .map_err(StoreError::from)
-                .and_then(|b| decode("events", &b));
-            match decoded {
-                Ok(events) => events.into_iter().map(Ok).collect::<Vec<_>>(),
-                Err(e) => vec![Err(e)],
-            }
+                .and_then(|b| decode("events", &b))
         })
     }
 
@@ -590,6 +617,8 @@ pub struct Writes {
     dags: sled::Batch,
     backfills: sled::Batch,
     sla_events: sled::Batch,
+    materializations: sled::Batch,
+    stale: sled::Batch,
     events: Vec<EventRecord>,
 }
 

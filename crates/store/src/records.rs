@@ -35,6 +35,92 @@ pub struct RunRecord {
     /// SLA events raised for this run (each once).
     #[serde(default, skip_serializing_if = "sluice_core::sla::SlaMarks::is_empty")]
     pub sla: sluice_core::sla::SlaMarks,
+    /// The assets the run reads (`consumes`): whether they are all materialized, what it
+    /// still waits for, and which version it read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<InputsRecord>,
+}
+
+/// Where a run's inputs stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputsStatus {
+    /// Some interval it reads is not materialized: its tasks are deferred.
+    Waiting,
+    /// Every interval it reads is materialized (latched until the run runs again).
+    Ready,
+    /// Still missing after the consumer's `timeout`: the run failed.
+    TimedOut,
+}
+
+/// An interval of an asset a waiting run reads and nothing wrote yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingInput {
+    pub asset: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// Most missing intervals kept on a run (their count goes on).
+pub const MAX_MISSING_SHOWN: usize = 8;
+
+/// A run's inputs: since when it waits, what is missing, what it read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputsRecord {
+    pub status: InputsStatus,
+    pub waiting_since: DateTime<Utc>,
+    pub decided_at: DateTime<Utc>,
+    /// When it became ready, the materialization sequence then: every version it read is
+    /// below it, so a version at or above it is a rewrite it did not see.
+    #[serde(default)]
+    pub snapshot: u64,
+    /// The first missing intervals (at most [`MAX_MISSING_SHOWN`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<MissingInput>,
+    #[serde(default)]
+    pub missing_count: usize,
+    /// Why the inputs cannot be known (a mapping that does not land), when so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Times the interval ran again because an input was rewritten.
+    #[serde(default)]
+    pub upstream_reruns: u32,
+}
+
+impl InputsRecord {
+    /// "waiting for warehouse.agg_15m [10:45, 11:00): not materialized yet (1 of 4 missing)".
+    pub fn describe(&self) -> String {
+        match self.status {
+            InputsStatus::Ready => format!(
+                "inputs ready (read up to version {})",
+                self.snapshot.saturating_sub(1)
+            ),
+            InputsStatus::Waiting | InputsStatus::TimedOut => {
+                if let Some(problem) = &self.problem {
+                    return format!("inputs cannot be resolved: {problem}");
+                }
+                let shown: Vec<String> = self
+                    .missing
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{} {}–{}",
+                            m.asset,
+                            m.start.to_rfc3339(),
+                            m.end.to_rfc3339()
+                        )
+                    })
+                    .collect();
+                let more = self.missing_count.saturating_sub(self.missing.len());
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                format!("{}{more} not materialized yet", shown.join(", "))
+            }
+        }
+    }
 }
 
 impl RunRecord {
@@ -143,6 +229,9 @@ pub struct EventRecord {
     pub to: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub try_number: Option<u32>,
+    /// Why, when the move was not the loop's own (a rerun for a rewritten input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The interval ledger: for every DAG and interval, whether it was processed.

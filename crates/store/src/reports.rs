@@ -86,6 +86,14 @@ pub struct RunSummary {
     /// The readiness gate: state, watermark and lag figures of its last decision.
     #[schema(value_type = Option<Object>)]
     pub gate: Option<crate::GateRecord>,
+    /// The assets it reads (`consumes`): `waiting` with what is missing, `ready` with the
+    /// version read, or `timed_out`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub inputs: Option<crate::InputsRecord>,
+    /// The same in one line ("warehouse.agg_15m 10:45–11:00 not materialized yet").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
 }
 
 impl RunSummary {
@@ -107,6 +115,12 @@ impl RunSummary {
             task_counts: record.task_counts(),
             conf: record.conf.clone(),
             gate: record.gate.clone(),
+            inputs: record.inputs.clone(),
+            waiting_for: record
+                .inputs
+                .as_ref()
+                .filter(|i| i.status != crate::InputsStatus::Ready)
+                .map(crate::InputsRecord::describe),
         }
     }
 }

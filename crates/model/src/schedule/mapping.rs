@@ -60,7 +60,10 @@ impl Grid<'_> {
 }
 
 /// How the intervals read are chosen from the range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum MappingKind {
     /// The range is one upstream interval.
     Same,
@@ -96,7 +99,8 @@ impl IntervalMapping {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
     #[error(
-        "the range's boundary {boundary} is not an upstream interval boundary (the nearest are {} and {})",
+        "the range's boundary {} is not an upstream interval boundary (the nearest are {} and {})",
+        boundary.to_rfc3339(),
         show(nearest_before),
         show(nearest_after)
     )]

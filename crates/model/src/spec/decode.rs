@@ -38,6 +38,7 @@ pub fn decode_dag(decoder: &mut Decoder, root: &Node) -> Option<Dag> {
     let max_active_tasks = f.read(decoder, "max_active_tasks", Decoder::u32);
     let sla = f.read(decoder, "sla", read_sla);
     let gate = f.read(decoder, "gate", read_gate);
+    let consumes = f.read(decoder, "consumes", read_consumes_map);
     let defaults = f.read(decoder, "defaults", |d, n, p| {
         let mut fields = d.fields(n, p, "`defaults`")?;
         let policy = read_policy(d, &mut fields);
@@ -64,6 +65,7 @@ pub fn decode_dag(decoder: &mut Decoder, root: &Node) -> Option<Dag> {
         max_active_tasks: max_active_tasks.unwrap_or_else(defaults::max_active_tasks),
         sla,
         gate,
+        consumes: consumes.unwrap_or_default(),
         defaults: defaults.unwrap_or_default(),
         params: params.as_ref().map(|(p, _)| p.clone()).unwrap_or_default(),
         param_specs: params.map(|(_, s)| s).unwrap_or_default(),
@@ -192,6 +194,142 @@ fn read_gate(d: &mut Decoder, node: &Node, path: &str) -> Option<Gate> {
     Some(Gate { kafka: kafka? })
 }
 
+/// Most assets one DAG reads: each is a lookup per run and a line on every page.
+pub const MAX_CONSUMES: usize = 32;
+/// Most consumer intervals one range spans (`shift`): a year of days.
+pub const MAX_SHIFT: i32 = 366;
+
+fn read_consumes_map(
+    d: &mut Decoder,
+    node: &Node,
+    path: &str,
+) -> Option<IndexMap<String, Consumes>> {
+    let NodeKind::Map(entries) = &node.kind else {
+        d.report(
+            Diagnostic::error(
+                "spec::wrong-type",
+                format!(
+                    "`consumes` must map asset names to what is read of them, found {}",
+                    node.kind_name()
+                ),
+            )
+            .at(node.location, "expected `asset.name: within` entries"),
+        );
+        return None;
+    };
+    if entries.len() > MAX_CONSUMES {
+        d.report(
+            Diagnostic::error(
+                "spec::out-of-range",
+                format!(
+                    "`consumes` names {} assets; a DAG reads at most {MAX_CONSUMES}",
+                    entries.len()
+                ),
+            )
+            .at(node.location, "too many")
+            .help("split the DAG, or produce a combined asset upstream"),
+        );
+        return None;
+    }
+    let mut read = d.map(node, path, read_consumes)?;
+    // The file's order, as for tasks.
+    let mut ordered = IndexMap::with_capacity(read.len());
+    for (key, _) in entries {
+        if let Some(name) = key.as_scalar().map(|s| &s.value)
+            && let Some(entry) = read.remove(name)
+        {
+            ordered.insert(name.clone(), entry);
+        }
+    }
+    Some(ordered)
+}
+
+const MAPPING_KINDS: [(&str, MappingKind); 2] =
+    [("within", MappingKind::Within), ("same", MappingKind::Same)];
+
+fn read_consumes(d: &mut Decoder, node: &Node, path: &str) -> Option<Consumes> {
+    if node.as_scalar().is_some() {
+        return d.choice(node, path, &MAPPING_KINDS).map(Consumes::of);
+    }
+    let mut f = d.fields(node, path, &format!("`{path}`"))?;
+    let intervals = f.read(d, "intervals", |d, n, p| d.choice(n, p, &MAPPING_KINDS));
+    let offset = f.read(d, "offset", read_signed_duration);
+    let shift = f.read(d, "shift", read_shift);
+    let on_upstream_change = f.read(d, "on_upstream_change", |d, n, p| {
+        d.choice(n, p, &UpstreamChange::ALL)
+    });
+    let max_reruns = f.read(d, "max_reruns", Decoder::u32);
+    let timeout = f.read(d, "timeout", Decoder::duration);
+    f.finish(d);
+    Some(Consumes {
+        intervals: intervals.unwrap_or_else(defaults::consumes_intervals),
+        offset: offset.unwrap_or_default(),
+        shift: shift.unwrap_or([0, 0]),
+        on_upstream_change: on_upstream_change.unwrap_or_default(),
+        max_reruns: max_reruns.unwrap_or(defaults::MAX_UPSTREAM_RERUNS),
+        timeout,
+    })
+}
+
+fn read_signed_duration(
+    d: &mut Decoder,
+    node: &Node,
+    path: &str,
+) -> Option<super::duration::SignedDuration> {
+    use super::duration::SignedDurationError;
+    let text = d.string(node, path)?;
+    match text.parse() {
+        Ok(offset) => Some(offset),
+        Err(e) => {
+            let help = match &e {
+                SignedDurationError::Days => {
+                    "an offset is real time (ms, s, m, h); to read the previous day of the calendar write `shift: [-1, -1]`".to_owned()
+                }
+                SignedDurationError::Duration(e) => {
+                    format!("{}; a leading `-` moves the range earlier", e.hint())
+                }
+            };
+            d.report(
+                Diagnostic::error("spec::bad-duration", format!("`{path}` is `{text}`: {e}"))
+                    .at(node.location, "not an offset")
+                    .help(help),
+            );
+            None
+        }
+    }
+}
+
+fn read_shift(d: &mut Decoder, node: &Node, path: &str) -> Option<[i32; 2]> {
+    let values = d.integer_list(node, path)?;
+    let problem = match values.as_slice() {
+        [first, last] if first > last => Some("the first is after the last"),
+        [first, last] if first.abs() > MAX_SHIFT || last.abs() > MAX_SHIFT => {
+            Some("a shift is at most 366 intervals either way")
+        }
+        [_, _] => None,
+        _ => Some("it needs two numbers"),
+    };
+    match (problem, values.as_slice()) {
+        (None, [first, last]) => Some([*first, *last]),
+        (problem, _) => {
+            d.report(
+                Diagnostic::error(
+                    "spec::bad-shift",
+                    format!(
+                        "`{path}` must be `[first, last]`: {}",
+                        problem.unwrap_or("it needs two numbers")
+                    ),
+                )
+                .at(node.location, "not a shift")
+                .help(
+                    "`[0, 0]` is the run's own interval, `[-1, -1]` the one before, `[-1, 0]` both",
+                ),
+            );
+            None
+        }
+    }
+}
+
 fn read_policy(d: &mut Decoder, f: &mut Fields<'_>) -> TaskPolicy {
     const BACKOFFS: [(&str, RetryBackoff); 2] = [
         ("constant", RetryBackoff::Constant),
@@ -288,6 +426,9 @@ fn read_settings(d: &mut Decoder, f: &mut Fields<'_>) -> TaskSettings {
         depends_on_past: f
             .read(d, "depends_on_past", Decoder::boolean)
             .unwrap_or(false),
+        produces: f
+            .read(d, "produces", Decoder::string_list)
+            .unwrap_or_default(),
         policy: read_policy(d, f),
     }
 }

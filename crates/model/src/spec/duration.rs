@@ -170,6 +170,103 @@ impl schemars::JsonSchema for Duration {
     }
 }
 
+/// A span of real time that may be negative: `-45m`, `2h`. Days are refused: a day of a
+/// calendar is 23, 24 or 25 hours, and what moves by days is a shift along a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SignedDuration {
+    pub negative: bool,
+    pub magnitude: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignedDurationError {
+    #[error("{0}")]
+    Duration(#[from] DurationError),
+    #[error("days are calendar steps, not real time")]
+    Days,
+}
+
+pub const SIGNED_PATTERN: &str = r"^-?([0-9]+(ms|s|m|h))+$";
+
+impl SignedDuration {
+    pub fn is_zero(&self) -> bool {
+        self.magnitude.is_zero()
+    }
+
+    pub fn as_chrono(self) -> chrono::TimeDelta {
+        let magnitude = self.magnitude.as_chrono();
+        if self.negative { -magnitude } else { magnitude }
+    }
+}
+
+impl FromStr for SignedDuration {
+    type Err = SignedDurationError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let (negative, rest) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        if rest.contains('d') {
+            return Err(SignedDurationError::Days);
+        }
+        let magnitude: Duration = rest.parse()?;
+        Ok(SignedDuration {
+            negative: negative && !magnitude.is_zero(),
+            magnitude,
+        })
+    }
+}
+
+impl fmt::Display for SignedDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.negative {
+            f.write_str("-")?;
+        }
+        // Days never appear in an offset: hours are the largest unit written.
+        let mut millis = self.magnitude.as_std().as_millis();
+        if millis == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+            if millis >= size {
+                write!(f, "{}{unit}", millis / size)?;
+                millis %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for SignedDuration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SignedDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for SignedDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SignedDuration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": SIGNED_PATTERN,
+            "description": "Real time, maybe negative: a number and a unit (ms, s, m, h), e.g. `-45m`, `2h`.",
+            "examples": ["-45m", "2h"]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,7 +317,34 @@ mod tests {
         );
     }
 
+    #[test]
+    fn signed_durations_take_a_sign_and_refuse_days() {
+        let offset: Result<SignedDuration, _> = "-45m".parse();
+        assert_eq!(
+            offset.map(|o| o.as_chrono()),
+            Ok(chrono::TimeDelta::minutes(-45))
+        );
+        assert_eq!(
+            "-1d".parse::<SignedDuration>(),
+            Err(SignedDurationError::Days)
+        );
+        assert_eq!(
+            "-0s".parse::<SignedDuration>().map(|o| o.negative),
+            Ok(false)
+        );
+        assert!("--5m".parse::<SignedDuration>().is_err());
+    }
+
     proptest! {
+        #[test]
+        fn signed_display_round_trips(millis in 0u64..(10 * 86_400_000), negative: bool) {
+            let d = SignedDuration {
+                negative: negative && millis > 0,
+                magnitude: Duration::from_std(std::time::Duration::from_millis(millis)),
+            };
+            prop_assert_eq!(d.to_string().parse::<SignedDuration>(), Ok(d));
+        }
+
         #[test]
         fn display_round_trips(millis in 0u64..(10 * 365 * 86_400_000)) {
             let d = Duration::from_std(std::time::Duration::from_millis(millis));

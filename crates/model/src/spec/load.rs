@@ -261,8 +261,31 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
 }
 
 /// Loads files and folders on all cores. A DAG id defined by two files is an error in the
-/// later one (by path order); the first keeps loading.
+/// later one (by path order); the first keeps loading. Assets are checked across them all
+/// ([`super::assets::check_catalog`]).
 pub fn load_paths(paths: &[PathBuf]) -> Result<DagSet, (PathBuf, std::io::Error)> {
+    load_paths_in(paths, &[])
+}
+
+/// [`load_paths`], with the assets the DAGs read resolved against `context` too (the DAG
+/// folder a lone file belongs to): its DAGs produce, nothing of it is reported. A DAG of
+/// `paths` replaces the context's DAG of the same id.
+pub fn load_paths_in(
+    paths: &[PathBuf],
+    context: &[PathBuf],
+) -> Result<DagSet, (PathBuf, std::io::Error)> {
+    let mut set = load_each(paths)?;
+    let context = if context.is_empty() {
+        Vec::new()
+    } else {
+        load_each(context)?.dags
+    };
+    super::assets::check_catalog(&mut set, &context);
+    Ok(set)
+}
+
+/// Each file on its own, and the duplicate-id rule.
+fn load_each(paths: &[PathBuf]) -> Result<DagSet, (PathBuf, std::io::Error)> {
     let files = dag_files(paths)?;
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())

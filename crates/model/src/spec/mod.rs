@@ -4,6 +4,7 @@
 //! model, every field problem) → `validate` (rules across fields). Nothing here does I/O
 //! except `load`, which reads files.
 
+pub mod assets;
 pub mod decode;
 pub mod diagnostic;
 pub mod duration;
@@ -24,6 +25,6 @@ pub mod yaml;
 
 pub use diagnostic::{Diagnostic, FileReport, Location, Severity, SourceText};
 pub use duration::Duration;
-pub use load::{DagSet, LoadedDag, load_bytes, load_file, load_paths};
+pub use load::{DagSet, LoadedDag, load_bytes, load_file, load_paths, load_paths_in};
 pub use model::*;
 pub use policy::EffectivePolicy;

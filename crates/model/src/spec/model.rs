@@ -8,10 +8,12 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::duration::Duration;
+use super::duration::{Duration, SignedDuration};
 pub use super::kinds::*;
 use super::timezone::TimeZone;
 use crate::schedule::Schedule;
+use crate::schedule::mapping::IntervalMapping;
+pub use crate::schedule::mapping::MappingKind;
 
 /// A DAG: tasks, their dependencies, and when and how they run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -64,6 +66,13 @@ pub struct Dag {
     /// Data-readiness gate: tasks wait, holding no slot, until the data is complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<Gate>,
+    /// Assets this DAG reads, each with the intervals of it one run reads: the run's tasks
+    /// wait, holding no slot, until every one of them is materialized, and run again when
+    /// one is rewritten. `{warehouse.agg_15m: within}` reads every window inside the run's
+    /// interval. Needs a schedule.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(schema_with = "consumes_schema")]
+    pub consumes: IndexMap<String, Consumes>,
     /// Settings every task inherits unless it sets its own.
     #[serde(default)]
     pub defaults: TaskPolicy,
@@ -103,6 +112,10 @@ pub mod defaults {
         "true".into()
     }
 
+    pub fn consumes_intervals() -> MappingKind {
+        MappingKind::Within
+    }
+
     pub fn max_active_runs() -> u32 {
         16
     }
@@ -120,6 +133,11 @@ pub mod defaults {
         true
     }
     pub const MAX_LATE_REPROCESSING: u32 = 3;
+    /// Reruns of one interval for rewritten inputs, like late-data reprocessing.
+    pub const MAX_UPSTREAM_RERUNS: u32 = 3;
+    pub fn max_upstream_reruns() -> u32 {
+        MAX_UPSTREAM_RERUNS
+    }
     pub fn max_late_reprocessing() -> u32 {
         MAX_LATE_REPROCESSING
     }
@@ -193,6 +211,95 @@ pub struct KafkaGate {
     /// How often the topic and group are looked at. Default `10s`.
     #[serde(default = "defaults::gate_poll_interval")]
     pub poll_interval: Duration,
+}
+
+/// What a consuming DAG reads of one asset: the intervals of it each of its runs reads, and
+/// what happens when one of them is written again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Consumes {
+    /// `within`: every interval of the asset inside the run's interval (four 15-minute
+    /// windows in an hour); `same`: the one interval equal to it. Default `within`.
+    #[serde(default = "defaults::consumes_intervals")]
+    pub intervals: MappingKind,
+    /// Real time added to both ends of the range read (`-45m`: the hour before a `45 *`
+    /// run's end). Default `0s`.
+    #[serde(default, skip_serializing_if = "SignedDuration::is_zero")]
+    pub offset: SignedDuration,
+    /// The run's own intervals the range spans, `[first, last]` relative to its interval:
+    /// `[-1, -1]` the previous one (a calendar step: a Berlin day is 23–25 hours),
+    /// `[-1, 0]` it and the one before. Default `[0, 0]`.
+    #[serde(default, skip_serializing_if = "is_no_shift")]
+    pub shift: [i32; 2],
+    /// When an interval read is written again after the run read it: `rerun` the run (at
+    /// most `max_reruns` times per interval) or only `mark_stale`. Default `rerun`.
+    #[serde(default)]
+    pub on_upstream_change: UpstreamChange,
+    /// Most reruns of one interval for rewritten inputs. Default 3.
+    #[serde(default = "defaults::max_upstream_reruns")]
+    pub max_reruns: u32,
+    /// Fail the run if its inputs are still missing this long after its interval ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}
+
+fn is_no_shift(shift: &[i32; 2]) -> bool {
+    *shift == [0, 0]
+}
+
+impl Consumes {
+    /// The plain form `asset: within` (or `same`).
+    pub fn of(intervals: MappingKind) -> Self {
+        Consumes {
+            intervals,
+            offset: SignedDuration::default(),
+            shift: [0, 0],
+            on_upstream_change: UpstreamChange::default(),
+            max_reruns: defaults::MAX_UPSTREAM_RERUNS,
+            timeout: None,
+        }
+    }
+
+    pub fn mapping(&self) -> IntervalMapping {
+        IntervalMapping {
+            kind: self.intervals,
+            offset: self.offset.as_chrono(),
+            shift: (self.shift[0], self.shift[1]),
+        }
+    }
+}
+
+/// What a consumer does when an interval it read is written again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamChange {
+    /// Run the interval again once its inputs settle.
+    #[default]
+    Rerun,
+    /// Mark the interval stale (shown by `sluice audit --stale`), never rerun it.
+    MarkStale,
+}
+
+impl UpstreamChange {
+    pub const ALL: [(&'static str, UpstreamChange); 2] = [
+        ("rerun", UpstreamChange::Rerun),
+        ("mark_stale", UpstreamChange::MarkStale),
+    ];
+}
+
+/// `consumes:` entries: the plain form `within`/`same`, or the full object.
+fn consumes_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let full = generator.subschema_for::<Consumes>();
+    schemars::json_schema!({
+        "type": "object",
+        "propertyNames": { "pattern": "^[A-Za-z0-9_.-]+$" },
+        "additionalProperties": {
+            "oneOf": [
+                { "enum": ["within", "same"], "description": "The intervals read, every other setting its default." },
+                full,
+            ]
+        }
+    })
 }
 
 /// Most consumer groups one gate watches (each costs an OffsetFetch a look).
@@ -328,6 +435,11 @@ pub struct TaskSettings {
     /// Run only when this task succeeded in the previous interval's run.
     #[serde(default)]
     pub depends_on_past: bool,
+    /// Assets this task writes, one interval each run: its run's data interval. Its
+    /// success materializes them (consumers of an interval start in the same loop
+    /// iteration). Needs a schedule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub produces: Vec<String>,
     #[serde(flatten)]
     pub policy: TaskPolicy,
 }

@@ -55,6 +55,8 @@ impl<'a> Validator<'a> {
         self.limits();
         self.task_fields();
         self.templates();
+        let assets = super::assets::check_declarations(self.dag, self.spans);
+        self.diagnostics.extend(assets);
     }
 
     fn ids(&mut self) {

@@ -395,6 +395,13 @@ impl Engine {
             return Err(refused("run vanished", None));
         };
         let changes = run.record.state.clear(&plan, &roots, downstream);
+        // A run that reads assets reads them again: it waits for them afresh.
+        if let Some(inputs) = run.record.inputs.as_mut() {
+            inputs.status = sluice_store::InputsStatus::Waiting;
+            inputs.waiting_since = chrono::Utc::now();
+            inputs.snapshot = 0;
+            run.record_touched = true;
+        }
         let count = changes
             .iter()
             .filter(|c| matches!(c, sluice_core::Change::Task { .. }))

@@ -163,6 +163,7 @@ pub struct Engine {
     pub(super) attempts: AttemptBook,
     pub(super) backfills: Backfills,
     pub(super) gates: GateTracker,
+    pub(super) assets: super::assets::AssetBook,
     pub(super) slas: SlaWatch,
     pub(super) admission: Admission,
     pub(super) executors: Executors,
@@ -247,6 +248,7 @@ impl Engine {
             ),
             _runtime: Some(runtime),
             registry: Registry::new(&config.dags_dir),
+            assets: super::assets::AssetBook::load(&store)?,
             store,
             config,
             runs: RunBook::default(),
@@ -326,6 +328,8 @@ impl Engine {
                 busy = true;
                 self.handle(input, now);
             }
+            // Consumers of what just succeeded move in this same iteration.
+            self.record_materializations(now)?;
             let mut dispatches = Vec::new();
             if self.shutdown_at.is_none() {
                 self.maybe_reload()?;
@@ -334,6 +338,7 @@ impl Engine {
                     self.reprocess_late(&dag, logical_date);
                 }
                 self.advance_backfills(now)?;
+                self.rerun_stale()?;
                 self.stats.most_runs_held = self.stats.most_runs_held.max(self.runs.len());
                 self.evaluate(now)?;
                 dispatches = self.admit(now);
@@ -418,6 +423,11 @@ impl Engine {
             .runs
             .values()
             .filter_map(|r| r.record.state.next_retry_at())
+            .chain(
+                self.runs
+                    .values()
+                    .filter_map(super::inputs::inputs_deadline),
+            )
             .min();
         if let Some(next) = self.slas.next_due(&self.runs) {
             wake = Some(wake.map_or(next, |w| w.min(next)));
@@ -459,7 +469,8 @@ impl Engine {
                 continue;
             };
             let status = run.record.state.status;
-            let due_retry = run.record.state.next_retry_at().is_some_and(|at| at <= now);
+            let due_retry = run.record.state.next_retry_at().is_some_and(|at| at <= now)
+                || super::inputs::inputs_deadline(run).is_some_and(|at| at <= now);
             let wants = match status {
                 RunStatus::Queued => {
                     let running = running_per_dag.get(&key.0).copied().unwrap_or(0);
@@ -472,11 +483,13 @@ impl Engine {
                 continue;
             }
             let past = self.past_states(&key)?;
+            let inputs = self.inputs_verdict(&key, now)?;
             let Some(run) = self.runs.get_mut(&key) else {
                 continue;
             };
             run.dirty = false;
             let (verdict, announcement) = self.gates.verdict(run, now, &self.metrics);
+            let verdict = super::inputs::combine(verdict, inputs);
             let past = |i: usize| Past::from_previous(past.get(i).copied());
             let changes = match verdict {
                 GateVerdict::Open => run.record.state.evaluate(&run.plan, &past, true, now),

@@ -7,6 +7,7 @@
 //! decided on. With nothing to do it sleeps until the next timer (a retry, an interval
 //! boundary, a DAG reload) or the next input: no polling of task instances.
 
+mod assets;
 mod attempts;
 pub mod backfill;
 mod backfill_task;
@@ -14,6 +15,7 @@ pub mod control;
 mod dispatch;
 mod engine;
 mod gates;
+mod inputs;
 mod late_data;
 mod observe;
 mod persist;
@@ -23,6 +25,7 @@ mod retention;
 mod run_book;
 mod scheduled;
 mod sla;
+mod stale;
 
 pub use backfill::{BackfillAction, BackfillProgress};
 

@@ -55,7 +55,18 @@ impl Engine {
         let mut active: BTreeMap<String, f64> = BTreeMap::new();
         let mut waiting: BTreeMap<String, f64> = BTreeMap::new();
         let mut emr_steps = 0.0;
+        let mut input_waiting: BTreeMap<String, f64> = BTreeMap::new();
         for run in self.runs.values() {
+            if run
+                .record
+                .inputs
+                .as_ref()
+                .is_some_and(|i| i.status == sluice_store::InputsStatus::Waiting)
+            {
+                *input_waiting
+                    .entry(run.record.state.dag_id.clone())
+                    .or_default() += 1.0;
+            }
             *active.entry(run.record.state.dag_id.clone()).or_default() += 1.0;
             if run
                 .record
@@ -95,6 +106,14 @@ impl Engine {
             .reset_gauge("sluice_gate_waiting_runs", &by("dag", waiting));
         self.metrics
             .set("sluice_emr_steps_in_flight", &[], emr_steps);
+        self.metrics
+            .reset_gauge("sluice_asset_input_waiting_runs", &by("dag", input_waiting));
+        let mut stale: BTreeMap<String, f64> = BTreeMap::new();
+        for (dag, _) in self.assets.stale().keys() {
+            *stale.entry(dag.clone()).or_default() += 1.0;
+        }
+        self.metrics
+            .reset_gauge("sluice_asset_stale_intervals", &by("dag", stale));
         for (pool, slots) in &self.config.pools {
             self.metrics.set(
                 "sluice_pool_slots_used",

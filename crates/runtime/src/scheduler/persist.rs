@@ -13,6 +13,8 @@ impl Engine {
     /// anything was written.
     pub(super) fn persist_and_flush(&mut self) -> Result<bool, EngineError> {
         let now = Utc::now();
+        // Successes recorded outside the loop's own steps (an operator's mark) materialize too.
+        self.record_materializations(now)?;
         // Writes made outside the runs (the gate monitor's memory) need the flush too.
         let mut wrote = std::mem::take(&mut self.side_writes);
         let mut finished: Vec<RunKey> = Vec::new();
@@ -40,6 +42,7 @@ impl Engine {
             wrote = true;
             run.record_touched = false;
             let changes = std::mem::take(&mut run.changes);
+            run.materialized_upto = 0;
             let state = &run.record.state;
             let mut ledger_status = None;
             for change in &changes {
@@ -81,6 +84,7 @@ impl Engine {
                             from: from.name().to_owned(),
                             to: to.name().to_owned(),
                             try_number: Some(*try_number),
+                            reason: None,
                         }
                     }
                     Change::Run { from, to } => {
@@ -93,6 +97,7 @@ impl Engine {
                             from: from.name().to_owned(),
                             to: to.name().to_owned(),
                             try_number: None,
+                            reason: run.reason.take(),
                         }
                     }
                 };
@@ -150,12 +155,17 @@ impl Engine {
         wrote |= self.backfills.write_into(&mut writes);
         // Kept until the loop hands them to the notifier after this flush.
         wrote |= self.slas.write_into(&mut writes);
+        wrote |= self.assets.write_into(&mut writes);
         self.store.apply(writes)?;
         if wrote {
             let started = std::time::Instant::now();
             self.store.flush()?;
             self.stats.flush_time += started.elapsed();
             self.stats.flushes += 1;
+        }
+        if !finished.is_empty() {
+            // A producer's run ended: a stale interval may have settled.
+            self.assets.recheck = true;
         }
         for key in finished {
             if let Some(run) = self.runs.remove(&key) {

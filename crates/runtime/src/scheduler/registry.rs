@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use super::assets::{AssetCatalog, has_assets};
 use super::engine::{EngineError, Mode};
 use sluice_core::DagPlan;
 use sluice_model::fingerprint;
@@ -100,6 +101,9 @@ pub(super) struct Registry {
     changed: Vec<String>,
     /// DAG files that did not load at the last read of the folder.
     import_errors: usize,
+    /// Who produces and consumes each asset, from every DAG of the folder (in backfill and
+    /// test mode too: a rewrite marks consumers stale whichever process makes it).
+    catalog: Arc<AssetCatalog>,
 }
 
 impl Registry {
@@ -111,12 +115,17 @@ impl Registry {
             last_reload: Instant::now(),
             changed: Vec::new(),
             import_errors: 0,
+            catalog: Arc::default(),
         }
     }
 
     /// How many DAG files did not load at the last read of the folder.
     pub fn import_errors(&self) -> usize {
         self.import_errors
+    }
+
+    pub fn catalog(&self) -> Arc<AssetCatalog> {
+        Arc::clone(&self.catalog)
     }
 
     pub fn get(&self, dag: &str) -> Option<&DagEntry> {
@@ -250,8 +259,12 @@ impl Registry {
             Mode::Backfill { dag } | Mode::Test { dag } => Some(dag.clone()),
         };
         let now = Utc::now();
+        let mut others = Vec::new();
         for loaded in set.dags {
             if only.as_ref().is_some_and(|d| *d != loaded.dag.dag) {
+                if has_assets(&loaded.dag) {
+                    others.push(Arc::new(loaded.dag));
+                }
                 continue;
             }
             let version = version_of(&loaded.dag);
@@ -314,6 +327,9 @@ impl Registry {
                 },
             );
         }
+        self.catalog = Arc::new(AssetCatalog::build(
+            self.dags.values().map(|e| Arc::clone(&e.dag)).chain(others),
+        ));
         if let Some(dag) = only
             && !self.dags.contains_key(&dag)
         {

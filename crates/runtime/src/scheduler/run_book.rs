@@ -31,6 +31,11 @@ pub(super) struct ActiveRun {
     pub attempts: HashMap<(usize, u32), sluice_store::AttemptRecord>,
     /// The record changed without a state change (a gate decision): write it.
     pub record_touched: bool,
+    /// Why the run moves this iteration when it is not the loop's own doing (a rerun for a
+    /// rewritten input): on the next run event.
+    pub reason: Option<String>,
+    /// How many of `changes` were looked at for materializations.
+    pub materialized_upto: usize,
 }
 
 impl ActiveRun {
@@ -45,6 +50,8 @@ impl ActiveRun {
             succeeded_at: vec![None; tasks],
             attempts: HashMap::new(),
             record_touched: false,
+            reason: None,
+            materialized_upto: 0,
         }
     }
 
@@ -88,6 +95,7 @@ impl RunBook {
             conf,
             gate: None,
             sla: Default::default(),
+            inputs: None,
         };
         let created = Change::Run {
             from: RunStatus::Queued,
@@ -159,11 +167,13 @@ impl RunBook {
     }
 
     /// The next run of the same DAG may wait on this one (`depends_on_past`): evaluate it.
+    /// Only then: a run woken for nothing would be looked at for nothing (its inputs too).
     pub fn wake_next(&mut self, key: &RunKey) {
         if let Some((_, next)) = self
             .runs
             .range_mut(key.clone()..)
             .find(|(k, _)| k.0 == key.0)
+            && next.plan.tasks.iter().any(|t| t.depends_on_past)
         {
             next.dirty = true;
         }

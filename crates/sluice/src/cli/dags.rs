@@ -111,12 +111,20 @@ pub enum GraphFormat {
 pub fn run(cli: &Cli, command: &DagsCommand, streams: &mut Streams<'_>) -> Result<i32, CliError> {
     match command {
         DagsCommand::Validate { paths } => {
-            let paths = if paths.is_empty() {
-                vec![cli.settings.dags.clone()]
+            // Files named alone still read assets the rest of the DAG folder produces.
+            let (paths, context) = if paths.is_empty() {
+                (vec![cli.settings.dags.clone()], Vec::new())
             } else {
-                paths.clone()
+                let folder = &cli.settings.dags;
+                let named = paths.iter().any(|p| p == folder);
+                let context = if folder.is_dir() && !named {
+                    vec![folder.clone()]
+                } else {
+                    Vec::new()
+                };
+                (paths.clone(), context)
             };
-            validate(cli.output, &paths, streams)
+            validate(cli.output, &paths, &context, streams)
         }
         DagsCommand::List => list(cli, streams),
         DagsCommand::Show { dag, format } => show(cli, dag, *format, streams),
@@ -218,9 +226,11 @@ fn first_problem(report: &spec::FileReport) -> String {
 fn validate(
     format: OutputFormat,
     paths: &[PathBuf],
+    context: &[PathBuf],
     streams: &mut Streams<'_>,
 ) -> Result<i32, CliError> {
-    let set = load(paths)?;
+    let set = spec::load_paths_in(paths, context)
+        .map_err(|(path, source)| CliError::Io { path, source })?;
     let files = set.dags.len() + set.failures.len();
     let reports = set.reports();
     let errors: usize = reports

@@ -775,6 +775,23 @@ fn print_run(
                     writeln!(streams.out, "  {line}")?;
                 }
             }
+            if let Some(inputs) = &run.inputs {
+                writeln!(
+                    streams.out,
+                    "  inputs {}, decided {}: {}{}",
+                    sluice_store::reports::name_of(&inputs.status),
+                    format_instant(inputs.decided_at),
+                    inputs.describe(),
+                    if inputs.upstream_reruns > 0 {
+                        format!(
+                            "; rerun {} time(s) for rewritten inputs",
+                            inputs.upstream_reruns
+                        )
+                    } else {
+                        String::new()
+                    }
+                )?;
+            }
             // In the order they ran, times to the second (`-o json` has them whole).
             let mut ordered: Vec<&sluice_store::AttemptRecord> = attempts.iter().collect();
             ordered.sort_by_key(|a| (a.started_at, a.try_number));

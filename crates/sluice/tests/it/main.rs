@@ -4,6 +4,7 @@
 //! library (`tests/support/`); `in_process` is the harness for an engine in this process.
 
 mod api;
+mod assets;
 mod backfill_task;
 mod batch_outage;
 mod binary;

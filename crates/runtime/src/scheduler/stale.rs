@@ -1,0 +1,210 @@
+//! Reprocessing propagates: when an interval of an asset is materialized again, every
+//! consumer interval that read an older version is marked stale (durably, in the same
+//! commit as the rewrite) and, by the consumer's `on_upstream_change`, run again once its
+//! inputs settle: no producer run or backfill still about to write one of them, so a
+//! four-window repair reruns the hour once. Reruns per interval are bounded by
+//! `max_reruns`, counted on the consumer's run record and never reset by a success.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::assets::{IntervalKey, grid_of};
+use super::engine::{Engine, EngineError};
+use sluice_model::schedule::DataInterval;
+use sluice_model::spec::assets::MAX_UPSTREAM_INTERVALS;
+use sluice_model::spec::{Dag, UpstreamChange};
+use sluice_store::{InputsStatus, MaterializationRecord, StaleCause};
+
+impl Engine {
+    /// Wakes the consumer runs that read the interval just materialized, and marks stale
+    /// those that read an older version of it.
+    pub(super) fn after_materialized(
+        &mut self,
+        written: &MaterializationRecord,
+        producer: &Dag,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let catalog = self.registry.catalog();
+        let Some(upstream) = grid_of(producer) else {
+            return Ok(());
+        };
+        let interval = DataInterval {
+            start: written.interval_start,
+            end: written.interval_end,
+        };
+        for consumer in catalog.consumers(&written.asset) {
+            let (Some(grid), Some(consumes)) =
+                (grid_of(consumer), consumer.consumes.get(&written.asset))
+            else {
+                continue;
+            };
+            let readers =
+                consumes
+                    .mapping()
+                    .consumers_of(grid, upstream, interval, MAX_UPSTREAM_INTERVALS);
+            for reader in readers {
+                let key: IntervalKey = (consumer.dag.clone(), reader.start);
+                let read_older = match self.runs.get_mut(&key) {
+                    Some(run) => {
+                        run.dirty = true;
+                        run.record.inputs.as_ref().is_some_and(|i| {
+                            i.status == InputsStatus::Ready && written.seq >= i.snapshot
+                        })
+                    }
+                    None => match self.store.run(&key.0, key.1)? {
+                        Some(record) => match &record.inputs {
+                            Some(i) => i.status == InputsStatus::Ready && written.seq >= i.snapshot,
+                            // It ran before it recorded what it read: whatever it read is older.
+                            None => record.state.status.is_finished(),
+                        },
+                        None => false,
+                    },
+                };
+                if read_older {
+                    self.assets.mark_stale(
+                        key,
+                        reader.end,
+                        consumes.on_upstream_change == UpstreamChange::Rerun,
+                        StaleCause {
+                            asset: written.asset.clone(),
+                            interval_start: written.interval_start,
+                            seq: written.seq,
+                            dag: written.dag.clone(),
+                            run_id: written.run_id.clone(),
+                            at: written.at,
+                        },
+                        now,
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reruns the stale intervals whose policy is `rerun`, whose DAG this process runs,
+    /// whose inputs settled and whose reruns are not used up.
+    pub(super) fn rerun_stale(&mut self) -> Result<(), EngineError> {
+        if !std::mem::take(&mut self.assets.recheck) {
+            return Ok(());
+        }
+        let candidates: Vec<IntervalKey> = self
+            .assets
+            .stale()
+            .iter()
+            .filter(|(_, r)| r.rerun)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in candidates {
+            // Runs in memory are looked at again when they end.
+            if self.runs.contains_key(&key) {
+                continue;
+            }
+            let Some(entry) = self.registry.get(&key.0) else {
+                continue;
+            };
+            if entry.record.paused {
+                continue;
+            }
+            let dag = Arc::clone(&entry.dag);
+            let Some(stale) = self.assets.stale_of(&key).cloned() else {
+                continue;
+            };
+            let Some(record) = self.store.run(&key.0, key.1)? else {
+                // Compacted away: nothing to rerun, nothing to show it by.
+                self.assets.clear_stale(&key);
+                continue;
+            };
+            let most = stale
+                .causes
+                .iter()
+                .filter_map(|c| dag.consumes.get(&c.asset))
+                .map(|c| c.max_reruns)
+                .min()
+                .unwrap_or(sluice_model::spec::model::defaults::MAX_UPSTREAM_RERUNS);
+            let done = record.inputs.as_ref().map_or(0, |i| i.upstream_reruns);
+            let run_id = record.state.run_id.clone();
+            if done >= most {
+                self.assets.hold(
+                    &key,
+                    format!(
+                        "rewritten again after {done} rerun(s) (max_reruns {most}): `sluice clear {} {run_id}` runs it",
+                        key.0
+                    ),
+                );
+                continue;
+            }
+            if !self.inputs_settled(&dag, record.state.interval) {
+                continue;
+            }
+            let reason = format!(
+                "upstream changed: {}; rerun {} of at most {most}",
+                stale.describe(),
+                done + 1
+            );
+            match self.clear(&key.0, &run_id, &[], false, false) {
+                Ok(_) => {
+                    if let Some(run) = self.runs.get_mut(&key) {
+                        if let Some(inputs) = run.record.inputs.as_mut() {
+                            inputs.upstream_reruns = done + 1;
+                        }
+                        run.reason = Some(reason.clone());
+                        run.record_touched = true;
+                    }
+                    self.log_run(&key.0, &run_id, format!("{} {run_id}: {reason}", key.0));
+                }
+                Err(e) => eprintln!(
+                    "{} {run_id}: cannot rerun for a rewritten input: {e}",
+                    key.0
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether nothing is about to write an interval the consumer interval reads: no
+    /// unfinished run of a producer for it, no running backfill of a producer still to
+    /// create it.
+    fn inputs_settled(&self, dag: &Dag, interval: DataInterval) -> bool {
+        let catalog = self.registry.catalog();
+        let Some(consumer) = grid_of(dag) else {
+            return true;
+        };
+        for (asset, consumes) in &dag.consumes {
+            for producer in catalog.producers(asset) {
+                let Some(upstream) = grid_of(producer) else {
+                    continue;
+                };
+                let Ok(needed) = consumes.mapping().upstream_of(
+                    consumer,
+                    upstream,
+                    interval,
+                    MAX_UPSTREAM_INTERVALS,
+                ) else {
+                    continue;
+                };
+                let backfill = self
+                    .backfills
+                    .get(&producer.dag)
+                    .filter(|_| self.backfills.is_running(&producer.dag));
+                for j in needed {
+                    let key = (producer.dag.clone(), j.start);
+                    if self
+                        .runs
+                        .get(&key)
+                        .is_some_and(|r| !r.record.state.status.is_finished())
+                    {
+                        return false;
+                    }
+                    if let Some(b) = backfill
+                        && b.next_start.is_some_and(|next| next <= j.start)
+                        && j.start < b.to
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+}
