@@ -522,6 +522,14 @@ const EXPECTED_ACROSS_FILES: &[(&str, &str, usize, &str, &str, &str)] = &[
     ),
     (
         "grids_differ",
+        "aggregation.yaml",
+        7,
+        "spec::asset-grids-differ",
+        "also produced by DAG `backfill` (`*/20 * * * *` in UTC)",
+        "give them the same schedule and time zone",
+    ),
+    (
+        "grids_differ",
         "backfill.yaml",
         7,
         "spec::asset-grids-differ",
@@ -731,6 +739,48 @@ fn nesting_schedules_and_offsets_that_land_load_across_zones() -> std::io::Resul
             Some("2h".to_owned())
         ))
     );
+    Ok(())
+}
+
+/// A file validated alone reads its assets from the rest of the folder (`dags validate
+/// FILE`): a consumer of a folder's asset loads; a cycle or a second grid through the
+/// folder is reported on the file named.
+#[test]
+fn a_lone_file_is_checked_against_the_folders_assets() -> std::io::Result<()> {
+    let root = fixture("invalid_assets");
+    let lone = |folder: &str, file: &str| {
+        spec::load_paths_in(&[root.join(folder).join(file)], &[root.join(folder)])
+            .map_err(|(_, e)| e)
+    };
+    // The consumer of the misaligned folder alone: still misaligned (its producer is in
+    // the folder), not "unknown asset".
+    let set = lone("misaligned_20_over_15", "rollup.yaml")?;
+    let codes: Vec<&str> = set
+        .failures
+        .iter()
+        .flat_map(|r| r.diagnostics.iter().map(|d| d.code))
+        .collect();
+    assert_eq!(codes, vec!["spec::mapping-misaligned"]);
+    // One side of the cycle alone: the cycle runs through the folder.
+    let set = lone("cycle", "left.yaml")?;
+    let codes: Vec<&str> = set
+        .failures
+        .iter()
+        .flat_map(|r| r.diagnostics.iter().map(|d| d.code))
+        .collect();
+    assert_eq!(codes, vec!["spec::asset-cycle"]);
+    // The second grid alone, against the folder's first.
+    let set = lone("grids_differ", "backfill.yaml")?;
+    let codes: Vec<&str> = set
+        .failures
+        .iter()
+        .flat_map(|r| r.diagnostics.iter().map(|d| d.code))
+        .collect();
+    assert_eq!(codes, vec!["spec::asset-grids-differ"]);
+    assert_eq!(set.dags.len(), 0);
+    // A consumer whose producer is elsewhere in the folder loads.
+    let set = lone("unknown_asset", "aggregation.yaml")?;
+    assert_eq!((set.dags.len(), set.failures.len()), (1, 0));
     Ok(())
 }
 

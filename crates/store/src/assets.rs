@@ -17,6 +17,13 @@ pub const MAX_STALE_CAUSES: usize = 16;
 
 const NEXT_SEQ: &[u8] = b"\0next_seq";
 
+/// `\0since\0asset`: when the asset's first materialization was recorded.
+fn since_key(asset: &str) -> Vec<u8> {
+    let mut key = b"\0since\0".to_vec();
+    key.extend_from_slice(asset.as_bytes());
+    key
+}
+
 /// One successful write of one interval of an asset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MaterializationRecord {
@@ -120,6 +127,16 @@ impl Store {
             .map_or(1, u64::from_be_bytes))
     }
 
+    /// Since when an asset's writes are recorded as materializations: before it, a
+    /// producing DAG's successful run stands for one (written before it declared
+    /// `produces`); from it on, only a recorded materialization counts.
+    pub fn asset_tracked_since(&self, asset: &str) -> Result<Option<DateTime<Utc>>> {
+        self.materializations
+            .get(since_key(asset))?
+            .map(|v| decode("asset tracked since", &v))
+            .transpose()
+    }
+
     /// The newest materialization of an asset's interval.
     pub fn latest_materialization(
         &self,
@@ -184,6 +201,11 @@ impl Writes {
             materialization_key(&record.asset, record.interval_start, record.seq),
             encode(record),
         );
+    }
+
+    pub fn set_asset_tracked_since(&mut self, asset: &str, since: DateTime<Utc>) {
+        self.materializations
+            .insert(since_key(asset), encode(&since));
     }
 
     pub fn set_next_materialization_seq(&mut self, next: u64) {

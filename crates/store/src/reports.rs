@@ -24,7 +24,10 @@ pub struct AuditEntry {
     pub status: String,
     pub run_id: Option<String>,
     pub successes: u32,
-    /// Not processed: missing, failed or still running.
+    /// It read an input that was written again since (it is out of date until it reruns).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+    /// Not processed: missing, failed, still running, or stale.
     pub gap: bool,
 }
 
@@ -148,6 +151,17 @@ pub fn audit(
         .ledger_between(&dag.dag, from, to)?
         .into_iter()
         .collect();
+    // An interval is complete only if it ran after the last write of everything it read.
+    let stale: std::collections::BTreeSet<DateTime<Utc>> = if dag.consumes.is_empty() {
+        Default::default()
+    } else {
+        store
+            .stale_intervals(Some(&dag.dag), usize::MAX)?
+            .into_iter()
+            .map(|s| s.interval_start)
+            .filter(|s| *s >= from && *s < to)
+            .collect()
+    };
     let mut entries = Vec::new();
     for interval in schedule
         .intervals(dag.timezone.tz(), from.max(dag.start.unwrap_or(from)))
@@ -163,7 +177,9 @@ pub fn audit(
             status: entry.map_or_else(|| "missing".to_owned(), |e| e.status.name().to_owned()),
             run_id: entry.map(|e| e.run_id.clone()),
             successes: entry.map_or(0, |e| e.successes),
-            gap: entry.is_none_or(|e| e.status != RunStatus::Success),
+            stale: stale.contains(&interval.start),
+            gap: entry.is_none_or(|e| e.status != RunStatus::Success)
+                || stale.contains(&interval.start),
         });
     }
     Ok(AuditReport {

@@ -64,7 +64,7 @@ pub fn check_declarations(dag: &Dag, spans: &SourceMap) -> Vec<Diagnostic> {
                 );
                 continue;
             }
-            if let Some(first) = producer_of.insert(asset, task_id) {
+            if let Some(first) = producer_of.get(asset.as_str()).copied() {
                 out.push(
                     Diagnostic::error(
                         "spec::asset-produced-twice",
@@ -74,6 +74,8 @@ pub fn check_declarations(dag: &Dag, spans: &SourceMap) -> Vec<Diagnostic> {
                     .also(at(&format!("tasks.{first}")), "first producer")
                     .help("one task writes an asset's interval: the one whose success makes it current"),
                 );
+            } else {
+                producer_of.insert(asset, task_id);
             }
             if dag.schedule.is_none() {
                 out.push(
@@ -147,17 +149,17 @@ pub fn check_catalog(set: &mut DagSet, context: &[LoadedDag]) {
     let mut producers: BTreeMap<&str, Vec<Producer<'_>>> = BTreeMap::new();
     let own: std::collections::HashSet<&str> =
         set.dags.iter().map(|d| d.dag.dag.as_str()).collect();
+    let context: Vec<&Dag> = context
+        .iter()
+        .map(|d| &d.dag)
+        .filter(|d| !own.contains(d.dag.as_str()))
+        .collect();
     let dags = set
         .dags
         .iter()
         .enumerate()
         .map(|(i, d)| (Some(i), &d.dag))
-        .chain(
-            context
-                .iter()
-                .filter(|d| !own.contains(d.dag.dag.as_str()))
-                .map(|d| (None, &d.dag)),
-        );
+        .chain(context.iter().map(|d| (None, *d)));
     for (loaded, dag) in dags {
         for (task_id, task) in &dag.tasks {
             for asset in &task.settings.produces {
@@ -172,7 +174,7 @@ pub fn check_catalog(set: &mut DagSet, context: &[LoadedDag]) {
     let mut problems: BTreeMap<usize, Vec<Diagnostic>> = BTreeMap::new();
     grids_of_producers(set, &producers, &mut problems);
     mappings(set, &producers, &mut problems);
-    cycles(set, &producers, &mut problems);
+    cycles(set, &context, &producers, &mut problems);
     if problems.is_empty() {
         return;
     }
@@ -214,6 +216,30 @@ fn horizon(a: &Dag, b: &Dag) -> (DateTime<Utc>, DateTime<Utc>) {
     (from, until)
 }
 
+/// Work one alignment check may do: consumer intervals × the intervals each range spans.
+pub const ALIGNMENT_BUDGET: i64 = 4_000_000;
+
+/// `until`, brought closer when the consumer's intervals are so short, or its ranges span
+/// so many of them, that the whole horizon would cost more than [`ALIGNMENT_BUDGET`].
+fn within_budget(
+    consumer: Grid<'_>,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    shift: [i32; 2],
+) -> DateTime<Utc> {
+    let Some(first) = consumer.schedule.intervals(consumer.tz, from).next() else {
+        return until;
+    };
+    // Each interval checked walks |first| and |last| intervals to find its range.
+    let span = i64::from(shift[0].unsigned_abs()) + i64::from(shift[1].unsigned_abs()) + 1;
+    let length = (first.end - first.start).max(TimeDelta::seconds(1));
+    let affordable = i32::try_from(ALIGNMENT_BUDGET / span).unwrap_or(i32::MAX);
+    length
+        .checked_mul(affordable)
+        .and_then(|d| from.checked_add_signed(d))
+        .map_or(until, |t| t.min(until))
+}
+
 fn produces_location(loaded: &LoadedDag, task: &str, asset: &str) -> Location {
     let index = loaded
         .dag
@@ -242,23 +268,26 @@ fn grids_of_producers(
     producers: &BTreeMap<&str, Vec<Producer<'_>>>,
     problems: &mut BTreeMap<usize, Vec<Diagnostic>>,
 ) {
+    // Which file is "right" is not for path order to say: every producer whose grid
+    // differs from another's is refused (each keeps its last good version in a running
+    // scheduler), and each is told about the other.
     for (asset, list) in producers {
-        let Some((first, rest)) = list.split_first() else {
-            continue;
-        };
-        let Some(first_grid) = grid_of(first.dag) else {
-            continue;
-        };
-        for other in rest {
+        for (i, other) in list.iter().enumerate() {
             let (Some(index), Some(grid)) = (other.loaded, grid_of(other.dag)) else {
                 continue;
             };
-            let (from, until) = horizon(first.dag, other.dag);
-            let same = crate::schedule::mapping::IntervalMapping::SAME;
-            let differs = same
-                .first_misaligned(grid, first_grid, from, until, 1)
-                .or_else(|| same.first_misaligned(first_grid, grid, from, until, 1));
-            let Some((interval, _)) = differs else {
+            let differing = list.iter().enumerate().find_map(|(j, first)| {
+                if i == j {
+                    return None;
+                }
+                let first_grid = grid_of(first.dag)?;
+                let (from, until) = horizon(first.dag, other.dag);
+                let same = crate::schedule::mapping::IntervalMapping::SAME;
+                same.first_misaligned(grid, first_grid, from, until, 1)
+                    .or_else(|| same.first_misaligned(first_grid, grid, from, until, 1))
+                    .map(|(interval, _)| (first, first_grid, interval))
+            });
+            let Some((first, first_grid, interval)) = differing else {
                 continue;
             };
             let loaded = &set.dags[index];
@@ -316,6 +345,7 @@ fn mappings(
             };
             let (from, until) = horizon(dag, producer.dag);
             let mapping = consumes.mapping();
+            let until = within_budget(consumer, from, until, consumes.shift);
             let Some((interval, error)) =
                 mapping.first_misaligned(consumer, upstream, from, until, MAX_UPSTREAM_INTERVALS)
             else {
@@ -407,18 +437,24 @@ fn mapping_help(
 /// A DAG never waits, through other DAGs, for what it writes itself.
 fn cycles(
     set: &DagSet,
+    context: &[&Dag],
     producers: &BTreeMap<&str, Vec<Producer<'_>>>,
     problems: &mut BTreeMap<usize, Vec<Diagnostic>>,
 ) {
-    let mut graph: DiGraphMap<usize, ()> = DiGraphMap::new();
-    for (index, loaded) in set.dags.iter().enumerate() {
-        graph.add_node(index);
-        for asset in loaded.dag.consumes.keys() {
+    // Nodes are DAG ids, the context's too: a cycle through the folder shows when one file
+    // of it is validated alone (reported on the files named only).
+    let mut graph: DiGraphMap<&str, ()> = DiGraphMap::new();
+    let consumers = set
+        .dags
+        .iter()
+        .map(|d| &d.dag)
+        .chain(context.iter().copied());
+    for dag in consumers {
+        graph.add_node(dag.dag.as_str());
+        for asset in dag.consumes.keys() {
             for producer in producers.get(asset.as_str()).into_iter().flatten() {
-                if let Some(from) = producer.loaded
-                    && from != index
-                {
-                    graph.add_edge(from, index, ());
+                if producer.dag.dag != dag.dag {
+                    graph.add_edge(producer.dag.dag.as_str(), dag.dag.as_str(), ());
                 }
             }
         }
@@ -427,20 +463,19 @@ fn cycles(
         if component.len() < 2 {
             continue;
         }
-        let mut names: Vec<&str> = component
-            .iter()
-            .map(|i| set.dags[*i].dag.dag.as_str())
-            .collect();
+        let mut names = component.clone();
         names.sort_unstable();
         let cycle = names.join(", ");
-        for &index in &component {
-            let loaded = &set.dags[index];
+        for (index, loaded) in set.dags.iter().enumerate() {
+            if !component.contains(&loaded.dag.dag.as_str()) {
+                continue;
+            }
             let Some(asset) = loaded.dag.consumes.keys().find(|asset| {
                 producers
                     .get(asset.as_str())
                     .into_iter()
                     .flatten()
-                    .any(|p| p.loaded.is_some_and(|i| component.contains(&i)))
+                    .any(|p| component.contains(&p.dag.dag.as_str()))
             }) else {
                 continue;
             };

@@ -103,22 +103,53 @@ pub(super) struct AssetBook {
     stale_changed: BTreeSet<IntervalKey>,
     /// Something happened that may let a stale interval rerun (a mark, a run's end).
     pub recheck: bool,
+    /// Assets whose first materialization is this iteration's: since when they are tracked.
+    tracking_starts: BTreeMap<String, DateTime<Utc>>,
 }
+
+/// Most stale intervals held in memory (and rerun); more are kept in the store and listed
+/// by `sluice audit --stale`, but wait for a restart once these are done.
+pub(super) const MAX_STALE_IN_MEMORY: usize = 100_000;
 
 impl AssetBook {
     pub fn load(store: &Store) -> Result<AssetBook, StoreError> {
-        let stale = store
-            .stale_intervals(None, usize::MAX)?
+        let stale: BTreeMap<IntervalKey, StaleRecord> = store
+            .stale_intervals(None, MAX_STALE_IN_MEMORY)?
             .into_iter()
             .map(|r| ((r.dag.clone(), r.interval_start), r))
             .collect();
+        if stale.len() == MAX_STALE_IN_MEMORY {
+            eprintln!(
+                "{} stale intervals in the state, {MAX_STALE_IN_MEMORY} handled now: `sluice audit --stale` lists them all",
+                store.stale_count()
+            );
+        }
         Ok(AssetBook {
             next_seq: store.next_materialization_seq()?,
             pending: Vec::new(),
             stale,
             stale_changed: BTreeSet::new(),
             recheck: true,
+            tracking_starts: BTreeMap::new(),
         })
+    }
+
+    /// Since when `asset` is tracked (see `Store::asset_tracked_since`), this iteration's
+    /// start included.
+    pub fn tracked_since(
+        &self,
+        store: &Store,
+        asset: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match self.tracking_starts.get(asset) {
+            Some(since) => Ok(Some(*since)),
+            None => store.asset_tracked_since(asset),
+        }
+    }
+
+    /// The asset's first materialization: tracked from `at` on.
+    pub fn start_tracking(&mut self, asset: &str, at: DateTime<Utc>) {
+        self.tracking_starts.entry(asset.to_owned()).or_insert(at);
     }
 
     /// Numbers a materialization and keeps it for the commit; its number.
@@ -164,7 +195,8 @@ impl AssetBook {
                 held: None,
             });
         record.add_cause(cause);
-        record.rerun = rerun;
+        // One input asking for a rerun is enough; a `mark_stale` one never cancels it.
+        record.rerun |= rerun;
         self.stale_changed.insert(key);
         self.recheck = true;
     }
@@ -198,6 +230,9 @@ impl AssetBook {
     /// group commit; whether there was anything.
     pub fn write_into(&mut self, writes: &mut Writes) -> bool {
         let wrote = !self.pending.is_empty() || !self.stale_changed.is_empty();
+        for (asset, since) in std::mem::take(&mut self.tracking_starts) {
+            writes.set_asset_tracked_since(&asset, since);
+        }
         if !self.pending.is_empty() {
             for record in self.pending.drain(..) {
                 writes.put_materialization(&record);

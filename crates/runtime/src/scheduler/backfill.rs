@@ -307,6 +307,7 @@ impl Engine {
                                 };
                                 let changes = run.record.state.clear(&plan, &roots, true);
                                 run.changes.extend(changes);
+                                super::inputs::reopen_inputs(run);
                                 run.dirty = true;
                             }
                             active += 1;

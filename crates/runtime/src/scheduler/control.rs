@@ -100,6 +100,8 @@ impl Engine {
                 self.registry
                     .set_paused(&self.store, &dag, paused, now)?
                     .ok_or_else(|| refused(format!("no DAG `{dag}`"), None))?;
+                // Its stale intervals may rerun now.
+                self.assets.recheck = true;
                 format!("DAG `{dag}` {}", if paused { "paused" } else { "unpaused" })
             }
             Control::Clear {
@@ -395,13 +397,7 @@ impl Engine {
             return Err(refused("run vanished", None));
         };
         let changes = run.record.state.clear(&plan, &roots, downstream);
-        // A run that reads assets reads them again: it waits for them afresh.
-        if let Some(inputs) = run.record.inputs.as_mut() {
-            inputs.status = sluice_store::InputsStatus::Waiting;
-            inputs.waiting_since = chrono::Utc::now();
-            inputs.snapshot = 0;
-            run.record_touched = true;
-        }
+        super::inputs::reopen_inputs(run);
         let count = changes
             .iter()
             .filter(|c| matches!(c, sluice_core::Change::Task { .. }))

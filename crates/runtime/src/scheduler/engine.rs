@@ -407,8 +407,9 @@ impl Engine {
         }
         match &self.config.mode {
             Mode::Scheduler => false,
+            // Its consumers' runs and reruns too (the chain), once nothing more can start.
             Mode::Backfill { dag } => {
-                !self.backfills.is_running(dag) && !self.runs.has_runs_of(dag)
+                !self.backfills.is_running(dag) && self.runs.is_empty() && !self.assets.recheck
             }
             Mode::Test { .. } => {
                 self.runs.is_empty() && self.stats.runs_created + self.stats.runs_reopened > 0
@@ -639,6 +640,8 @@ impl Engine {
         };
         self.registry
             .load(&self.store, &self.config.dags_dir, &self.config.mode, &log)?;
+        // A DAG loaded or changed may have stale intervals to rerun.
+        self.assets.recheck = true;
         self.metrics.set(
             "sluice_dag_import_errors",
             &[],

@@ -26,6 +26,17 @@ pub(super) fn waits_for_inputs(run: &ActiveRun) -> bool {
         && on_grid(&run.dag, run.record.state.interval)
 }
 
+/// A cleared run reads its inputs again: it waits for them afresh (a fresh timeout too),
+/// and its next readiness takes the versions then.
+pub(super) fn reopen_inputs(run: &mut ActiveRun) {
+    if let Some(inputs) = run.record.inputs.as_mut() {
+        inputs.status = InputsStatus::Waiting;
+        inputs.waiting_since = chrono::Utc::now();
+        inputs.snapshot = 0;
+        run.record_touched = true;
+    }
+}
+
 /// The earliest of a consuming DAG's `timeout`s, if any.
 fn timeout_of(run: &ActiveRun) -> Option<chrono::TimeDelta> {
     run.dag
@@ -46,14 +57,49 @@ pub(super) fn inputs_deadline(run: &ActiveRun) -> Option<DateTime<Utc>> {
     since.checked_add_signed(timeout_of(run)?)
 }
 
+/// Whether every interval a consumer interval reads is materialized (false when the
+/// mapping cannot say).
+pub(super) fn all_materialized(
+    dag: &sluice_model::spec::Dag,
+    interval: sluice_model::schedule::DataInterval,
+    store: &Store,
+    book: &AssetBook,
+    catalog: &AssetCatalog,
+) -> Result<bool, StoreError> {
+    let Some(consumer) = grid_of(dag) else {
+        return Ok(false);
+    };
+    for (asset, consumes) in &dag.consumes {
+        let Some(upstream) = catalog.producers(asset).first().and_then(|p| grid_of(p)) else {
+            return Ok(false);
+        };
+        let since = book.tracked_since(store, asset)?;
+        let Ok(needed) =
+            consumes
+                .mapping()
+                .upstream_of(consumer, upstream, interval, MAX_UPSTREAM_INTERVALS)
+        else {
+            return Ok(false);
+        };
+        for j in needed {
+            if !materialized(store, book, catalog, asset, since, j.start)? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// Whether the interval of `asset` starting at `start` is materialized: this iteration, in
-/// the store, or (before its producer declared `produces`) by a successful run of a
-/// producing DAG in the ledger.
+/// the store, or, written before the asset was tracked (`since`: its first recorded
+/// materialization), by a successful run of a producing DAG in the ledger. After that, a
+/// producing run that succeeded without its producing task (skipped) wrote nothing.
 fn materialized(
     store: &Store,
     book: &AssetBook,
     catalog: &AssetCatalog,
     asset: &str,
+    since: Option<DateTime<Utc>>,
     start: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     if book.pending(asset, start) || store.latest_materialization(asset, start)?.is_some() {
@@ -62,7 +108,7 @@ fn materialized(
     for producer in catalog.producers(asset) {
         if store
             .ledger_entry(&producer.dag, start)?
-            .is_some_and(|e| e.successes > 0)
+            .is_some_and(|e| e.successes > 0 && since.is_none_or(|since| e.updated_at < since))
         {
             return Ok(true);
         }
@@ -91,6 +137,17 @@ pub(super) fn decide(
     let mut missing = Vec::new();
     let mut missing_count = 0;
     let mut problem = None;
+    let mut unresolvable = None;
+    // Materializations are never taken back: what was there at the last look still is, so a
+    // look starts at the first interval then missing of each asset.
+    let first_missing = |asset: &str| -> Option<DateTime<Utc>> {
+        let last = run.record.inputs.as_ref().filter(|i| i.problem.is_none())?;
+        if let Some(m) = last.missing.iter().find(|m| m.asset == asset) {
+            return Some(m.start);
+        }
+        // Every missing interval was listed and none of this asset: it had them all.
+        (last.missing_count == last.missing.len()).then_some(DateTime::<Utc>::MAX_UTC)
+    };
     if let Some(consumer) = grid_of(&run.dag) {
         for (asset, consumes) in &run.dag.consumes {
             let Some(producer) = catalog.producers(asset).first() else {
@@ -108,12 +165,19 @@ pub(super) fn decide(
             ) {
                 Ok(needed) => needed,
                 Err(e) => {
-                    problem = Some(format!("`{asset}`: {e}"));
+                    // Past the load-time horizon the grids stopped nesting (a zone's rules
+                    // changed): nothing will ever make it ready, so the run fails, saying so.
+                    unresolvable = Some(format!("`{asset}`: {e}"));
                     continue;
                 }
             };
+            let since = book.tracked_since(store, asset)?;
+            let from = first_missing(asset);
             for j in needed {
-                if !materialized(store, book, catalog, asset, j.start)? {
+                if from.is_some_and(|from| j.start < from) {
+                    continue;
+                }
+                if !materialized(store, book, catalog, asset, since, j.start)? {
                     missing_count += 1;
                     if missing.len() < MAX_MISSING_SHOWN {
                         missing.push(MissingInput {
@@ -129,6 +193,9 @@ pub(super) fn decide(
     let previous = run.record.inputs.as_ref();
     let waiting_since = previous.map_or(now, |i| i.waiting_since);
     let upstream_reruns = previous.map_or(0, |i| i.upstream_reruns);
+    if let Some(reason) = &unresolvable {
+        problem = Some(reason.clone());
+    }
     let ready = missing_count == 0 && problem.is_none();
     let mut record = InputsRecord {
         status: if ready {
@@ -148,7 +215,7 @@ pub(super) fn decide(
         timeout_of(run).and_then(|t| waiting_since.max(interval.end).checked_add_signed(t));
     let verdict = if ready {
         GateVerdict::Open
-    } else if deadline.is_some_and(|d| now >= d) {
+    } else if unresolvable.is_some() || deadline.is_some_and(|d| now >= d) {
         record.status = InputsStatus::TimedOut;
         GateVerdict::TimedOut(format!("inputs timed out: {}", record.describe()))
     } else {
@@ -179,6 +246,8 @@ pub(super) fn combine(gate: GateVerdict, inputs: GateVerdict) -> GateVerdict {
 struct Written {
     record: MaterializationRecord,
     producer: std::sync::Arc<sluice_model::spec::Dag>,
+    /// Written by a backfill run: consumers' intervals with no run yet get one.
+    by_backfill: bool,
 }
 
 impl Engine {
@@ -234,6 +303,7 @@ impl Engine {
                             dag_version: run.record.dag_version.clone(),
                         },
                         producer: std::sync::Arc::clone(&run.dag),
+                        by_backfill: state.kind == RunKind::Backfill,
                     });
                 }
             }
@@ -241,14 +311,22 @@ impl Engine {
         for Written {
             mut record,
             producer,
+            by_backfill,
         } in written
         {
+            if self
+                .assets
+                .tracked_since(&self.store, &record.asset)?
+                .is_none()
+            {
+                self.assets.start_tracking(&record.asset, now);
+            }
             record.seq = self.assets.record(record.clone());
             self.metrics.inc(
                 "sluice_asset_materializations_total",
                 &[("asset", &record.asset)],
             );
-            self.after_materialized(&record, &producer, now)?;
+            self.after_materialized(&record, &producer, by_backfill, now)?;
         }
         Ok(())
     }

@@ -69,7 +69,7 @@ impl Engine {
         // Attempts failed by crash whose processes may have outlived the old scheduler.
         let mut leftovers = Vec::new();
         for record in self.store.active_runs()? {
-            if only.as_ref().is_some_and(|d| *d != record.state.dag_id) {
+            if !self.registry.in_scope(&record.state.dag_id) {
                 continue;
             }
             let Some(key) = self.reopen_run(record)? else {

@@ -71,6 +71,33 @@ impl DagEntry {
     }
 }
 
+/// `dag` and every DAG that consumes, directly or through others, what it produces.
+fn downstream_of<'a>(
+    dag: &str,
+    dags: impl Iterator<Item = &'a Dag> + Clone,
+) -> std::collections::BTreeSet<String> {
+    let mut scope: std::collections::BTreeSet<String> = [dag.to_owned()].into();
+    let mut frontier = vec![dag.to_owned()];
+    while let Some(current) = frontier.pop() {
+        let Some(producer) = dags.clone().find(|d| d.dag == current) else {
+            continue;
+        };
+        let written: std::collections::BTreeSet<&String> = producer
+            .tasks
+            .values()
+            .flat_map(|t| &t.settings.produces)
+            .collect();
+        for consumer in dags.clone() {
+            if consumer.consumes.keys().any(|a| written.contains(a))
+                && scope.insert(consumer.dag.clone())
+            {
+                frontier.push(consumer.dag.clone());
+            }
+        }
+    }
+    scope
+}
+
 /// Paths, sizes and modification times of the DAG files, to notice any change cheaply.
 type FolderFingerprint = Vec<(PathBuf, u64, std::time::SystemTime)>;
 
@@ -104,6 +131,9 @@ pub(super) struct Registry {
     /// Who produces and consumes each asset, from every DAG of the folder (in backfill and
     /// test mode too: a rewrite marks consumers stale whichever process makes it).
     catalog: Arc<AssetCatalog>,
+    /// The DAGs this engine runs (`None`: all): a backfill's DAG and, transitively, the
+    /// DAGs consuming what it produces; a test's DAG alone.
+    scope: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Registry {
@@ -116,12 +146,18 @@ impl Registry {
             changed: Vec::new(),
             import_errors: 0,
             catalog: Arc::default(),
+            scope: None,
         }
     }
 
     /// How many DAG files did not load at the last read of the folder.
     pub fn import_errors(&self) -> usize {
         self.import_errors
+    }
+
+    /// Whether this engine runs `dag` (see `scope`).
+    pub fn in_scope(&self, dag: &str) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.contains(dag))
     }
 
     pub fn catalog(&self) -> Arc<AssetCatalog> {
@@ -258,10 +294,16 @@ impl Registry {
             Mode::Scheduler => None,
             Mode::Backfill { dag } | Mode::Test { dag } => Some(dag.clone()),
         };
+        self.scope = match mode {
+            Mode::Scheduler => None,
+            Mode::Test { dag } => Some([dag.clone()].into()),
+            // Backfilling an upstream runs its consumers as their inputs complete.
+            Mode::Backfill { dag } => Some(downstream_of(dag, set.dags.iter().map(|d| &d.dag))),
+        };
         let now = Utc::now();
         let mut others = Vec::new();
         for loaded in set.dags {
-            if only.as_ref().is_some_and(|d| *d != loaded.dag.dag) {
+            if !self.in_scope(&loaded.dag.dag) {
                 if has_assets(&loaded.dag) {
                     others.push(Arc::new(loaded.dag));
                 }

@@ -23,6 +23,7 @@ impl Engine {
         &mut self,
         written: &MaterializationRecord,
         producer: &Dag,
+        by_backfill: bool,
         now: DateTime<Utc>,
     ) -> Result<(), EngineError> {
         let catalog = self.registry.catalog();
@@ -53,12 +54,17 @@ impl Engine {
                         })
                     }
                     None => match self.store.run(&key.0, key.1)? {
-                        Some(record) => match &record.inputs {
-                            Some(i) => i.status == InputsStatus::Ready && written.seq >= i.snapshot,
-                            // It ran before it recorded what it read: whatever it read is older.
-                            None => record.state.status.is_finished(),
-                        },
-                        None => false,
+                        // A run that never waited for inputs (a manual run, a run from before
+                        // the DAG declared `consumes`) recorded nothing it read: not tracked.
+                        Some(record) => record.inputs.as_ref().is_some_and(|i| {
+                            i.status == InputsStatus::Ready && written.seq >= i.snapshot
+                        }),
+                        None => {
+                            if by_backfill {
+                                self.run_consumer_of_backfill(consumer, reader, now)?;
+                            }
+                            false
+                        }
                     },
                 };
                 if read_older {
@@ -82,6 +88,60 @@ impl Engine {
         Ok(())
     }
 
+    /// A backfill wrote an input of a consumer interval that never ran: once all its inputs
+    /// are there, it runs (a backfill run of the consumer), if the consumer is one this
+    /// engine runs, not paused, and the interval is one it covers and its clock has passed
+    /// (later ones are the clock's).
+    fn run_consumer_of_backfill(
+        &mut self,
+        consumer: &Arc<Dag>,
+        interval: DataInterval,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let Some(entry) = self.registry.get(&consumer.dag) else {
+            return Ok(());
+        };
+        let within = consumer.start.is_some_and(|s| interval.start >= s)
+            && consumer.end.is_none_or(|e| interval.end <= e);
+        let clock_passed = self.config.mode != super::Mode::Scheduler
+            || entry
+                .record
+                .next_start
+                .is_some_and(|next| interval.start < next);
+        if entry.record.paused || !within || !clock_passed {
+            return Ok(());
+        }
+        let compiled = entry.version();
+        let catalog = self.registry.catalog();
+        if !super::inputs::all_materialized(
+            consumer,
+            interval,
+            &self.store,
+            &self.assets,
+            &catalog,
+        )? {
+            return Ok(());
+        }
+        if self.create_run(
+            compiled,
+            sluice_core::RunKind::Backfill,
+            interval,
+            serde_json::Value::Null,
+            now,
+        )? {
+            self.log_run(
+                &consumer.dag,
+                &sluice_core::RunKind::Backfill.run_id(interval.start),
+                format!(
+                    "{}: every input of {} written by the backfill: runs",
+                    consumer.dag,
+                    interval.start.to_rfc3339()
+                ),
+            );
+        }
+        Ok(())
+    }
+
     /// Reruns the stale intervals whose policy is `rerun`, whose DAG this process runs,
     /// whose inputs settled and whose reruns are not used up.
     pub(super) fn rerun_stale(&mut self) -> Result<(), EngineError> {
@@ -92,7 +152,7 @@ impl Engine {
             .assets
             .stale()
             .iter()
-            .filter(|(_, r)| r.rerun)
+            .filter(|(_, r)| r.rerun && r.held.is_none())
             .map(|(k, _)| k.clone())
             .collect();
         for key in candidates {
@@ -160,6 +220,28 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The consumers a backfill of `dag` runs with it (the chain): each with its runs in
+    /// memory and its stale intervals still to rerun, for one progress display.
+    pub fn downstream_progress(&self, dag: &str) -> Vec<(String, usize, usize)> {
+        let mut out: Vec<(String, usize, usize)> = self
+            .registry
+            .entries()
+            .filter(|e| e.dag.dag != dag && !e.dag.consumes.is_empty())
+            .map(|e| (e.dag.dag.clone(), 0, 0))
+            .collect();
+        for (name, running, to_rerun) in &mut out {
+            *running = self.runs.unfinished_of(name);
+            *to_rerun = self
+                .assets
+                .stale()
+                .iter()
+                .filter(|((d, _), r)| d == name && r.rerun && r.held.is_none())
+                .count();
+        }
+        out.sort();
+        out
     }
 
     /// Whether nothing is about to write an interval the consumer interval reads: no

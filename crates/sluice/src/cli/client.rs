@@ -211,7 +211,21 @@ impl Client for Local {
             Command::Runs { command } => runs::runs(cli, command, streams),
             Command::Tasks { command } => runs::tasks(cli, command, streams),
             Command::Clear { .. } => runs::change(cli, streams),
-            Command::Audit { dag, from, to } => runs::audit(cli, dag, from, to, streams),
+            Command::Audit {
+                dag,
+                from,
+                to,
+                stale,
+            } => match (stale, dag, from, to) {
+                (true, dag, _, _) => runs::audit_stale(cli, dag.as_deref(), streams),
+                (false, Some(dag), Some(from), Some(to)) => {
+                    runs::audit(cli, dag, from, to, streams)
+                }
+                _ => Err(CliError::Invalid {
+                    message: "`audit` needs DAG, --from and --to (or --stale)".into(),
+                    hint: Some("e.g. `sluice audit events_aggregation_15m --from 2025-09-01 --to 2025-09-02`, or `sluice audit --stale`".into()),
+                }),
+            },
             Command::Sla {
                 command: SlaCommand::Report { dag, from, to },
             } => sla::report(cli, dag, from.as_deref(), to.as_deref(), streams),

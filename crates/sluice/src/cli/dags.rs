@@ -116,7 +116,11 @@ pub fn run(cli: &Cli, command: &DagsCommand, streams: &mut Streams<'_>) -> Resul
                 (vec![cli.settings.dags.clone()], Vec::new())
             } else {
                 let folder = &cli.settings.dags;
-                let named = paths.iter().any(|p| p == folder);
+                let same = |p: &PathBuf| match (p.canonicalize(), folder.canonicalize()) {
+                    (Ok(a), Ok(b)) => a == b,
+                    _ => p == folder,
+                };
+                let named = paths.iter().any(same);
                 let context = if folder.is_dir() && !named {
                     vec![folder.clone()]
                 } else {

@@ -259,13 +259,19 @@ pub enum Command {
         #[arg(long)]
         failed_only: bool,
     },
-    /// Every interval of a range with its ledger status; exit 1 on any gap.
+    /// Every interval of a range with its ledger status; exit 1 on any gap (a stale
+    /// interval, one that read an input written again since, is a gap). `--stale`: every
+    /// stale interval, across DAGs (or of DAG); exit 1 if any.
     Audit {
-        dag: String,
-        #[arg(long)]
-        from: String,
-        #[arg(long)]
-        to: String,
+        #[arg(required_unless_present = "stale")]
+        dag: Option<String>,
+        #[arg(long, required_unless_present = "stale")]
+        from: Option<String>,
+        #[arg(long, required_unless_present = "stale")]
+        to: Option<String>,
+        /// List the intervals that are out of date across DAGs, with what rewrote their inputs.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        stale: bool,
     },
     /// Processing-latency SLA reports.
     Sla {

@@ -446,7 +446,19 @@ pub fn backfill(
             } else {
                 String::new()
             };
-            bar.set_message(format!("{} failed, {} running{gate}", p.failed, p.running));
+            // The chain: the consumers this backfill runs as their inputs complete.
+            let downstream: String = e
+                .downstream_progress(dag)
+                .into_iter()
+                .filter(|(_, running, to_rerun)| running + to_rerun > 0)
+                .map(|(name, running, to_rerun)| {
+                    format!(" · {name}: {running} running, {to_rerun} to rerun")
+                })
+                .collect();
+            bar.set_message(format!(
+                "{} failed, {} running{gate}{downstream}",
+                p.failed, p.running
+            ));
         }
     })?;
     let progress = engine.backfill_progress(dag).unwrap_or_default();
@@ -988,7 +1000,11 @@ pub fn audit(
                     vec![
                         table_time(e.start),
                         table_time(e.end),
-                        e.status.clone(),
+                        if e.stale {
+                            format!("{} (stale)", e.status)
+                        } else {
+                            e.status.clone()
+                        },
                         e.run_id.clone().unwrap_or_else(|| "-".into()),
                     ]
                 })
@@ -1012,6 +1028,61 @@ pub fn audit(
     } else {
         super::EXIT_FAILURE
     })
+}
+
+/// Most stale intervals listed by `audit --stale` (the count goes on).
+const MAX_STALE_LISTED: usize = 10_000;
+
+/// `sluice audit --stale [DAG]`: the intervals that read an input written again since,
+/// across DAGs; exit 1 if any.
+pub fn audit_stale(
+    cli: &Cli,
+    dag: Option<&str>,
+    streams: &mut Streams<'_>,
+) -> Result<i32, CliError> {
+    let store = open_store(cli, streams)?;
+    let stale = store.stale_intervals(dag, MAX_STALE_LISTED)?;
+    let total = match dag {
+        Some(_) => stale.len(),
+        None => store.stale_count(),
+    };
+    match cli.output {
+        OutputFormat::Json => streams.json(&serde_json::json!({
+            "stale": total,
+            "intervals": stale,
+        }))?,
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = stale
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.dag.clone(),
+                        table_time(s.interval_start),
+                        table_time(s.interval_end),
+                        table_time(s.since),
+                        match (&s.held, s.rerun) {
+                            (Some(why), _) => format!("held: {why}"),
+                            (None, true) => "reruns when its inputs settle".into(),
+                            (None, false) => "mark_stale: not rerun".into(),
+                        },
+                        s.describe(),
+                    ]
+                })
+                .collect();
+            if !rows.is_empty() {
+                streams.table(
+                    &["DAG", "START", "END", "STALE SINCE", "RERUN", "REWRITTEN"],
+                    &rows,
+                )?;
+            }
+            writeln!(
+                streams.out,
+                "{total} stale interval(s){}",
+                dag.map(|d| format!(" of {d}")).unwrap_or_default()
+            )?;
+        }
+    }
+    Ok(if total == 0 { 0 } else { super::EXIT_FAILURE })
 }
 
 pub fn parse_conf(conf: Option<&str>) -> Result<serde_json::Value, CliError> {

@@ -207,12 +207,26 @@ fn an_hour_starts_in_the_commit_of_its_fourth_window_and_reruns_once_when_one_is
             }))
         },
     )?;
-    let rerun = store
+    // Let a second rerun for the same change show itself, if there were one.
+    std::thread::sleep(Duration::from_millis(500));
+    let reruns: Vec<EventRecord> = store
         .events()
         .filter_map(Result::ok)
-        .find(|e| e.dag == "validation" && e.reason.is_some())
+        .filter(|e| e.dag == "validation" && e.reason.is_some())
+        .collect();
+    assert_eq!(reruns.len(), 1, "{reruns:#?}");
+    let rerun = reruns
+        .into_iter()
+        .next()
         .ok_or("no rerun event with its reason")?;
     let reason = rerun.reason.unwrap_or_default();
+    let first = store
+        .run("validation", first_hour)?
+        .ok_or("no first hour")?;
+    assert_eq!(
+        first.state.tasks[0].try_number, 2,
+        "the hour's check ran once more"
+    );
     assert_eq!(rerun.run_id, "scheduled__2025-09-01T00:00:00Z");
     assert!(
         reason.contains("warehouse.agg_15m 2025-09-01T00:15:00+00:00 rewritten by agg scheduled__2025-09-01T00:15:00Z")
@@ -451,5 +465,267 @@ fn a_sigkill_between_the_fourth_window_and_the_hours_start_loses_no_readiness() 
     assert_eq!(inputs.upstream_reruns, 0);
     drop(store);
     let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
+
+/// `sluice backfill` of a producer (the engine in backfill mode): its consumers' intervals
+/// run as their inputs complete (one command for the chain), and a second backfill of part
+/// of the range reruns exactly the hours it rewrote.
+#[test]
+fn backfilling_a_producer_runs_its_consumers_as_their_inputs_complete() -> Result<(), Error> {
+    use sluice_runtime::scheduler::{Engine, EngineConfig, Mode};
+    let root = std::env::temp_dir().join(format!("sluice-assets-chain-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("dags"))?;
+    let (start, end) = ("2025-09-01T00:00:00Z", "2025-09-02T00:00:00Z");
+    std::fs::write(
+        root.join("dags/agg.yaml"),
+        producer("agg", start, end, true, 4),
+    )?;
+    std::fs::write(root.join("dags/validation.yaml"), validation(start, end))?;
+    let backfill = |from: &str, to: &str, reprocess: Reprocess| -> Result<(), Error> {
+        let store = Store::open(&root.join("state"))?;
+        let mut engine = Engine::new(
+            store,
+            EngineConfig::new(root.join("dags"), Mode::Backfill { dag: "agg".into() }),
+        )?;
+        engine.start_backfill("agg", at(from)?, at(to)?, reprocess, None)?;
+        engine.run()?;
+        Ok(())
+    };
+    backfill(start, end, Reprocess::None)?;
+    let store = Store::open(&root.join("state"))?;
+    let hours = runs(&store, "validation")?;
+    assert_eq!(
+        hours.len(),
+        24,
+        "every hour of the day ran with the backfill"
+    );
+    for hour in &hours {
+        assert_eq!(
+            hour.state.status,
+            RunStatus::Success,
+            "{}",
+            hour.state.run_id
+        );
+        assert_eq!(hour.state.kind, sluice_core::RunKind::Backfill);
+        let inputs = hour.inputs.as_ref().ok_or("no inputs")?;
+        let newest = store
+            .materializations(
+                "warehouse.agg_15m",
+                hour.state.interval.start,
+                hour.state.interval.end,
+                8,
+            )?
+            .iter()
+            .map(|m| m.seq)
+            .max()
+            .ok_or("no windows")?;
+        assert!(
+            inputs.snapshot > newest,
+            "{}: ran before its fourth window",
+            hour.state.run_id
+        );
+    }
+    drop(store);
+    // The first two hours again: exactly those two rerun, once.
+    backfill(start, "2025-09-01T02:00:00Z", Reprocess::Completed)?;
+    let store = Store::open(&root.join("state"))?;
+    for hour in runs(&store, "validation")? {
+        let again = hour.state.logical_date < at("2025-09-01T02:00:00Z")?;
+        assert_eq!(
+            (
+                hour.state.status,
+                hour.inputs.as_ref().map_or(0, |i| i.upstream_reruns),
+                hour.state.tasks[0].try_number
+            ),
+            (RunStatus::Success, u32::from(again), 1 + u32::from(again)),
+            "{}",
+            hour.state.run_id
+        );
+    }
+    assert_eq!(store.stale_count(), 0);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
+
+/// `max_reruns` bounds the reruns of one interval; `mark_stale` never reruns; what stays
+/// out of date is listed by `sluice audit --stale` (exit 1), counted by a metric, and is a
+/// gap in `sluice audit`.
+#[test]
+fn reruns_are_bounded_and_what_stays_stale_is_audited() -> Result<(), Error> {
+    let (start, end) = ("2025-09-01T00:00:00Z", "2025-09-01T01:00:00Z");
+    let consumer = |dag: &str, policy: &str| {
+        validation(start, end)
+            .replace("dag: validation", &format!("dag: {dag}"))
+            .replace(
+                "warehouse.agg_15m: within",
+                &format!("warehouse.agg_15m: {{ intervals: within, {policy} }}"),
+            )
+    };
+    let scheduler = in_process::start(
+        "assets-bounded",
+        &[
+            ("agg.yaml", &producer("agg", start, end, false, 4)),
+            ("bounded.yaml", &consumer("bounded", "max_reruns: 1")),
+            (
+                "marked.yaml",
+                &consumer("marked", "on_upstream_change: mark_stale"),
+            ),
+        ],
+        |_| {},
+    );
+    let store = scheduler.store.clone();
+    wait_until("the hour checked by both", Duration::from_secs(60), || {
+        Ok(all_succeeded(&store, "bounded", 1)? && all_succeeded(&store, "marked", 1)?)
+    })?;
+    let hour = at(start)?;
+    let window = "scheduled__2025-09-01T00:15:00Z";
+    for round in 1..=2u32 {
+        let before = store
+            .latest_materialization("warehouse.agg_15m", at("2025-09-01T00:15:00Z")?)?
+            .map(|m| m.seq);
+        send(
+            &scheduler,
+            Control::Clear {
+                dag: "agg".into(),
+                run_id: window.into(),
+                tasks: Vec::new(),
+                downstream: false,
+                failed_only: false,
+            },
+        )?;
+        wait_until("the window written again", Duration::from_secs(30), || {
+            let now = store
+                .latest_materialization("warehouse.agg_15m", at("2025-09-01T00:15:00Z")?)?
+                .map(|m| m.seq);
+            Ok(now > before && all_succeeded(&store, "agg", 4)?)
+        })?;
+        wait_until("the bounded hour settled", Duration::from_secs(30), || {
+            Ok(store
+                .run("bounded", hour)?
+                .is_some_and(|r| r.state.status == RunStatus::Success)
+                && (round == 2
+                    || store
+                        .run("bounded", hour)?
+                        .and_then(|r| r.inputs)
+                        .is_some_and(|i| i.upstream_reruns == 1)))
+        })?;
+    }
+    wait_until("both marked stale", Duration::from_secs(30), || {
+        Ok(store
+            .stale_interval("bounded", hour)?
+            .is_some_and(|s| s.held.is_some())
+            && store
+                .stale_interval("marked", hour)?
+                .is_some_and(|s| s.causes.len() == 2))
+    })?;
+    let bounded = store.run("bounded", hour)?.ok_or("no bounded run")?;
+    assert_eq!(
+        bounded.inputs.map(|i| i.upstream_reruns),
+        Some(1),
+        "one rerun, then held"
+    );
+    assert_eq!(bounded.state.tasks[0].try_number, 2);
+    let marked = store.run("marked", hour)?.ok_or("no marked run")?;
+    assert_eq!(
+        marked.state.tasks[0].try_number, 1,
+        "mark_stale never reruns"
+    );
+    wait_until("the stale gauge", Duration::from_secs(10), || {
+        Ok(
+            metric(&scheduler, "sluice_asset_stale_intervals{dag=\"marked\"}") == 1.0
+                && metric(&scheduler, "sluice_asset_stale_intervals{dag=\"bounded\"}") == 1.0,
+        )
+    })?;
+    let dags = scheduler.dags_dir();
+    let state = scheduler.state_dir();
+    drop(store);
+    let root = scheduler.stop_and_keep();
+    let sluice = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--dags")
+            .arg(&dags)
+            .arg("--state")
+            .arg(&state)
+            .args(args)
+            .env_remove("SLUICE_CONFIG")
+            .output()
+    };
+    let listed = sluice(&["audit", "--stale"])?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&listed.stdout),
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert_eq!(listed.status.code(), Some(1), "{text}");
+    assert!(text.contains("2 stale interval(s)"), "{text}");
+    assert!(
+        text.contains("held: rewritten again after 1 rerun(s) (max_reruns 1)"),
+        "{text}"
+    );
+    assert!(text.contains("mark_stale: not rerun"), "{text}");
+    assert!(
+        text.contains("warehouse.agg_15m 2025-09-01T00:15:00+00:00 rewritten by agg"),
+        "{text}"
+    );
+    let audit = sluice(&["audit", "marked", "--from", start, "--to", end])?;
+    let text = String::from_utf8_lossy(&audit.stdout).into_owned();
+    assert_eq!(audit.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("success (stale)") && text.contains("1 gap(s)"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(root);
+    Ok(())
+}
+
+/// A consumer whose input never comes fails at its `timeout`, naming what is missing.
+#[test]
+fn a_run_still_missing_inputs_at_its_timeout_fails_saying_what_is_missing() -> Result<(), Error> {
+    let scheduler = in_process::start(
+        "assets-timeout",
+        &[
+            // Three of the hour's four windows: 00:45 is never written.
+            (
+                "agg.yaml",
+                &producer(
+                    "agg",
+                    "2025-09-01T00:00:00Z",
+                    "2025-09-01T00:45:00Z",
+                    false,
+                    4,
+                ),
+            ),
+            (
+                "validation.yaml",
+                &validation("2025-09-01T00:00:00Z", "2025-09-01T01:00:00Z").replace(
+                    "warehouse.agg_15m: within",
+                    "warehouse.agg_15m: { intervals: within, timeout: 1s }",
+                ),
+            ),
+        ],
+        |_| {},
+    );
+    let store = scheduler.store.clone();
+    let hour = at("2025-09-01T00:00:00Z")?;
+    wait_until("the hour failed", Duration::from_secs(30), || {
+        Ok(store
+            .run("validation", hour)?
+            .is_some_and(|r| r.state.status == RunStatus::Failed))
+    })?;
+    let run = store.run("validation", hour)?.ok_or("no run")?;
+    let inputs = run.inputs.ok_or("no inputs")?;
+    assert_eq!(inputs.status, InputsStatus::TimedOut);
+    assert_eq!(inputs.missing_count, 1);
+    let reason = run.state.tasks[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("inputs timed out: warehouse.agg_15m 2025-09-01T00:45:00+00:00–2025-09-01T01:00:00+00:00 not materialized yet"),
+        "{reason}"
+    );
+    assert_eq!(run.state.tasks[0].try_number, 0, "it never ran");
+    drop(store);
+    drop(scheduler);
     Ok(())
 }

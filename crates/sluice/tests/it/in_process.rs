@@ -16,6 +16,24 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    pub fn dags_dir(&self) -> PathBuf {
+        self.root.join("dags")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    /// Shuts the engine down and leaves its folder (DAGs and state) for the caller, who
+    /// removes it.
+    pub fn stop_and_keep(mut self) -> PathBuf {
+        let _ = self.sender.send(Input::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        std::mem::take(&mut self.root)
+    }
+
     /// Shuts the engine down and says what it did.
     pub fn stop(mut self) -> Option<Stats> {
         let _ = self.sender.send(Input::Shutdown);

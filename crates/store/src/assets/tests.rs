@@ -69,9 +69,21 @@ fn two_producers_share_one_history_and_the_newest_version_wins() -> Result<()> {
 }
 
 #[test]
-fn a_materialization_its_run_and_the_stale_mark_commit_together() -> Result<()> {
+fn a_materialization_its_ledger_entry_and_the_stale_mark_commit_together() -> Result<()> {
     let store = temporary("together")?;
     let mut writes = store.writes();
+    writes.put_ledger(
+        "p",
+        at(0),
+        &crate::LedgerEntry {
+            interval_end: at(15),
+            run_id: "scheduled__x".into(),
+            status: sluice_core::RunStatus::Success,
+            successes: 1,
+            updated_at: at(20),
+        },
+    );
+    writes.set_asset_tracked_since("a", at(20));
     writes.put_materialization(&written("a", 0, 7, "p"));
     writes.set_next_materialization_seq(8);
     let mut stale = StaleRecord {
@@ -100,8 +112,15 @@ fn a_materialization_its_run_and_the_stale_mark_commit_together() -> Result<()> 
     );
     assert!(stale.describe().ends_with("4 more"), "{}", stale.describe());
     writes.put_stale(&stale);
+    assert_eq!(
+        store.asset_tracked_since("a")?,
+        None,
+        "nothing before the apply"
+    );
     store.apply(writes)?;
     assert_eq!(store.stale_interval("c", at(0))?, Some(stale.clone()));
+    assert!(store.ledger_entry("p", at(0))?.is_some());
+    assert_eq!(store.asset_tracked_since("a")?, Some(at(20)));
     assert_eq!(store.stale_intervals(None, 10)?.len(), 1);
     assert_eq!(store.stale_intervals(Some("d"), 10)?.len(), 0);
     assert_eq!(store.stale_count(), 1);
