@@ -285,7 +285,11 @@ fn show_prints_settings_tasks_in_dependency_order_and_graphs() {
         "cross_layer_validation",
     ]);
     let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap_or_default();
-    assert_eq!(value["schedule"], "45 * * * *");
+    assert_eq!(value["schedule"], "@hourly");
+    assert_eq!(
+        value["consumes"]["warehouse.agg_15m"]["intervals"],
+        "within"
+    );
     assert_eq!(value["tasks"]["record_result"]["trigger_rule"], "all_done");
     assert_eq!(value["tasks"]["compare"]["type"], "wasm");
 }
@@ -328,8 +332,8 @@ fn next_prints_intervals_as_start_end_lines_and_json() {
     assert_eq!(
         value,
         serde_json::json!([
-            {"start": "2025-09-01T00:45:00Z", "end": "2025-09-01T01:45:00Z"},
-            {"start": "2025-09-01T01:45:00Z", "end": "2025-09-01T02:45:00Z"}
+            {"start": "2025-09-01T00:00:00Z", "end": "2025-09-01T01:00:00Z"},
+            {"start": "2025-09-01T01:00:00Z", "end": "2025-09-01T02:00:00Z"}
         ])
     );
 }
@@ -458,7 +462,7 @@ fn the_reconciliation_reprocesses_the_checked_hour_on_a_mismatch_by_default() {
             "cross_layer_validation",
             "reprocess_mismatches",
             "--logical-date",
-            "2025-09-01T10:45:00Z",
+            "2025-09-01T10:00:00Z",
             "--upstream-output",
             &format!("batch_holds_the_stream={verdict}"),
         ]);

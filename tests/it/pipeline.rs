@@ -9,7 +9,9 @@
 //!
 //! Act 1, zero data loss under faults: one Spark driver is killed mid-job and ClickHouse
 //! goes down for a while; retries recover both, and every interval's events are accounted
-//! for in both layers, every validation passes, the audit shows no gap.
+//! for in both layers, every validation passes, the audit shows no gap. The hourly
+//! reconciliation reads the hour's four windows (`consumes`): the backfill of the windows
+//! runs it too, each hour starting in the commit that loads its fourth window.
 //! Act 2, bad data is caught: one interval's raw data is damaged; `historical_backfill`
 //! reprocesses its hour (bounded concurrency) and fails validation for exactly that interval, the reconciliation
 //! names exactly that window; once repaired, reprocessing makes both pass.
@@ -20,12 +22,13 @@
 //! nothing; the stream layer, restarted, catches up and the hour reconciles.
 //! Act 4, late data repaired by default: events of an interval arrive while its run is
 //! aggregating it; the gate counts them from the sink's reports, and once the run has
-//! succeeded it runs again by itself and the batch layer holds them.
+//! succeeded it runs again by itself and the batch layer holds them; the hour it belongs
+//! to is reconciled again by itself, and nothing is left stale.
 //! Act 5, a mismatch repaired by default, under `sluice scheduler`: a lossy load leaves
 //! one window of the batch layer short of one country's cells; the hour's reconciliation
 //! finds the batch layer lower than the stream layer and its `reprocess_mismatches` task
 //! starts `historical_backfill` of the hour, which the scheduler runs: the window is whole
-//! again, and the reconciliation passes.
+//! again, and the hour's reconciliation runs again by itself and passes.
 //!
 //! Needs what scripts/test provides: the ClickHouse and broker builds (started here on
 //! ports of this test's own), local Spark (SPARK_HOME).
@@ -57,10 +60,8 @@ const FROM: &str = "2025-09-01T10:00:00Z";
 const TO: &str = "2025-09-01T12:00:00Z";
 /// Event time generated: past TO by more than the gate's 5 minutes of lateness.
 const EVENTS_TO: &str = "2025-09-01T12:10:00Z";
-/// The reconciliation runs of [10:45, 11:45) and [11:45, 12:45) check 10:00–11:00 and
-/// 11:00–12:00.
-const RECONCILE_FROM: &str = "2025-09-01T10:45:00Z";
-const RECONCILE_TO: &str = "2025-09-01T12:45:00Z";
+/// The reconciliation runs of the hours 10:00–11:00 and 11:00–12:00.
+const RECONCILE_FROM: &str = "2025-09-01T10:00:00Z";
 /// Act 2 reprocesses the first hour.
 const HOUR_END: &str = "2025-09-01T11:00:00Z";
 /// Act 3: the third hour, without the stream layer; its events go on to 13:10.
@@ -74,7 +75,7 @@ const RECONCILE_FIRST_HOUR_AGAIN: [&str; 8] = [
     "--from",
     RECONCILE_FROM,
     "--to",
-    "2025-09-01T11:45:00Z",
+    HOUR_END,
     "--reprocess",
     "completed",
 ];
@@ -351,14 +352,29 @@ fn zero_data_loss_under_faults(platform: &Platform) -> Result<(), Error> {
     let down = down.ok_or("the outage never happened")?;
     platform.succeeded(processed, &backfill)?;
 
-    platform.must(&[
-        "backfill",
-        "cross_layer_validation",
-        "--from",
-        RECONCILE_FROM,
-        "--to",
-        RECONCILE_TO,
-    ])?;
+    // The reconciliation ran with the backfill (one command for the chain): each hour in
+    // the very commit its fourth window was loaded in, with no sensor and no polling.
+    let store = Store::open(&platform.state)?;
+    for hour in [at(RECONCILE_FROM), at(HOUR_END)] {
+        let (fourth, started, delay) = started_with_its_fourth_window(&store, hour)?;
+        println!(
+            "reconciliation of {hour}: started in commit {started}, its fourth window loaded in commit {fourth} ({delay} ms between them)"
+        );
+        assert_eq!(
+            started, fourth,
+            "the hour {hour} waited past its fourth window"
+        );
+        let run = store
+            .run("cross_layer_validation", hour)?
+            .ok_or("no reconciliation run")?;
+        assert_eq!(run.state.status, RunStatus::Success, "{hour}");
+        assert_eq!(
+            run.inputs.map(|i| i.status),
+            Some(sluice_store::InputsStatus::Ready),
+            "{hour}"
+        );
+    }
+    drop(store);
     let audit = platform.must(&[
         "audit",
         "events_aggregation_15m",
@@ -416,7 +432,7 @@ fn zero_data_loss_under_faults(platform: &Platform) -> Result<(), Error> {
         );
         assert_eq!(report["passed"], true, "{report}");
     }
-    for hour in [at(RECONCILE_FROM), at("2025-09-01T11:45:00Z")] {
+    for hour in [at(RECONCILE_FROM), at(HOUR_END)] {
         let comparison = store
             .output("cross_layer_validation", hour, "compare")?
             .ok_or("no reconciliation report")?;
@@ -649,14 +665,21 @@ fn the_batch_layer_goes_on_without_the_stream_layer(platform: &Platform) -> Resu
         "backfill",
         "cross_layer_validation",
         "--from",
-        "2025-09-01T12:45:00Z",
+        THIRD_HOUR,
         "--to",
-        "2025-09-01T13:45:00Z",
+        THIRD_HOUR_END,
     ];
-    let reconciled = platform.sluice(&reconcile);
-    assert_ne!(reconciled.code, 0, "{}", reconciled.stdout);
+    // It ran with the batch layer's backfill (the chain), once the hour's windows were in.
     let store = Store::open(&platform.state)?;
-    let hour = at("2025-09-01T12:45:00Z");
+    let hour = at(THIRD_HOUR);
+    let chained = store
+        .run("cross_layer_validation", hour)?
+        .ok_or("the hour was not reconciled with the backfill")?;
+    assert_eq!(
+        chained.state.status,
+        RunStatus::Failed,
+        "the reconciliation without the stream layer"
+    );
     let attempts = figures::attempts(&store, "cross_layer_validation", hour)?;
     let compare = attempts
         .iter()
@@ -745,6 +768,9 @@ fn late_data_is_reprocessed_without_an_operator(platform: &Platform) -> Result<(
     ]))?;
     let written = sluice_demo::raw_sink::until_idle(&bootstrap, &platform.raw_zone, 10)?;
     assert_eq!(written, late.total());
+    // The stream layer sees them too (the hour is reconciled again once the window is).
+    let streamed = platform.stream_layer()?;
+    assert_eq!(streamed, late.total());
     let outcome = backfill
         .join()
         .map_err(|_| "the backfill thread panicked")?;
@@ -776,7 +802,89 @@ fn late_data_is_reprocessed_without_an_operator(platform: &Platform) -> Result<(
         .output("events_aggregation_15m", interval, "validate")?
         .ok_or("no validation report")?;
     assert_eq!(validation["passed"], true, "{validation}");
+    // Its hour was reconciled again by itself, after the late data was in, and passed.
+    let hour = store
+        .run("cross_layer_validation", at(THIRD_HOUR))?
+        .ok_or("no reconciliation of the hour")?;
+    let reruns = hour.inputs.as_ref().map_or(0, |i| i.upstream_reruns);
+    // Once, though the window was written twice (the backfill's run, then its late-data
+    // reprocessing): the hour waits until its windows settle.
+    assert_eq!(reruns, 1, "the hour's reruns: {:?}", hour.inputs);
+    assert_eq!(
+        hour.state.status,
+        RunStatus::Success,
+        "the hour's reconciliation"
+    );
+    let reason = store
+        .events()
+        .filter_map(Result::ok)
+        .filter(|e| e.dag == "cross_layer_validation" && e.run_id == hour.state.run_id)
+        .filter_map(|e| e.reason)
+        .last()
+        .unwrap_or_default();
+    assert!(
+        reason.contains(
+            "warehouse.agg_15m 2025-09-01T12:15:00+00:00 rewritten by events_aggregation_15m"
+        ),
+        "{reason}"
+    );
+    println!(
+        "late data: the hour 12:00–13:00 reconciled again by itself ({reruns} rerun(s)): {reason}"
+    );
+    drop(store);
+    let stale = platform.must(&["audit", "--stale"])?;
+    assert!(
+        stale.stdout.contains("0 stale interval(s)"),
+        "{}",
+        stale.stdout
+    );
     Ok(())
+}
+
+/// The commit (event-log batch) in which the last of an hour's four windows was loaded, the
+/// one in which the hour's reconciliation scheduled its first task, and the time between
+/// those two events.
+fn started_with_its_fourth_window(
+    store: &Store,
+    hour: DateTime<Utc>,
+) -> Result<(usize, usize, i64), Error> {
+    let batches: Vec<Vec<sluice_store::EventRecord>> =
+        store.event_batches().collect::<Result<_, _>>()?;
+    let suffix = |t: DateTime<Utc>| sluice_model::spec::instant::format_instant(t);
+    let mut fourth: Option<(usize, DateTime<Utc>)> = None;
+    for k in 0..4 {
+        let window = suffix(hour + TimeDelta::minutes(15 * k));
+        let loaded = batches.iter().enumerate().find_map(|(i, batch)| {
+            batch
+                .iter()
+                .find(|e| {
+                    e.dag == "events_aggregation_15m"
+                        && e.run_id.ends_with(&window)
+                        && e.task.as_deref() == Some("load")
+                        && e.to == "success"
+                })
+                .map(|e| (i, e.at))
+        });
+        let loaded = loaded.ok_or(format!("window {window} never loaded"))?;
+        fourth = Some(fourth.map_or(loaded, |f: (usize, DateTime<Utc>)| f.max(loaded)));
+    }
+    let (fourth, loaded_at) = fourth.ok_or("no windows")?;
+    let (started, started_at) = batches
+        .iter()
+        .enumerate()
+        .find_map(|(i, batch)| {
+            batch
+                .iter()
+                .find(|e| {
+                    e.dag == "cross_layer_validation"
+                        && e.run_id.ends_with(&suffix(hour))
+                        && e.task.as_deref() == Some("rollup_stream")
+                        && e.to == "scheduled"
+                })
+                .map(|e| (i, e.at))
+        })
+        .ok_or(format!("the reconciliation of {hour} never started"))?;
+    Ok((fourth, started, (started_at - loaded_at).num_milliseconds()))
 }
 
 /// Act 5.
@@ -829,33 +937,33 @@ fn a_mismatch_is_repaired_without_an_operator(platform: &Platform) -> Result<(),
     );
 
     let store = Store::open(&platform.state)?;
-    let reconciliation = at("2025-09-01T11:45:00Z");
-    let held = store
-        .output(
-            "cross_layer_validation",
-            reconciliation,
-            "batch_holds_the_stream",
-        )?
-        .ok_or("no batch_holds_the_stream report")?;
-    assert_eq!(held["passed"], false, "{held}");
+    let reconciliation = at(HOUR_END);
+    let attempts = figures::attempts(&store, "cross_layer_validation", reconciliation)?;
+    // Its first look named the short window and started the reprocessing of the hour ...
+    let first_compare = attempts
+        .iter()
+        .rfind(|a| a.task == "compare" && a.error.is_some())
+        .ok_or("no failed comparison")?;
+    let summary = first_compare.error.clone().unwrap_or_default();
     assert!(
-        held.to_string().contains("2025-09-01 11:30:00"),
-        "the short window is named: {held}"
+        summary.contains("2025-09-01 11:30:00"),
+        "the short window is named: {summary}"
     );
-    let reprocessing = store
-        .output(
-            "cross_layer_validation",
-            reconciliation,
-            "reprocess_mismatches",
-        )?
-        .ok_or("no reprocess_mismatches output")?;
-    assert_eq!(reprocessing["started"], true, "{reprocessing}");
-    assert_eq!(
-        reprocessing["target"], "historical_backfill",
-        "{reprocessing}"
-    );
-    assert_eq!(reprocessing["intervals"], 4, "{reprocessing}");
-    println!("reconciliation of 11:00–12:00: {reprocessing}");
+    // (The hour's earlier runs, from act 1, started nothing: the one that did is this act's.)
+    let reprocessing = attempts
+        .iter()
+        .filter(|a| a.task == "reprocess_mismatches")
+        .filter_map(|a| std::fs::read_to_string(&a.log).ok())
+        .find(|log| log.contains(r#""started":true"#))
+        .ok_or("no reprocess_mismatches attempt started the reprocessing")?;
+    for part in [
+        r#""started":true"#,
+        r#""target":"historical_backfill""#,
+        r#""intervals":4"#,
+    ] {
+        assert!(reprocessing.contains(part), "{part} in {reprocessing}");
+    }
+    println!("reconciliation of 11:00–12:00: {}", reprocessing.trim_end());
     let batch = platform.batch_counts()?;
     for start in &hour {
         let run = store
@@ -873,20 +981,50 @@ fn a_mismatch_is_repaired_without_an_operator(platform: &Platform) -> Result<(),
             "the batch layer, {start}"
         );
     }
-    drop(store);
     println!("after the reprocessing: every window of 11:00–12:00 whole again");
 
-    // The hour reconciles again (the run of the schedule's next look, here by hand).
-    platform.must(&[
-        "backfill",
-        "cross_layer_validation",
-        "--from",
-        "2025-09-01T11:45:00Z",
-        "--to",
-        "2025-09-01T12:45:00Z",
-        "--reprocess",
-        "completed",
-    ])?;
+    // ... and, its windows rewritten, the hour was reconciled again by itself, and passed.
+    let run = store
+        .run("cross_layer_validation", reconciliation)?
+        .ok_or("no reconciliation run")?;
+    assert_eq!(
+        run.state.status,
+        RunStatus::Success,
+        "the hour's reconciliation"
+    );
+    assert_eq!(
+        run.inputs.as_ref().map(|i| i.upstream_reruns),
+        Some(1),
+        "{:?}",
+        run.inputs
+    );
+    let held = store
+        .output(
+            "cross_layer_validation",
+            reconciliation,
+            "batch_holds_the_stream",
+        )?
+        .ok_or("no batch_holds_the_stream report")?;
+    assert_eq!(held["passed"], true, "{held}");
+    let reason = store
+        .events()
+        .filter_map(Result::ok)
+        .filter(|e| e.dag == "cross_layer_validation" && e.run_id == run.state.run_id)
+        .filter_map(|e| e.reason)
+        .last()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("rewritten by historical_backfill"),
+        "{reason}"
+    );
+    println!("the hour reconciled again by itself: {reason}");
+    drop(store);
+    let stale = platform.must(&["audit", "--stale"])?;
+    assert!(
+        stale.stdout.contains("0 stale interval(s)"),
+        "{}",
+        stale.stdout
+    );
     Ok(())
 }
 
@@ -907,9 +1045,9 @@ fn repair_under_the_scheduler(platform: &Platform, hour: &[DateTime<Utc>]) -> Re
         "backfill",
         "cross_layer_validation",
         "--from",
-        "2025-09-01T11:45:00Z",
+        HOUR_END,
         "--to",
-        "2025-09-01T12:45:00Z",
+        TO,
         "--reprocess",
         "completed",
     ]);
@@ -937,7 +1075,23 @@ fn repair_under_the_scheduler(platform: &Platform, hour: &[DateTime<Utc>]) -> Re
                 })
             })
             .count();
-        if ended == hour.len() {
+        // Then the hour's reconciliation runs again by itself, once its windows settled.
+        let listed = platform.must(&[
+            "--output",
+            "json",
+            "runs",
+            "list",
+            "cross_layer_validation",
+            "--limit",
+            "100",
+        ])?;
+        let reconciliations: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout)?;
+        let again = reconciliations.iter().any(|r| {
+            r["logical_date"].as_str().and_then(|t| t.parse().ok()) == Some(hour[0])
+                && r["state"] == "success"
+                && r["inputs"]["upstream_reruns"] == 1
+        });
+        if ended == hour.len() && again {
             return Ok(());
         }
         if began.elapsed() > Duration::from_secs(900) {

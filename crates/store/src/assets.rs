@@ -17,6 +17,13 @@ pub const MAX_STALE_CAUSES: usize = 16;
 
 const NEXT_SEQ: &[u8] = b"\0next_seq";
 
+/// `\0latest\0asset`: the asset's newest write, of any interval.
+fn latest_key(asset: &str) -> Vec<u8> {
+    let mut key = b"\0latest\0".to_vec();
+    key.extend_from_slice(asset.as_bytes());
+    key
+}
+
 /// `\0since\0asset`: when the asset's first materialization was recorded.
 fn since_key(asset: &str) -> Vec<u8> {
     let mut key = b"\0since\0".to_vec();
@@ -169,6 +176,30 @@ impl Store {
             .collect()
     }
 
+    /// An asset's newest write, of any of its intervals.
+    pub fn latest_write(&self, asset: &str) -> Result<Option<MaterializationRecord>> {
+        self.materializations
+            .get(latest_key(asset))?
+            .map(|v| decode("materialization", &v))
+            .transpose()
+    }
+
+    /// An asset's writes of its newest intervals (by interval start, then version), newest
+    /// first.
+    pub fn recent_materializations(
+        &self,
+        asset: &str,
+        limit: usize,
+    ) -> Result<Vec<MaterializationRecord>> {
+        self.materializations
+            .scan_prefix(keys::dag_prefix(asset))
+            .values()
+            .rev()
+            .take(limit)
+            .map(|v| decode("materialization", &v?))
+            .collect()
+    }
+
     /// The stale interval of a consumer DAG, if it is.
     pub fn stale_interval(&self, dag: &str, start: DateTime<Utc>) -> Result<Option<StaleRecord>> {
         self.stale
@@ -193,14 +224,24 @@ impl Store {
     pub fn stale_count(&self) -> usize {
         self.stale.len()
     }
+
+    /// How many intervals of one DAG are stale.
+    pub fn stale_count_of(&self, dag: &str) -> usize {
+        self.stale.scan_prefix(keys::dag_prefix(dag)).count()
+    }
 }
 
 impl Writes {
+    /// Writes a materialization; it is also its asset's newest write (they are written in
+    /// version order).
     pub fn put_materialization(&mut self, record: &MaterializationRecord) {
+        let value = encode(record);
         self.materializations.insert(
             materialization_key(&record.asset, record.interval_start, record.seq),
-            encode(record),
+            value.clone(),
         );
+        self.materializations
+            .insert(latest_key(&record.asset), value);
     }
 
     pub fn set_asset_tracked_since(&mut self, asset: &str, since: DateTime<Utc>) {

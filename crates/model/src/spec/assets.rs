@@ -39,6 +39,9 @@ fn nowhere() -> Location {
     }
 }
 
+/// Most assets one task writes (each a record per success).
+pub const MAX_PRODUCES: usize = 32;
+
 /// The checks of one file's `produces` and `consumes`.
 pub fn check_declarations(dag: &Dag, spans: &SourceMap) -> Vec<Diagnostic> {
     let at = |path: &str| spans.nearest(path).unwrap_or_else(nowhere);
@@ -51,6 +54,19 @@ pub fn check_declarations(dag: &Dag, spans: &SourceMap) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut producer_of: HashMap<&str, &str> = HashMap::new();
     for (task_id, task) in &dag.tasks {
+        if task.settings.produces.len() > MAX_PRODUCES {
+            out.push(
+                Diagnostic::error(
+                    "spec::out-of-range",
+                    format!(
+                        "task `{task_id}` produces {} assets; a task writes at most {MAX_PRODUCES}",
+                        task.settings.produces.len()
+                    ),
+                )
+                .at(at(&format!("tasks.{task_id}.produces")), "too many")
+                .help("split the task, or produce a combined asset"),
+            );
+        }
         for (i, asset) in task.settings.produces.iter().enumerate() {
             let path = format!("tasks.{task_id}.produces[{i}]");
             if !is_valid_id(asset) {

@@ -1,7 +1,8 @@
 //! `type: backfill` tasks: the loop itself starts the backfill of the target DAG (no
 //! executor: it is a scheduling action), records what it did in the attempt's log and
 //! output, and reports the attempt finished. A target with another backfill open is a
-//! retryable failure (it will be free later); a bad range or an unknown target is fatal.
+//! retryable failure (it will be free later); a bad range or an unknown target is fatal, and
+//! so is an enabled task outside `sluice scheduler` (a backfill process runs to its end).
 
 use chrono::{DateTime, Utc};
 
@@ -72,6 +73,13 @@ impl Engine {
                     "`enabled` must render to true or false, not `{other}`"
                 ));
             }
+        }
+        // A backfill process runs its DAG and that DAG's consumers, to their end: what
+        // they would start is for the scheduler (and would never end here).
+        if self.config.mode != super::engine::Mode::Scheduler {
+            return fatal(
+                "backfill tasks run under `sluice scheduler`, not in a `sluice backfill` or `dags test` process".into(),
+            );
         }
         if task.target == attempt.dag_id {
             return fatal("a DAG cannot backfill itself from one of its tasks".into());

@@ -129,6 +129,13 @@ impl GateTracker {
         self.late_reprocess.push((dag, logical_date));
     }
 
+    /// Whether the interval waits to be reprocessed for late data.
+    pub fn reprocess_pending(&self, dag: &str, logical_date: DateTime<Utc>) -> bool {
+        self.late_reprocess
+            .iter()
+            .any(|(d, t)| d == dag && *t == logical_date)
+    }
+
     pub fn take_reprocess(&mut self) -> Vec<(String, DateTime<Utc>)> {
         std::mem::take(&mut self.late_reprocess)
     }

@@ -271,10 +271,11 @@ impl Engine {
                     .filter(|_| self.backfills.is_running(&producer.dag));
                 for j in needed {
                     let key = (producer.dag.clone(), j.start);
-                    if self
-                        .runs
-                        .get(&key)
-                        .is_some_and(|r| !r.record.state.status.is_finished())
+                    // Running, or done but about to run again for late data.
+                    if self.runs.get(&key).is_some_and(|r| {
+                        !r.record.state.status.is_finished()
+                            || r.record.gate.as_ref().is_some_and(|g| g.late_pending)
+                    }) || self.gates.reprocess_pending(&key.0, key.1)
                     {
                         return false;
                     }

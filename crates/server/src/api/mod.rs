@@ -6,6 +6,7 @@
 //! go through the loop as `Input::Control`/`Input::Backfill`, exactly as the CLI's, so the
 //! loop stays the only writer of scheduling state.
 
+pub(crate) mod assets;
 pub mod auth;
 mod backfills;
 pub(crate) mod dags;
@@ -150,6 +151,9 @@ pub fn routes() -> Router<Api> {
         .route("/dags/{dag_id}/backfills/{action}", post(backfills::change))
         .route("/backfills", get(backfills::list))
         .route("/import-errors", get(dags::import_errors))
+        .route("/assets", get(assets::list))
+        .route("/assets/{asset}", get(assets::history))
+        .route("/stale", get(assets::stale))
         .route("/openapi.json", get(openapi::serve));
     Router::new()
         .nest("/api/v1", v1)

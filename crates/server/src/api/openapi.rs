@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{backfills, dags, health, runs, tasks};
+use super::{assets, backfills, dags, health, runs, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,7 @@ use super::{backfills, dags, health, runs, tasks};
         runs::list, runs::detail, runs::trigger, runs::clear, runs::audit, runs::sla,
         tasks::list, tasks::detail, tasks::mark, tasks::logs,
         backfills::create, backfills::list, backfills::change,
+        assets::list, assets::history, assets::stale,
         serve,
     ),
     modifiers(&BearerToken),
@@ -29,6 +30,7 @@ use super::{backfills, dags, health, runs, tasks};
         (name = "runs", description = "Runs of a DAG and the interval audit"),
         (name = "tasks", description = "Task instances, attempts and logs"),
         (name = "backfills", description = "Reprocessing ranges of intervals"),
+        (name = "assets", description = "Data DAGs produce and consume per interval: writes, stale intervals"),
         (name = "health", description = "Liveness and readiness probes"),
     )
 )]

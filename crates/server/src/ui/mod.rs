@@ -11,6 +11,7 @@
 //! while the attempt runs; SLA misses across DAGs.
 
 mod code;
+mod data_assets;
 mod history;
 mod pages;
 mod sla;
@@ -36,6 +37,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("task.html", include_str!("templates/task.html")),
     ("code.html", include_str!("templates/code.html")),
     ("sla.html", include_str!("templates/sla.html")),
+    (
+        "data_assets.html",
+        include_str!("templates/data_assets.html"),
+    ),
+    ("data_asset.html", include_str!("templates/data_asset.html")),
     ("error.html", include_str!("templates/error.html")),
     ("signin.html", include_str!("templates/signin.html")),
 ];
@@ -126,6 +132,8 @@ pub fn router() -> Router<Api> {
         .route("/ui/dags/{dag_id}/calendar", get(history::calendar))
         .route("/ui/dags/{dag_id}/code", get(code::code))
         .route("/ui/sla", get(sla::misses))
+        .route("/ui/data-assets", get(data_assets::list))
+        .route("/ui/data-assets/{asset}", get(data_assets::asset))
         .route("/ui/dags/{dag_id}/runs/{run_id}", get(pages::run))
         .route(
             "/ui/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",

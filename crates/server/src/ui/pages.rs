@@ -544,6 +544,20 @@ pub async fn run(
             figures => g.figures.as_ref().map(gate_figures),
         }
     });
+    // What the run reads (`consumes`): what it waits for, or the version it read.
+    let inputs = record.inputs.as_ref().map(|i| {
+        context! {
+            status => name_of(&i.status),
+            said => i.describe(),
+            waiting_since => short(i.waiting_since),
+            reruns => i.upstream_reruns,
+            missing => i.missing.iter().map(|m| context! {
+                asset => m.asset.clone(),
+                start => short(m.start),
+                end => short(m.end),
+            }).collect::<Vec<_>>(),
+        }
+    });
     // What each clear would run again, for the confirmation's preview.
     let downstream: BTreeMap<String, Vec<String>> = plan
         .tasks
@@ -576,6 +590,7 @@ pub async fn run(
             tasks => Value::from(Serde(&instances)),
             gantt,
             gate,
+            inputs,
             sla => context! {
                 warned_at => record.sla.warned_at.map(short),
                 breached_at => record.sla.breached_at.map(short),

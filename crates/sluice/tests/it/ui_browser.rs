@@ -335,3 +335,39 @@ fn an_operator_pages_through_history_code_sla_misses_and_backfills() {
         ],
     );
 }
+
+/// Data assets: the asset graph and an asset's writes (`tests/browser/assets.mjs`), a
+/// rewrite shown as a rerun of one reader and a stale mark on the other, the token guard.
+#[test]
+fn an_operator_follows_data_from_its_producers_to_its_readers() {
+    let producer = "dag: agg\nschedule: \"*/15 * * * *\"\nstart: 2025-09-01T00:00:00Z\n\
+        end: 2025-09-01T02:00:00Z\ncatchup: true\ntasks:\n  load:\n    type: noop\n\
+        \x20   produces: [warehouse.agg_15m]\n";
+    let reader = |dag: &str, policy: &str| {
+        format!(
+            "dag: {dag}\nschedule: \"@hourly\"\nstart: 2025-09-01T00:00:00Z\nend: 2025-09-01T02:00:00Z\n\
+             catchup: true\nconsumes:\n  warehouse.agg_15m: {{ intervals: within, on_upstream_change: {policy} }}\n\
+             tasks:\n  check: {{ type: command, command: \"true\" }}\n"
+        )
+    };
+    let (_scheduler, url, _) = start_scheduler_with(
+        "assets",
+        &[
+            ("agg.yaml", producer.to_owned()),
+            ("validation.yaml", reader("validation", "rerun")),
+            ("report.yaml", reader("report", "mark_stale")),
+            // A third hour whose windows nobody writes: its run waits, saying for what.
+            (
+                "waiting.yaml",
+                reader("waiting", "rerun")
+                    .replace("end: 2025-09-01T02:00:00Z", "end: 2025-09-01T03:00:00Z"),
+            ),
+        ],
+    );
+    let shots = repo().join("docs/ui");
+    run_browser_script(
+        "assets.mjs",
+        &[url.as_ref(), TOKEN.as_ref(), shots.as_os_str()],
+        &["21-asset-graph", "22-asset-history"],
+    );
+}

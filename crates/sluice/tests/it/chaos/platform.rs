@@ -213,7 +213,6 @@ fn write_dags(dags: &Path, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(),
             std::fs::copy(entry.path(), dags.join(folder).join(entry.file_name()))?;
         }
     }
-    let hour = TimeDelta::minutes(45);
     let bounded = |start: DateTime<Utc>, end: DateTime<Utc>| {
         format!("start: {}\nend: {}", start.to_rfc3339(), end.to_rfc3339())
     };
@@ -235,18 +234,12 @@ fn write_dags(dags: &Path, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(),
         (
             "cross_layer_validation.yaml",
             vec![
-                (
-                    "start: 2025-09-01T00:45:00Z",
-                    bounded(from + hour, to + hour),
-                ),
+                // The hours of the windows: each runs once its four windows are loaded.
+                ("start: 2025-09-01T00:00:00Z", bounded(from, to)),
                 ("sla: { warn_after: 60m, deadline: 100m }\n", String::new()),
                 (
                     "  retries: 2\n  retry_delay: 2m",
                     "  retries: 30\n  retry_delay: 2s".into(),
-                ),
-                (
-                    "    retries: 12\n    retry_delay: 5m",
-                    "    retries: 2000\n    retry_delay: 3s".into(),
                 ),
             ],
         ),
