@@ -4,20 +4,11 @@
 // The scheduler behind BASE_URL runs `agg` (eight 15-minute windows of warehouse.agg_15m),
 // `validation` (hourly, reruns on a rewrite), `report` (hourly, mark_stale) and `waiting`
 // (hourly, a third hour whose windows nobody writes).
-import { check, open, fail } from "./lib.mjs";
+import { check, client, open, fail } from "./lib.mjs";
 
 const [base, token, shots] = process.argv.slice(2);
 const { browser, page, errors, shot } = await open(shots);
-const bearer = { headers: { Authorization: "Bearer " + token } };
-const api = async (path) => (await page.request.get(base + "/api/v1" + path, bearer)).json();
-const post = async (path, data) => page.request.post(base + "/api/v1" + path, { ...bearer, data });
-const until = async (what, condition, seconds = 60) => {
-  for (let i = 0; i < seconds * 5; i++) {
-    if (await condition()) return;
-    await page.waitForTimeout(200);
-  }
-  throw new Error("timed out waiting for " + what);
-};
+const { api, post, until } = client(page, base, token);
 
 try {
   // Without the token the pages are not shown (the sign-in page instead).

@@ -35,3 +35,18 @@ export async function fail(browser, shot, name, error) {
   await browser.close();
   process.exit(1);
 }
+
+// The API with the token, and a wait on a condition polled five times a second.
+export function client(page, base, token) {
+  const bearer = { headers: { Authorization: "Bearer " + token } };
+  const api = async (path) => (await page.request.get(base + "/api/v1" + path, bearer)).json();
+  const post = async (path, data) => page.request.post(base + "/api/v1" + path, { ...bearer, data });
+  const until = async (what, condition, seconds = 60) => {
+    for (let i = 0; i < seconds * 5; i++) {
+      if (await condition()) return;
+      await page.waitForTimeout(200);
+    }
+    throw new Error("timed out waiting for " + what);
+  };
+  return { api, post, until };
+}

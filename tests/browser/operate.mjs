@@ -3,20 +3,11 @@
 // The scheduler behind BASE_URL runs `hourly` (Europe/Berlin, 60 hourly intervals from
 // HOURLY_START caught up), `slow` (misses its SLA) and `kept` (this script breaks its file).
 import { writeFileSync } from "node:fs";
-import { check, open, fail } from "./lib.mjs";
+import { check, client, open, fail } from "./lib.mjs";
 
 const [base, token, shots, dagFolder, hourlyStart] = process.argv.slice(2);
 const { browser, page, errors, shot } = await open(shots);
-const bearer = { headers: { Authorization: "Bearer " + token } };
-const api = async (path) => (await page.request.get(base + "/api/v1" + path, bearer)).json();
-const post = async (path, data) => page.request.post(base + "/api/v1" + path, { ...bearer, data });
-const until = async (what, condition, seconds = 60) => {
-  for (let i = 0; i < seconds * 5; i++) {
-    if (await condition()) return;
-    await page.waitForTimeout(200);
-  }
-  throw new Error("timed out waiting for " + what);
-};
+const { api, post, until } = client(page, base, token);
 const hour = 3600 * 1000;
 const at = (offsetHours) => new Date(Date.parse(hourlyStart) + offsetHours * hour).toISOString().replace(".000Z", "Z");
 

@@ -815,13 +815,7 @@ fn late_data_is_reprocessed_without_an_operator(platform: &Platform) -> Result<(
         RunStatus::Success,
         "the hour's reconciliation"
     );
-    let reason = store
-        .events()
-        .filter_map(Result::ok)
-        .filter(|e| e.dag == "cross_layer_validation" && e.run_id == hour.state.run_id)
-        .filter_map(|e| e.reason)
-        .last()
-        .unwrap_or_default();
+    let reason = last_rerun_reason(&store, &hour.state.run_id);
     assert!(
         reason.contains(
             "warehouse.agg_15m 2025-09-01T12:15:00+00:00 rewritten by events_aggregation_15m"
@@ -839,6 +833,17 @@ fn late_data_is_reprocessed_without_an_operator(platform: &Platform) -> Result<(
         stale.stdout
     );
     Ok(())
+}
+
+/// Why a reconciliation run last ran again by itself (its latest event with a reason).
+fn last_rerun_reason(store: &Store, run_id: &str) -> String {
+    store
+        .events()
+        .filter_map(Result::ok)
+        .filter(|e| e.dag == "cross_layer_validation" && e.run_id == run_id)
+        .filter_map(|e| e.reason)
+        .last()
+        .unwrap_or_default()
 }
 
 /// The commit (event-log batch) in which the last of an hour's four windows was loaded, the
@@ -1006,13 +1011,7 @@ fn a_mismatch_is_repaired_without_an_operator(platform: &Platform) -> Result<(),
         )?
         .ok_or("no batch_holds_the_stream report")?;
     assert_eq!(held["passed"], true, "{held}");
-    let reason = store
-        .events()
-        .filter_map(Result::ok)
-        .filter(|e| e.dag == "cross_layer_validation" && e.run_id == run.state.run_id)
-        .filter_map(|e| e.reason)
-        .last()
-        .unwrap_or_default();
+    let reason = last_rerun_reason(&store, &run.state.run_id);
     assert!(
         reason.contains("rewritten by historical_backfill"),
         "{reason}"

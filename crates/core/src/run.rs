@@ -83,6 +83,11 @@ pub struct RunState {
     pub interval: DataInterval,
     pub status: RunStatus,
     pub tasks: Vec<TaskInstance>,
+    /// The interval runs again after it succeeded, because an input was rewritten: history
+    /// reprocessed, as in a backfill, so no SLA deadline cuts its retries (nor is its SLA
+    /// measured again: it was met or missed the first time).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reprocessing: bool,
 }
 
 impl RunState {
@@ -95,6 +100,7 @@ impl RunState {
             interval,
             status: RunStatus::Queued,
             tasks: (0..plan.tasks.len()).map(|_| TaskInstance::new()).collect(),
+            reprocessing: false,
         }
     }
 
@@ -145,9 +151,9 @@ impl RunState {
     /// The instant by which the run must have succeeded (`interval end + sla.deadline`).
     /// Only scheduled runs have one: a backfill or manual run reprocesses history whose
     /// deadline passed long ago, and must keep its retries (as Airflow keeps SLAs to
-    /// scheduled runs).
+    /// scheduled runs); so does a scheduled run rerun for a rewritten input.
     pub fn deadline(&self, plan: &DagPlan) -> Option<DateTime<Utc>> {
-        if self.kind != RunKind::Scheduled {
+        if self.kind != RunKind::Scheduled || self.reprocessing {
             return None;
         }
         plan.sla_deadline

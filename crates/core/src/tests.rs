@@ -622,8 +622,14 @@ fn a_retryable_error_waits_then_runs_the_next_try() {
 /// A run of `kind` over `interval()` (deadline: 10 minutes after its end) whose first task's
 /// first try fails retryably `minutes` after `t0()`.
 fn first_try_failed_at(kind: RunKind, minutes: i64) -> RunState {
+    first_try_failed_in(kind, false, minutes)
+}
+
+/// The same, in a run that reprocesses its interval (`reprocessing`) or not.
+fn first_try_failed_in(kind: RunKind, reprocessing: bool, minutes: i64) -> RunState {
     let plan = chain(3, Some(10));
     let mut run = RunState::new(&plan, kind, interval());
+    run.reprocessing = reprocessing;
     run.evaluate(&plan, &|_| Past::Satisfied, true, t0());
     run.start(0, t0());
     run.finish(
@@ -660,6 +666,14 @@ fn a_backfill_run_keeps_its_retries_past_the_sla_deadline() {
         run.next_retry_at()
             .is_some_and(|at| at > t0() + TimeDelta::minutes(85))
     );
+}
+
+#[test]
+fn a_rerun_for_a_rewritten_input_keeps_its_retries_past_the_sla_deadline() {
+    // A scheduled run of an old interval, run again because its input was rewritten.
+    let run = first_try_failed_in(RunKind::Scheduled, true, 85);
+    assert_eq!(run.tasks[0].state, TaskState::UpForRetry);
+    assert_eq!(run.deadline(&chain(3, Some(10))), None);
 }
 
 #[test]

@@ -47,7 +47,12 @@ impl SlaWatch {
         let mut raised = Vec::new();
         for run in runs.values_mut() {
             let policy: SlaPolicy = run.plan.sla;
-            if !policy.is_set() || run.record.state.kind != RunKind::Scheduled {
+            // A rerun for a rewritten input reprocesses history: its SLA was met or missed
+            // the first time.
+            if !policy.is_set()
+                || run.record.state.kind != RunKind::Scheduled
+                || run.record.state.reprocessing
+            {
                 continue;
             }
             let progress = Self::sla_progress(run, now);

@@ -208,6 +208,7 @@ impl Engine {
                         if let Some(inputs) = run.record.inputs.as_mut() {
                             inputs.upstream_reruns = done + 1;
                         }
+                        run.record.state.reprocessing = true;
                         run.reason = Some(reason.clone());
                         run.record_touched = true;
                     }

@@ -88,6 +88,20 @@ fn send(scheduler: &in_process::Scheduler, command: Control) -> Result<String, E
         .map_err(|(message, hint)| format!("{message} ({hint:?})").into())
 }
 
+/// Writes a window of `agg` again: its run cleared, as late data or an operator would.
+fn rewrite(scheduler: &in_process::Scheduler, window: &str) -> Result<String, Error> {
+    send(
+        scheduler,
+        Control::Clear {
+            dag: "agg".into(),
+            run_id: window.into(),
+            tasks: Vec::new(),
+            downstream: false,
+            failed_only: false,
+        },
+    )
+}
+
 #[test]
 fn an_hour_starts_in_the_commit_of_its_fourth_window_and_reruns_once_when_one_is_rewritten()
 -> Result<(), Error> {
@@ -184,16 +198,7 @@ fn an_hour_starts_in_the_commit_of_its_fourth_window_and_reruns_once_when_one_is
 
     // Late data: the 00:15 window is loaded again; its hour reruns on its own, once.
     let window = "scheduled__2025-09-01T00:15:00Z";
-    send(
-        &scheduler,
-        Control::Clear {
-            dag: "agg".into(),
-            run_id: window.into(),
-            tasks: Vec::new(),
-            downstream: false,
-            failed_only: false,
-        },
-    )?;
+    rewrite(&scheduler, window)?;
     let first_hour = at(start)?;
     wait_until(
         "the first hour validated again",
@@ -226,6 +231,10 @@ fn an_hour_starts_in_the_commit_of_its_fourth_window_and_reruns_once_when_one_is
     assert_eq!(
         first.state.tasks[0].try_number, 2,
         "the hour's check ran once more"
+    );
+    assert!(
+        first.state.reprocessing,
+        "a rerun reprocesses history: no SLA deadline"
     );
     assert_eq!(rerun.run_id, "scheduled__2025-09-01T00:00:00Z");
     assert!(
@@ -586,16 +595,7 @@ fn reruns_are_bounded_and_what_stays_stale_is_audited() -> Result<(), Error> {
         let before = store
             .latest_materialization("warehouse.agg_15m", at("2025-09-01T00:15:00Z")?)?
             .map(|m| m.seq);
-        send(
-            &scheduler,
-            Control::Clear {
-                dag: "agg".into(),
-                run_id: window.into(),
-                tasks: Vec::new(),
-                downstream: false,
-                failed_only: false,
-            },
-        )?;
+        rewrite(&scheduler, window)?;
         wait_until("the window written again", Duration::from_secs(30), || {
             let now = store
                 .latest_materialization("warehouse.agg_15m", at("2025-09-01T00:15:00Z")?)?
