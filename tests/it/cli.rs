@@ -246,6 +246,20 @@ fn show_prints_settings_tasks_in_dependency_order_and_graphs() {
         "{}",
         text.stdout
     );
+    assert!(
+        text.stdout
+            .contains("produces          warehouse.agg_15m (task load)"),
+        "{}",
+        text.stdout
+    );
+    let reader = sluice(&["--dags", &dags(), "dags", "show", "cross_layer_validation"]);
+    assert!(
+        reader.stdout.contains(
+            "consumes          warehouse.agg_15m: within, on change rerun (at most 3 reruns)"
+        ),
+        "{}",
+        reader.stdout
+    );
 
     let mermaid = sluice(&[
         "--dags",

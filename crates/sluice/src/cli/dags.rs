@@ -543,6 +543,39 @@ fn show(
                     ),
                 );
             }
+            // Data shared with other DAGs: what it reads per interval, and what it writes.
+            for (asset, consumes) in &dag.consumes {
+                line(
+                    "consumes",
+                    format!(
+                        "{asset}: {}{}{}, on change {} (at most {} reruns){}",
+                        sluice_store::reports::name_of(&consumes.intervals),
+                        if consumes.offset.is_zero() {
+                            String::new()
+                        } else {
+                            format!(", offset {}", consumes.offset)
+                        },
+                        if consumes.shift == [0, 0] {
+                            String::new()
+                        } else {
+                            format!(", shift [{}, {}]", consumes.shift[0], consumes.shift[1])
+                        },
+                        sluice_store::reports::name_of(&consumes.on_upstream_change),
+                        consumes.max_reruns,
+                        consumes
+                            .timeout
+                            .map_or(String::new(), |t| format!(", timeout {t}"))
+                    ),
+                );
+            }
+            for (id, task) in &dag.tasks {
+                if !task.settings.produces.is_empty() {
+                    line(
+                        "produces",
+                        format!("{} (task {id})", task.settings.produces.join(", ")),
+                    );
+                }
+            }
             streams.print(&text)?;
             let rows: Vec<Vec<String>> = dag
                 .topological_order()
