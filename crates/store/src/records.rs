@@ -88,6 +88,12 @@ pub struct InputsRecord {
 }
 
 impl InputsRecord {
+    /// Whether the run read its inputs before version `seq` was written (so a write of an
+    /// interval it reads, numbered `seq`, makes it stale).
+    pub fn read_before(&self, seq: u64) -> bool {
+        self.status == InputsStatus::Ready && seq >= self.snapshot
+    }
+
     /// "waiting for warehouse.agg_15m [10:45, 11:00): not materialized yet (1 of 4 missing)".
     pub fn describe(&self) -> String {
         match self.status {

@@ -216,13 +216,6 @@ pub fn check_catalog(set: &mut DagSet, context: &[LoadedDag]) {
     set.dags = kept;
 }
 
-fn grid_of(dag: &Dag) -> Option<Grid<'_>> {
-    dag.schedule.as_ref().map(|schedule| Grid {
-        schedule,
-        tz: dag.timezone.tz(),
-    })
-}
-
 /// Where checking two DAGs' grids starts: where both run.
 fn horizon(a: &Dag, b: &Dag) -> (DateTime<Utc>, DateTime<Utc>) {
     let from = a.start.max(b.start).unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
@@ -289,14 +282,14 @@ fn grids_of_producers(
     // scheduler), and each is told about the other.
     for (asset, list) in producers {
         for (i, other) in list.iter().enumerate() {
-            let (Some(index), Some(grid)) = (other.loaded, grid_of(other.dag)) else {
+            let (Some(index), Some(grid)) = (other.loaded, other.dag.grid()) else {
                 continue;
             };
             let differing = list.iter().enumerate().find_map(|(j, first)| {
                 if i == j {
                     return None;
                 }
-                let first_grid = grid_of(first.dag)?;
+                let first_grid = first.dag.grid()?;
                 let (from, until) = horizon(first.dag, other.dag);
                 let same = crate::schedule::mapping::IntervalMapping::SAME;
                 same.first_misaligned(grid, first_grid, from, until, 1)
@@ -335,7 +328,7 @@ fn mappings(
 ) {
     for (index, loaded) in set.dags.iter().enumerate() {
         let dag = &loaded.dag;
-        let Some(consumer) = grid_of(dag) else {
+        let Some(consumer) = dag.grid() else {
             continue;
         };
         for (asset, consumes) in &dag.consumes {
@@ -356,7 +349,7 @@ fn mappings(
                 );
                 continue;
             };
-            let Some(upstream) = grid_of(producer.dag) else {
+            let Some(upstream) = producer.dag.grid() else {
                 continue;
             };
             let (from, until) = horizon(dag, producer.dag);

@@ -7,6 +7,17 @@ use super::model::Dag;
 use crate::schedule::DataInterval;
 
 impl Dag {
+    /// The DAG's schedule in its time zone (none for unscheduled DAGs): what interval
+    /// mappings between DAGs are computed on.
+    pub fn grid(&self) -> Option<crate::schedule::mapping::Grid<'_>> {
+        self.schedule
+            .as_ref()
+            .map(|schedule| crate::schedule::mapping::Grid {
+                schedule,
+                tz: self.timezone.tz(),
+            })
+    }
+
     /// Intervals that close after `after` (the runs still to be created at that instant),
     /// none starting before `start` or ending after `end`. Empty for unscheduled DAGs.
     pub fn intervals_ending_after(

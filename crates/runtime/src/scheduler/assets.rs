@@ -13,8 +13,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use sluice_model::schedule::DataInterval;
-use sluice_model::schedule::mapping::Grid;
 use sluice_model::spec::Dag;
+use sluice_model::spec::assets::MAX_UPSTREAM_INTERVALS;
 use sluice_store::{MaterializationRecord, StaleCause, StaleRecord, Store, StoreError, Writes};
 
 pub(super) type IntervalKey = (String, DateTime<Utc>);
@@ -26,16 +26,20 @@ pub(super) struct AssetCatalog {
     consumers: HashMap<String, Vec<Arc<Dag>>>,
 }
 
+/// What one interval of a consuming DAG reads of one asset it consumes.
+pub(super) enum Reads {
+    /// These upstream intervals, in order.
+    Intervals(Vec<DataInterval>),
+    /// No loaded DAG produces the asset (yet: a broken file keeps nothing).
+    NoProducer,
+    /// The mapping does not land on the producer's grid there (past the load-time check's
+    /// horizon): nothing will ever make it readable.
+    Unresolvable(String),
+}
+
 /// Whether a DAG takes part in assets at all.
 pub(super) fn has_assets(dag: &Dag) -> bool {
     !dag.consumes.is_empty() || dag.tasks.values().any(|t| !t.settings.produces.is_empty())
-}
-
-pub(super) fn grid_of(dag: &Dag) -> Option<Grid<'_>> {
-    dag.schedule.as_ref().map(|schedule| Grid {
-        schedule,
-        tz: dag.timezone.tz(),
-    })
 }
 
 /// Whether `interval` is one of the DAG's own (a manual run's may not be): only those
@@ -88,6 +92,51 @@ impl AssetCatalog {
 
     pub fn consumers(&self, asset: &str) -> &[Arc<Dag>] {
         self.consumers.get(asset).map_or(&[], Vec::as_slice)
+    }
+
+    /// `dag` and every DAG that consumes, directly or through others, what it produces.
+    pub fn downstream_of(&self, dag: &str) -> BTreeSet<String> {
+        let mut scope: BTreeSet<String> = [dag.to_owned()].into();
+        let mut frontier = vec![dag.to_owned()];
+        while let Some(current) = frontier.pop() {
+            for (asset, producers) in &self.producers {
+                if !producers.iter().any(|p| p.dag == current) {
+                    continue;
+                }
+                for consumer in self.consumers(asset) {
+                    if scope.insert(consumer.dag.clone()) {
+                        frontier.push(consumer.dag.clone());
+                    }
+                }
+            }
+        }
+        scope
+    }
+
+    /// What `interval` of the consuming `dag` reads of each asset it consumes (the
+    /// producers of an asset share one grid, so the first one's says it).
+    pub fn reads<'d>(&self, dag: &'d Dag, interval: DataInterval) -> Vec<(&'d str, Reads)> {
+        let Some(consumer) = dag.grid() else {
+            return Vec::new();
+        };
+        dag.consumes
+            .iter()
+            .map(|(asset, consumes)| {
+                let Some(upstream) = self.producers(asset).first().and_then(|p| p.grid()) else {
+                    return (asset.as_str(), Reads::NoProducer);
+                };
+                let reads = match consumes.mapping().upstream_of(
+                    consumer,
+                    upstream,
+                    interval,
+                    MAX_UPSTREAM_INTERVALS,
+                ) {
+                    Ok(needed) => Reads::Intervals(needed),
+                    Err(e) => Reads::Unresolvable(format!("`{asset}`: {e}")),
+                };
+                (asset.as_str(), reads)
+            })
+            .collect()
     }
 }
 
@@ -147,18 +196,20 @@ impl AssetBook {
         }
     }
 
-    /// The asset's first materialization: tracked from `at` on.
-    pub fn start_tracking(&mut self, asset: &str, at: DateTime<Utc>) {
-        self.tracking_starts.entry(asset.to_owned()).or_insert(at);
-    }
-
-    /// Numbers a materialization and keeps it for the commit; its number.
-    pub fn record(&mut self, mut record: MaterializationRecord) -> u64 {
+    /// Numbers a materialization and keeps it for the commit (an asset's first one starts
+    /// its tracking); the numbered record.
+    pub fn record(
+        &mut self,
+        store: &Store,
+        mut record: MaterializationRecord,
+    ) -> Result<MaterializationRecord, StoreError> {
+        if self.tracked_since(store, &record.asset)?.is_none() {
+            self.tracking_starts.insert(record.asset.clone(), record.at);
+        }
         record.seq = self.next_seq;
         self.next_seq += 1;
-        let seq = record.seq;
-        self.pending.push(record);
-        seq
+        self.pending.push(record.clone());
+        Ok(record)
     }
 
     /// Every version numbered so far is below this.

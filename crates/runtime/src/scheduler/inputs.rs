@@ -7,12 +7,11 @@
 
 use chrono::{DateTime, Utc};
 
-use super::assets::{AssetBook, AssetCatalog, grid_of, on_grid};
+use super::assets::{AssetBook, AssetCatalog, Reads, on_grid};
 use super::engine::{Engine, EngineError};
 use super::gates::GateVerdict;
 use super::run_book::ActiveRun;
 use sluice_core::{Change, RunKind, TaskState};
-use sluice_model::spec::assets::MAX_UPSTREAM_INTERVALS;
 use sluice_store::{
     InputsRecord, InputsStatus, MAX_MISSING_SHOWN, MaterializationRecord, MissingInput, Store,
     StoreError,
@@ -47,14 +46,21 @@ fn timeout_of(run: &ActiveRun) -> Option<chrono::TimeDelta> {
         .min()
 }
 
+/// When inputs waited for since `waiting_since` time out: the `timeout` counts from then or
+/// from the interval's end, whichever is later.
+fn timeout_at(run: &ActiveRun, waiting_since: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    waiting_since
+        .max(run.record.state.interval.end)
+        .checked_add_signed(timeout_of(run)?)
+}
+
 /// When a waiting run's inputs time out (the loop wakes for it).
 pub(super) fn inputs_deadline(run: &ActiveRun) -> Option<DateTime<Utc>> {
     let inputs = run.record.inputs.as_ref()?;
     if inputs.status != InputsStatus::Waiting || run.record.state.status.is_finished() {
         return None;
     }
-    let since = inputs.waiting_since.max(run.record.state.interval.end);
-    since.checked_add_signed(timeout_of(run)?)
+    timeout_at(run, inputs.waiting_since)
 }
 
 /// Whether every interval a consumer interval reads is materialized (false when the
@@ -66,21 +72,14 @@ pub(super) fn all_materialized(
     book: &AssetBook,
     catalog: &AssetCatalog,
 ) -> Result<bool, StoreError> {
-    let Some(consumer) = grid_of(dag) else {
+    if dag.grid().is_none() {
         return Ok(false);
-    };
-    for (asset, consumes) in &dag.consumes {
-        let Some(upstream) = catalog.producers(asset).first().and_then(|p| grid_of(p)) else {
+    }
+    for (asset, reads) in catalog.reads(dag, interval) {
+        let Reads::Intervals(needed) = reads else {
             return Ok(false);
         };
         let since = book.tracked_since(store, asset)?;
-        let Ok(needed) =
-            consumes
-                .mapping()
-                .upstream_of(consumer, upstream, interval, MAX_UPSTREAM_INTERVALS)
-        else {
-            return Ok(false);
-        };
         for j in needed {
             if !materialized(store, book, catalog, asset, since, j.start)? {
                 return Ok(false);
@@ -148,44 +147,34 @@ pub(super) fn decide(
         // Every missing interval was listed and none of this asset: it had them all.
         (last.missing_count == last.missing.len()).then_some(DateTime::<Utc>::MAX_UTC)
     };
-    if let Some(consumer) = grid_of(&run.dag) {
-        for (asset, consumes) in &run.dag.consumes {
-            let Some(producer) = catalog.producers(asset).first() else {
+    for (asset, reads) in catalog.reads(&run.dag, interval) {
+        let needed = match reads {
+            Reads::Intervals(needed) => needed,
+            Reads::NoProducer => {
                 problem = Some(format!("no loaded DAG produces `{asset}`"));
                 continue;
-            };
-            let Some(upstream) = grid_of(producer) else {
+            }
+            // Past the load-time horizon the grids stopped nesting (a zone's rules
+            // changed): nothing will ever make it ready, so the run fails, saying so.
+            Reads::Unresolvable(why) => {
+                unresolvable = Some(why);
                 continue;
-            };
-            let needed = match consumes.mapping().upstream_of(
-                consumer,
-                upstream,
-                interval,
-                MAX_UPSTREAM_INTERVALS,
-            ) {
-                Ok(needed) => needed,
-                Err(e) => {
-                    // Past the load-time horizon the grids stopped nesting (a zone's rules
-                    // changed): nothing will ever make it ready, so the run fails, saying so.
-                    unresolvable = Some(format!("`{asset}`: {e}"));
-                    continue;
-                }
-            };
-            let since = book.tracked_since(store, asset)?;
-            let from = first_missing(asset);
-            for j in needed {
-                if from.is_some_and(|from| j.start < from) {
-                    continue;
-                }
-                if !materialized(store, book, catalog, asset, since, j.start)? {
-                    missing_count += 1;
-                    if missing.len() < MAX_MISSING_SHOWN {
-                        missing.push(MissingInput {
-                            asset: asset.clone(),
-                            start: j.start,
-                            end: j.end,
-                        });
-                    }
+            }
+        };
+        let since = book.tracked_since(store, asset)?;
+        let from = first_missing(asset);
+        for j in needed {
+            if from.is_some_and(|from| j.start < from) {
+                continue;
+            }
+            if !materialized(store, book, catalog, asset, since, j.start)? {
+                missing_count += 1;
+                if missing.len() < MAX_MISSING_SHOWN {
+                    missing.push(MissingInput {
+                        asset: asset.to_owned(),
+                        start: j.start,
+                        end: j.end,
+                    });
                 }
             }
         }
@@ -211,8 +200,7 @@ pub(super) fn decide(
         problem,
         upstream_reruns,
     };
-    let deadline =
-        timeout_of(run).and_then(|t| waiting_since.max(interval.end).checked_add_signed(t));
+    let deadline = timeout_at(run, waiting_since);
     let verdict = if ready {
         GateVerdict::Open
     } else if unresolvable.is_some() || deadline.is_some_and(|d| now >= d) {
@@ -309,19 +297,12 @@ impl Engine {
             }
         }
         for Written {
-            mut record,
+            record,
             producer,
             by_backfill,
         } in written
         {
-            if self
-                .assets
-                .tracked_since(&self.store, &record.asset)?
-                .is_none()
-            {
-                self.assets.start_tracking(&record.asset, now);
-            }
-            record.seq = self.assets.record(record.clone());
+            let record = self.assets.record(&self.store, record)?;
             self.metrics.inc(
                 "sluice_asset_materializations_total",
                 &[("asset", &record.asset)],

@@ -71,33 +71,6 @@ impl DagEntry {
     }
 }
 
-/// `dag` and every DAG that consumes, directly or through others, what it produces.
-fn downstream_of<'a>(
-    dag: &str,
-    dags: impl Iterator<Item = &'a Dag> + Clone,
-) -> std::collections::BTreeSet<String> {
-    let mut scope: std::collections::BTreeSet<String> = [dag.to_owned()].into();
-    let mut frontier = vec![dag.to_owned()];
-    while let Some(current) = frontier.pop() {
-        let Some(producer) = dags.clone().find(|d| d.dag == current) else {
-            continue;
-        };
-        let written: std::collections::BTreeSet<&String> = producer
-            .tasks
-            .values()
-            .flat_map(|t| &t.settings.produces)
-            .collect();
-        for consumer in dags.clone() {
-            if consumer.consumes.keys().any(|a| written.contains(a))
-                && scope.insert(consumer.dag.clone())
-            {
-                frontier.push(consumer.dag.clone());
-            }
-        }
-    }
-    scope
-}
-
 /// Paths, sizes and modification times of the DAG files, to notice any change cheaply.
 type FolderFingerprint = Vec<(PathBuf, u64, std::time::SystemTime)>;
 
@@ -298,7 +271,10 @@ impl Registry {
             Mode::Scheduler => None,
             Mode::Test { dag } => Some([dag.clone()].into()),
             // Backfilling an upstream runs its consumers as their inputs complete.
-            Mode::Backfill { dag } => Some(downstream_of(dag, set.dags.iter().map(|d| &d.dag))),
+            Mode::Backfill { dag } => Some(
+                AssetCatalog::build(set.dags.iter().map(|d| Arc::new(d.dag.clone())))
+                    .downstream_of(dag),
+            ),
         };
         let now = Utc::now();
         let mut others = Vec::new();

@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::assets::{IntervalKey, grid_of};
+use super::assets::{IntervalKey, Reads};
 use super::engine::{Engine, EngineError};
 use sluice_model::schedule::DataInterval;
 use sluice_model::spec::assets::MAX_UPSTREAM_INTERVALS;
 use sluice_model::spec::{Dag, UpstreamChange};
-use sluice_store::{InputsStatus, MaterializationRecord, StaleCause};
+use sluice_store::{MaterializationRecord, StaleCause};
 
 impl Engine {
     /// Wakes the consumer runs that read the interval just materialized, and marks stale
@@ -27,7 +27,7 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<(), EngineError> {
         let catalog = self.registry.catalog();
-        let Some(upstream) = grid_of(producer) else {
+        let Some(upstream) = producer.grid() else {
             return Ok(());
         };
         let interval = DataInterval {
@@ -36,7 +36,7 @@ impl Engine {
         };
         for consumer in catalog.consumers(&written.asset) {
             let (Some(grid), Some(consumes)) =
-                (grid_of(consumer), consumer.consumes.get(&written.asset))
+                (consumer.grid(), consumer.consumes.get(&written.asset))
             else {
                 continue;
             };
@@ -49,16 +49,18 @@ impl Engine {
                 let read_older = match self.runs.get_mut(&key) {
                     Some(run) => {
                         run.dirty = true;
-                        run.record.inputs.as_ref().is_some_and(|i| {
-                            i.status == InputsStatus::Ready && written.seq >= i.snapshot
-                        })
+                        run.record
+                            .inputs
+                            .as_ref()
+                            .is_some_and(|i| i.read_before(written.seq))
                     }
                     None => match self.store.run(&key.0, key.1)? {
                         // A run that never waited for inputs (a manual run, a run from before
                         // the DAG declared `consumes`) recorded nothing it read: not tracked.
-                        Some(record) => record.inputs.as_ref().is_some_and(|i| {
-                            i.status == InputsStatus::Ready && written.seq >= i.snapshot
-                        }),
+                        Some(record) => record
+                            .inputs
+                            .as_ref()
+                            .is_some_and(|i| i.read_before(written.seq)),
                         None => {
                             if by_backfill {
                                 self.run_consumer_of_backfill(consumer, reader, now)?;
@@ -250,27 +252,16 @@ impl Engine {
     /// create it.
     fn inputs_settled(&self, dag: &Dag, interval: DataInterval) -> bool {
         let catalog = self.registry.catalog();
-        let Some(consumer) = grid_of(dag) else {
-            return true;
-        };
-        for (asset, consumes) in &dag.consumes {
+        for (asset, reads) in catalog.reads(dag, interval) {
+            let Reads::Intervals(needed) = reads else {
+                continue;
+            };
             for producer in catalog.producers(asset) {
-                let Some(upstream) = grid_of(producer) else {
-                    continue;
-                };
-                let Ok(needed) = consumes.mapping().upstream_of(
-                    consumer,
-                    upstream,
-                    interval,
-                    MAX_UPSTREAM_INTERVALS,
-                ) else {
-                    continue;
-                };
                 let backfill = self
                     .backfills
                     .get(&producer.dag)
                     .filter(|_| self.backfills.is_running(&producer.dag));
-                for j in needed {
+                for j in &needed {
                     let key = (producer.dag.clone(), j.start);
                     // Running, or done but about to run again for late data.
                     if self.runs.get(&key).is_some_and(|r| {

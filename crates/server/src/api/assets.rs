@@ -20,13 +20,13 @@ pub const MAX_HISTORY: usize = 5000;
 /// Most stale intervals one answer lists (the count goes on).
 pub const MAX_STALE: usize = 5000;
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AssetProducer {
     pub dag_id: String,
     pub task_id: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AssetConsumer {
     pub dag_id: String,
     /// `within` or `same`.
@@ -180,7 +180,7 @@ pub fn catalog(api: &Api) -> ApiResult<Catalog> {
     Ok(assets)
 }
 
-fn stale_of_asset(api: &Api, asset: &str) -> ApiResult<Vec<StaleRecord>> {
+pub fn stale_of_asset(api: &Api, asset: &str) -> ApiResult<Vec<StaleRecord>> {
     Ok(api
         .store
         .stale_intervals(None, MAX_STALE)?
@@ -194,27 +194,34 @@ fn stale_of_asset(api: &Api, asset: &str) -> ApiResult<Vec<StaleRecord>> {
 #[utoipa::path(get, path = "/api/v1/assets", operation_id = "list_assets", tag = "assets",
     responses((status = 200, body = AssetList), (status = 401, body = ErrorBody)))]
 pub async fn list(State(api): State<Api>) -> ApiResult<Json<AssetList>> {
+    let assets = summaries(&api, &catalog(&api)?)?;
+    Ok(Json(AssetList { assets }))
+}
+
+/// Each asset of `catalog` with its newest write and stale readers (the list, for the API
+/// and the UI alike).
+pub fn summaries(api: &Api, catalog: &Catalog) -> ApiResult<Vec<AssetSummary>> {
     let stale = api.store.stale_intervals(None, MAX_STALE)?;
     let mut assets = Vec::new();
-    for (asset, (producers, consumers)) in catalog(&api)? {
+    for (asset, (producers, consumers)) in catalog {
         let latest = api
             .store
-            .latest_write(&asset)?
+            .latest_write(asset)?
             .as_ref()
             .map(MaterializationView::of);
         let stale_intervals = stale
             .iter()
-            .filter(|s| s.causes.iter().any(|c| c.asset == asset))
+            .filter(|s| s.causes.iter().any(|c| c.asset == *asset))
             .count();
         assets.push(AssetSummary {
-            asset,
-            producers,
-            consumers,
+            asset: asset.clone(),
+            producers: producers.clone(),
+            consumers: consumers.clone(),
             latest,
             stale_intervals,
         });
     }
-    Ok(Json(AssetList { assets }))
+    Ok(assets)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -246,8 +253,19 @@ pub async fn history(
     Ok(Json(asset_history(&api, &asset, &query)?))
 }
 
-/// [`history`], for the UI too.
-pub fn asset_history(api: &Api, asset: &str, query: &HistoryQuery) -> ApiResult<AssetHistory> {
+/// [`history`].
+fn asset_history(api: &Api, asset: &str, query: &HistoryQuery) -> ApiResult<AssetHistory> {
+    asset_history_with(api, asset, query, &stale_of_asset(api, asset)?)
+}
+
+/// [`history`] with the stale intervals its writes caused already read (the UI marks its
+/// rows from the same records).
+pub fn asset_history_with(
+    api: &Api,
+    asset: &str,
+    query: &HistoryQuery,
+    stale: &[StaleRecord],
+) -> ApiResult<AssetHistory> {
     let mut catalog = catalog(api)?;
     let Some((producers, consumers)) = catalog.remove(asset) else {
         return Err(ApiError::not_found(format!("no asset `{asset}`"))
@@ -276,10 +294,7 @@ pub fn asset_history(api: &Api, asset: &str, query: &HistoryQuery) -> ApiResult<
         producers,
         consumers,
         materializations: records.iter().map(MaterializationView::of).collect(),
-        stale: stale_of_asset(api, asset)?
-            .iter()
-            .map(StaleView::of)
-            .collect(),
+        stale: stale.iter().map(StaleView::of).collect(),
     })
 }
 

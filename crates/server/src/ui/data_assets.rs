@@ -13,7 +13,7 @@ use minijinja::context;
 use super::history::second;
 use super::{error_page, escape, render};
 use crate::api::Api;
-use crate::api::assets::{Catalog, HistoryQuery, catalog};
+use crate::api::assets::{Catalog, HistoryQuery, catalog, stale_of_asset, summaries};
 use crate::api::error::ApiError;
 
 const BOX_W: usize = 210;
@@ -92,24 +92,20 @@ fn graph(assets: &Catalog) -> String {
 }
 
 pub async fn list(State(api): State<Api>) -> Response {
-    let assets = match catalog(&api) {
-        Ok(assets) => assets,
-        Err(e) => return error_page(e),
-    };
-    let stale = api
-        .store
-        .stale_intervals(None, crate::api::assets::MAX_STALE)
-        .unwrap_or_default();
-    let rows: Vec<_> = assets
+    let (assets, summaries) =
+        match catalog(&api).and_then(|assets| Ok((summaries(&api, &assets)?, assets))) {
+            Ok((summaries, assets)) => (assets, summaries),
+            Err(e) => return error_page(e),
+        };
+    let rows: Vec<_> = summaries
         .iter()
-        .map(|(asset, (producers, consumers))| {
-            let latest = api.store.latest_write(asset).ok().flatten();
+        .map(|s| {
             context! {
-                asset => asset.clone(),
-                producers => producers.iter().map(|p| format!("{}.{}", p.dag_id, p.task_id)).collect::<Vec<_>>(),
-                consumers => consumers.iter().map(|c| c.dag_id.clone()).collect::<Vec<_>>(),
-                latest => latest.as_ref().map(|m| format!("{} (version {}, {} {})", second(m.interval_start), m.seq, m.dag, m.run_id)),
-                stale => stale.iter().filter(|s| s.causes.iter().any(|c| c.asset == *asset)).count(),
+                asset => s.asset.clone(),
+                producers => s.producers.iter().map(|p| format!("{}.{}", p.dag_id, p.task_id)).collect::<Vec<_>>(),
+                consumers => s.consumers.iter().map(|c| c.dag_id.clone()).collect::<Vec<_>>(),
+                latest => s.latest.as_ref().map(|m| format!("{} (version {}, {} {})", second(m.interval.start), m.version, m.dag_id, m.run_id)),
+                stale => s.stale_intervals,
             }
         })
         .collect();
@@ -135,15 +131,16 @@ pub async fn asset(
                 .hint("from and to are RFC 3339 instants, limit a whole number"),
         );
     };
-    let history = match crate::api::assets::asset_history(&api, &asset, &query) {
-        Ok(history) => history,
+    // The stale readers, read once: for the table, and each interval's marks from the
+    // records (not their text).
+    let read = stale_of_asset(&api, &asset).and_then(|stale| {
+        let history = crate::api::assets::asset_history_with(&api, &asset, &query, &stale)?;
+        Ok((history, stale))
+    });
+    let (history, stale_records) = match read {
+        Ok(read) => read,
         Err(e) => return error_page(e),
     };
-    // The readers each interval's rewrites left stale, from the records (not their text).
-    let stale_records = api
-        .store
-        .stale_intervals(None, crate::api::assets::MAX_STALE)
-        .unwrap_or_default();
     let left_stale = |start: chrono::DateTime<chrono::Utc>| -> Vec<String> {
         stale_records
             .iter()
