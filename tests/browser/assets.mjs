@@ -80,6 +80,10 @@ try {
   check(await page.locator("#stale tr.stale").count() === 1, "only report stays stale: validation and waiting reran");
   await shot("22-asset-history");
 
+  for (const bad of ["limit=0", "limit=999999", "from=yesterday", "from=2025-09-02T00:00:00Z&to=2025-09-01T00:00:00Z"]) {
+    const refusedQuery = await page.request.get(base + "/api/v1/assets/warehouse.agg_15m?" + bad, { headers: { Authorization: "Bearer " + token } });
+    check(refusedQuery.status() === 400, "a bad history query is refused: " + bad);
+  }
   const unknown = await page.goto(base + "/ui/data-assets/no.such.asset");
   check(unknown.status() === 404 && (await page.locator("body").innerText()).includes("no asset `no.such.asset`"),
     "an unknown asset: 404, said");

@@ -9,6 +9,20 @@ use sluice_tests::{TempDir, fixture};
 /// (file, line, code, part of the message, part of the help or "").
 const EXPECTED: &[(&str, usize, &str, &str, &str)] = &[
     (
+        "consumes_too_many.yaml",
+        5,
+        "spec::out-of-range",
+        "`consumes` names 33 assets; a DAG reads at most 32",
+        "split the DAG",
+    ),
+    (
+        "produces_too_many.yaml",
+        8,
+        "spec::out-of-range",
+        "task `load` produces 33 assets; a task writes at most 32",
+        "split the task",
+    ),
+    (
         "consumes_without_schedule.yaml",
         4,
         "spec::consumes-without-schedule",
