@@ -8,6 +8,7 @@ pub mod clickhouse;
 pub mod commands;
 pub mod emr;
 pub mod fault_proxy;
+pub mod ha;
 mod http;
 pub mod kafka;
 

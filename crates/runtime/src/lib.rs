@@ -8,6 +8,7 @@ pub mod config;
 pub mod connections;
 pub mod executor;
 pub mod gate;
+pub mod ha;
 pub mod logging;
 pub mod masking;
 pub mod metrics;

@@ -48,8 +48,8 @@ fn refuse(what: &'static str, detail: String) -> StoreError {
 fn copy(from: &sled::Db, to: &sled::Db) -> Result<Vec<(String, usize)>> {
     let mut trees = Vec::new();
     for name in from.tree_names() {
-        let source = from.open_tree(&name)?;
-        let target = to.open_tree(&name)?;
+        let source = Store::tree_named(from, &name)?;
+        let target = Store::tree_named(to, &name)?;
         let mut count = 0;
         for entry in source.iter() {
             let (key, value) = entry?;

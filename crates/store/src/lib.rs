@@ -13,6 +13,7 @@ pub mod gates;
 pub mod keys;
 pub mod kv;
 pub mod records;
+pub mod replication;
 pub mod reports;
 pub mod retention;
 pub mod sla;
@@ -233,6 +234,16 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// A tree by the name `tree_names` gives it. sled's `open_tree` with the default tree's
+    /// name opens a *new*, empty tree of that name: the default one is the database itself.
+    pub(crate) fn tree_named(db: &sled::Db, name: &[u8]) -> sled::Result<sled::Tree> {
+        if name == b"__sled__default" {
+            Ok(sled::Tree::clone(db))
+        } else {
+            db.open_tree(name)
+        }
     }
 
     /// Makes every write so far durable. Returns the bytes flushed.

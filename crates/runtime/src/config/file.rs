@@ -50,6 +50,41 @@ pub struct ConfigFile {
     pub notifications: NotificationsSection,
     #[serde(default)]
     pub plugin_grants: PluginGrantsSection,
+    /// High availability: a leader lease on etcd and the state shipped (docs/ha.md).
+    pub ha: Option<HaSection>,
+}
+
+/// `[ha]`: one active scheduler per deployment, standbys that take over.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaSection {
+    /// etcd client URLs (`http://host:2379`).
+    pub etcd: Spanned<Vec<String>>,
+    /// Names the lease and the shipped state; every scheduler of one deployment has the same.
+    #[serde(default = "defaults::deployment")]
+    pub deployment: Spanned<String>,
+    /// This scheduler's name among them [default: the host name].
+    pub instance: Option<Spanned<String>>,
+    /// The API URL standbys point callers at [default: http://<listen>].
+    pub advertise: Option<Spanned<String>>,
+    /// `s3://bucket/prefix` or a folder (relative to this file).
+    pub ship_to: Spanned<String>,
+    /// The bucket's region and endpoint (an S3-compatible store) [default: the SDK's].
+    pub s3_region: Option<String>,
+    pub s3_endpoint: Option<Spanned<String>>,
+    /// How long the active's lease lives without renewal: a standby takes over this long
+    /// after the active is lost.
+    #[serde(default = "defaults::lease_ttl")]
+    pub lease_ttl: Spanned<Duration>,
+    /// How often the changes since the last upload are shipped (the recovery point).
+    #[serde(default = "defaults::ship_every")]
+    pub ship_every: Spanned<Duration>,
+    /// How often a whole snapshot is shipped (restores replay the changes since).
+    #[serde(default = "defaults::snapshot_every")]
+    pub snapshot_every: Spanned<Duration>,
+    /// Snapshots kept; older ones and the changes before them are deleted.
+    #[serde(default = "defaults::keep_snapshots")]
+    pub keep_snapshots: Spanned<usize>,
 }
 
 /// What DAGs may grant their plugins; default: nothing.
@@ -167,6 +202,21 @@ mod defaults {
     pub fn webhook_attempts() -> u32 {
         5
     }
+    pub fn deployment() -> Spanned<String> {
+        Spanned::new(0..0, "sluice".to_owned())
+    }
+    pub fn lease_ttl() -> Spanned<Duration> {
+        Spanned::new(0..0, Duration::from_secs(10))
+    }
+    pub fn ship_every() -> Spanned<Duration> {
+        Spanned::new(0..0, Duration::from_secs(1))
+    }
+    pub fn snapshot_every() -> Spanned<Duration> {
+        Spanned::new(0..0, Duration::from_secs(3600))
+    }
+    pub fn keep_snapshots() -> Spanned<usize> {
+        Spanned::new(0..0, 2)
+    }
     /// An RFC 3339 instant (a TOML date-time or a string).
     pub fn instant<'de, D: serde::Deserializer<'de>>(
         d: D,
@@ -254,6 +304,9 @@ fn check(file: &ConfigFile, source: &SourceText, base: &Path) -> Vec<Diagnostic>
             );
         }
     }
+    if let Some(ha) = &file.ha {
+        problems.extend(check_ha(ha, base, &at));
+    }
     let mut secrets: Vec<(&str, &Spanned<SecretSource>)> = Vec::new();
     if let Some(token) = &file.api.token {
         secrets.push(("api.token", token));
@@ -300,6 +353,100 @@ fn check(file: &ConfigFile, source: &SourceText, base: &Path) -> Vec<Diagnostic>
                 );
             }
         }
+    }
+    problems
+}
+
+/// The `[ha]` section's values, each problem located.
+fn check_ha(
+    ha: &HaSection,
+    base: &Path,
+    at: &dyn Fn(std::ops::Range<usize>) -> sluice_model::spec::diagnostic::Location,
+) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    let mut problem = |span: std::ops::Range<usize>, message: String, help: &str| {
+        problems.push(
+            Diagnostic::error("config.ha", message)
+                .at(at(span), "here")
+                .help(help.to_owned()),
+        );
+    };
+    if ha.etcd.get_ref().is_empty() || ha.etcd.get_ref().len() > 16 {
+        problem(
+            ha.etcd.span(),
+            "ha.etcd needs 1 to 16 etcd client URLs".into(),
+            "e.g. etcd = [\"http://etcd-1:2379\", \"http://etcd-2:2379\"]",
+        );
+    }
+    for url in ha.etcd.get_ref() {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            problem(
+                ha.etcd.span(),
+                format!("`{url}` is not an http(s) URL"),
+                "name each etcd member's client URL, e.g. http://etcd-1:2379",
+            );
+        }
+    }
+    let names = [Some(&ha.deployment), ha.instance.as_ref()];
+    for name in names.into_iter().flatten() {
+        if !crate::ha::valid_name(name.get_ref()) {
+            problem(
+                name.span(),
+                format!("`{}` is not a name", name.get_ref()),
+                "1 to 64 letters, digits, `-`, `_` or `.`",
+            );
+        }
+    }
+    if let Err(reason) = crate::ha::ShipTarget::parse(ha.ship_to.get_ref(), base) {
+        problem(
+            ha.ship_to.span(),
+            format!("ha.ship_to: {reason}"),
+            "a folder (a mounted volume) or s3://bucket/prefix",
+        );
+    }
+    if let Some(endpoint) = &ha.s3_endpoint
+        && !(endpoint.get_ref().starts_with("http://")
+            || endpoint.get_ref().starts_with("https://"))
+    {
+        problem(
+            endpoint.span(),
+            format!("`{}` is not an http(s) URL", endpoint.get_ref()),
+            "the S3-compatible store's endpoint, e.g. https://minio.internal:9000",
+        );
+    }
+    let ttl = ha.lease_ttl.get_ref().as_std();
+    if ttl < std::time::Duration::from_secs(1) || ttl > std::time::Duration::from_secs(600) {
+        problem(
+            ha.lease_ttl.span(),
+            "ha.lease_ttl must be between 1s and 10m".into(),
+            "etcd grants whole seconds; a standby takes over this long after a loss (10s is usual)",
+        );
+    }
+    let every = ha.ship_every.get_ref().as_std();
+    if every < std::time::Duration::from_millis(100) || every > std::time::Duration::from_secs(600)
+    {
+        problem(
+            ha.ship_every.span(),
+            "ha.ship_every must be between 100ms and 10m".into(),
+            "it bounds how much a lost machine's last changes can be behind (1s is usual)",
+        );
+    }
+    let snapshot = ha.snapshot_every.get_ref().as_std();
+    if snapshot < std::time::Duration::from_secs(1)
+        || snapshot > std::time::Duration::from_secs(7 * 86_400)
+    {
+        problem(
+            ha.snapshot_every.span(),
+            "ha.snapshot_every must be between 1s and 7d".into(),
+            "a restore replays the changes since the last snapshot (1h is usual)",
+        );
+    }
+    if !(1..=100).contains(ha.keep_snapshots.get_ref()) {
+        problem(
+            ha.keep_snapshots.span(),
+            "ha.keep_snapshots must be between 1 and 100".into(),
+            "older snapshots and the changes before them are deleted",
+        );
     }
     problems
 }

@@ -72,6 +72,8 @@ pub struct Settings {
     /// Connections by name, as JSON objects with a `type` (the `SLUICE_CONN_*` form).
     pub connections: BTreeMap<String, serde_json::Value>,
     pub webhooks: Vec<Webhook>,
+    /// `[ha]`: a standby-capable scheduler (docs/ha.md).
+    pub ha: Option<crate::ha::HaSettings>,
 }
 
 /// What the command line and environment said (each `None` when not given).
@@ -118,6 +120,37 @@ impl ConfigError {
             ConfigError::Override { .. } => None,
         }
     }
+}
+
+/// The `[ha]` section as settings (its values were checked when the file was read).
+fn resolve_ha(
+    ha: &file::HaSection,
+    base: &Path,
+    listen: Option<SocketAddr>,
+) -> Option<crate::ha::HaSettings> {
+    Some(crate::ha::HaSettings {
+        etcd: ha.etcd.get_ref().clone(),
+        deployment: ha.deployment.get_ref().clone(),
+        instance: ha
+            .instance
+            .as_ref()
+            .map(|i| i.get_ref().clone())
+            .unwrap_or_else(crate::ha::host_name),
+        advertise: ha
+            .advertise
+            .as_ref()
+            .map(|a| a.get_ref().clone())
+            .or_else(|| listen.map(|l| format!("http://{l}"))),
+        ship_to: crate::ha::ShipTarget::parse(ha.ship_to.get_ref(), base).ok()?,
+        s3: crate::ha::s3::S3Location {
+            region: ha.s3_region.clone(),
+            endpoint: ha.s3_endpoint.as_ref().map(|e| e.get_ref().clone()),
+        },
+        lease_ttl: ha.lease_ttl.get_ref().as_std(),
+        ship_every: ha.ship_every.get_ref().as_std(),
+        snapshot_every: ha.snapshot_every.get_ref().as_std(),
+        keep_snapshots: *ha.keep_snapshots.get_ref(),
+    })
 }
 
 /// Parses a listen address: `HOST:PORT`, or `off` for no API and UI.
@@ -245,6 +278,7 @@ impl Settings {
                 .map(|(name, table)| (name.clone(), file::table_to_json(table.get_ref())))
                 .collect(),
             webhooks,
+            ha: file.ha.as_ref().and_then(|ha| resolve_ha(ha, base, listen)),
         })
     }
 

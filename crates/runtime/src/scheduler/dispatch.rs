@@ -436,6 +436,53 @@ impl Engine {
 
     /// During shutdown: once the grace period is over, stop what still runs and record it
     /// as interrupted (a retryable failure), so the store says what happened.
+    /// Stops if the lease is no longer provably ours: every local attempt is killed (a
+    /// successor will run it again) and nothing more is written, shipped or started.
+    /// Remote attempts (EMR steps) go on; the successor adopts them by name.
+    pub(super) fn hold_lead(&mut self) -> Result<(), super::EngineError> {
+        let Some(lead) = &self.config.leadership else {
+            return Ok(());
+        };
+        let Err(deposed) = lead.fence.check() else {
+            return Ok(());
+        };
+        // Killed here and now, not through the executors' cancel (which acts later, on their
+        // runtime): the lease can pass to a standby a tenth of its TTL after this point.
+        let mut keys = Vec::new();
+        for run in self.runs.values() {
+            for (index, task) in run.record.state.tasks.iter().enumerate() {
+                if task.state.holds_slot() && !super::engine::is_remote(&self.executors, run, index)
+                {
+                    let key = run
+                        .record
+                        .state
+                        .idempotency_key(&run.plan, index, task.try_number);
+                    self.executors.cancel(&key);
+                    keys.push(key);
+                }
+            }
+        }
+        let killed = crate::executor::orphans::kill_leftovers(&keys);
+        tracing::error!(
+            "{deposed}; killed {} process(es) of {} local attempt(s), writing nothing more",
+            killed.len(),
+            keys.len()
+        );
+        Err(deposed.into())
+    }
+
+    /// After a group commit: the shipper closes a cut of the changes so far.
+    pub(super) fn mark_cut(&self) {
+        if let Some(cuts) = self
+            .config
+            .leadership
+            .as_ref()
+            .and_then(|lead| lead.cuts.as_ref())
+        {
+            cuts.cut();
+        }
+    }
+
     pub(super) fn wind_down(&mut self, now: DateTime<Utc>) {
         let Some(deadline) = self.shutdown_at else {
             return;

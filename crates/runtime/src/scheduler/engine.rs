@@ -65,6 +65,8 @@ pub struct EngineConfig {
     pub task_env: Vec<String>,
     /// What DAGs may grant their plugins.
     pub plugin_grants: crate::executor::wasm::GrantPolicy,
+    /// The active instance's lease and shipping (`[ha]`); `None` without HA.
+    pub leadership: Option<crate::ha::Leadership>,
 }
 
 impl EngineConfig {
@@ -90,6 +92,7 @@ impl EngineConfig {
             max_backfill_intervals: super::MAX_BACKFILL_INTERVALS,
             task_env: Vec::new(),
             plugin_grants: Default::default(),
+            leadership: None,
         }
     }
 }
@@ -109,6 +112,9 @@ pub enum EngineError {
     Invalid(String),
     #[error("cannot start the executor runtime: {0}")]
     Runtime(std::io::Error),
+    /// The lease was lost: nothing more was written or started (docs/ha.md).
+    #[error(transparent)]
+    Deposed(#[from] crate::ha::Deposed),
 }
 
 /// Counters of what the engine did, for `--verbose`, benchmarks and tests.
@@ -347,7 +353,9 @@ impl Engine {
                 self.wind_down(now);
             }
             self.slas.check(&mut self.runs, now, &self.metrics);
+            self.hold_lead()?;
             let changed = self.persist_and_flush()?;
+            self.mark_cut();
             self.maybe_compact(now);
             self.slas.send_raised();
             busy |= changed || !dispatches.is_empty();
@@ -365,6 +373,8 @@ impl Engine {
                     }
                 }
             }
+            // The flush took time: the lease must still be ours before anything starts.
+            self.hold_lead()?;
             self.dispatch(dispatches);
             self.refresh_gauges();
             if busy {
@@ -448,6 +458,14 @@ impl Engine {
         }
         if let Some(at) = self.shutdown_at {
             sleep = sleep.min(at.saturating_duration_since(Instant::now()));
+        }
+        if let Some(lead) = &self.config.leadership {
+            // Wake when the lease's last proof runs out, to stop at once if it was lost.
+            sleep = sleep.min(
+                lead.fence
+                    .remaining()
+                    .max(std::time::Duration::from_millis(10)),
+            );
         }
         // Wake at least a millisecond later to avoid spinning on a timer due right now.
         sleep.max(std::time::Duration::from_millis(1))

@@ -18,7 +18,9 @@ use std::os::unix::net::UnixStream;
 use clap::CommandFactory;
 
 use super::api_client::ApiClient;
-use super::{ApiCommand, Cli, CliError, Command, ConfigCommand, SlaCommand, StateCommand, Streams};
+use super::{
+    ApiCommand, Cli, CliError, Command, ConfigCommand, HaCommand, SlaCommand, StateCommand, Streams,
+};
 use super::{dags, plugins, runs, sla, state};
 
 /// Where a command is carried out.
@@ -191,6 +193,9 @@ impl Client for Local {
             Command::Config {
                 command: ConfigCommand::Check,
             } => super::config::show(cli, streams),
+            Command::Ha {
+                command: HaCommand::Status,
+            } => super::ha::status(cli, streams),
             Command::Backfill {
                 dag,
                 from,

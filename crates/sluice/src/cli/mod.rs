@@ -5,6 +5,7 @@ pub mod api_client;
 pub mod client;
 mod config;
 mod dags;
+mod ha;
 mod output;
 pub mod plugin_build;
 mod plugins;
@@ -172,6 +173,13 @@ pub enum SlaCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum HaCommand {
+    /// Who is active (instance, lease revision, API), and what was shipped (generation, last
+    /// cut, newest snapshot): read from etcd and the shipping target of `[ha]`.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ApiCommand {
     /// Print the OpenAPI document the scheduler serves at /api/v1/openapi.json.
     Openapi,
@@ -214,6 +222,11 @@ pub enum Command {
         /// intervals stay unprocessed (`sluice audit` shows them) until backfilled.
         #[arg(long, env = "SLUICE_NOT_BEFORE")]
         not_before: Option<String>,
+    },
+    /// High availability: the deployment's active instance and shipped state (docs/ha.md).
+    Ha {
+        #[command(subcommand)]
+        command: HaCommand,
     },
     /// Run a DAG over a range of intervals (in this process when no scheduler runs).
     Backfill {
@@ -420,6 +433,7 @@ impl Command {
             Command::State { command } => matches!(command, StateCommand::Check),
             Command::Dags { command } => command.needs_state(),
             Command::Scheduler { .. }
+            | Command::Ha { .. }
             | Command::Schema
             | Command::Api { .. }
             | Command::Completions { .. }

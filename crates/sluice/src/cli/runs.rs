@@ -226,27 +226,63 @@ pub fn time_arg(flag: &str, text: &str) -> Result<DateTime<Utc>, CliError> {
 }
 
 /// Sends SIGINT/SIGTERM to the engine as a graceful shutdown.
-fn forward_signals(sender: std::sync::mpsc::Sender<Input>) {
-    std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        runtime.block_on(async move {
-            let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+/// Where SIGINT/SIGTERM go: the running loop (a graceful stop), and a flag for whoever
+/// waits outside a loop (an HA standby campaigning).
+#[derive(Clone, Default)]
+pub(super) struct Signals {
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    engine: std::sync::Arc<std::sync::Mutex<Option<std::sync::mpsc::Sender<Input>>>>,
+}
+
+impl Signals {
+    pub(super) fn install() -> Signals {
+        let signals = Signals::default();
+        let handle = signals.clone();
+        std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
             else {
                 return;
             };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            let _ = sender.send(Input::Shutdown);
+            runtime.block_on(async move {
+                let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                handle
+                    .stop
+                    .store(true, std::sync::atomic::Ordering::Release);
+                if let Ok(engine) = handle.engine.lock()
+                    && let Some(sender) = engine.as_ref()
+                {
+                    let _ = sender.send(Input::Shutdown);
+                }
+            });
         });
-    });
+        signals
+    }
+
+    /// Signals now stop this loop (or it stops at once if one already came).
+    fn attach(&self, sender: std::sync::mpsc::Sender<Input>) {
+        if self.stop.load(std::sync::atomic::Ordering::Acquire) {
+            let _ = sender.send(Input::Shutdown);
+        }
+        if let Ok(mut engine) = self.engine.lock() {
+            *engine = Some(sender);
+        }
+    }
+
+    fn detach(&self) {
+        if let Ok(mut engine) = self.engine.lock() {
+            *engine = None;
+        }
+    }
 }
 
 /// `sluice scheduler`
@@ -267,20 +303,45 @@ pub fn scheduler(
     }
     sluice_runtime::logging::init(cli.settings.log_format, streams.color);
     install_masking(cli);
-    let store = Store::open(cli.state())?;
     let mut config = cli.engine_config(Mode::Scheduler);
     config.verbose = true;
     config.not_before = not_before.or(config.not_before);
     if let Some(grace) = grace {
         config.shutdown_grace = std::time::Duration::from_secs(grace);
     }
+    let signals = Signals::install();
+    if let Some(ha) = &cli.settings.ha {
+        return super::ha::supervise(cli, ha, config, &signals);
+    }
+    let store = Store::open(cli.state())?;
+    serve_term(cli, store, config, &signals)?;
+    Ok(0)
+}
+
+/// Runs the loop with its control socket and API until it stops: `Ok(None)` after a
+/// graceful shutdown, `Ok(Some(_))` when (with HA) the lease was lost.
+pub(super) fn serve_term(
+    cli: &Cli,
+    store: Store,
+    config: sluice_runtime::scheduler::EngineConfig,
+    signals: &Signals,
+) -> Result<Option<sluice_runtime::ha::Deposed>, CliError> {
     let mut engine = Engine::new(store, config)?;
     tracing::info!(
         "sluice scheduler: DAGs from {}, state in {} (Ctrl-C stops gracefully)",
         cli.dags().display(),
         cli.state().display()
     );
-    forward_signals(engine.sender());
+    signals.attach(engine.sender());
+    let result = serve_engine(cli, &mut engine);
+    signals.detach();
+    result
+}
+
+fn serve_engine(
+    cli: &Cli,
+    engine: &mut Engine,
+) -> Result<Option<sluice_runtime::ha::Deposed>, CliError> {
     let group = match &cli.settings.socket_group {
         Some(name) => {
             Some(
@@ -305,7 +366,7 @@ pub fn scheduler(
         path: super::remote::socket_path(cli.state()),
         source,
     })?;
-    // Serves until the process ends (after the loop's graceful stop).
+    // Serves until the loop ends (a graceful stop, or a lost lease).
     let _api = match cli.settings.listen {
         Some(address) => {
             let server = sluice_server::serve(
@@ -351,10 +412,16 @@ pub fn scheduler(
         }
         None => None,
     };
-    engine.run()?;
+    let ended = match engine.run() {
+        Ok(()) => None,
+        Err(EngineError::Deposed(deposed)) => Some(deposed),
+        Err(e) => return Err(e.into()),
+    };
     drop(socket);
-    tracing::info!("sluice scheduler: stopped; state is consistent");
-    Ok(0)
+    if ended.is_none() {
+        tracing::info!("sluice scheduler: stopped; state is consistent");
+    }
+    Ok(ended)
 }
 
 /// `sluice backfill`
@@ -423,7 +490,7 @@ pub fn backfill(
         false,
     )?;
     let record = engine.start_backfill(dag, from, to, reprocess.into(), max_active_runs)?;
-    forward_signals(engine.sender());
+    Signals::install().attach(engine.sender());
     let bar = indicatif::ProgressBar::new(record.total as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

@@ -17,6 +17,7 @@ mod daily_use;
 mod emr_serverless;
 mod emr_steps;
 mod fault_proxy;
+mod ha;
 mod in_process;
 mod interval_replace;
 mod kafka_gates;
