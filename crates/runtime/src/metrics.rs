@@ -100,6 +100,48 @@ pub const FAMILIES: &[Family] = &[
         buckets: SLOW,
     },
     Family {
+        name: "sluice_ha_active",
+        kind: Kind::Gauge,
+        help: "1 on the active instance of an HA deployment (a standby's /metrics says 0).",
+        buckets: &[],
+    },
+    Family {
+        name: "sluice_ha_lease_revision",
+        kind: Kind::Gauge,
+        help: "The fencing token of this instance's lease (the leader key's creation revision); it changes with every change of leader.",
+        buckets: &[],
+    },
+    Family {
+        name: "sluice_ha_lease_remaining_seconds",
+        kind: Kind::Gauge,
+        help: "How long the lease is proved ours from now; near zero means renewals are failing.",
+        buckets: &[],
+    },
+    Family {
+        name: "sluice_ha_ship_lag_cuts",
+        kind: Kind::Gauge,
+        help: "Committed cuts of changes not yet shipped (replica lag, in loop iterations with writes).",
+        buckets: &[],
+    },
+    Family {
+        name: "sluice_ha_ship_age_seconds",
+        kind: Kind::Gauge,
+        help: "Seconds since the last shipped segment or snapshot (grows while idle, and while the target fails).",
+        buckets: &[],
+    },
+    Family {
+        name: "sluice_ha_shipped_bytes_total",
+        kind: Kind::Counter,
+        help: "Bytes of change segments shipped in this term.",
+        buckets: &[],
+    },
+    Family {
+        name: "sluice_ha_takeover_seconds",
+        kind: Kind::Gauge,
+        help: "How long this term's takeover took: restoring the shipped state and opening it.",
+        buckets: &[],
+    },
+    Family {
         name: "sluice_scheduler_iteration_seconds",
         kind: Kind::Histogram,
         help: "Duration of a scheduling loop iteration that did work (inputs, evaluation, persistence, dispatch).",

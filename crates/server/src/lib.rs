@@ -4,6 +4,7 @@
 //! UI exists: this module puts the two side by side behind one token check.
 
 pub mod api;
+pub mod standby;
 pub mod ui;
 
 use std::net::SocketAddr;
@@ -85,14 +86,38 @@ async fn bounded(request: Request, next: Next) -> Response {
     }
 }
 
-/// The server running in the background; stops with the process.
+/// The server running in the background, until dropped (the listener closes, open
+/// connections end): an HA instance serves another router once its term ends.
 pub struct Server {
     pub address: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Binds `address` (port 0 picks a free one) and serves the API and UI on a thread of its
 /// own.
 pub fn serve(address: SocketAddr, api: Api) -> std::io::Result<Server> {
+    let log = Arc::clone(&api.log);
+    serve_router(address, router(api), log)
+}
+
+/// Serves a router on a runtime and thread of its own until the returned server is dropped.
+pub fn serve_router(
+    address: SocketAddr,
+    app: Router,
+    log: api::LogSink,
+) -> std::io::Result<Server> {
     let listener = std::net::TcpListener::bind(address)?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
@@ -101,18 +126,27 @@ pub fn serve(address: SocketAddr, api: Api) -> std::io::Result<Server> {
         .thread_name("sluice-api")
         .enable_all()
         .build()?;
-    std::thread::Builder::new()
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
         .name("sluice-api".into())
         .spawn(move || {
             runtime.block_on(async move {
                 let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
                     return;
                 };
-                let log = Arc::clone(&api.log);
-                serve_connections(listener, router(api), log).await;
+                tokio::select! {
+                    _ = serve_connections(listener, app, log) => {}
+                    _ = stopped => {}
+                }
             });
+            // Open connections end with the runtime.
+            runtime.shutdown_timeout(Duration::from_secs(1));
         })?;
-    Ok(Server { address: bound })
+    Ok(Server {
+        address: bound,
+        stop: Some(stop),
+        thread: Some(thread),
+    })
 }
 
 /// Accepts connections up to [`MAX_CONNECTIONS`] at once, each with a header-read timeout

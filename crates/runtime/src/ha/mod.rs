@@ -81,4 +81,7 @@ impl HaSettings {
 pub struct Leadership {
     pub fence: Fence,
     pub cuts: Option<CutHandle>,
+    pub shipping: Option<ship::StatusHandle>,
+    /// How long the takeover took (restore and open), for the metrics.
+    pub takeover: Duration,
 }

@@ -137,6 +137,16 @@ impl CutHandle {
     }
 }
 
+/// A read-only view of a shipper's status (metrics, `ha status`).
+#[derive(Debug, Clone)]
+pub struct StatusHandle(Arc<Mutex<ShipStatus>>);
+
+impl StatusHandle {
+    pub fn get(&self) -> ShipStatus {
+        lock(&self.0).clone()
+    }
+}
+
 /// Ships one term's state until stopped.
 pub struct Shipper {
     drainer_tx: mpsc::Sender<DrainerMessage>,
@@ -214,6 +224,10 @@ impl Shipper {
 
     pub fn status(&self) -> ShipStatus {
         lock(&self.status).clone()
+    }
+
+    pub fn status_handle(&self) -> StatusHandle {
+        StatusHandle(self.status.clone())
     }
 
     /// A graceful end (a planned hand-over, a shutdown): the last cut and every pending
@@ -343,7 +357,10 @@ impl Uploader {
             if Instant::now() >= next_snapshot {
                 match self.snapshot() {
                     Ok(manifest) => {
-                        lock(&self.status).last_snapshot = Some(manifest);
+                        let mut status = lock(&self.status);
+                        status.last_shipped_at = Some(manifest.taken_at);
+                        status.last_snapshot = Some(manifest);
+                        drop(status);
                         self.expire();
                         next_snapshot = Instant::now() + self.config.snapshot_every;
                     }

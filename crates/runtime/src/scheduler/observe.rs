@@ -51,6 +51,7 @@ impl Engine {
             return;
         }
         self.gauges_refreshed = Some(Instant::now());
+        self.refresh_ha_gauges();
         let mut states: BTreeMap<&'static str, f64> = BTreeMap::new();
         let mut active: BTreeMap<String, f64> = BTreeMap::new();
         let mut waiting: BTreeMap<String, f64> = BTreeMap::new();
@@ -128,4 +129,39 @@ impl Engine {
 
 pub(super) fn seconds(delta: chrono::TimeDelta) -> f64 {
     delta.num_milliseconds() as f64 / 1000.0
+}
+
+impl Engine {
+    /// The lease and shipping of an HA term (nothing without `[ha]`).
+    fn refresh_ha_gauges(&self) {
+        let Some(lead) = &self.config.leadership else {
+            return;
+        };
+        let m = &self.metrics;
+        m.set("sluice_ha_active", &[], 1.0);
+        m.set("sluice_ha_lease_revision", &[], lead.fence.token() as f64);
+        m.set(
+            "sluice_ha_lease_remaining_seconds",
+            &[],
+            lead.fence.remaining().as_secs_f64(),
+        );
+        m.set(
+            "sluice_ha_takeover_seconds",
+            &[],
+            lead.takeover.as_secs_f64(),
+        );
+        if let Some(shipping) = &lead.shipping {
+            let status = shipping.get();
+            m.set(
+                "sluice_ha_ship_lag_cuts",
+                &[],
+                status.cut_closed.saturating_sub(status.cut_shipped) as f64,
+            );
+            if let Some(at) = status.last_shipped_at {
+                let age = (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0;
+                m.set("sluice_ha_ship_age_seconds", &[], age);
+            }
+            m.set("sluice_ha_shipped_bytes_total", &[], status.bytes as f64);
+        }
+    }
 }

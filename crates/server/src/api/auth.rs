@@ -62,13 +62,22 @@ fn always_open(path: &str) -> bool {
 }
 
 pub async fn guard(State(api): State<Api>, request: Request, next: Next) -> Response {
-    let access = &api.access;
+    check(&api.access, &api.log, request, next).await
+}
+
+/// The checks of [`guard`] for any server with an [`Access`] (the API, a standby's).
+pub async fn check(
+    access: &Access,
+    log: &super::LogSink,
+    request: Request,
+    next: Next,
+) -> Response {
     let host = request
         .headers()
         .get(header::HOST)
         .map(|v| v.to_str().unwrap_or("?"));
     if !access.host_allowed(host) {
-        api.log(&format!(
+        log(&format!(
             "api: refused {} {} (Host `{}` is not a name of this scheduler)",
             request.method(),
             request.uri().path(),
@@ -117,7 +126,7 @@ pub async fn guard(State(api): State<Api>, request: Request, next: Next) -> Resp
             } else {
                 "no token"
             };
-            api.log(&format!(
+            log(&format!(
                 "api: refused {} {} ({why})",
                 request.method(),
                 request.uri().path()

@@ -56,10 +56,6 @@ pub fn stderr_log() -> LogSink {
 }
 
 impl Api {
-    fn log(&self, line: &str) {
-        (self.log)(line);
-    }
-
     /// Sends a change to the loop and waits (off the async runtime) for its answer.
     async fn ask(&self, make: impl FnOnce(mpsc::Sender<Reply>) -> Input) -> ApiResult<String> {
         let (reply, answer) = mpsc::channel();

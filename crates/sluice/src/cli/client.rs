@@ -196,6 +196,9 @@ impl Client for Local {
             Command::Ha {
                 command: HaCommand::Status,
             } => super::ha::status(cli, streams),
+            Command::Ha {
+                command: HaCommand::StepDown,
+            } => super::ha::step_down(cli, streams),
             Command::Backfill {
                 dag,
                 from,

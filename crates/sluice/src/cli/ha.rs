@@ -10,6 +10,7 @@ use sluice_runtime::ha::ship::Parent;
 use sluice_runtime::ha::target::Objects;
 use sluice_runtime::ha::{HaSettings, Leadership, ShipConfig, Shipper, Term, restore};
 use sluice_runtime::scheduler::EngineConfig;
+use sluice_server::standby::{ActiveInstance, StandbyView};
 use sluice_store::Store;
 
 use super::runs::{Signals, serve_term};
@@ -45,6 +46,12 @@ pub(super) fn supervise(
     let elector = ha
         .elector(api)
         .map_err(|e| invalid(e.to_string(), "check ha.etcd; docs/ha.md"))?;
+    let view = Arc::new(std::sync::Mutex::new(StandbyView {
+        deployment: ha.deployment.clone(),
+        instance: ha.instance.clone(),
+        ..StandbyView::default()
+    }));
+    let mut standby_server = serve_standby(cli, ha, &view)?;
     loop {
         tracing::info!(
             "ha: instance `{}` of `{}` is standby, campaigning (lease {} s)",
@@ -54,6 +61,19 @@ pub(super) fn supervise(
         );
         let mut last_seen = String::new();
         let term = elector.campaign(&signals.stop, &mut |seen| {
+            if let Ok(mut shown) = view.lock() {
+                match &seen {
+                    Ok(active) => {
+                        shown.active = active.as_ref().map(|a| ActiveInstance {
+                            instance: a.holder.instance.clone(),
+                            lease_revision: a.token,
+                            api: a.holder.api.clone(),
+                        });
+                        shown.problem = None;
+                    }
+                    Err(e) => shown.problem = Some(format!("cannot reach etcd: {e}")),
+                }
+            }
             let now = match seen {
                 Ok(Some(active)) => format!(
                     "active: `{}` (lease revision {})",
@@ -71,16 +91,85 @@ pub(super) fn supervise(
             tracing::info!("ha: stopped while standby");
             return Ok(0);
         };
+        drop(standby_server);
         match serve_as_active(cli, ha, &config, signals, objects.clone(), term)? {
             Served::Stopped => return Ok(0),
-            Served::Deposed => continue,
+            Served::Deposed => {}
+            Served::HandedOver => {
+                // A standby campaigns every quarter of the TTL: let one win first.
+                standby_server = serve_standby(cli, ha, &view)?;
+                wait_or_stop(ha.lease_ttl, signals);
+                continue;
+            }
         }
+        standby_server = serve_standby(cli, ha, &view)?;
+    }
+}
+
+/// While standby, the API's address answers with who is active (`sluice_server::standby`).
+fn serve_standby(
+    cli: &Cli,
+    ha: &HaSettings,
+    view: &Arc<std::sync::Mutex<StandbyView>>,
+) -> Result<Option<sluice_server::Server>, CliError> {
+    let Some(address) = cli.settings.listen else {
+        return Ok(None);
+    };
+    let shown = view.clone();
+    let standby = sluice_server::standby::Standby {
+        access: sluice_server::api::auth::Access {
+            token: cli.settings.api_token.clone(),
+            public_metrics: cli.settings.public_metrics,
+            allowed_hosts: cli.settings.allowed_hosts.clone(),
+        },
+        log: sluice_server::api::stderr_log(),
+        view: Arc::new(move || {
+            shown
+                .lock()
+                .map(|v| v.clone())
+                .unwrap_or_else(|p| p.into_inner().clone())
+        }),
+    };
+    // The previous term's server may still be closing its listener: retry briefly.
+    let mut tries = 0;
+    loop {
+        match sluice_server::standby::serve(address, standby.clone()) {
+            Ok(server) => {
+                tracing::info!(
+                    "ha: standby answers on http://{} (instance `{}`)",
+                    server.address,
+                    ha.instance
+                );
+                return Ok(Some(server));
+            }
+            Err(e) if tries < 50 => {
+                tries += 1;
+                tracing::debug!("ha: cannot listen on {address} yet: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(invalid(
+                    format!("cannot listen on {address}: {e}"),
+                    "set another address with --listen, SLUICE_LISTEN or `listen` in sluice.toml",
+                ));
+            }
+        }
+    }
+}
+
+/// Sleeps up to `limit`, ending early on SIGINT/SIGTERM.
+fn wait_or_stop(limit: std::time::Duration, signals: &Signals) {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until && !signals.stop.load(Ordering::Acquire) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
 enum Served {
     Stopped,
     Deposed,
+    /// `ha step-down`: standby again, after giving the others a head start.
+    HandedOver,
 }
 
 fn serve_as_active(
@@ -116,6 +205,8 @@ fn serve_as_active(
     config.leadership = Some(Leadership {
         fence: term.fence(),
         cuts: Some(shipper.handle()),
+        shipping: Some(shipper.status_handle()),
+        takeover: took_over.elapsed(),
     });
     let ended = serve_term(cli, store, config, signals);
     match ended {
@@ -129,6 +220,12 @@ fn serve_as_active(
                 status.generation
             );
             term.resign();
+            if signals.hand_over.swap(false, Ordering::AcqRel)
+                && !signals.stop.load(Ordering::Acquire)
+            {
+                set_aside(cli.state(), "handed-over");
+                return Ok(Served::HandedOver);
+            }
             Ok(Served::Stopped)
         }
         Ok(Some(deposed)) => {
@@ -202,6 +299,40 @@ fn set_aside(state: &Path, why: &str) {
     if let Err(e) = std::fs::rename(&db, &aside) {
         tracing::warn!("ha: cannot set {} aside: {e}", db.display());
     }
+}
+
+/// `sluice ha step-down`: inside the active scheduler (through its control socket).
+pub(super) fn step_down(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError> {
+    let Some(remote) = streams.remote.clone() else {
+        if let Some(scheduler) = super::client::Socket::connect(cli.state()) {
+            let args = ["sluice".to_owned(), "ha".to_owned(), "step-down".to_owned()];
+            return scheduler.forward(&args, streams);
+        }
+        return Err(invalid(
+            format!("no active scheduler on {}", cli.state().display()),
+            "run it on the active instance's host with its --state (or config); `sluice ha status` says which instance is active",
+        ));
+    };
+    let Some(hand_over) = &remote.hand_over else {
+        return Err(invalid(
+            "this scheduler has no [ha] section: there is no standby to hand over to".into(),
+            "stop it with SIGTERM instead",
+        ));
+    };
+    hand_over.store(true, Ordering::Release);
+    remote
+        .sender
+        .send(sluice_runtime::scheduler::Input::Shutdown)
+        .map_err(|_| {
+            invalid(
+                "the scheduler is already stopping".into(),
+                "see `sluice ha status`",
+            )
+        })?;
+    streams.done(
+        cli.output,
+        "stepping down: no new attempts; running ones get the shutdown grace, then the last changes are shipped and the lease is released for a standby",
+    )
 }
 
 /// `sluice ha status`: who is active, and what was shipped.

@@ -177,6 +177,10 @@ pub enum HaCommand {
     /// Who is active (instance, lease revision, API), and what was shipped (generation, last
     /// cut, newest snapshot): read from etcd and the shipping target of `[ha]`.
     Status,
+    /// A planned hand-over: the active instance on this state folder stops dispatching,
+    /// lets running attempts finish (the shutdown grace), ships its last changes, gives up
+    /// the lease and stays on as a standby; a standby takes over at once.
+    StepDown,
 }
 
 #[derive(Debug, Subcommand)]
@@ -415,6 +419,8 @@ impl Command {
                 self,
                 Command::State {
                     command: StateCommand::Backup { .. }
+                } | Command::Ha {
+                    command: HaCommand::StepDown
                 }
             )
     }

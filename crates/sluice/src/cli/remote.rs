@@ -24,6 +24,9 @@ pub struct Remote {
     pub settings: std::sync::Arc<sluice_runtime::config::Settings>,
     /// The group (gid) whose members may use the socket besides the scheduler's user.
     pub group: Option<u32>,
+    /// With `[ha]`: set by `ha step-down` before it stops the loop, so the instance hands
+    /// the lease over instead of exiting.
+    pub hand_over: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// The gid of `scheduler.socket_group`, or why there is none.

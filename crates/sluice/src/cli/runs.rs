@@ -231,6 +231,8 @@ pub fn time_arg(flag: &str, text: &str) -> Result<DateTime<Utc>, CliError> {
 #[derive(Clone, Default)]
 pub(super) struct Signals {
     pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// `ha step-down` came: the loop's stop is a hand-over, not the process's end.
+    pub hand_over: std::sync::Arc<std::sync::atomic::AtomicBool>,
     engine: std::sync::Arc<std::sync::Mutex<Option<std::sync::mpsc::Sender<Input>>>>,
 }
 
@@ -333,7 +335,7 @@ pub(super) fn serve_term(
         cli.state().display()
     );
     signals.attach(engine.sender());
-    let result = serve_engine(cli, &mut engine);
+    let result = serve_engine(cli, &mut engine, signals);
     signals.detach();
     result
 }
@@ -341,6 +343,7 @@ pub(super) fn serve_term(
 fn serve_engine(
     cli: &Cli,
     engine: &mut Engine,
+    signals: &Signals,
 ) -> Result<Option<sluice_runtime::ha::Deposed>, CliError> {
     let group = match &cli.settings.socket_group {
         Some(name) => {
@@ -360,6 +363,7 @@ fn serve_engine(
             sender: engine.sender(),
             settings: std::sync::Arc::new(cli.settings.clone()),
             group,
+            hand_over: cli.settings.ha.is_some().then(|| signals.hand_over.clone()),
         },
     )
     .map_err(|source| CliError::Io {

@@ -77,6 +77,8 @@ struct Instance {
     log: PathBuf,
     child: Option<Child>,
     connection: String,
+    /// The API token the scheduler is given, if any.
+    token: Option<String>,
 }
 
 impl Drop for Instance {
@@ -164,6 +166,18 @@ impl Deployment {
 
     /// An instance whose etcd is at `etcd` (the real one, or a proxy in front of it).
     fn instance(&self, name: &str, etcd: &str) -> Result<Instance, Error> {
+        self.instance_listening(name, etcd, None, None)
+    }
+
+    /// An instance with its API on `port` (and a token), or none.
+    fn instance_listening(
+        &self,
+        name: &str,
+        etcd: &str,
+        port: Option<u16>,
+        token: Option<&str>,
+    ) -> Result<Instance, Error> {
+        let listen = port.map_or("off".to_owned(), |p| format!("127.0.0.1:{p}"));
         let s3 = if self.s3 {
             format!(
                 "s3_region = \"us-east-1\"\ns3_endpoint = \"{}\"\n",
@@ -176,7 +190,7 @@ impl Deployment {
         std::fs::write(
             &config,
             format!(
-                "dags = \"dags\"\nstate = \"state-{name}\"\nlisten = \"off\"\n\
+                "dags = \"dags\"\nstate = \"state-{name}\"\nlisten = \"{listen}\"\n\
                  [scheduler]\nshutdown_grace = \"5s\"\nreload_every = \"1s\"\n\
                  [ha]\netcd = [\"{etcd}\"]\ndeployment = \"{}\"\ninstance = \"{name}\"\n\
                  ship_to = \"{}\"\n{s3}lease_ttl = \"{}s\"\nship_every = \"200ms\"\n\
@@ -193,6 +207,7 @@ impl Deployment {
             log: self.root.join(format!("{name}.log")),
             child: None,
             connection: self.connection.clone(),
+            token: token.map(str::to_owned),
         })
     }
 
@@ -272,6 +287,9 @@ impl Instance {
             .env_remove("SLUICE_API_TOKEN")
             .env_remove("SLUICE_CONFIG")
             .env_remove("SLUICE_LISTEN");
+        if let Some(token) = &self.token {
+            command.env("SLUICE_API_TOKEN", token);
+        }
         command
     }
 
@@ -692,5 +710,121 @@ fn an_active_cut_off_from_etcd_stops_and_comes_back_as_a_standby() -> Result<(),
         cut_off.is_empty(),
         "a dispatched while cut off: {cut_off:?}"
     );
+    Ok(())
+}
+
+/// A free port on 127.0.0.1.
+fn free_port() -> Result<u16, Error> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// One GET with an optional token: status, head, body.
+fn get(port: u16, path: &str, token: Option<&str>) -> Result<(u16, String, String), Error> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    Ok((status, head.to_owned(), body.to_owned()))
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+#[test]
+fn a_standby_points_callers_at_the_active_and_a_step_down_hands_over() -> Result<(), Error> {
+    let deployment = Deployment::new("handover", false, "")?;
+    let etcd = support::ha::etcd_url();
+    let token = "ha-test-token";
+    let (port_a, port_b) = (free_port()?, free_port()?);
+    let mut a = deployment.instance_listening("a", &etcd, Some(port_a), Some(token))?;
+    let mut b = deployment.instance_listening("b", &etcd, Some(port_b), Some(token))?;
+    a.start()?;
+    a.wait_log("scheduling", 0, Duration::from_secs(30))?;
+    b.start()?;
+    b.wait_log("standby; active: `a`", 0, Duration::from_secs(30))?;
+    wait_for("a's API", Duration::from_secs(10), || {
+        get(port_a, "/readyz", None).is_ok_and(|(status, _, _)| status == 200)
+    })?;
+
+    // The standby is not ready (a load balancer sends callers to the active) and says who is.
+    let (status, _, body) = get(port_b, "/readyz", None)?;
+    assert_eq!(status, 503, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(ready["status"], "standby", "{body}");
+    assert_eq!(ready["active"]["instance"], "a", "{body}");
+    // Everything else needs the token, as on the active, then goes to the active.
+    let (status, _, _) = get(port_b, "/api/v1/dags", None)?;
+    assert_eq!(status, 401);
+    let (status, head, body) = get(port_b, "/api/v1/dags?limit=5", Some(token))?;
+    assert_eq!(status, 307, "{head}\n{body}");
+    assert_eq!(
+        header(&head, "location"),
+        Some(format!("http://127.0.0.1:{port_a}/api/v1/dags?limit=5").as_str())
+    );
+    let (status, _, metrics) = get(port_b, "/metrics", Some(token))?;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("sluice_ha_active 0"), "{metrics}");
+    wait_for("a's HA gauges", Duration::from_secs(10), || {
+        get(port_a, "/metrics", Some(token)).is_ok_and(|(_, _, m)| {
+            m.contains("sluice_ha_active 1") && m.contains("sluice_ha_lease_revision")
+        })
+    })?;
+
+    // A planned hand-over: a ships its last changes and gives the lease to b at once.
+    wait_for("a's first ticks", Duration::from_secs(60), || {
+        deployment
+            .attempts()
+            .is_ok_and(|x| x.values().flatten().filter(|t| t.finished).count() >= 5)
+    })?;
+    let asked = Instant::now();
+    let out = a.output(&["ha", "step-down"])?;
+    assert!(out.status.success(), "{}", support::commands::text(&out));
+    let b_ready = b.wait_log("state ready in", 0, Duration::from_secs(60))?;
+    println!(
+        "hand-over: b active {:.3} s after `ha step-down`",
+        asked.elapsed().as_secs_f64()
+    );
+    assert!(b_ready < Duration::from_secs(30));
+    a.wait_log("standby; active: `b`", 0, Duration::from_secs(30))?;
+    assert!(
+        b.log_text().contains("restored generation"),
+        "b restored what a shipped"
+    );
+    assert!(
+        !b.log_text().contains("left running by a previous process"),
+        "a planned hand-over leaves no attempt behind:\n{}",
+        b.log_text()
+    );
+    wait_for(
+        "the roles swapped on the probes",
+        Duration::from_secs(30),
+        || {
+            get(port_b, "/readyz", None).is_ok_and(|(s, _, _)| s == 200)
+                && get(port_a, "/readyz", None)
+                    .is_ok_and(|(s, _, body)| s == 503 && body.contains("\"instance\":\"b\""))
+        },
+    )?;
+    let status = a.output(&["--output", "json", "ha", "status"])?;
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout)?;
+    assert_eq!(status["active"]["holder"]["instance"], "b", "{status:#}");
+    assert!(b.stop()?.success());
+    assert!(a.stop()?.success());
     Ok(())
 }
