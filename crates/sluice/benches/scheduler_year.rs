@@ -2,6 +2,10 @@
 //! `backfill`, with the store flushed durably (group commit), then a restart over that store.
 //!
 //! Run: `cargo bench -p sluice --bench scheduler_year` (optionally `-- DAYS MAX_ACTIVE_RUNS`).
+//! With `-- ha` (or `ha-s3`) the year runs as an HA active instance: a lease on etcd
+//! (SLUICE_TEST_ETCD_URL, `scripts/services/etcd start`), the fence checked before each
+//! commit and dispatch, and the state shipped to a folder (or to the S3 test server,
+//! SLUICE_TEST_S3_ENDPOINT): the cost of HA is the difference to a run without.
 //! Goals (issue 3): year ≤ 30 s; task-to-task latency p50 ≤ 1 ms, p99 ≤ 10 ms; throughput
 //! ≥ 20,000 task instances/s; restart to scheduling again ≤ 2 s; peak RSS ≤ 200 MB.
 
@@ -36,6 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let numbers: Vec<i64> = std::env::args().filter_map(|a| a.parse().ok()).collect();
     let days = numbers.first().copied().unwrap_or(365);
     let max_active_runs = numbers.get(1).copied().unwrap_or(256) as usize;
+    let ha_mode = std::env::args().find(|a| a == "ha" || a == "ha-s3");
 
     let root = std::env::temp_dir().join(format!("sluice-bench-year-{}", std::process::id()));
     let dags = root.join("dags");
@@ -56,10 +61,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = EngineConfig::new(dags.clone(), Mode::Backfill { dag: "year".into() });
     config.measure_latency = true;
     let started = Instant::now();
-    let mut engine = Engine::new(Store::open(&state)?, config)?;
+    let store = Store::open(&state)?;
+    let ha = match &ha_mode {
+        Some(mode) => Some(ha::start(&root, &store, mode == "ha-s3", &mut config)?),
+        None => None,
+    };
+    let mut engine = Engine::new(store, config)?;
     let record = engine.start_backfill("year", from, to, Reprocess::None, Some(max_active_runs))?;
     engine.run()?;
     let elapsed = started.elapsed();
+    if let Some(ha) = ha {
+        ha.finish(elapsed);
+    }
     let stats = engine.stats().clone();
     let progress = engine.backfill_progress("year").unwrap_or_default();
     drop(engine);
@@ -156,4 +169,142 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(engine);
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
+}
+
+/// The HA side of the year: a real lease and real shipping.
+mod ha {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use sluice_runtime::ha::ship::Parent;
+    use sluice_runtime::ha::target::{DirObjects, Objects};
+    use sluice_runtime::ha::{Leadership, ShipConfig, Shipper, Term};
+    use sluice_runtime::scheduler::EngineConfig;
+    use sluice_store::Store;
+
+    type Error = Box<dyn std::error::Error>;
+
+    pub struct Ha {
+        term: Term,
+        shipper: Shipper,
+        target: String,
+        store: Store,
+        scratch: std::path::PathBuf,
+    }
+
+    pub fn start(
+        root: &std::path::Path,
+        store: &Store,
+        s3: bool,
+        config: &mut EngineConfig,
+    ) -> Result<Ha, Error> {
+        let etcd_url = std::env::var("SLUICE_TEST_ETCD_URL")
+            .map_err(|_| "SLUICE_TEST_ETCD_URL: start etcd with `scripts/services/etcd start`")?;
+        let etcd = sluice_runtime::ha::etcd::Etcd::new(vec![etcd_url], Duration::from_secs(2))?;
+        let deployment = format!("bench-{}", std::process::id());
+        let elector = sluice_runtime::ha::Elector::new(
+            etcd,
+            &deployment,
+            "bench".into(),
+            None,
+            Duration::from_secs(10),
+        );
+        let term = elector.try_acquire()?.ok_or("the bench's lease is held")?;
+        let (objects, target): (Arc<dyn Objects>, String) = if s3 {
+            let endpoint = std::env::var("SLUICE_TEST_S3_ENDPOINT").map_err(
+                |_| "SLUICE_TEST_S3_ENDPOINT: start it with `scripts/services/s3 start`",
+            )?;
+            let bucket = format!("bench-{}", std::process::id());
+            let (status, body) = sluice_tests::http(&endpoint, "PUT", &format!("/{bucket}"), "")?;
+            if status != 200 {
+                return Err(format!("creating the bucket: {status} {body}").into());
+            }
+            let location = sluice_runtime::ha::s3::S3Location {
+                region: Some("us-east-1".into()),
+                endpoint: Some(endpoint),
+            };
+            (
+                Arc::new(sluice_runtime::ha::s3::S3Objects::new(
+                    bucket.clone(),
+                    deployment,
+                    &location,
+                )?),
+                format!("s3://{bucket} (moto)"),
+            )
+        } else {
+            let folder = root.join("ship");
+            (
+                Arc::new(DirObjects::new(folder.clone())),
+                folder.display().to_string(),
+            )
+        };
+        let shipper = Shipper::start(
+            store.clone(),
+            objects,
+            term.token(),
+            Parent {
+                from: None,
+                instance: "bench".into(),
+                at: chrono::Utc::now(),
+            },
+            ShipConfig {
+                every: Duration::from_secs(1),
+                snapshot_every: Duration::from_secs(3600),
+                keep_snapshots: 2,
+                scratch: root.join("snapshot.partial"),
+                instance: "bench".into(),
+            },
+            term.fence(),
+        )?;
+        config.leadership = Some(Leadership {
+            fence: term.fence(),
+            cuts: Some(shipper.handle()),
+            shipping: Some(shipper.status_handle()),
+            takeover: Duration::ZERO,
+        });
+        Ok(Ha {
+            term,
+            shipper,
+            target,
+            store: store.clone(),
+            scratch: root.join("snapshot.partial"),
+        })
+    }
+
+    impl Ha {
+        pub fn finish(self, elapsed: Duration) {
+            let lag = self.shipper.status();
+            let finishing = Instant::now();
+            let status = self.shipper.finish();
+            println!(
+                "  HA: shipped to {}: {} segment(s), {:.1} MiB, up to cut {}; when the loop ended {} cut(s) were not shipped yet, shipped {:.3} s later",
+                self.target,
+                status.segments,
+                status.bytes as f64 / (1 << 20) as f64,
+                status.cut_shipped,
+                lag.cut_closed.saturating_sub(lag.cut_shipped),
+                finishing.elapsed().as_secs_f64()
+            );
+            // What each periodic snapshot costs once a year of history is in the store.
+            let snapshot_at = Instant::now();
+            let file = self.scratch.with_extension("year");
+            match std::fs::File::create(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|f| {
+                    self.store
+                        .snapshot_into(std::io::BufWriter::new(f))
+                        .map_err(|e| e.to_string())
+                }) {
+                Ok((_, records)) => println!(
+                    "  HA: a snapshot of the year's state: {records} records, {:.1} MiB, {:.3} s (the loop ran {:.2} s)",
+                    std::fs::metadata(&file).map_or(0, |m| m.len()) as f64 / (1 << 20) as f64,
+                    snapshot_at.elapsed().as_secs_f64(),
+                    elapsed.as_secs_f64()
+                ),
+                Err(e) => println!("  HA: the year's snapshot failed: {e}"),
+            }
+            let _ = std::fs::remove_file(&file);
+            self.term.resign();
+        }
+    }
 }

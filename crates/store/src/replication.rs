@@ -16,14 +16,16 @@ use std::sync::Arc;
 
 use super::{Result, Store, StoreError};
 
-const MAGIC: &[u8; 8] = b"SLUICER1";
+const MAGIC: &[u8; 8] = b"SLUICER2";
 const INSERT: u8 = 1;
 const REMOVE: u8 = 2;
 const END: u8 = 0xFF;
 /// Bounds on what a decoder accepts (a damaged length must not allocate gigabytes).
 const MAX_TREE_NAME: usize = 255;
 const MAX_KEY: usize = 64 << 10;
-const MAX_VALUE: usize = 64 << 20;
+/// Above any record the store writes (DAG sources are at most 8 MiB); a damaged length
+/// beyond it is refused before it allocates.
+const MAX_VALUE: usize = 512 << 20;
 
 /// One write to one tree: a key set to a value, or removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,14 +92,14 @@ impl ChangeFeed {
 /// Writes records in the shipped format.
 pub struct Encoder<W: Write> {
     out: W,
-    hash: Fnv,
+    hash: Checksum,
     count: u64,
 }
 
 impl<W: Write> Encoder<W> {
     pub fn new(mut out: W) -> io::Result<Self> {
         out.write_all(MAGIC)?;
-        let mut hash = Fnv::default();
+        let mut hash = Checksum::default();
         hash.update(MAGIC);
         Ok(Encoder {
             out,
@@ -137,7 +139,7 @@ impl<W: Write> Encoder<W> {
         let mut end = vec![END];
         end.extend_from_slice(&self.count.to_be_bytes());
         self.hash.update(&end);
-        end.extend_from_slice(&self.hash.0.to_be_bytes());
+        end.extend_from_slice(&self.hash.value().to_be_bytes());
         self.out.write_all(&end)?;
         self.out.flush()?;
         Ok((self.out, self.count))
@@ -160,7 +162,7 @@ pub enum DecodeError {
 /// Reads records in the shipped format, checking the end record.
 pub struct Decoder<R: Read> {
     input: R,
-    hash: Fnv,
+    hash: Checksum,
     count: u64,
     ended: bool,
 }
@@ -174,7 +176,7 @@ impl<R: Read> Decoder<R> {
         if &magic != MAGIC {
             return Err(DecodeError::Magic);
         }
-        let mut hash = Fnv::default();
+        let mut hash = Checksum::default();
         hash.update(&magic);
         Ok(Decoder {
             input,
@@ -237,7 +239,7 @@ impl<R: Read> Decoder<R> {
                 self.input
                     .read_exact(&mut hash)
                     .map_err(|_| DecodeError::Truncated(self.count))?;
-                if expected != self.count || u64::from_be_bytes(hash) != self.hash.0 {
+                if expected != self.count || u64::from_be_bytes(hash) != self.hash.value() {
                     return Err(DecodeError::Damaged(format!(
                         "the end record says {expected} record(s) and another hash; read {}",
                         self.count
@@ -251,21 +253,17 @@ impl<R: Read> Decoder<R> {
     }
 }
 
-/// FNV-1a 64 over a stream (the same function as `sluice_model::hash`, incremental).
-struct Fnv(u64);
+/// CRC-32 over a stream (SIMD where the CPU has it: shipping hashes every byte it ships).
+#[derive(Default)]
+struct Checksum(crc32fast::Hasher);
 
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
+impl Checksum {
     fn update(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 ^= u64::from(*byte);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        self.0.update(bytes);
+    }
+
+    fn value(&self) -> u64 {
+        u64::from(self.0.clone().finalize())
     }
 }
 

@@ -415,10 +415,13 @@ fn check_ha(
         );
     }
     let ttl = ha.lease_ttl.get_ref().as_std();
-    if ttl < std::time::Duration::from_secs(1) || ttl > std::time::Duration::from_secs(600) {
+    if ttl < std::time::Duration::from_secs(1)
+        || ttl > std::time::Duration::from_secs(600)
+        || ttl.subsec_nanos() != 0
+    {
         problem(
             ha.lease_ttl.span(),
-            "ha.lease_ttl must be between 1s and 10m".into(),
+            "ha.lease_ttl must be whole seconds between 1s and 10m".into(),
             "etcd grants whole seconds; a standby takes over this long after a loss (10s is usual)",
         );
     }

@@ -30,14 +30,21 @@ pub struct ClickhouseExecutor {
     /// Cancel signal of each running attempt; the attempt itself kills its query on the
     /// server when it ends early.
     running: CancelMap,
+    /// Asked before each statement is sent (HA: only while the lease is ours).
+    side_effects: crate::ha::SideEffects,
 }
 
 impl ClickhouseExecutor {
-    pub fn new(runtime: tokio::runtime::Handle, connections: Connections) -> Self {
+    pub fn new(
+        runtime: tokio::runtime::Handle,
+        connections: Connections,
+        side_effects: crate::ha::SideEffects,
+    ) -> Self {
         ClickhouseExecutor {
             runtime,
             connections,
             running: CancelMap::default(),
+            side_effects,
         }
     }
 }
@@ -59,9 +66,17 @@ impl Executor for ClickhouseExecutor {
         let current_query = Arc::new(Mutex::new(None));
         let running = self.running.clone();
         let connections = self.connections.clone();
+        let side_effects = self.side_effects.clone();
         self.runtime.spawn(async move {
             let mut log = AttemptLog::open(&attempt.log_path);
-            let work = run(&attempt, &task, &connections, &mut log, &current_query);
+            let work = run(
+                &attempt,
+                &task,
+                &connections,
+                &side_effects,
+                &mut log,
+                &current_query,
+            );
             let result = bounded(
                 work,
                 attempt.timeout.map(|t| t.as_std()),
@@ -100,6 +115,7 @@ async fn run(
     attempt: &Attempt,
     task: &ClickhouseTask,
     connections: &Connections,
+    side_effects: &crate::ha::SideEffects,
     log: &mut AttemptLog,
     current_query: &Mutex<Option<(::clickhouse::Client, String)>>,
 ) -> Result<serde_json::Value, Outcome> {
@@ -138,6 +154,9 @@ async fn run(
             index + 1,
             statements.len()
         ));
+        side_effects
+            .allow(&format!("statement {}", index + 1))
+            .map_err(|reason| failed(true, reason))?;
         if let Ok(mut current) = current_query.lock() {
             *current = Some((client.clone(), query_id.clone()));
         }

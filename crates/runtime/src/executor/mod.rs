@@ -144,6 +144,7 @@ impl Executors {
         connections: &crate::connections::Connections,
         task_env: task_env::TaskEnv,
         wasm: wasm::WasmExecutor,
+        side_effects: crate::ha::SideEffects,
     ) -> Executors {
         let command = Arc::new(command::CommandExecutor::new(runtime.clone(), task_env));
         Executors {
@@ -153,9 +154,14 @@ impl Executors {
                 dags_dir.to_path_buf(),
                 runtime.clone(),
                 connections.clone(),
+                side_effects.clone(),
             ),
             command,
-            clickhouse: clickhouse::ClickhouseExecutor::new(runtime.clone(), connections.clone()),
+            clickhouse: clickhouse::ClickhouseExecutor::new(
+                runtime.clone(),
+                connections.clone(),
+                side_effects,
+            ),
             sensor: sensor::SensorExecutor::new(runtime, connections.clone()),
             wasm,
         }

@@ -75,11 +75,13 @@ impl Etcd {
                     let status = response.status();
                     let text = response.text().unwrap_or_default();
                     if !status.is_success() {
-                        return Err(EtcdError::Refused {
+                        // An unhealthy member: another may answer.
+                        last = Some(EtcdError::Refused {
                             endpoint: endpoint.clone(),
                             call,
                             reason: format!("{status}: {}", text.trim()),
                         });
+                        continue;
                     }
                     return serde_json::from_str(&text).map_err(|e| EtcdError::Refused {
                         endpoint: endpoint.clone(),

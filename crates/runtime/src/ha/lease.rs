@@ -125,6 +125,28 @@ impl Fence {
     }
 }
 
+/// What executors ask before an irreversible call to the outside (an EMR step added, a
+/// cluster or job run started, a ClickHouse statement sent): `Ok` without HA, or while this
+/// instance's lease is proved ours.
+#[derive(Debug, Clone, Default)]
+pub struct SideEffects(Option<Fence>);
+
+impl SideEffects {
+    pub fn fenced(fence: Fence) -> SideEffects {
+        SideEffects(Some(fence))
+    }
+
+    /// `Err` with why, naming the call refused.
+    pub fn allow(&self, call: &str) -> Result<(), String> {
+        match &self.0 {
+            Some(fence) => fence
+                .check()
+                .map_err(|deposed| format!("{call} not sent: {deposed}")),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Campaigns for the lead of one deployment.
 #[derive(Debug, Clone)]
 pub struct Elector {
@@ -151,7 +173,8 @@ impl Elector {
         Elector {
             etcd,
             key: leader_key(deployment),
-            ttl,
+            // etcd grants whole seconds: the fence must not count on more than it grants.
+            ttl: Duration::from_secs(ttl.as_secs().max(1)),
             instance,
             api,
         }
@@ -331,5 +354,40 @@ fn keep(elector: Elector, lease: i64, fence: Fence, stop: Arc<AtomicBool>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fence_holds_until_its_deadline_or_a_loss() {
+        let fence = Fence::new(7, Instant::now() + Duration::from_secs(60));
+        assert!(fence.check().is_ok());
+        assert!(
+            SideEffects::fenced(fence.clone())
+                .allow("AddJobFlowSteps")
+                .is_ok()
+        );
+        // A renewal never moves the deadline back.
+        fence.extend(Instant::now());
+        assert!(fence.remaining() > Duration::from_secs(50));
+        fence.lose("another instance holds the leader key".into());
+        let refused = SideEffects::fenced(fence.clone())
+            .allow("AddJobFlowSteps")
+            .unwrap_err();
+        assert!(refused.contains("AddJobFlowSteps not sent"), "{refused}");
+        assert!(
+            refused.contains("another instance holds the leader key"),
+            "{refused}"
+        );
+        assert_eq!(fence.remaining(), Duration::ZERO);
+
+        let expired = Fence::new(8, Instant::now());
+        let deposed = expired.check().unwrap_err();
+        assert_eq!(deposed.token, 8);
+        assert!(deposed.reason.contains("could not be renewed"), "{deposed}");
+        assert!(SideEffects::default().allow("anything").is_ok());
     }
 }

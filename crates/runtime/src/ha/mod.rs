@@ -13,7 +13,7 @@ pub mod target;
 
 use std::time::Duration;
 
-pub use lease::{Active, Deposed, Elector, Fence, Holder, Term};
+pub use lease::{Active, Deposed, Elector, Fence, Holder, SideEffects, Term};
 pub use ship::{CutHandle, ShipConfig, ShipStatus, Shipper};
 pub use target::ShipTarget;
 

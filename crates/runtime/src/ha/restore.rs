@@ -143,7 +143,11 @@ fn replay(
                 .ok_or_else(|| unusable(key.clone(), "no parent record"))?;
             match parent.from {
                 Some((parent_token, parent_cut)) => {
-                    replay(objects, store, parent_token, Some(parent_cut), restored)?
+                    replay(objects, store, parent_token, Some(parent_cut), restored)?;
+                    // This generation's changes apply to the parent's whole state only.
+                    if restored.gap.is_some() {
+                        return Ok(());
+                    }
                 }
                 None => {
                     return Err(unusable(
@@ -178,4 +182,132 @@ fn replay(
         expected = last + 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ha::ship::segment_key;
+    use crate::ha::target::DirObjects;
+    use sluice_store::replication::Encoder;
+
+    struct Folder(std::path::PathBuf);
+
+    impl Drop for Folder {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn folder(name: &str) -> Folder {
+        let path =
+            std::env::temp_dir().join(format!("sluice-restore-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        Folder(path)
+    }
+
+    /// A generation 5 shipped from a store: a snapshot at cut 0 (empty but for the
+    /// store's own keys), then one segment per plugin key written.
+    fn shipped(root: &Folder, keys: &[&str]) -> DirObjects {
+        let objects = DirObjects::new(root.0.join("ship"));
+        let source = Store::open(&root.0.join("source")).unwrap();
+        let mut feed = source.change_feed();
+        let parent = Parent {
+            from: None,
+            instance: "a".into(),
+            at: chrono::Utc::now(),
+        };
+        objects
+            .put(
+                "gen/00000000000000000005/parent.json",
+                &serde_json::to_vec(&parent).unwrap(),
+            )
+            .unwrap();
+        let (snapshot, records) = source.snapshot_into(Vec::new()).unwrap();
+        objects.put(&snapshot_key(5, 0, "snap"), &snapshot).unwrap();
+        let manifest = SnapshotManifest {
+            cut: 0,
+            records,
+            bytes: snapshot.len() as u64,
+            taken_at: chrono::Utc::now(),
+            seconds: 0.0,
+            sluice_version: "test".into(),
+        };
+        objects
+            .put(
+                &snapshot_key(5, 0, "json"),
+                &serde_json::to_vec(&manifest).unwrap(),
+            )
+            .unwrap();
+        for (cut, key) in keys.iter().enumerate() {
+            source.kv().put("p", key, b"v").unwrap();
+            let mut changes = Vec::new();
+            feed.drain_into(&mut changes);
+            let mut encoder = Encoder::new(Vec::new()).unwrap();
+            for change in &changes {
+                encoder.push(change).unwrap();
+            }
+            let (bytes, _) = encoder.finish().unwrap();
+            let cut = cut as u64 + 1;
+            objects.put(&segment_key(5, cut, cut), &bytes).unwrap();
+        }
+        objects
+    }
+
+    #[test]
+    fn the_snapshot_and_every_segment_after_it_are_replayed() {
+        let root = folder("whole");
+        let objects = shipped(&root, &["k1", "k2", "k3"]);
+        let restored = restore_latest(&objects, &root.0.join("target"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (restored.generation, restored.cut, restored.segments),
+            (5, 3, 3)
+        );
+        assert!(restored.gap.is_none());
+        let store = Store::open(&root.0.join("target")).unwrap();
+        for key in ["k1", "k2", "k3"] {
+            assert_eq!(
+                store.kv().get("p", key).unwrap().as_deref(),
+                Some(&b"v"[..])
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_segment_stops_the_replay_there() {
+        let root = folder("gap");
+        let objects = shipped(&root, &["k1", "k2", "k3"]);
+        objects.delete(&segment_key(5, 2, 2)).unwrap();
+        let restored = restore_latest(&objects, &root.0.join("target"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(restored.cut, 1);
+        assert!(
+            restored
+                .gap
+                .as_deref()
+                .is_some_and(|g| g.contains("cuts 2..2 missing"))
+        );
+        let store = Store::open(&root.0.join("target")).unwrap();
+        assert!(store.kv().get("p", "k1").unwrap().is_some());
+        assert!(
+            store.kv().get("p", "k3").unwrap().is_none(),
+            "applied past the gap"
+        );
+    }
+
+    #[test]
+    fn a_damaged_segment_is_refused_not_half_applied() {
+        let root = folder("damaged");
+        let objects = shipped(&root, &["k1", "k2"]);
+        let key = segment_key(5, 2, 2);
+        let mut bytes = objects.get(&key).unwrap().unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xFF;
+        objects.put(&key, &bytes).unwrap();
+        let error = restore_latest(&objects, &root.0.join("target")).unwrap_err();
+        assert!(error.to_string().contains("unusable"), "{error}");
+    }
 }

@@ -11,14 +11,18 @@
 //! gen/<token:020>/snap/<cut:016x>.json             the snapshot's manifest (it is complete)
 //! ```
 //!
-//! A *cut* is the set of changes delivered between two marks the loop makes after its group
-//! commits (`CutHandle::cut`), so a cut never splits an iteration's transaction. Cuts are
-//! numbered from 1 without gaps; an idle loop makes none. A drainer thread keeps sled's
-//! change feed empty (sled blocks writers otherwise) and hands closed cuts, batched every
-//! `ship_every`, to an uploader thread, which also takes the snapshots and expires old ones.
+//! A *cut* is the set of changes delivered between two of the loop's group commits: the loop
+//! closes it itself, on its own thread, right after a commit (`CutHandle::cut`), so a cut
+//! never holds part of an iteration's transaction. Cuts are numbered from 1 without gaps;
+//! an idle loop makes none. Snapshots are written by the loop at a cut too (between two
+//! iterations: the loop's trees at one moment; other threads' single-key writes during it
+//! land in later cuts and replay over it). A drainer thread keeps sled's change feed empty
+//! between cuts (sled blocks writers otherwise) and hands closed cuts, batched every
+//! `ship_every`, to an uploader thread, which uploads segments and snapshots in order and
+//! expires old ones, each only while the term's fence holds.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use sluice_store::Store;
 use sluice_store::replication::{Change, Encoder};
 
+use super::lease::Fence;
 use super::target::{Objects, TargetError};
 
 pub fn generation_folder(token: i64) -> String {
@@ -104,37 +109,132 @@ pub struct ShipStatus {
     pub last_error: Option<String>,
 }
 
-enum DrainerMessage {
-    Cut,
-    Finish(mpsc::Sender<()>),
-}
-
+/// What the uploader is handed, in the order it must land.
 enum Upload {
     Segment {
         first: u64,
         last: u64,
         bytes: Vec<u8>,
     },
+    /// A snapshot file written by the loop between two iterations.
+    Snapshot(SnapshotFile),
     Finish(mpsc::Sender<()>),
 }
 
-/// The loop's side of shipping: marks a cut after a group commit.
-#[derive(Debug, Clone)]
-pub struct CutHandle(mpsc::Sender<DrainerMessage>);
+struct SnapshotFile {
+    cut: u64,
+    records: u64,
+    bytes: u64,
+    seconds: f64,
+}
 
-impl std::fmt::Debug for DrainerMessage {
+/// The change feed and what was drained from it, shared by the loop (which closes cuts)
+/// and the drainer thread (which keeps sled's subscriber buffers empty).
+struct Feed {
+    feed: sluice_store::replication::ChangeFeed,
+    /// Changes since the last cut.
+    pending: Vec<Change>,
+    /// Changes of closed cuts `closed_first..=last_cut` the drainer has not encoded yet
+    /// (encoding is the drainer's work, off the loop's thread).
+    closed: Vec<Change>,
+    closed_first: u64,
+    last_cut: u64,
+}
+
+impl Feed {
+    /// Closes a cut of everything delivered so far (nothing when nothing changed).
+    fn close_cut(&mut self, status: &Mutex<ShipStatus>) -> u64 {
+        let Feed { feed, pending, .. } = self;
+        feed.drain_into(pending);
+        if !self.pending.is_empty() {
+            self.last_cut += 1;
+            if self.closed.is_empty() {
+                self.closed_first = self.last_cut;
+            }
+            self.closed.append(&mut self.pending);
+            lock(status).cut_closed = self.last_cut;
+        }
+        self.last_cut
+    }
+}
+
+struct Shared {
+    feed: Mutex<Feed>,
+    uploads: Mutex<mpsc::Sender<Upload>>,
+    status: Arc<Mutex<ShipStatus>>,
+    /// Set by the uploader when a snapshot is due; the loop takes it at its next cut.
+    snapshot_due: AtomicBool,
+    stopped: AtomicBool,
+    every: Duration,
+    scratch: PathBuf,
+}
+
+fn lock_feed(shared: &Shared) -> std::sync::MutexGuard<'_, Feed> {
+    shared.feed.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    fn upload(&self, upload: Upload) {
+        if let Ok(sender) = self.uploads.lock() {
+            let _ = sender.send(upload);
+        }
+    }
+}
+
+/// The loop's side of shipping: after each group commit it closes a cut (on its own
+/// thread, so the cut holds exactly the iterations committed so far) and, when one is due,
+/// writes a snapshot then and there (between two iterations: a consistent moment of the
+/// loop's trees).
+#[derive(Clone)]
+pub struct CutHandle(Arc<Shared>);
+
+impl std::fmt::Debug for CutHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            DrainerMessage::Cut => "Cut",
-            DrainerMessage::Finish(_) => "Finish",
-        })
+        f.write_str("CutHandle")
     }
 }
 
 impl CutHandle {
-    pub fn cut(&self) {
-        let _ = self.0.send(DrainerMessage::Cut);
+    pub fn cut(&self, store: &Store) {
+        let shared = &self.0;
+        if shared.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let cut = lock_feed(shared).close_cut(&shared.status);
+        if shared.snapshot_due.swap(false, Ordering::AcqRel) {
+            let started = Instant::now();
+            match write_snapshot(store, &shared.scratch) {
+                Ok((records, bytes)) => shared.upload(Upload::Snapshot(SnapshotFile {
+                    cut,
+                    records,
+                    bytes,
+                    seconds: started.elapsed().as_secs_f64(),
+                })),
+                Err(e) => {
+                    tracing::warn!("ha: snapshot failed (taken again later): {e}");
+                    lock(&shared.status).last_error = Some(e);
+                    shared.snapshot_due.store(true, Ordering::Release);
+                }
+            }
+        }
     }
+}
+
+fn write_snapshot(store: &Store, scratch: &std::path::Path) -> Result<(u64, u64), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(scratch)
+        .map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let (writer, records) = store
+        .snapshot_into(std::io::BufWriter::new(file))
+        .map_err(|e| e.to_string())?;
+    drop(writer);
+    let bytes = std::fs::metadata(scratch).map_or(0, |m| m.len());
+    Ok((records, bytes))
 }
 
 /// A read-only view of a shipper's status (metrics, `ha status`).
@@ -149,9 +249,8 @@ impl StatusHandle {
 
 /// Ships one term's state until stopped.
 pub struct Shipper {
-    drainer_tx: mpsc::Sender<DrainerMessage>,
-    status: Arc<Mutex<ShipStatus>>,
-    abandoned: Arc<std::sync::atomic::AtomicBool>,
+    shared: Arc<Shared>,
+    abandoned: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -159,101 +258,143 @@ fn lock(status: &Mutex<ShipStatus>) -> std::sync::MutexGuard<'_, ShipStatus> {
     status.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How long a graceful end waits for the last uploads before giving up on them.
+const FINISH_WITHIN: Duration = Duration::from_secs(60);
+
 impl Shipper {
-    /// Starts a generation: writes its parent record, subscribes to the store's changes,
-    /// and takes the first snapshot at once (in the background).
+    /// Starts a generation: writes its parent record and subscribes to the store's
+    /// changes. The generation's first snapshot is taken at the loop's first cut. Every
+    /// upload and deletion first asks `fence`: a deposed term touches nothing more.
     pub fn start(
         store: Store,
         objects: Arc<dyn Objects>,
         generation: i64,
         parent: Parent,
         config: ShipConfig,
+        fence: Fence,
     ) -> Result<Shipper, TargetError> {
         let parent_key = format!("{}/parent.json", generation_folder(generation));
+        fence.check().map_err(|d| TargetError::Remote {
+            key: parent_key.clone(),
+            reason: d.to_string(),
+        })?;
         objects.put(
             &parent_key,
             &serde_json::to_vec_pretty(&parent).unwrap_or_default(),
         )?;
-        let feed = store.change_feed();
         let status = Arc::new(Mutex::new(ShipStatus {
             generation,
             ..ShipStatus::default()
         }));
-        let closed = Arc::new(AtomicU64::new(0));
-        let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (drainer_tx, drainer_rx) = mpsc::channel();
         let (upload_tx, upload_rx) = mpsc::channel();
-        let drainer = {
-            let (closed, status, every) = (closed.clone(), status.clone(), config.every);
-            std::thread::Builder::new()
-                .name("sluice-ship-drain".into())
-                .spawn(move || drain(feed, drainer_rx, upload_tx, closed, status, every))
-        };
-        let uploader = {
-            let (status, abandoned) = (status.clone(), abandoned.clone());
-            std::thread::Builder::new()
-                .name("sluice-ship-upload".into())
-                .spawn(move || {
-                    Uploader {
-                        store,
-                        objects,
-                        generation,
-                        config,
-                        closed,
-                        status,
-                        abandoned,
-                    }
-                    .run(upload_rx)
-                })
-        };
+        let shared = Arc::new(Shared {
+            feed: Mutex::new(Feed {
+                feed: store.change_feed(),
+                pending: Vec::new(),
+                closed: Vec::new(),
+                closed_first: 0,
+                last_cut: 0,
+            }),
+            uploads: Mutex::new(upload_tx),
+            status: status.clone(),
+            snapshot_due: AtomicBool::new(true),
+            stopped: AtomicBool::new(false),
+            every: config.every,
+            scratch: config.scratch.clone(),
+        });
+        let abandoned = Arc::new(AtomicBool::new(false));
         let io = |e: std::io::Error| TargetError::Io {
             key: "shipping threads".into(),
             source: e,
         };
+        let drainer = {
+            let (shared, abandoned) = (shared.clone(), abandoned.clone());
+            std::thread::Builder::new()
+                .name("sluice-ship-drain".into())
+                .spawn(move || drain(&shared, &abandoned))
+                .map_err(io)?
+        };
+        let uploader = {
+            let (shared, abandoned) = (shared.clone(), abandoned.clone());
+            std::thread::Builder::new()
+                .name("sluice-ship-upload".into())
+                .spawn(move || {
+                    Uploader {
+                        objects,
+                        generation,
+                        config,
+                        shared,
+                        abandoned,
+                        fence,
+                    }
+                    .run(upload_rx)
+                })
+        };
+        let uploader = match uploader {
+            Ok(thread) => thread,
+            Err(e) => {
+                shared.stopped.store(true, Ordering::Release);
+                let _ = drainer.join();
+                return Err(io(e));
+            }
+        };
         Ok(Shipper {
-            drainer_tx,
-            status,
+            shared,
             abandoned,
-            threads: vec![drainer.map_err(io)?, uploader.map_err(io)?],
+            threads: vec![drainer, uploader],
         })
     }
 
     pub fn handle(&self) -> CutHandle {
-        CutHandle(self.drainer_tx.clone())
+        CutHandle(self.shared.clone())
     }
 
     pub fn status(&self) -> ShipStatus {
-        lock(&self.status).clone()
+        lock(&self.shared.status).clone()
     }
 
     pub fn status_handle(&self) -> StatusHandle {
-        StatusHandle(self.status.clone())
+        StatusHandle(self.shared.status.clone())
     }
 
-    /// A graceful end (a planned hand-over, a shutdown): the last cut and every pending
-    /// segment are uploaded before this returns.
+    /// A graceful end (a planned hand-over, a shutdown): the last changes are uploaded
+    /// before this returns, or `FINISH_WITHIN` passes (the target is down) and they are
+    /// given up, so a failing target never keeps the lease held.
     pub fn finish(mut self) -> ShipStatus {
-        let (tx, rx) = mpsc::channel();
-        if self.drainer_tx.send(DrainerMessage::Finish(tx)).is_ok() {
-            let _ = rx.recv();
-        }
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
+        self.stop(false);
         self.status()
     }
 
     /// A deposed term: nothing more is uploaded (a successor owns the state now).
     pub fn abandon(mut self) -> ShipStatus {
-        self.abandoned.store(true, Ordering::Release);
-        self.finish_threads();
+        self.stop(true);
         self.status()
     }
 
-    fn finish_threads(&mut self) {
-        let (tx, _rx) = mpsc::channel();
-        let _ = self.drainer_tx.send(DrainerMessage::Finish(tx));
-        for thread in self.threads.drain(..) {
+    fn stop(&mut self, abandon: bool) {
+        if self.threads.is_empty() {
+            return;
+        }
+        if abandon {
+            self.abandoned.store(true, Ordering::Release);
+        }
+        // The drainer closes a last cut (what changed after the loop's last one: a shutdown
+        // writes as it ends), hands everything over and ends; then the uploader gets the end.
+        self.shared.stopped.store(true, Ordering::Release);
+        let mut threads = self.threads.drain(..);
+        if let Some(drainer) = threads.next() {
+            let _ = drainer.join();
+        }
+        let (reply, done) = mpsc::channel();
+        self.shared.upload(Upload::Finish(reply));
+        if done.recv_timeout(FINISH_WITHIN).is_err() {
+            tracing::warn!(
+                "ha: the last changes were not shipped within {} s; giving up on them",
+                FINISH_WITHIN.as_secs()
+            );
+            self.abandoned.store(true, Ordering::Release);
+        }
+        for thread in threads {
             let _ = thread.join();
         }
     }
@@ -261,121 +402,119 @@ impl Shipper {
 
 impl Drop for Shipper {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
-            self.abandoned.store(true, Ordering::Release);
-            self.finish_threads();
-        }
+        self.stop(true);
     }
 }
 
-/// Keeps the change feed drained; closes a cut at each mark; sends batches to upload.
-fn drain(
-    mut feed: sluice_store::replication::ChangeFeed,
-    marks: mpsc::Receiver<DrainerMessage>,
-    uploads: mpsc::Sender<Upload>,
-    closed: Arc<AtomicU64>,
-    status: Arc<Mutex<ShipStatus>>,
-    every: Duration,
-) {
-    let mut pending: Vec<Change> = Vec::new();
-    let mut batch: Vec<Change> = Vec::new();
-    let mut batch_first = 0u64;
-    let mut last_cut = 0u64;
+/// Keeps sled's subscriber buffers empty between the loop's cuts, encodes the closed cuts
+/// and hands them to the uploader every `every`.
+fn drain(shared: &Shared, abandoned: &AtomicBool) {
+    let mut batch: Option<Encoder<Vec<u8>>> = None;
+    let (mut first, mut last) = (0u64, 0u64);
     let mut last_sent = Instant::now();
-    let send_batch = |batch: &mut Vec<Change>, first: u64, last: u64| -> bool {
-        let Ok(mut encoder) = Encoder::new(Vec::new()) else {
-            return false;
-        };
-        for change in batch.iter() {
-            if encoder.push(change).is_err() {
-                return false;
-            }
-        }
-        batch.clear();
-        match encoder.finish() {
-            Ok((bytes, _)) => uploads.send(Upload::Segment { first, last, bytes }).is_ok(),
-            Err(_) => false,
-        }
-    };
     loop {
-        let message = marks.recv_timeout(Duration::from_millis(2));
-        feed.drain_into(&mut pending);
-        let finish = match message {
-            Ok(DrainerMessage::Cut) => None,
-            Ok(DrainerMessage::Finish(reply)) => Some(reply),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if !batch.is_empty() && last_sent.elapsed() >= every {
-                    send_batch(&mut batch, batch_first, last_cut);
-                    last_sent = Instant::now();
-                }
-                continue;
+        let stopping = shared.stopped.load(Ordering::Acquire);
+        let (closed, closed_first, closed_last) = {
+            let mut feed = lock_feed(shared);
+            if stopping && !abandoned.load(Ordering::Acquire) {
+                feed.close_cut(&shared.status);
+            } else {
+                let Feed {
+                    feed: subscribers,
+                    pending,
+                    ..
+                } = &mut *feed;
+                subscribers.drain_into(pending);
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            (
+                std::mem::take(&mut feed.closed),
+                feed.closed_first,
+                feed.last_cut,
+            )
         };
-        if !pending.is_empty() {
-            last_cut += 1;
-            if batch.is_empty() {
-                batch_first = last_cut;
+        if !closed.is_empty() {
+            if batch.is_none() {
+                first = closed_first;
+                batch = Encoder::new(Vec::new()).ok();
             }
-            batch.append(&mut pending);
-            closed.store(last_cut, Ordering::Release);
-            lock(&status).cut_closed = last_cut;
-        }
-        if let Some(reply) = finish {
-            if !batch.is_empty() {
-                send_batch(&mut batch, batch_first, last_cut);
+            if let Some(encoder) = batch.as_mut() {
+                for change in &closed {
+                    // Writing into a Vec cannot fail.
+                    let _ = encoder.push(change);
+                }
             }
-            let _ = uploads.send(Upload::Finish(reply));
-            return;
+            last = closed_last;
         }
-        if !batch.is_empty() && last_sent.elapsed() >= every {
-            send_batch(&mut batch, batch_first, last_cut);
+        drop(closed);
+        if batch.is_some() && (stopping || last_sent.elapsed() >= shared.every) {
+            if let Some(encoder) = batch.take()
+                && let Ok((bytes, _)) = encoder.finish()
+                && !abandoned.load(Ordering::Acquire)
+            {
+                shared.upload(Upload::Segment { first, last, bytes });
+            }
             last_sent = Instant::now();
         }
+        if stopping {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
 struct Uploader {
-    store: Store,
     objects: Arc<dyn Objects>,
     generation: i64,
     config: ShipConfig,
-    closed: Arc<AtomicU64>,
-    status: Arc<Mutex<ShipStatus>>,
-    abandoned: Arc<std::sync::atomic::AtomicBool>,
+    shared: Arc<Shared>,
+    abandoned: Arc<AtomicBool>,
+    fence: Fence,
 }
 
 impl Uploader {
+    fn status(&self) -> std::sync::MutexGuard<'_, ShipStatus> {
+        lock(&self.shared.status)
+    }
+
+    /// Whether this term may still write to the target.
+    fn may_write(&self) -> bool {
+        !self.abandoned.load(Ordering::Acquire) && self.fence.check().is_ok()
+    }
+
     fn run(self, uploads: mpsc::Receiver<Upload>) {
-        // The generation's first snapshot at once: until it exists, a restore needs the
-        // parent generation too.
-        let mut next_snapshot = Instant::now();
+        let mut next_snapshot: Option<Instant> = None;
         loop {
-            if self.abandoned.load(Ordering::Acquire) {
-                return;
+            if let Some(at) = next_snapshot
+                && Instant::now() >= at
+            {
+                self.shared.snapshot_due.store(true, Ordering::Release);
+                next_snapshot = None;
             }
-            if Instant::now() >= next_snapshot {
-                match self.snapshot() {
-                    Ok(manifest) => {
-                        let mut status = lock(&self.status);
-                        status.last_shipped_at = Some(manifest.taken_at);
-                        status.last_snapshot = Some(manifest);
-                        drop(status);
-                        self.expire();
-                        next_snapshot = Instant::now() + self.config.snapshot_every;
-                    }
-                    Err(e) => {
-                        tracing::warn!("ha: snapshot failed (retried): {e}");
-                        lock(&self.status).last_error = Some(e.to_string());
-                        next_snapshot =
-                            Instant::now() + self.config.every.max(Duration::from_secs(1));
-                    }
-                }
-            }
-            let wait = next_snapshot.saturating_duration_since(Instant::now());
-            match uploads.recv_timeout(wait.max(Duration::from_millis(1))) {
+            let wait = next_snapshot
+                .map_or(Duration::from_millis(200), |at| {
+                    at.saturating_duration_since(Instant::now())
+                })
+                .max(Duration::from_millis(1));
+            match uploads.recv_timeout(wait) {
                 Ok(Upload::Segment { first, last, bytes }) => {
                     self.upload_segment(first, last, &bytes)
+                }
+                Ok(Upload::Snapshot(file)) => {
+                    match self.upload_snapshot(&file) {
+                        Ok(manifest) => {
+                            let mut status = self.status();
+                            status.last_shipped_at = Some(manifest.taken_at);
+                            status.last_snapshot = Some(manifest);
+                            drop(status);
+                            self.expire();
+                        }
+                        Err(e) => {
+                            tracing::warn!("ha: shipping a snapshot failed (taken again): {e}");
+                            self.status().last_error = Some(e.to_string());
+                        }
+                    }
+                    let _ = std::fs::remove_file(&self.config.scratch);
+                    next_snapshot = Some(Instant::now() + self.config.snapshot_every);
                 }
                 Ok(Upload::Finish(reply)) => {
                     let _ = reply.send(());
@@ -391,13 +530,10 @@ impl Uploader {
     fn upload_segment(&self, first: u64, last: u64, bytes: &[u8]) {
         let key = segment_key(self.generation, first, last);
         let mut pause = Duration::from_millis(100);
-        loop {
-            if self.abandoned.load(Ordering::Acquire) {
-                return;
-            }
+        while self.may_write() {
             match self.objects.put(&key, bytes) {
                 Ok(()) => {
-                    let mut status = lock(&self.status);
+                    let mut status = self.status();
                     status.cut_shipped = last;
                     status.last_shipped_at = Some(Utc::now());
                     status.segments += 1;
@@ -407,7 +543,7 @@ impl Uploader {
                 }
                 Err(e) => {
                     tracing::warn!("ha: shipping {key} failed (retried): {e}");
-                    lock(&self.status).last_error = Some(e.to_string());
+                    self.status().last_error = Some(e.to_string());
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }
@@ -415,48 +551,30 @@ impl Uploader {
         }
     }
 
-    fn snapshot(&self) -> Result<SnapshotManifest, TargetError> {
-        let started = Instant::now();
-        // Every change in a cut up to here was applied before it was delivered: the copy
-        // holds them; later ones are in later cuts (replayed over it).
-        let cut = self.closed.load(Ordering::Acquire);
-        let scratch = &self.config.scratch;
-        let io = |source| TargetError::Io {
-            key: scratch.display().to_string(),
-            source,
+    fn upload_snapshot(&self, file: &SnapshotFile) -> Result<SnapshotManifest, TargetError> {
+        let refused = |key: String| TargetError::Remote {
+            key,
+            reason: "this instance is no longer the active one".into(),
         };
-        let file = {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(scratch)
-                .map_err(io)?
-        };
-        let (file, records) = self
-            .store
-            .snapshot_into(std::io::BufWriter::new(file))
-            .map_err(|e| TargetError::Remote {
-                key: scratch.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        drop(file);
-        let bytes = std::fs::metadata(scratch).map_err(io)?.len();
-        self.objects
-            .put_file(&snapshot_key(self.generation, cut, "snap"), scratch)?;
-        let _ = std::fs::remove_file(scratch);
+        let data = snapshot_key(self.generation, file.cut, "snap");
+        if !self.may_write() {
+            return Err(refused(data));
+        }
+        self.objects.put_file(&data, &self.config.scratch)?;
         let manifest = SnapshotManifest {
-            cut,
-            records,
-            bytes,
+            cut: file.cut,
+            records: file.records,
+            bytes: file.bytes,
             taken_at: Utc::now(),
-            seconds: started.elapsed().as_secs_f64(),
+            seconds: file.seconds,
             sluice_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
+        let key = snapshot_key(self.generation, file.cut, "json");
+        if !self.may_write() {
+            return Err(refused(key));
+        }
         self.objects.put(
-            &snapshot_key(self.generation, cut, "json"),
+            &key,
             &serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
         )?;
         Ok(manifest)
@@ -480,13 +598,18 @@ impl Uploader {
             .filter_map(|cut| u64::from_str_radix(cut, 16).ok())
             .collect();
         let keep = self.config.keep_snapshots.max(1);
+        let delete = |key: String| -> Result<(), TargetError> {
+            if self.may_write() {
+                self.objects.delete(&key)
+            } else {
+                Ok(())
+            }
+        };
         if snaps.len() > keep {
             for cut in &snaps[..snaps.len() - keep] {
                 // The manifest first: a snapshot without one is never used.
-                self.objects
-                    .delete(&snapshot_key(self.generation, *cut, "json"))?;
-                self.objects
-                    .delete(&snapshot_key(self.generation, *cut, "snap"))?;
+                delete(snapshot_key(self.generation, *cut, "json"))?;
+                delete(snapshot_key(self.generation, *cut, "snap"))?;
             }
         }
         let oldest_kept = snaps[snaps.len().saturating_sub(keep)..]
@@ -497,13 +620,22 @@ impl Uploader {
             if let Some((_, last)) = parse_segment(&name)
                 && last <= oldest_kept
             {
-                self.objects.delete(&format!("{folder}/log/{name}"))?;
+                delete(format!("{folder}/log/{name}"))?;
             }
         }
-        for name in self.objects.list("gen")? {
-            if let Some(token) = parse_generation(&name)
-                && token < self.generation
-            {
+        let generations: Vec<i64> = self
+            .objects
+            .list("gen")?
+            .iter()
+            .filter_map(|name| parse_generation(name))
+            .collect();
+        // A newer generation exists: a successor took over, and its restore may still need
+        // the older ones. Delete nothing of theirs.
+        if generations.iter().any(|g| *g > self.generation) {
+            return Ok(());
+        }
+        for token in generations {
+            if token < self.generation && self.may_write() {
                 delete_generation(self.objects.as_ref(), token)?;
             }
         }

@@ -434,8 +434,6 @@ impl Engine {
         }
     }
 
-    /// During shutdown: once the grace period is over, stop what still runs and record it
-    /// as interrupted (a retryable failure), so the store says what happened.
     /// Stops if the lease is no longer provably ours: every local attempt is killed (a
     /// successor will run it again) and nothing more is written, shipped or started.
     /// Remote attempts (EMR steps) go on; the successor adopts them by name.
@@ -479,10 +477,12 @@ impl Engine {
             .as_ref()
             .and_then(|lead| lead.cuts.as_ref())
         {
-            cuts.cut();
+            cuts.cut(&self.store);
         }
     }
 
+    /// During shutdown: once the grace period is over, stop what still runs and record it
+    /// as interrupted (a retryable failure), so the store says what happened.
     pub(super) fn wind_down(&mut self, now: DateTime<Utc>) {
         let Some(deadline) = self.shutdown_at else {
             return;

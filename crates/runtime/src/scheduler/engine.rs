@@ -251,6 +251,11 @@ impl Engine {
                         ..crate::executor::wasm::RunnerConfig::default()
                     },
                 ),
+                config
+                    .leadership
+                    .as_ref()
+                    .map(|lead| crate::ha::SideEffects::fenced(lead.fence.clone()))
+                    .unwrap_or_default(),
             ),
             _runtime: Some(runtime),
             registry: Registry::new(&config.dags_dir),

@@ -90,6 +90,15 @@ fn print_settings(cli: &Cli, streams: &mut Streams<'_>) -> Result<i32, CliError>
             "name": w.name, "url": w.url, "token": if w.token.is_some() { "set" } else { "not set" },
             "attempts": w.attempts,
         })).collect::<Vec<_>>(),
+        "ha": s.ha.as_ref().map(|ha| serde_json::json!({
+            "etcd": ha.etcd, "deployment": ha.deployment, "instance": ha.instance,
+            "advertise": ha.advertise, "ship_to": ha.ship_to.to_string(),
+            "s3_region": ha.s3.region, "s3_endpoint": ha.s3.endpoint,
+            "lease_ttl_seconds": ha.lease_ttl.as_secs_f64(),
+            "ship_every_seconds": ha.ship_every.as_secs_f64(),
+            "snapshot_every_seconds": ha.snapshot_every.as_secs_f64(),
+            "keep_snapshots": ha.keep_snapshots,
+        })),
     });
     let printed = match cli.output {
         OutputFormat::Json => streams.json(&summary),

@@ -64,7 +64,9 @@ pub(super) fn supervise(
             if let Ok(mut shown) = view.lock() {
                 match &seen {
                     Ok(active) => {
-                        shown.active = active.as_ref().map(|a| ActiveInstance {
+                        // Our own key, not yet expired after a loss: no one to send callers to.
+                        let active = active.as_ref().filter(|a| a.holder.instance != ha.instance);
+                        shown.active = active.map(|a| ActiveInstance {
                             instance: a.holder.instance.clone(),
                             lease_revision: a.token,
                             api: a.holder.api.clone(),
@@ -95,6 +97,11 @@ pub(super) fn supervise(
         match serve_as_active(cli, ha, &config, signals, objects.clone(), term)? {
             Served::Stopped => return Ok(0),
             Served::Deposed => {}
+            Served::GaveUp => {
+                standby_server = serve_standby(cli, ha, &view)?;
+                wait_or_stop(ha.lease_ttl, signals);
+                continue;
+            }
             Served::HandedOver => {
                 // A standby campaigns every quarter of the TTL: let one win first.
                 standby_server = serve_standby(cli, ha, &view)?;
@@ -165,9 +172,18 @@ fn wait_or_stop(limit: std::time::Duration, signals: &Signals) {
     }
 }
 
+/// A takeover that could not complete: the lease goes back, and this instance campaigns
+/// again after a pause (another may do better: its own target access, a later retry).
+fn gave_up(term: Term, why: &dyn std::fmt::Display) -> Served {
+    tracing::error!("ha: cannot take over: {why}; giving the lease back");
+    term.resign();
+    Served::GaveUp
+}
+
 enum Served {
     Stopped,
     Deposed,
+    GaveUp,
     /// `ha step-down`: standby again, after giving the others a head start.
     HandedOver,
 }
@@ -183,9 +199,15 @@ fn serve_as_active(
     let token = term.token();
     let took_over = std::time::Instant::now();
     tracing::info!("ha: active (lease revision {token}); taking over the state");
-    let parent = take_over(cli.state(), objects.as_ref(), &ha.instance)?;
+    let parent = match take_over(cli.state(), objects.as_ref(), &ha.instance) {
+        Ok(parent) => parent,
+        Err(e) => return Ok(gave_up(term, &e)),
+    };
     let restore_seconds = took_over.elapsed().as_secs_f64();
-    let store = Store::open(cli.state())?;
+    let store = match Store::open(cli.state()) {
+        Ok(store) => store,
+        Err(e) => return Ok(gave_up(term, &e)),
+    };
     let shipper = Shipper::start(
         store.clone(),
         objects,
@@ -198,8 +220,12 @@ fn serve_as_active(
             scratch: cli.state().join("ha-snapshot.partial"),
             instance: ha.instance.clone(),
         },
-    )
-    .map_err(|e| invalid(format!("cannot ship the state: {e}"), "check ha.ship_to"))?;
+        term.fence(),
+    );
+    let shipper = match shipper {
+        Ok(shipper) => shipper,
+        Err(e) => return Ok(gave_up(term, &format!("cannot ship the state: {e}"))),
+    };
     tracing::info!("ha: state ready in {restore_seconds:.3} s; scheduling");
     let mut config = config.clone();
     config.leadership = Some(Leadership {
@@ -223,7 +249,9 @@ fn serve_as_active(
             if signals.hand_over.swap(false, Ordering::AcqRel)
                 && !signals.stop.load(Ordering::Acquire)
             {
-                set_aside(cli.state(), "handed-over");
+                if let Err(e) = set_aside(cli.state(), "handed-over") {
+                    tracing::warn!("ha: {e}");
+                }
                 return Ok(Served::HandedOver);
             }
             Ok(Served::Stopped)
@@ -231,7 +259,9 @@ fn serve_as_active(
         Ok(Some(deposed)) => {
             shipper.abandon();
             drop(term);
-            set_aside(cli.state(), "deposed");
+            if let Err(e) = set_aside(cli.state(), "deposed") {
+                tracing::warn!("ha: {e}");
+            }
             tracing::warn!("ha: {deposed}; this instance is standby again");
             if signals.stop.load(Ordering::Acquire) {
                 return Ok(Served::Stopped);
@@ -265,10 +295,27 @@ fn take_over(state: &Path, objects: &dyn Objects, instance: &str) -> Result<Pare
             at: chrono::Utc::now(),
         });
     }
-    set_aside(state, "replaced");
-    let restored = restore::restore_latest(objects, state)
-        .map_err(|e| unusable(&e))?
-        .ok_or_else(|| unusable(&"nothing was shipped"))?;
+    // Restored beside the local database, which is set aside only once the restore is whole.
+    let restoring = state.join("restoring");
+    let _ = std::fs::remove_dir_all(&restoring);
+    let restored = match restore::restore_latest(objects, &restoring) {
+        Ok(Some(restored)) => restored,
+        Ok(None) => {
+            let _ = std::fs::remove_dir_all(&restoring);
+            return Err(unusable(&"nothing was shipped"));
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&restoring);
+            return Err(unusable(&e));
+        }
+    };
+    set_aside(state, "replaced")?;
+    let db = state.join("db");
+    std::fs::rename(restoring.join("db"), &db).map_err(|source| CliError::Io {
+        path: db.clone(),
+        source,
+    })?;
+    let _ = std::fs::remove_dir_all(&restoring);
     if let Some(gap) = &restored.gap {
         tracing::warn!("ha: the shipped log has a gap: {gap}");
     }
@@ -287,18 +334,36 @@ fn take_over(state: &Path, objects: &dyn Objects, instance: &str) -> Result<Pare
     })
 }
 
-/// Moves the local database out of the way (kept once, for a post-mortem): a deposed
-/// instance's state may hold changes its successor never saw.
-fn set_aside(state: &Path, why: &str) {
+/// Set-aside databases kept per reason (the newest ones).
+const KEEP_SET_ASIDE: usize = 3;
+
+/// Moves the local database out of the way, as `db.<why>-<unix ms>`, for a post-mortem: a
+/// deposed instance's state may hold changes its successor never saw, and a replaced one is
+/// the last local copy. The newest three of each reason are kept.
+fn set_aside(state: &Path, why: &str) -> Result<(), CliError> {
     let db = state.join("db");
     if !db.exists() {
-        return;
+        return Ok(());
     }
-    let aside: PathBuf = state.join(format!("db.{why}"));
-    let _ = std::fs::remove_dir_all(&aside);
-    if let Err(e) = std::fs::rename(&db, &aside) {
-        tracing::warn!("ha: cannot set {} aside: {e}", db.display());
+    let stamp = chrono::Utc::now().timestamp_millis();
+    let aside: PathBuf = state.join(format!("db.{why}-{stamp:013}"));
+    std::fs::rename(&db, &aside).map_err(|source| CliError::Io {
+        path: db.clone(),
+        source,
+    })?;
+    let prefix = format!("db.{why}-");
+    let mut kept: Vec<PathBuf> = std::fs::read_dir(state)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    kept.sort();
+    for old in kept.iter().rev().skip(KEEP_SET_ASIDE) {
+        let _ = std::fs::remove_dir_all(old);
     }
+    Ok(())
 }
 
 /// `sluice ha step-down`: inside the active scheduler (through its control socket).

@@ -147,6 +147,58 @@ fn every_problem_is_reported_with_its_line_and_column() {
 }
 
 #[test]
+fn bad_ha_values_are_located_and_good_ones_resolved() {
+    let root = scratch("ha");
+    let file = "[ha]\netcd = [\"etcd-1:2379\"]\ndeployment = \"a b\"\nship_to = \"gs://bucket/x\"\nlease_ttl = \"500ms\"\nship_every = \"20m\"\nkeep_snapshots = 0\n";
+    std::fs::write(root.join("sluice.toml"), file).unwrap();
+    let output = sluice(&root, &["config", "check"]).output().unwrap();
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    for expected in [
+        "sluice.toml:2:8",
+        "`etcd-1:2379` is not an http(s) URL",
+        "sluice.toml:3:14",
+        "`a b` is not a name",
+        "sluice.toml:4:11",
+        "only s3:// URLs and folders",
+        "sluice.toml:5:13",
+        "ha.lease_ttl must be whole seconds between 1s and 10m",
+        "ha.ship_every must be between 100ms and 10m",
+        "ha.keep_snapshots must be between 1 and 100",
+        "6 problem(s)",
+    ] {
+        assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
+    }
+    // Unknown keys in [ha] are shape errors, like anywhere else.
+    std::fs::write(
+        root.join("sluice.toml"),
+        "[ha]\netcd = [\"http://e:2379\"]\nship_to = \"ship\"\nleader_ttl = \"5s\"\n",
+    )
+    .unwrap();
+    let all = text(&sluice(&root, &["config", "check"]).output().unwrap());
+    assert!(all.contains("unknown field `leader_ttl`"), "{all}");
+
+    std::fs::write(
+        root.join("sluice.toml"),
+        "[ha]\netcd = [\"http://e:2379\"]\ndeployment = \"analytics\"\ninstance = \"sched-a\"\nship_to = \"s3://state-bucket/prod/\"\nlease_ttl = \"15s\"\n",
+    )
+    .unwrap();
+    let output = sluice(&root, &["--output", "json", "config", "check"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let settings: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let ha = &settings["ha"];
+    assert_eq!(ha["deployment"], "analytics");
+    assert_eq!(ha["instance"], "sched-a");
+    assert_eq!(ha["ship_to"], "s3://state-bucket/prod");
+    assert_eq!(ha["lease_ttl_seconds"], 15.0);
+    assert_eq!(ha["ship_every_seconds"], 1.0);
+    assert_eq!(ha["advertise"], "http://127.0.0.1:8080");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
 fn a_named_file_must_exist_and_no_file_means_defaults() {
     let root = scratch("none");
     let output = sluice(&root, &["--config", "missing.toml", "config", "check"])

@@ -36,6 +36,8 @@ pub struct EmrClients {
     running: Mutex<HashMap<String, (Client, String, String)>>,
     /// Cluster terminations under way.
     cleanups: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Asked before a step is added or a cluster started (HA: only while the lease is ours).
+    side_effects: crate::ha::SideEffects,
 }
 
 #[derive(Clone)]
@@ -44,9 +46,17 @@ struct Clients {
     retrying: Client,
     /// Without retry: for AddJobFlowSteps, which must not be repeated without listing first.
     once: Client,
+    side_effects: crate::ha::SideEffects,
 }
 
 impl EmrClients {
+    pub fn fenced(side_effects: crate::ha::SideEffects) -> EmrClients {
+        EmrClients {
+            side_effects,
+            ..EmrClients::default()
+        }
+    }
+
     async fn for_connection(&self, name: &str, conn: &EmrConnection) -> Clients {
         if let Some(c) = self.clients.lock().ok().and_then(|m| m.get(name).cloned()) {
             return c;
@@ -67,6 +77,7 @@ impl EmrClients {
         let clients = Clients {
             retrying: Client::new(&shared),
             once: Client::from_conf(once),
+            side_effects: self.side_effects.clone(),
         };
         if let Ok(mut map) = self.clients.lock() {
             map.insert(name.to_owned(), clients.clone());
@@ -285,6 +296,9 @@ pub async fn run(
         (Some(spec), _) => {
             let name =
                 transient::cluster_name(&attempt.dag_id, attempt.logical_date, &attempt.task_id);
+            if let Err(reason) = api.side_effects.allow("RunJobFlow") {
+                return fail(true, reason);
+            }
             match transient::find_or_create(&api.retrying, &api.once, conn, spec, &name).await {
                 Ok(id) => id,
                 Err(e) => return fail(true, e.message),
@@ -394,6 +408,13 @@ async fn adopt_or_add(
             }
             Err(e) => return Err(e),
         }
+        // After the lookup, right before the one call EMR cannot deduplicate.
+        api.side_effects
+            .allow("AddJobFlowSteps")
+            .map_err(|message| ApiError {
+                message,
+                transient: false,
+            })?;
         let jar = HadoopJarStepConfig::builder()
             .jar("command-runner.jar")
             .set_args(Some(args.clone()))

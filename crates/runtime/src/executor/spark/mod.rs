@@ -95,14 +95,15 @@ impl SparkExecutor {
         dags_dir: PathBuf,
         runtime: tokio::runtime::Handle,
         connections: crate::connections::Connections,
+        side_effects: crate::ha::SideEffects,
     ) -> Self {
         SparkExecutor {
             backend: backend_override(),
             command,
             dags_dir,
             runtime,
-            emr: Arc::default(),
-            serverless: Arc::default(),
+            emr: Arc::new(emr::EmrClients::fenced(side_effects.clone())),
+            serverless: Arc::new(serverless::ServerlessClients::fenced(side_effects)),
             connections,
             policies_applied: Default::default(),
         }

@@ -33,9 +33,18 @@ pub struct ServerlessClients {
     clients: Mutex<HashMap<String, Client>>,
     /// By idempotency key: (client, application id, job run id).
     running: Mutex<HashMap<String, (Client, String, String)>>,
+    /// Asked before a job run is started (HA: only while the lease is ours).
+    side_effects: crate::ha::SideEffects,
 }
 
 impl ServerlessClients {
+    pub fn fenced(side_effects: crate::ha::SideEffects) -> ServerlessClients {
+        ServerlessClients {
+            side_effects,
+            ..ServerlessClients::default()
+        }
+    }
+
     async fn for_connection(&self, name: &str, conn: &EmrConnection) -> Client {
         if let Some(c) = self.clients.lock().ok().and_then(|m| m.get(name).cloned()) {
             return c;
@@ -135,6 +144,9 @@ pub async fn run(
         Err(reason) => return fail(false, reason),
     };
     let client = clients.for_connection(connection_name, conn).await;
+    if let Err(reason) = clients.side_effects.allow("StartJobRun") {
+        return fail(true, reason);
+    }
     if attempt.try_number > 1 {
         cancel_earlier_tries(&client, application, &name, attempt.try_number).await;
     }
