@@ -10,14 +10,27 @@ pub fn http(
     path: &str,
     body: &str,
 ) -> Result<(u16, String), Box<dyn std::error::Error>> {
+    let (status, _, body) = exchange(base_url, method, path, body, None)?;
+    Ok((status, body))
+}
+
+/// The same with a bearer token, answering the response's head too (its headers).
+pub fn exchange(
+    base_url: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> Result<(u16, String, String), Box<dyn std::error::Error>> {
     let address = base_url
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
     let mut stream = std::net::TcpStream::connect(&address)?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut response = String::new();
@@ -37,7 +50,7 @@ pub fn http(
     } else {
         body.to_owned()
     };
-    Ok((status, body))
+    Ok((status, head.to_owned(), body))
 }
 
 /// The payload of a chunked HTTP body.

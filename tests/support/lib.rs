@@ -14,7 +14,7 @@ pub mod kafka;
 
 use std::path::{Path, PathBuf};
 
-pub use http::http;
+pub use http::{exchange, http};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

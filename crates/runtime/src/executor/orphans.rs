@@ -35,9 +35,48 @@ pub fn kill_leftovers(keys: &[String]) -> Vec<u32> {
 /// Kills every other process with an environment entry (`NAME=value`) that `matches`, and
 /// waits until they are gone; answers the pids killed.
 pub fn kill_where(matches: impl Fn(&[u8]) -> bool) -> Vec<u32> {
+    kill_found(|_| true, matches)
+}
+
+/// Kills this process's own attempts, every one, at once: its descendants that carry an
+/// attempt key (an HA active whose lease ran out: a successor runs them again).
+pub fn kill_own_attempts() -> Vec<u32> {
+    let own = std::process::id();
+    let parents: std::collections::HashMap<u32, u32> = processes()
+        .filter_map(|pid| Some((pid, parent_of(pid)?)))
+        .collect();
+    let descends = |pid: &u32| {
+        let mut at = *pid;
+        // Bounded: a cycle in a racing /proc read must not loop.
+        for _ in 0..64 {
+            match parents.get(&at) {
+                Some(&parent) if parent == own => return true,
+                Some(&parent) if parent > 1 => at = parent,
+                _ => return false,
+            }
+        }
+        false
+    };
+    let key = format!("{ATTEMPT_ENV}=").into_bytes();
+    kill_found(descends, |entry| entry.starts_with(&key))
+}
+
+/// The parent of a process, from `/proc/<pid>/stat`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn kill_found(which: impl Fn(&u32) -> bool, matches: impl Fn(&[u8]) -> bool) -> Vec<u32> {
     let own = std::process::id();
     let found: Vec<u32> = processes()
         .filter(|pid| *pid != own)
+        .filter(&which)
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ"))
                 .is_ok_and(|env| env.split(|b| *b == 0).any(&matches))
@@ -122,5 +161,34 @@ mod tests {
         let _ = other.kill();
         let _ = other.wait();
         let _ = kill_leftovers(&["orphans-test/other/task/1".to_owned()]);
+    }
+
+    #[test]
+    fn own_attempts_are_found_by_descent_and_the_key() {
+        // A child of this test process with an attempt key, and its own child.
+        let mut ours = std::process::Command::new("sh")
+            .args(["-c", "sleep 60 & sleep 60"])
+            .env(ATTEMPT_ENV, "own-test/run/task/1")
+            .process_group(0)
+            .spawn()
+            .expect("sh runs");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !processes().any(|pid| parent_of(pid) == Some(ours.id()))
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Without the key: not an attempt, left alone.
+        let mut plain = std::process::Command::new("sleep")
+            .arg("60")
+            .env_remove(ATTEMPT_ENV)
+            .spawn()
+            .expect("sleep runs");
+        let killed = kill_own_attempts();
+        assert!(killed.contains(&ours.id()), "killed {killed:?}");
+        assert!(killed.len() >= 2, "the shell's child too: {killed:?}");
+        assert!(!killed.contains(&plain.id()));
+        assert!(ours.wait().is_ok_and(|s| !s.success()));
+        let _ = plain.kill();
+        let _ = plain.wait();
     }
 }

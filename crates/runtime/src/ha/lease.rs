@@ -317,6 +317,17 @@ impl Drop for Term {
     }
 }
 
+/// The lease is gone: the loop stops at its next check, but local attempts are killed here
+/// and now, at the deadline, whatever the loop is doing (a successor may start them soon).
+fn lost(fence: &Fence, reason: String) {
+    tracing::warn!("ha: lost the lead: {reason}");
+    fence.lose(reason);
+    let killed = crate::executor::orphans::kill_own_attempts();
+    if !killed.is_empty() {
+        tracing::warn!("ha: killed {} local attempt process(es)", killed.len());
+    }
+}
+
 /// Renews the lease every third of its TTL; each answered renewal (lease alive, key still
 /// ours) extends the fence. Gives up once the fence's deadline passes or etcd says no.
 fn keep(elector: Elector, lease: i64, fence: Fence, stop: Arc<AtomicBool>) {
@@ -324,6 +335,10 @@ fn keep(elector: Elector, lease: i64, fence: Fence, stop: Arc<AtomicBool>) {
     let mut next = Instant::now() + every;
     while !stop.load(Ordering::Acquire) {
         let now = Instant::now();
+        if now >= fence.deadline() {
+            lost(&fence, "the lease could not be renewed in time".into());
+            return;
+        }
         if now < next {
             std::thread::sleep((next - now).min(Duration::from_millis(20)));
             continue;
@@ -342,14 +357,16 @@ fn keep(elector: Elector, lease: i64, fence: Fence, stop: Arc<AtomicBool>) {
         match verdict {
             Ok(Ok(())) => fence.extend(sent + elector.ttl - elector.margin()),
             Ok(Err(reason)) => {
-                tracing::warn!("ha: lost the lead: {reason}");
-                fence.lose(reason);
+                lost(&fence, reason);
                 return;
             }
             Err(e) => {
                 tracing::warn!("ha: cannot renew the lease: {e}");
                 if fence.check().is_err() {
-                    fence.lose(format!("the lease could not be renewed in time: {e}"));
+                    lost(
+                        &fence,
+                        format!("the lease could not be renewed in time: {e}"),
+                    );
                     return;
                 }
             }

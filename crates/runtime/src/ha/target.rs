@@ -99,7 +99,7 @@ impl DirObjects {
         };
         let path = self.path(key);
         let folder = path.parent().unwrap_or(&self.root).to_path_buf();
-        std::fs::create_dir_all(&folder).map_err(io)?;
+        private_dirs(&folder, &self.root).map_err(io)?;
         let temporary = folder.join(format!(
             ".{}.partial-{}",
             path.file_name()
@@ -115,6 +115,17 @@ impl DirObjects {
             .and_then(|f| f.sync_all())
             .map_err(io)
     }
+}
+
+/// Creates `folder` and makes it and its parents up to `root` private (0700): the shipped
+/// state holds run conf and rendered SQL, like the state folder.
+fn private_dirs(folder: &Path, root: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(folder)?;
+    for dir in folder.ancestors().take_while(|d| d.starts_with(root)) {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
@@ -201,7 +212,7 @@ pub fn open(
 ) -> Result<Box<dyn Objects>, TargetError> {
     match target {
         ShipTarget::Dir(path) => {
-            std::fs::create_dir_all(path).map_err(|source| TargetError::Io {
+            private_dirs(path, path).map_err(|source| TargetError::Io {
                 key: path.display().to_string(),
                 source,
             })?;
@@ -212,5 +223,40 @@ pub fn open(
             prefix.clone(),
             location,
         )?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_folder_target_is_private_and_lists_only_whole_objects() {
+        let root = std::env::temp_dir().join(format!("sluice-target-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let objects = open(&ShipTarget::Dir(root.clone()), &Default::default()).unwrap();
+        objects.put("gen/0001/log/a.seg", b"bytes").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join("gen/0001/log")), 0o700);
+        assert_eq!(mode(&root.join("gen/0001/log/a.seg")), 0o600);
+        // A file being written (a temporary name) is not an object yet.
+        std::fs::write(root.join("gen/0001/log/.b.seg.partial-1"), b"half").unwrap();
+        assert_eq!(
+            objects.list("gen/0001/log").unwrap(),
+            vec!["a.seg".to_owned()]
+        );
+        // Keys cannot climb out of the target.
+        objects.put("../../escape", b"x").unwrap();
+        assert!(root.join("escape").exists());
+        assert_eq!(
+            objects.get("gen/0001/log/a.seg").unwrap().as_deref(),
+            Some(&b"bytes"[..])
+        );
+        std::fs::remove_file(root.join("gen/0001/log/.b.seg.partial-1")).unwrap();
+        objects.delete("gen/0001/log/a.seg").unwrap();
+        assert!(!root.join("gen").exists(), "emptied folders go too");
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
