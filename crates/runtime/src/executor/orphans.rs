@@ -41,7 +41,11 @@ pub fn kill_where(matches: impl Fn(&[u8]) -> bool) -> Vec<u32> {
 /// Kills this process's own attempts, every one, at once: its descendants that carry an
 /// attempt key (an HA active whose lease ran out: a successor runs them again).
 pub fn kill_own_attempts() -> Vec<u32> {
-    let own = std::process::id();
+    kill_attempts_under(std::process::id())
+}
+
+/// Kills the descendants of `root` that carry an attempt key, and waits until they are gone.
+fn kill_attempts_under(root: u32) -> Vec<u32> {
     let parents: std::collections::HashMap<u32, u32> = processes()
         .filter_map(|pid| Some((pid, parent_of(pid)?)))
         .collect();
@@ -50,7 +54,7 @@ pub fn kill_own_attempts() -> Vec<u32> {
         // Bounded: a cycle in a racing /proc read must not loop.
         for _ in 0..64 {
             match parents.get(&at) {
-                Some(&parent) if parent == own => return true,
+                Some(&parent) if parent == root => return true,
                 Some(&parent) if parent > 1 => at = parent,
                 _ => return false,
             }
@@ -165,30 +169,38 @@ mod tests {
 
     #[test]
     fn own_attempts_are_found_by_descent_and_the_key() {
-        // A child of this test process with an attempt key, and its own child.
-        let mut ours = std::process::Command::new("sh")
-            .args(["-c", "sleep 60 & sleep 60"])
-            .env(ATTEMPT_ENV, "own-test/run/task/1")
+        // A root without a key (standing in for the scheduler: the test binary runs other
+        // tests' attempts in parallel), a keyed child under it with its own child, and a
+        // process under it without a key.
+        let mut root = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "SLUICE_IDEMPOTENCY_KEY=own-test/run/task/1 sh -c 'sleep 60 & sleep 60' & sleep 60 & wait",
+            ])
+            .env_remove(ATTEMPT_ENV)
             .process_group(0)
             .spawn()
             .expect("sh runs");
+        let keyed = |pid: &u32| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .any(|v| v == format!("{ATTEMPT_ENV}=own-test/run/task/1").as_bytes())
+            })
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && !processes().any(|pid| parent_of(pid) == Some(ours.id()))
-        {
+        while Instant::now() < deadline && processes().filter(keyed).count() < 3 {
             std::thread::sleep(Duration::from_millis(20));
         }
-        // Without the key: not an attempt, left alone.
-        let mut plain = std::process::Command::new("sleep")
-            .arg("60")
-            .env_remove(ATTEMPT_ENV)
-            .spawn()
-            .expect("sleep runs");
-        let killed = kill_own_attempts();
-        assert!(killed.contains(&ours.id()), "killed {killed:?}");
-        assert!(killed.len() >= 2, "the shell's child too: {killed:?}");
-        assert!(!killed.contains(&plain.id()));
-        assert!(ours.wait().is_ok_and(|s| !s.success()));
-        let _ = plain.kill();
-        let _ = plain.wait();
+        let killed = kill_attempts_under(root.id());
+        assert!(
+            killed.len() >= 3,
+            "the keyed shell and its children: {killed:?}"
+        );
+        assert!(
+            root.try_wait().is_ok_and(|s| s.is_none()),
+            "the root (no key) was killed"
+        );
+        let _ = kill(Pid::from_raw(-(root.id() as i32)), Signal::SIGKILL);
+        let _ = root.wait();
     }
 }
