@@ -252,7 +252,6 @@ mod ha {
                 snapshot_every: Duration::from_secs(3600),
                 keep_snapshots: 2,
                 scratch: root.join("snapshot.partial"),
-                instance: "bench".into(),
             },
             term.fence(),
         )?;

@@ -35,21 +35,6 @@ pub struct Change {
     value: Option<sled::IVec>,
 }
 
-impl Change {
-    /// Bytes this change takes in the shipped format.
-    pub fn encoded_len(&self) -> usize {
-        1 + 1
-            + self.tree.len()
-            + 4
-            + self.key.len()
-            + self.value.as_ref().map_or(0, |v| 4 + v.len())
-    }
-
-    pub fn tree(&self) -> &str {
-        &self.tree
-    }
-}
-
 /// Every tree's changes as they happen. sled blocks a writer once a subscriber holds 1,024
 /// undelivered changes, so whoever owns a feed must drain it continuously.
 pub struct ChangeFeed {

@@ -180,10 +180,6 @@ impl Elector {
         }
     }
 
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// The local deadline's margin: a tenth of the TTL, for clock-rate drift and scheduling
     /// delays between reading the clock and sending.
     fn margin(&self) -> Duration {

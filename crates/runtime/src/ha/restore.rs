@@ -9,7 +9,8 @@ use sluice_store::Store;
 use sluice_store::replication::Decoder;
 
 use super::ship::{
-    Parent, SnapshotManifest, generation_folder, parse_generation, parse_segment, snapshot_key,
+    Parent, SnapshotManifest, generation_folder, parent_key, parse_generation, parse_segment,
+    snapshot_key,
 };
 use super::target::{Objects, TargetError};
 
@@ -42,9 +43,7 @@ pub fn generations(objects: &dyn Objects) -> Result<Vec<i64>, TargetError> {
     let mut found = Vec::new();
     for name in objects.list("gen")? {
         if let Some(token) = parse_generation(&name)
-            && objects
-                .get(&format!("{}/parent.json", generation_folder(token)))?
-                .is_some()
+            && objects.get(&parent_key(token))?.is_some()
         {
             found.push(token);
         }
@@ -53,23 +52,35 @@ pub fn generations(objects: &dyn Objects) -> Result<Vec<i64>, TargetError> {
     Ok(found)
 }
 
+/// Where a generation began, as its parent record says (`None`: no readable record).
+pub fn parent(objects: &dyn Objects, token: i64) -> Result<Option<Parent>, TargetError> {
+    Ok(objects
+        .get(&parent_key(token))?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+}
+
+/// The cuts of a generation's complete snapshots (those with a manifest), oldest first.
+pub fn snapshot_cuts(objects: &dyn Objects, token: i64) -> Result<Vec<u64>, TargetError> {
+    let mut cuts: Vec<u64> = objects
+        .list(&format!("{}/snap", generation_folder(token)))?
+        .iter()
+        .filter_map(|name| name.strip_suffix(".json"))
+        .filter_map(|cut| u64::from_str_radix(cut, 16).ok())
+        .collect();
+    cuts.sort_unstable();
+    Ok(cuts)
+}
+
 /// The complete snapshots of a generation, oldest first.
 pub fn snapshots(objects: &dyn Objects, token: i64) -> Result<Vec<SnapshotManifest>, TargetError> {
     let mut found = Vec::new();
-    for name in objects.list(&format!("{}/snap", generation_folder(token)))? {
-        let Some(cut) = name.strip_suffix(".json") else {
-            continue;
-        };
-        let Ok(cut) = u64::from_str_radix(cut, 16) else {
-            continue;
-        };
+    for cut in snapshot_cuts(objects, token)? {
         if let Some(bytes) = objects.get(&snapshot_key(token, cut, "json"))?
             && let Ok(manifest) = serde_json::from_slice::<SnapshotManifest>(&bytes)
         {
             found.push(manifest);
         }
     }
-    found.sort_by_key(|m| m.cut);
     Ok(found)
 }
 
@@ -136,12 +147,10 @@ fn replay(
             after = manifest.cut;
         }
         None => {
-            let key = format!("{}/parent.json", generation_folder(token));
-            let parent: Parent = objects
-                .get(&key)?
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-                .ok_or_else(|| unusable(key.clone(), "no parent record"))?;
-            match parent.from {
+            let key = parent_key(token);
+            let record =
+                parent(objects, token)?.ok_or_else(|| unusable(key.clone(), "no parent record"))?;
+            match record.from {
                 Some((parent_token, parent_cut)) => {
                     replay(objects, store, parent_token, Some(parent_cut), restored)?;
                     // This generation's changes apply to the parent's whole state only.
@@ -218,10 +227,7 @@ mod tests {
             at: chrono::Utc::now(),
         };
         objects
-            .put(
-                "gen/00000000000000000005/parent.json",
-                &serde_json::to_vec(&parent).unwrap(),
-            )
+            .put(&parent_key(5), &serde_json::to_vec(&parent).unwrap())
             .unwrap();
         let (snapshot, records) = source.snapshot_into(Vec::new()).unwrap();
         objects.put(&snapshot_key(5, 0, "snap"), &snapshot).unwrap();

@@ -39,6 +39,11 @@ pub fn generation_folder(token: i64) -> String {
     format!("gen/{token:020}")
 }
 
+/// Where a generation says which state it began from (`Parent`).
+pub fn parent_key(token: i64) -> String {
+    format!("{}/parent.json", generation_folder(token))
+}
+
 pub fn parse_generation(name: &str) -> Option<i64> {
     name.parse().ok()
 }
@@ -92,7 +97,6 @@ pub struct ShipConfig {
     pub keep_snapshots: usize,
     /// Where a snapshot is written before it is uploaded (in the state folder).
     pub scratch: PathBuf,
-    pub instance: String,
 }
 
 /// What shipping has done, for `ha status`, metrics and tests.
@@ -106,7 +110,6 @@ pub struct ShipStatus {
     pub segments: u64,
     pub bytes: u64,
     pub last_snapshot: Option<SnapshotManifest>,
-    pub last_error: Option<String>,
 }
 
 /// What the uploader is handed, in the order it must land.
@@ -142,10 +145,14 @@ struct Feed {
 }
 
 impl Feed {
+    /// Moves what sled delivered so far into `pending` (its buffers must not fill up).
+    fn drain(&mut self) {
+        self.feed.drain_into(&mut self.pending);
+    }
+
     /// Closes a cut of everything delivered so far (nothing when nothing changed).
     fn close_cut(&mut self, status: &Mutex<ShipStatus>) -> u64 {
-        let Feed { feed, pending, .. } = self;
-        feed.drain_into(pending);
+        self.drain();
         if !self.pending.is_empty() {
             self.last_cut += 1;
             if self.closed.is_empty() {
@@ -212,7 +219,6 @@ impl CutHandle {
                 })),
                 Err(e) => {
                     tracing::warn!("ha: snapshot failed (taken again later): {e}");
-                    lock(&shared.status).last_error = Some(e);
                     shared.snapshot_due.store(true, Ordering::Release);
                 }
             }
@@ -273,7 +279,7 @@ impl Shipper {
         config: ShipConfig,
         fence: Fence,
     ) -> Result<Shipper, TargetError> {
-        let parent_key = format!("{}/parent.json", generation_folder(generation));
+        let parent_key = parent_key(generation);
         fence.check().map_err(|d| TargetError::Remote {
             key: parent_key.clone(),
             reason: d.to_string(),
@@ -419,12 +425,7 @@ fn drain(shared: &Shared, abandoned: &AtomicBool) {
             if stopping && !abandoned.load(Ordering::Acquire) {
                 feed.close_cut(&shared.status);
             } else {
-                let Feed {
-                    feed: subscribers,
-                    pending,
-                    ..
-                } = &mut *feed;
-                subscribers.drain_into(pending);
+                feed.drain();
             }
             (
                 std::mem::take(&mut feed.closed),
@@ -510,7 +511,6 @@ impl Uploader {
                         }
                         Err(e) => {
                             tracing::warn!("ha: shipping a snapshot failed (taken again): {e}");
-                            self.status().last_error = Some(e.to_string());
                         }
                     }
                     let _ = std::fs::remove_file(&self.config.scratch);
@@ -538,12 +538,10 @@ impl Uploader {
                     status.last_shipped_at = Some(Utc::now());
                     status.segments += 1;
                     status.bytes += bytes.len() as u64;
-                    status.last_error = None;
                     return;
                 }
                 Err(e) => {
                     tracing::warn!("ha: shipping {key} failed (retried): {e}");
-                    self.status().last_error = Some(e.to_string());
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }
@@ -589,14 +587,7 @@ impl Uploader {
     }
 
     fn try_expire(&self) -> Result<(), TargetError> {
-        let folder = generation_folder(self.generation);
-        let snaps: Vec<u64> = self
-            .objects
-            .list(&format!("{folder}/snap"))?
-            .iter()
-            .filter_map(|name| name.strip_suffix(".json"))
-            .filter_map(|cut| u64::from_str_radix(cut, 16).ok())
-            .collect();
+        let snaps = super::restore::snapshot_cuts(self.objects.as_ref(), self.generation)?;
         let keep = self.config.keep_snapshots.max(1);
         let delete = |key: String| -> Result<(), TargetError> {
             if self.may_write() {
@@ -616,11 +607,9 @@ impl Uploader {
             .first()
             .copied()
             .unwrap_or(0);
-        for name in self.objects.list(&format!("{folder}/log"))? {
-            if let Some((_, last)) = parse_segment(&name)
-                && last <= oldest_kept
-            {
-                delete(format!("{folder}/log/{name}"))?;
+        for (first, last) in super::restore::segments(self.objects.as_ref(), self.generation)? {
+            if last <= oldest_kept {
+                delete(segment_key(self.generation, first, last))?;
             }
         }
         let generations: Vec<i64> = self
@@ -650,5 +639,5 @@ fn delete_generation(objects: &dyn Objects, token: i64) -> Result<(), TargetErro
             objects.delete(&format!("{folder}/{part}/{name}"))?;
         }
     }
-    objects.delete(&format!("{folder}/parent.json"))
+    objects.delete(&parent_key(token))
 }

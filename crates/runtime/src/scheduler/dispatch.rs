@@ -444,22 +444,13 @@ impl Engine {
         let Err(deposed) = lead.fence.check() else {
             return Ok(());
         };
-        // Killed here and now, not through the executors' cancel (which acts later, on their
-        // runtime): the lease can pass to a standby a tenth of its TTL after this point.
-        let mut keys = Vec::new();
-        for run in self.runs.values() {
-            for (index, task) in run.record.state.tasks.iter().enumerate() {
-                if task.state.holds_slot() && !super::engine::is_remote(&self.executors, run, index)
-                {
-                    let key = run
-                        .record
-                        .state
-                        .idempotency_key(&run.plan, index, task.try_number);
-                    self.executors.cancel(&key);
-                    keys.push(key);
-                }
-            }
-        }
+        // Killed here and now too, not only through the executors' cancel (which acts later,
+        // on their runtime): the lease can pass to a standby a tenth of its TTL after this.
+        let keys: Vec<String> = self
+            .cancel_local_attempts()
+            .into_iter()
+            .map(|(_, key)| key)
+            .collect();
         let killed = crate::executor::orphans::kill_leftovers(&keys);
         tracing::error!(
             "{deposed}; killed {} process(es) of {} local attempt(s), writing nothing more",
@@ -467,6 +458,34 @@ impl Engine {
             keys.len()
         );
         Err(deposed.into())
+    }
+
+    /// Asks the executors to stop every attempt running in this process (remote ones, EMR
+    /// steps, go on without it); answers each with its idempotency key.
+    fn cancel_local_attempts(&self) -> Vec<(AttemptId, String)> {
+        let mut cancelled = Vec::new();
+        for (key, run) in self.runs.iter() {
+            for (index, task) in run.record.state.tasks.iter().enumerate() {
+                if task.state.holds_slot() && !super::engine::is_remote(&self.executors, run, index)
+                {
+                    let idempotency_key =
+                        run.record
+                            .state
+                            .idempotency_key(&run.plan, index, task.try_number);
+                    self.executors.cancel(&idempotency_key);
+                    cancelled.push((
+                        AttemptId {
+                            dag_id: key.0.clone(),
+                            logical_date: key.1,
+                            task_id: run.plan.tasks[index].id.clone(),
+                            try_number: task.try_number,
+                        },
+                        idempotency_key,
+                    ));
+                }
+            }
+        }
+        cancelled
     }
 
     /// After a group commit: the shipper closes a cut of the changes so far.
@@ -490,26 +509,7 @@ impl Engine {
         if Instant::now() < deadline {
             return;
         }
-        let mut interrupted = Vec::new();
-        for (key, run) in self.runs.iter() {
-            for (index, task) in run.record.state.tasks.iter().enumerate() {
-                if task.state.holds_slot() && !super::engine::is_remote(&self.executors, run, index)
-                {
-                    let key_text =
-                        run.record
-                            .state
-                            .idempotency_key(&run.plan, index, task.try_number);
-                    self.executors.cancel(&key_text);
-                    interrupted.push(AttemptId {
-                        dag_id: key.0.clone(),
-                        logical_date: key.1,
-                        task_id: run.plan.tasks[index].id.clone(),
-                        try_number: task.try_number,
-                    });
-                }
-            }
-        }
-        for id in interrupted {
+        for (id, _) in self.cancel_local_attempts() {
             self.apply_report(
                 id,
                 Report::Finished {

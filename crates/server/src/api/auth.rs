@@ -27,6 +27,15 @@ pub struct Access {
 }
 
 impl Access {
+    /// What a scheduler's settings let through (its API and, with HA, its standby's).
+    pub fn of(settings: &sluice_runtime::config::Settings) -> Access {
+        Access {
+            token: settings.api_token.clone(),
+            public_metrics: settings.public_metrics,
+            allowed_hosts: settings.allowed_hosts.clone(),
+        }
+    }
+
     /// Whether a `Host` header names this server: an IP address, `localhost` or a
     /// configured name, with or without a port. A request without one (HTTP/1.0, in-process
     /// callers) has no name to rebind.

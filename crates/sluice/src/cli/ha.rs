@@ -94,22 +94,16 @@ pub(super) fn supervise(
             return Ok(0);
         };
         drop(standby_server);
-        match serve_as_active(cli, ha, &config, signals, objects.clone(), term)? {
+        let pause = match serve_as_active(cli, ha, &config, signals, objects.clone(), term)? {
             Served::Stopped => return Ok(0),
-            Served::Deposed => {}
-            Served::GaveUp => {
-                standby_server = serve_standby(cli, ha, &view)?;
-                wait_or_stop(ha.lease_ttl, signals);
-                continue;
-            }
-            Served::HandedOver => {
-                // A standby campaigns every quarter of the TTL: let one win first.
-                standby_server = serve_standby(cli, ha, &view)?;
-                wait_or_stop(ha.lease_ttl, signals);
-                continue;
-            }
-        }
+            Served::Deposed => false,
+            // A standby campaigns every quarter of the TTL: let another win first.
+            Served::GaveUp | Served::HandedOver => true,
+        };
         standby_server = serve_standby(cli, ha, &view)?;
+        if pause {
+            wait_or_stop(ha.lease_ttl, signals);
+        }
     }
 }
 
@@ -124,11 +118,7 @@ fn serve_standby(
     };
     let shown = view.clone();
     let standby = sluice_server::standby::Standby {
-        access: sluice_server::api::auth::Access {
-            token: cli.settings.api_token.clone(),
-            public_metrics: cli.settings.public_metrics,
-            allowed_hosts: cli.settings.allowed_hosts.clone(),
-        },
+        access: sluice_server::api::auth::Access::of(&cli.settings),
         log: sluice_server::api::stderr_log(),
         view: Arc::new(move || {
             shown
@@ -218,7 +208,6 @@ fn serve_as_active(
             snapshot_every: ha.snapshot_every,
             keep_snapshots: ha.keep_snapshots,
             scratch: cli.state().join("ha-snapshot.partial"),
-            instance: ha.instance.clone(),
         },
         term.fence(),
     );
@@ -287,22 +276,18 @@ fn take_over(state: &Path, objects: &dyn Objects, instance: &str) -> Result<Pare
             "`sluice ha status` shows what was shipped; docs/ha.md (failure cases)",
         )
     };
-    let generations = restore::generations(objects).map_err(|e| unusable(&e))?;
-    if generations.is_empty() {
-        return Ok(Parent {
-            from: None,
-            instance: instance.to_owned(),
-            at: chrono::Utc::now(),
-        });
-    }
     // Restored beside the local database, which is set aside only once the restore is whole.
     let restoring = state.join("restoring");
     let _ = std::fs::remove_dir_all(&restoring);
     let restored = match restore::restore_latest(objects, &restoring) {
         Ok(Some(restored)) => restored,
+        // Nothing shipped yet: the deployment's first term keeps the local state as it is.
         Ok(None) => {
-            let _ = std::fs::remove_dir_all(&restoring);
-            return Err(unusable(&"nothing was shipped"));
+            return Ok(Parent {
+                from: None,
+                instance: instance.to_owned(),
+                at: chrono::Utc::now(),
+            });
         }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&restoring);
@@ -503,10 +488,7 @@ fn shipped_summary(
     let Some(&generation) = restore::generations(objects)?.last() else {
         return Ok(None);
     };
-    let folder = sluice_runtime::ha::ship::generation_folder(generation);
-    let parent: Option<Parent> = objects
-        .get(&format!("{folder}/parent.json"))?
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let parent = restore::parent(objects, generation)?;
     let segments = restore::segments(objects, generation)?;
     Ok(Some(Shipped {
         generation,

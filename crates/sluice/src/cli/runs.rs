@@ -378,11 +378,7 @@ fn serve_engine(
                 sluice_server::api::Api {
                     store: engine.store().clone(),
                     sender: engine.sender(),
-                    access: sluice_server::api::auth::Access {
-                        token: cli.settings.api_token.clone(),
-                        public_metrics: cli.settings.public_metrics,
-                        allowed_hosts: cli.settings.allowed_hosts.clone(),
-                    },
+                    access: sluice_server::api::auth::Access::of(&cli.settings),
                     max_backfill_intervals: cli.settings.max_backfill_intervals,
                     log: sluice_server::api::stderr_log(),
                     metrics: engine.metrics(),
